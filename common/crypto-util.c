@@ -1,0 +1,200 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * OpenSSL 3 helpers (see crypto-util.h). Every function clears the OpenSSL error queue on failure so
+ * a stale error never surfaces in a later, unrelated call.
+ */
+
+#include <openssl/core_names.h>
+#include <openssl/crypto.h>
+#include <openssl/ec.h>
+#include <openssl/ecdsa.h>
+#include <openssl/err.h>
+#include <openssl/param_build.h>
+#include <openssl/x509.h>
+#include <sys/random.h>
+
+#include "common/crypto-util.h"
+#include "common/log.h"
+
+DEFINE_TRIVIAL_CLEANUP_FUNC(ECDSA_SIG *, ECDSA_SIG_free);
+DEFINE_TRIVIAL_CLEANUP_FUNC(BIGNUM *, BN_free);
+DEFINE_TRIVIAL_CLEANUP_FUNC(OSSL_PARAM_BLD *, OSSL_PARAM_BLD_free);
+DEFINE_TRIVIAL_CLEANUP_FUNC(OSSL_PARAM *, OSSL_PARAM_free);
+
+static int openssl_fail(int error, const char *what) {
+        unsigned long e = ERR_get_error();
+        log_debug("%s failed: %s", what, e ? ERR_reason_error_string(e) : "unknown error");
+        ERR_clear_error();
+        return error;
+}
+
+int sha256_parts(const void *const *parts, const size_t *sizes, size_t n_parts, uint8_t ret[SHA256_DIGEST_SIZE]) {
+        _cleanup_(EVP_MD_CTX_freep) EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+        unsigned int len = 0;
+
+        if (!ctx)
+                return -ENOMEM;
+        if (EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) != 1)
+                return openssl_fail(-EIO, "EVP_DigestInit_ex");
+        for (size_t i = 0; i < n_parts; i++)
+                if (sizes[i] > 0 && EVP_DigestUpdate(ctx, parts[i], sizes[i]) != 1)
+                        return openssl_fail(-EIO, "EVP_DigestUpdate");
+        if (EVP_DigestFinal_ex(ctx, ret, &len) != 1 || len != SHA256_DIGEST_SIZE)
+                return openssl_fail(-EIO, "EVP_DigestFinal_ex");
+        return 0;
+}
+
+int sha256(const void *data, size_t size, uint8_t ret[SHA256_DIGEST_SIZE]) {
+        return sha256_parts(&data, &size, 1, ret);
+}
+
+int random_bytes(void *buf, size_t n) {
+        uint8_t *p = buf;
+
+        while (n > 0) {
+                ssize_t k = getrandom(p, n, 0);
+                if (k < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        return -errno;
+                }
+                p += k;
+                n -= (size_t) k;
+        }
+        return 0;
+}
+
+bool memeq_secret(const void *a, const void *b, size_t n) {
+        return CRYPTO_memcmp(a, b, n) == 0;
+}
+
+int ecdsa_raw_to_der(const uint8_t *raw, size_t coord_size, uint8_t **ret, size_t *ret_size) {
+        _cleanup_(ECDSA_SIG_freep) ECDSA_SIG *sig = NULL;
+        _cleanup_(BN_freep) BIGNUM *r = NULL, *s = NULL;
+        unsigned char *der = NULL;
+
+        if (coord_size == 0 || coord_size > 66)
+                return -EINVAL;
+        sig = ECDSA_SIG_new();
+        r = BN_bin2bn(raw, (int) coord_size, NULL);
+        s = BN_bin2bn(raw + coord_size, (int) coord_size, NULL);
+        if (!sig || !r || !s)
+                return openssl_fail(-ENOMEM, "ECDSA_SIG_new");
+        if (ECDSA_SIG_set0(sig, r, s) != 1)
+                return openssl_fail(-EIO, "ECDSA_SIG_set0");
+        r = s = NULL; /* owned by sig now */
+
+        int len = i2d_ECDSA_SIG(sig, &der);
+        if (len <= 0)
+                return openssl_fail(-ENOMEM, "i2d_ECDSA_SIG");
+
+        /* Hand out a malloc() buffer: callers free() without knowing about OPENSSL_free(). */
+        uint8_t *copy = malloc((size_t) len);
+        if (!copy) {
+                OPENSSL_free(der);
+                return -ENOMEM;
+        }
+        memcpy(copy, der, (size_t) len);
+        OPENSSL_free(der);
+        *ret = copy;
+        *ret_size = (size_t) len;
+        return 0;
+}
+
+int ecdsa_der_to_raw(const uint8_t *der, size_t der_size, size_t coord_size, uint8_t *ret_raw) {
+        _cleanup_(ECDSA_SIG_freep) ECDSA_SIG *sig = NULL;
+        const unsigned char *p = der;
+        const BIGNUM *r, *s;
+        unsigned char *reencoded = NULL;
+
+        if (der_size == 0 || der_size > 256)
+                return -EBADMSG;
+        sig = d2i_ECDSA_SIG(NULL, &p, (long) der_size);
+        if (!sig)
+                return openssl_fail(-EBADMSG, "d2i_ECDSA_SIG");
+        if ((size_t) (p - der) != der_size)
+                return -EBADMSG;
+
+        /* Strict DER: the canonical re-encoding must be byte-identical (no BER leniency). */
+        int len = i2d_ECDSA_SIG(sig, &reencoded);
+        bool same = len > 0 && (size_t) len == der_size && memcmp(reencoded, der, der_size) == 0;
+        OPENSSL_free(reencoded);
+        if (!same)
+                return -EBADMSG;
+
+        ECDSA_SIG_get0(sig, &r, &s);
+        if (BN_is_negative(r) || BN_is_negative(s) || BN_bn2binpad(r, ret_raw, (int) coord_size) < 0 ||
+            BN_bn2binpad(s, ret_raw + coord_size, (int) coord_size) < 0)
+                return openssl_fail(-EBADMSG, "BN_bn2binpad");
+        return 0;
+}
+
+int p256_pkey_from_xy(const uint8_t x[P256_COORD_SIZE], const uint8_t y[P256_COORD_SIZE], EVP_PKEY **ret) {
+        _cleanup_(OSSL_PARAM_BLD_freep) OSSL_PARAM_BLD *bld = NULL;
+        _cleanup_(OSSL_PARAM_freep) OSSL_PARAM *params = NULL;
+        _cleanup_(EVP_PKEY_CTX_freep) EVP_PKEY_CTX *ctx = NULL;
+        _cleanup_(EVP_PKEY_CTX_freep) EVP_PKEY_CTX *check = NULL;
+        EVP_PKEY *pkey = NULL;
+        uint8_t point[1 + 2 * P256_COORD_SIZE];
+
+        /* SEC 1 §2.3.3 uncompressed point: 0x04 || x || y. */
+        point[0] = 0x04;
+        memcpy(point + 1, x, P256_COORD_SIZE);
+        memcpy(point + 1 + P256_COORD_SIZE, y, P256_COORD_SIZE);
+
+        bld = OSSL_PARAM_BLD_new();
+        if (!bld ||
+            OSSL_PARAM_BLD_push_utf8_string(bld, OSSL_PKEY_PARAM_GROUP_NAME, "prime256v1", 0) != 1 ||
+            OSSL_PARAM_BLD_push_octet_string(bld, OSSL_PKEY_PARAM_PUB_KEY, point, sizeof(point)) != 1)
+                return openssl_fail(-ENOMEM, "OSSL_PARAM_BLD");
+        params = OSSL_PARAM_BLD_to_param(bld);
+        ctx = EVP_PKEY_CTX_new_from_name(NULL, "EC", NULL);
+        if (!params || !ctx)
+                return openssl_fail(-ENOMEM, "EVP_PKEY_CTX_new_from_name");
+        if (EVP_PKEY_fromdata_init(ctx) != 1 ||
+            EVP_PKEY_fromdata(ctx, &pkey, EVP_PKEY_PUBLIC_KEY, params) != 1)
+                return openssl_fail(-EBADMSG, "EVP_PKEY_fromdata");
+
+        /* fromdata does not insist the point is on the curve; a public-key check does. */
+        check = EVP_PKEY_CTX_new_from_pkey(NULL, pkey, NULL);
+        if (!check || EVP_PKEY_public_check(check) != 1) {
+                EVP_PKEY_free(pkey);
+                return openssl_fail(-EBADMSG, "EVP_PKEY_public_check");
+        }
+        *ret = pkey;
+        return 0;
+}
+
+int pkey_to_spki_der(EVP_PKEY *pkey, uint8_t **ret, size_t *ret_size) {
+        unsigned char *der = NULL;
+        int len = i2d_PUBKEY(pkey, &der);
+        if (len <= 0)
+                return openssl_fail(-EINVAL, "i2d_PUBKEY");
+
+        uint8_t *copy = malloc((size_t) len);
+        if (!copy) {
+                OPENSSL_free(der);
+                return -ENOMEM;
+        }
+        memcpy(copy, der, (size_t) len);
+        OPENSSL_free(der);
+        *ret = copy;
+        *ret_size = (size_t) len;
+        return 0;
+}
+
+int ecdsa_verify_digest(EVP_PKEY *pkey, const uint8_t digest[SHA256_DIGEST_SIZE], const uint8_t *der_sig,
+                        size_t der_size) {
+        _cleanup_(EVP_PKEY_CTX_freep) EVP_PKEY_CTX *ctx = EVP_PKEY_CTX_new_from_pkey(NULL, pkey, NULL);
+
+        if (!ctx)
+                return openssl_fail(-ENOMEM, "EVP_PKEY_CTX_new_from_pkey");
+        if (EVP_PKEY_verify_init(ctx) != 1 || EVP_PKEY_CTX_set_signature_md(ctx, EVP_sha256()) != 1)
+                return openssl_fail(-EIO, "EVP_PKEY_verify_init");
+
+        int r = EVP_PKEY_verify(ctx, der_sig, der_size, digest, SHA256_DIGEST_SIZE);
+        if (r == 1)
+                return 1;
+        ERR_clear_error();
+        return 0;
+}

@@ -1,0 +1,190 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * Crash-safe file helpers (see fileio.h).
+ */
+
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "common/fileio.h"
+#include "common/macro.h"
+
+int loop_write(int fd, const void *buf, size_t size) {
+        const uint8_t *p = buf;
+
+        while (size > 0) {
+                ssize_t n = write(fd, p, size);
+                if (n < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        return -errno;
+                }
+                if (n == 0)
+                        return -EIO;
+                p += n;
+                size -= (size_t) n;
+        }
+        return 0;
+}
+
+int loop_read_exact(int fd, void *buf, size_t size) {
+        uint8_t *p = buf;
+
+        while (size > 0) {
+                ssize_t n = read(fd, p, size);
+                if (n < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        return -errno;
+                }
+                if (n == 0)
+                        return -EIO;
+                p += n;
+                size -= (size_t) n;
+        }
+        return 0;
+}
+
+int fsync_directory(int dir_fd) {
+        if (fsync(dir_fd) < 0)
+                return -errno;
+        return 0;
+}
+
+static int make_temp_file(int dir_fd, const char *name, mode_t mode, char **ret_name) {
+        /* Random suffix: several writers of the same directory must not collide. */
+        for (unsigned attempt = 0; attempt < 16; attempt++) {
+                uint64_t r;
+                if (getentropy(&r, sizeof(r)) < 0)
+                        return -errno;
+
+                _cleanup_free_ char *tmp = NULL;
+                if (asprintf(&tmp, TMP_FILE_PREFIX "%s-%016llx", name, (unsigned long long) r) < 0)
+                        return -ENOMEM;
+
+                int fd = openat(dir_fd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, mode);
+                if (fd < 0) {
+                        if (errno == EEXIST)
+                                continue;
+                        return -errno;
+                }
+                *ret_name = TAKE_PTR(tmp);
+                return fd;
+        }
+        return -EEXIST;
+}
+
+int write_file_atomic_at(int dir_fd, const char *name, const void *data, size_t size, mode_t mode,
+                         unsigned flags) {
+        _cleanup_free_ char *tmp = NULL;
+        _cleanup_close_ int fd = -EBADF;
+        int r;
+
+        if (!name || !*name || strchr(name, '/'))
+                return -EINVAL;
+
+        fd = make_temp_file(dir_fd, name, mode, &tmp);
+        if (fd < 0)
+                return fd;
+
+        /* openat() applies the umask; the caller asked for exact permissions. */
+        if (fchmod(fd, mode) < 0) {
+                r = -errno;
+                goto fail;
+        }
+        r = loop_write(fd, data, size);
+        if (r < 0)
+                goto fail;
+        if (fsync(fd) < 0) {
+                r = -errno;
+                goto fail;
+        }
+        fd = safe_close(fd);
+
+        if (flags & WRITE_FILE_NOREPLACE)
+                r = renameat2(dir_fd, tmp, dir_fd, name, RENAME_NOREPLACE);
+        else
+                r = renameat(dir_fd, tmp, dir_fd, name);
+        if (r < 0) {
+                r = -errno;
+                goto fail;
+        }
+        return fsync_directory(dir_fd);
+
+fail:
+        (void) unlinkat(dir_fd, tmp, 0);
+        return r;
+}
+
+int read_file_at(int dir_fd, const char *name, size_t max_size, uint8_t **ret, size_t *ret_size) {
+        _cleanup_close_ int fd = -EBADF;
+        struct stat st;
+
+        fd = openat(dir_fd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY);
+        if (fd < 0)
+                return -errno;
+        if (fstat(fd, &st) < 0)
+                return -errno;
+        if (!S_ISREG(st.st_mode))
+                return -EINVAL;
+        if ((uint64_t) st.st_size > max_size)
+                return -EFBIG;
+
+        size_t size = (size_t) st.st_size;
+        _cleanup_free_ uint8_t *buf = malloc(size + 1);
+        if (!buf)
+                return -ENOMEM;
+
+        /* Read up to one byte more than fstat() said so a file that grew in between is noticed. */
+        size_t have = 0;
+        for (;;) {
+                ssize_t n = read(fd, buf + have, size + 1 - have);
+                if (n < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        return -errno;
+                }
+                if (n == 0)
+                        break;
+                have += (size_t) n;
+                if (have > size)
+                        return -EFBIG;
+        }
+        buf[have] = 0;
+        *ret = TAKE_PTR(buf);
+        *ret_size = have;
+        return 0;
+}
+
+int wipe_file_at(int dir_fd, const char *name) {
+        _cleanup_close_ int fd = -EBADF;
+        struct stat st;
+        int r;
+
+        fd = openat(dir_fd, name, O_WRONLY | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY);
+        if (fd < 0)
+                return -errno;
+        if (fstat(fd, &st) < 0)
+                return -errno;
+        if (!S_ISREG(st.st_mode))
+                return -EINVAL;
+
+        static const uint8_t zeros[4096];
+        for (off_t left = st.st_size; left > 0;) {
+                size_t n = (size_t) MIN((off_t) sizeof(zeros), left);
+                r = loop_write(fd, zeros, n);
+                if (r < 0)
+                        return r;
+                left -= (off_t) n;
+        }
+        if (fsync(fd) < 0)
+                return -errno;
+        fd = safe_close(fd);
+
+        if (unlinkat(dir_fd, name, 0) < 0)
+                return -errno;
+        return fsync_directory(dir_fd);
+}

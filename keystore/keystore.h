@@ -1,0 +1,115 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+/*
+ * The keystore: non-exportable ECDSA P-256 signing keys in the TPM, and their records in the state
+ * directory. This is the public interface of keystore/; it exposes no TPM types, so callers never
+ * include tss2 headers.
+ *
+ * A Keystore is used by one thread at a time (it owns one ESAPI context). It holds the storage root
+ * key (SRK), the host key and a small cache of loaded and context-saved keys that stays within the
+ * TPM's guaranteed three object slots (docs/keystore.md, "Slots").
+ *
+ * Errors are -errno; see keystore/tpm.h for how TPM conditions map, plus:
+ *   -EEXIST       a key (or tombstone) of that name exists
+ *   -ENOENT       no record of that name
+ *   -EKEYREVOKED  the key was destroyed
+ *   -EMEDIUMTYPE  the key belongs to another TPM or an owner hierarchy that has since been cleared
+ *   -EBUSY        the state directory is in use by another process
+ * keystore_last_error() gives a message for the most recent failure.
+ */
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "keystore/record.h"
+
+#define KEYSTORE_ERROR_MAX 256U
+#define KEYSTORE_HOST_ID_SIZE 16U          /* bytes; hex in agent URIs */
+#define KEYSTORE_DIGEST_SIZE 32U           /* SHA-256 */
+#define KEYSTORE_SIGNATURE_SIZE 64U        /* raw r || s */
+
+typedef struct Keystore Keystore;
+
+typedef struct KeystoreOptions {
+        const char *tcti;                  /* TCTI configuration, e.g. "device:/dev/tpmrm0" */
+        const char *state_dir;             /* created 0700 if missing */
+        const char *owner_auth_file;       /* owner hierarchy password, optional */
+        const char *endorsement_auth_file; /* endorsement hierarchy password, optional */
+        bool flush_stale_handles;          /* flush every transient object at start (no RM only) */
+} KeystoreOptions;
+
+typedef struct KeySpec {
+        const char *name;
+        const char *owner;
+        const char *description;           /* optional */
+        uint32_t uid;
+        uint64_t not_after;                /* seconds since the epoch, 0 = none */
+        const uint8_t *exe_sha256;         /* KEY_EXE_DIGEST_SIZE bytes, optional */
+} KeySpec;
+
+/* Called for each record file the loader cannot use; reason is human-readable. */
+typedef void (*KeystoreProblemFn)(const char *file, int error, const char *reason, void *userdata);
+
+/*
+ * keystore_open() - connect to the TPM, lock and check the state directory, derive the SRK,
+ *                   create or load the host key, and finish interrupted destroys
+ * @ret_error: KEYSTORE_ERROR_MAX bytes for a message on failure (may be NULL)
+ *
+ * The state directory must be owned by the caller and not writable by group or others (-EPERM).
+ */
+int keystore_open(const KeystoreOptions *o, Keystore **ret, char *ret_error);
+Keystore *keystore_free(Keystore *ks);
+DEFINE_TRIVIAL_CLEANUP_FUNC(Keystore *, keystore_free);
+
+const char *keystore_last_error(const Keystore *ks);
+/* Hex of the first 16 bytes of SHA-256(SRK Name): 32 characters (DESIGN §2 host-id). */
+const char *keystore_host_id(const Keystore *ks);
+const uint8_t *keystore_srk_name(const Keystore *ks);          /* KEY_KID_SIZE bytes */
+const char *keystore_tpm_manufacturer(const Keystore *ks);
+const KeyRecord *keystore_host_key(const Keystore *ks);
+
+/*
+ * keystore_create_key() - create a new TPM key with a random authValue and persist its record
+ *
+ * Return: 0 and the new record; -EINVAL for a bad spec; -EEXIST; TPM errors.
+ */
+int keystore_create_key(Keystore *ks, const KeySpec *spec, uint64_t now, KeyRecord **ret);
+
+/* Read one record from disk. Return: 0; -ENOENT; -EBADMSG (reason in keystore_last_error()). */
+int keystore_load_record(Keystore *ks, const char *name, KeyRecord **ret);
+
+/*
+ * keystore_load_all() - read every record, reporting (and skipping) torn, foreign or corrupt files
+ *
+ * Records that parse but belong to another SRK are returned; keystore_key_check() tells.
+ * Return: 0 and an array of records (free each, then the array); -errno if the directory cannot be read.
+ */
+int keystore_load_all(Keystore *ks, KeystoreProblemFn report, void *userdata, KeyRecord ***ret, size_t *ret_n);
+
+/* Can this record be used with this TPM? Return: 0; -EKEYREVOKED; -EMEDIUMTYPE; -EBADMSG. */
+int keystore_key_check(Keystore *ks, const KeyRecord *r);
+
+/*
+ * keystore_sign() - sign a SHA-256 digest with the key of an active record
+ * @ret_sig: r || s, each left-padded to 32 bytes
+ *
+ * Reuses a loaded or context-saved copy of the key when it has one. A TPM reset in between is noticed
+ * (stale handles) and handled by reloading from the blob once.
+ */
+int keystore_sign(Keystore *ks, const KeyRecord *r, const uint8_t digest[KEYSTORE_DIGEST_SIZE],
+                  uint8_t ret_sig[KEYSTORE_SIGNATURE_SIZE]);
+
+/*
+ * keystore_destroy_key() - flush the key, replace its record with a tombstone, wipe the old file
+ *
+ * On return the record on disk is a tombstone (the name stays reserved) and r is one too. See
+ * docs/keystore.md for what destroying does and does not guarantee.
+ * Return: 0; -EKEYREVOKED if already destroyed; -EPERM for the host key; -errno.
+ */
+int keystore_destroy_key(Keystore *ks, KeyRecord *r, uint64_t now);
+
+/* The key's public key as DER SubjectPublicKeyInfo. */
+int keystore_key_public_der(const KeyRecord *r, uint8_t **ret, size_t *ret_size);
+/* The key's public area (marshalled TPMT_PUBLIC, no size prefix), as evidence carries it. */
+int keystore_key_public_area(const KeyRecord *r, uint8_t **ret, size_t *ret_size);
