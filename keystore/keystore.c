@@ -665,8 +665,9 @@ static int keystore_tpm_create(Keystore *ks, const uint8_t auth[KEY_AUTH_SIZE], 
         sensitive.sensitive.userAuth.size = KEY_AUTH_SIZE;
         memcpy(sensitive.sensitive.userAuth.buffer, auth, KEY_AUTH_SIZE);
 
-        /* Create needs only the parent loaded: SRK plus the cache's loaded keys stays within 3. */
-        r = cache_make_room(ks, KEYSTORE_MAX_LOADED);
+        /* TPM2_Create needs the parent loaded and a free slot to build the object in (measured: with
+         * three objects loaded it fails with TPM_RC_OBJECT_MEMORY). */
+        r = cache_make_room(ks, KEYSTORE_MAX_LOADED - 1);
         if (r >= 0)
                 r = srk_acquire(ks, &srk);
         if (r >= 0) {

@@ -1,0 +1,702 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * The keystore against a real software TPM (suite "tpm"). Every test gets its own swtpm.
+ */
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include <cmocka.h>
+#include <openssl/x509.h>
+#include <tss2/tss2_esys.h>
+#include <tss2/tss2_mu.h>
+#include <tss2/tss2_tctildr.h>
+
+#include "common/cbor-util.h"
+#include "common/crypto-util.h"
+#include "common/fileio.h"
+#include "keystore/keystore.h"
+#include "tests/lib/tpm-sim.h"
+
+typedef struct Fixture {
+        TpmSim *sim;
+        char state_dir[64];
+        KeystoreOptions opts;
+} Fixture;
+
+static int setup(void **state) {
+        Fixture *f = calloc(1, sizeof(*f));
+        assert_non_null(f);
+        assert_int_equal(tpm_sim_start(&f->sim), 0);
+        snprintf(f->state_dir, sizeof(f->state_dir), "%s/state-dir", f->sim->dir);
+        f->opts = (KeystoreOptions) { .tcti = f->sim->tcti, .state_dir = f->state_dir };
+        *state = f;
+        return 0;
+}
+
+static int teardown(void **state) {
+        Fixture *f = *state;
+        tpm_sim_free(f->sim);
+        free(f);
+        return 0;
+}
+
+static Keystore *open_ok(Fixture *f) {
+        char err[KEYSTORE_ERROR_MAX] = "";
+        Keystore *ks = NULL;
+        int r = keystore_open(&f->opts, &ks, err);
+        if (r < 0)
+                fail_msg("keystore_open: %s (%d)", err, r);
+        return ks;
+}
+
+static KeyRecord *create_ok(Keystore *ks, const char *name, uint32_t uid) {
+        KeySpec spec = { .name = name, .owner = "team-a@example.com", .uid = uid };
+        KeyRecord *r = NULL;
+        int k = keystore_create_key(ks, &spec, (uint64_t) time(NULL), &r);
+        if (k < 0)
+                fail_msg("create %s: %s (%d)", name, keystore_last_error(ks), k);
+        return r;
+}
+
+/* Sign a digest and check the signature with OpenSSL against the exported public key. */
+static void sign_and_verify(Keystore *ks, const KeyRecord *r, uint8_t fill) {
+        uint8_t digest[32], sig[64];
+        _cleanup_free_ uint8_t *spki = NULL, *der = NULL;
+        size_t spki_size = 0, der_size = 0;
+
+        memset(digest, fill, sizeof(digest));
+        int k = keystore_sign(ks, r, digest, sig);
+        if (k < 0)
+                fail_msg("sign with %s: %s (%d)", r->name, keystore_last_error(ks), k);
+
+        assert_int_equal(keystore_key_public_der(r, &spki, &spki_size), 0);
+        const unsigned char *p = spki;
+        EVP_PKEY *pkey = d2i_PUBKEY(NULL, &p, (long) spki_size);
+        assert_non_null(pkey);
+        assert_int_equal(ecdsa_raw_to_der(sig, 32, &der, &der_size), 0);
+        assert_int_equal(ecdsa_verify_digest(pkey, digest, der, der_size), 1);
+        /* ...and a different digest does not verify. */
+        digest[0] ^= 1;
+        assert_int_equal(ecdsa_verify_digest(pkey, digest, der, der_size), 0);
+        EVP_PKEY_free(pkey);
+}
+
+static void test_wrong_tcti(void **state) {
+        Fixture *f = *state;
+        char err[KEYSTORE_ERROR_MAX] = "";
+        Keystore *ks = NULL;
+
+        f->opts.tcti = "swtpm:path=/nonexistent/agentid-test.sock";
+        assert_int_equal(keystore_open(&f->opts, &ks, err), -ENODEV);
+        assert_null(ks);
+        /* The message names the TCTI so an operator knows which TPM was meant. */
+        assert_non_null(strstr(err, "/nonexistent/agentid-test.sock"));
+
+        f->opts.tcti = "nosuchtcti:foo";
+        assert_int_equal(keystore_open(&f->opts, &ks, err), -ENODEV);
+        assert_non_null(strstr(err, "nosuchtcti"));
+}
+
+static void test_host_key_and_id_stable(void **state) {
+        Fixture *f = *state;
+        char id[64];
+        uint8_t kid[KEY_KID_SIZE];
+
+        Keystore *ks = open_ok(f);
+        assert_int_equal(strlen(keystore_host_id(ks)), 32);
+        strcpy(id, keystore_host_id(ks));
+        memcpy(kid, keystore_host_key(ks)->kid, KEY_KID_SIZE);
+        assert_string_equal(keystore_tpm_manufacturer(ks), "IBM");
+        sign_and_verify(ks, keystore_host_key(ks), 0x11);
+        keystore_free(ks);
+
+        ks = open_ok(f);
+        assert_string_equal(keystore_host_id(ks), id);
+        assert_memory_equal(keystore_host_key(ks)->kid, kid, KEY_KID_SIZE);
+
+        /* host-id = hex(SHA-256(SRK Name)[:16]) (DESIGN §2). */
+        uint8_t d[32];
+        char hex[33];
+        assert_int_equal(sha256(keystore_srk_name(ks), KEY_KID_SIZE, d), 0);
+        for (int i = 0; i < 16; i++)
+                sprintf(hex + 2 * i, "%02x", d[i]);
+        assert_string_equal(hex, id);
+
+        /* The host key is not an agent key: it cannot be destroyed through the keystore. */
+        KeyRecord *copy = NULL;
+        assert_int_equal(key_record_copy(keystore_host_key(ks), &copy), 0);
+        assert_int_equal(keystore_destroy_key(ks, copy, 1), -EPERM);
+        key_record_free(copy);
+        keystore_free(ks);
+}
+
+static void test_create_sign_verify(void **state) {
+        Fixture *f = *state;
+        Keystore *ks = open_ok(f);
+        KeyRecord *r = create_ok(ks, "agent-1", 1000);
+
+        assert_int_equal(r->state, KEY_STATE_ACTIVE);
+        assert_memory_equal(r->parent, keystore_srk_name(ks), KEY_KID_SIZE);
+        sign_and_verify(ks, r, 0x42);
+        sign_and_verify(ks, r, 0x43);
+
+        /* The record on disk equals what create returned, and it signs after a restart. */
+        keystore_free(ks);
+        ks = open_ok(f);
+        KeyRecord *loaded = NULL;
+        assert_int_equal(keystore_load_record(ks, "agent-1", &loaded), 0);
+        assert_string_equal(loaded->owner, "team-a@example.com");
+        assert_int_equal(loaded->uid, 1000);
+        assert_memory_equal(loaded->kid, r->kid, KEY_KID_SIZE);
+        assert_memory_equal(loaded->auth, r->auth, KEY_AUTH_SIZE);
+        assert_int_equal(keystore_key_check(ks, loaded), 0);
+        sign_and_verify(ks, loaded, 0x44);
+
+        key_record_free(loaded);
+        key_record_free(r);
+        keystore_free(ks);
+}
+
+static void test_public_area_and_name(void **state) {
+        Fixture *f = *state;
+        Keystore *ks = open_ok(f);
+        KeyRecord *r = create_ok(ks, "agent-attrs", 1000);
+        _cleanup_free_ uint8_t *area = NULL;
+        size_t area_size = 0;
+
+        assert_int_equal(keystore_key_public_area(r, &area, &area_size), 0);
+        keystore_free(ks); /* frees the TPM's slots for the independent check below */
+
+        TPMT_PUBLIC pub = {};
+        size_t off = 0;
+        assert_int_equal(Tss2_MU_TPMT_PUBLIC_Unmarshal(area, area_size, &off, &pub), TSS2_RC_SUCCESS);
+        assert_int_equal(off, area_size);
+
+        /* Exactly fixedTPM | fixedParent | sensitiveDataOrigin | userWithAuth | noDA | sign. */
+        assert_int_equal(pub.objectAttributes, 0x00040472);
+        assert_int_equal(pub.objectAttributes & TPMA_OBJECT_RESTRICTED, 0);
+        assert_int_equal(pub.objectAttributes & TPMA_OBJECT_DECRYPT, 0);
+        assert_int_equal(pub.type, TPM2_ALG_ECC);
+        assert_int_equal(pub.nameAlg, TPM2_ALG_SHA256);
+        assert_int_equal(pub.parameters.eccDetail.curveID, TPM2_ECC_NIST_P256);
+        assert_int_equal(pub.parameters.eccDetail.scheme.scheme, TPM2_ALG_ECDSA);
+        assert_int_equal(pub.parameters.eccDetail.scheme.details.ecdsa.hashAlg, TPM2_ALG_SHA256);
+        assert_int_equal(pub.authPolicy.size, 0);
+
+        /* Name = 000b || SHA-256(TPMT_PUBLIC), computed here with OpenSSL... */
+        uint8_t expected[KEY_KID_SIZE] = { 0x00, 0x0b };
+        assert_int_equal(sha256(area, area_size, expected + 2), 0);
+        assert_memory_equal(r->kid, expected, KEY_KID_SIZE);
+
+        /* ...and by the TPM itself (public-only LoadExternal returns the TPM-computed Name). */
+        TSS2_TCTI_CONTEXT *tcti = NULL;
+        ESYS_CONTEXT *esys = NULL;
+        ESYS_TR h = ESYS_TR_NONE;
+        TPM2B_NAME *name = NULL;
+        TPM2B_PUBLIC in = { .publicArea = pub };
+        assert_int_equal(Tss2_TctiLdr_Initialize(f->sim->tcti, &tcti), TSS2_RC_SUCCESS);
+        assert_int_equal(Esys_Initialize(&esys, tcti, NULL), TSS2_RC_SUCCESS);
+        assert_int_equal(Esys_LoadExternal(esys, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, NULL, &in,
+                                           ESYS_TR_RH_NULL, &h),
+                         TSS2_RC_SUCCESS);
+        assert_int_equal(Esys_TR_GetName(esys, h, &name), TSS2_RC_SUCCESS);
+        assert_int_equal(name->size, KEY_KID_SIZE);
+        assert_memory_equal(name->name, expected, KEY_KID_SIZE);
+        Esys_Free(name);
+        Esys_FlushContext(esys, h);
+        Esys_Finalize(&esys);
+        Tss2_TctiLdr_Finalize(&tcti);
+        key_record_free(r);
+}
+
+static void test_bad_specs(void **state) {
+        Fixture *f = *state;
+        Keystore *ks = open_ok(f);
+        KeyRecord *r = NULL;
+        char long_name[70];
+        const char *bad_names[] = { "", "Agent", "-x", ".x", "../x", "a/b", "a b", "ä", long_name };
+
+        memset(long_name, 'a', 65);
+        long_name[65] = 0;
+        for (size_t i = 0; i < ELEMENTSOF(bad_names); i++) {
+                KeySpec spec = { .name = bad_names[i], .owner = "o", .uid = 1 };
+                assert_int_equal(keystore_create_key(ks, &spec, 100, &r), -EINVAL);
+        }
+        /* 64 characters is the longest valid name. */
+        long_name[64] = 0;
+        KeyRecord *ok = create_ok(ks, long_name, 1);
+        key_record_free(ok);
+
+        KeySpec empty_owner = { .name = "x", .owner = "", .uid = 1 };
+        assert_int_equal(keystore_create_key(ks, &empty_owner, 100, &r), -EINVAL);
+        KeySpec ctl_owner = { .name = "x", .owner = "a\nb", .uid = 1 };
+        assert_int_equal(keystore_create_key(ks, &ctl_owner, 100, &r), -EINVAL);
+        KeySpec past = { .name = "x", .owner = "o", .uid = 1, .not_after = 50 };
+        assert_int_equal(keystore_create_key(ks, &past, 100, &r), -EINVAL);
+
+        KeyRecord *a = create_ok(ks, "dup", 1);
+        KeySpec dup = { .name = "dup", .owner = "o", .uid = 2 };
+        assert_int_equal(keystore_create_key(ks, &dup, (uint64_t) time(NULL), &r), -EEXIST);
+        key_record_free(a);
+
+        /* Nothing was written for the refused specs. */
+        KeyRecord **all = NULL;
+        size_t n = 0;
+        assert_int_equal(keystore_load_all(ks, NULL, NULL, &all, &n), 0);
+        assert_int_equal(n, 2);
+        for (size_t i = 0; i < n; i++)
+                key_record_free(all[i]);
+        free(all);
+        keystore_free(ks);
+}
+
+static void test_twenty_keys_in_turn(void **state) {
+        Fixture *f = *state;
+        Keystore *ks = open_ok(f);
+        KeyRecord *keys[20];
+
+        for (size_t i = 0; i < ELEMENTSOF(keys); i++) {
+                char name[16];
+                snprintf(name, sizeof(name), "agent-%zu", i);
+                keys[i] = create_ok(ks, name, (uint32_t) (1000 + i));
+        }
+        /* Three rounds over twenty keys: far more keys than the TPM's three slots. */
+        for (unsigned round = 0; round < 3; round++)
+                for (size_t i = 0; i < ELEMENTSOF(keys); i++)
+                        sign_and_verify(ks, keys[i], (uint8_t) (round * 20 + i));
+        /* Interleave with the host key too. */
+        sign_and_verify(ks, keystore_host_key(ks), 0x99);
+        sign_and_verify(ks, keys[0], 0x98);
+
+        for (size_t i = 0; i < ELEMENTSOF(keys); i++)
+                key_record_free(keys[i]);
+        keystore_free(ks);
+}
+
+/* Rewrite a record file with one field changed by the caller. */
+static void tamper_record(Fixture *f, const char *name, void (*change)(KeyRecord *r)) {
+        char dir[128];
+        uint8_t *buf = NULL, *out = NULL;
+        size_t size = 0, out_size = 0;
+        KeyRecord *r = NULL;
+
+        snprintf(dir, sizeof(dir), "%s/keys", f->state_dir);
+        int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        assert_true(dfd >= 0);
+        assert_int_equal(read_file_at(dfd, name, 65536, &buf, &size), 0);
+        assert_int_equal(key_record_from_cbor(buf, size, &r, NULL), 0);
+        change(r);
+        assert_int_equal(key_record_to_cbor(r, &out, &out_size), 0);
+        assert_int_equal(write_file_atomic_at(dfd, name, out, out_size, 0600, 0), 0);
+        close(dfd);
+        key_record_free(r);
+        free(buf);
+        free(out);
+}
+
+static void flip_auth(KeyRecord *r) {
+        r->auth[0] ^= 0x5a;
+}
+
+static void test_wrong_auth_refused(void **state) {
+        Fixture *f = *state;
+        Keystore *ks = open_ok(f);
+        KeyRecord *a = create_ok(ks, "victim", 1000);
+        KeyRecord *b = create_ok(ks, "bystander", 1001);
+        keystore_free(ks);
+
+        tamper_record(f, "victim", flip_auth);
+
+        ks = open_ok(f);
+        KeyRecord *bad = NULL;
+        uint8_t digest[32] = { 1 }, sig[64];
+        assert_int_equal(keystore_load_record(ks, "victim", &bad), 0);
+        /* Far more failures than swtpm's dictionary-attack threshold (3): noDA keeps the TPM usable. */
+        for (int i = 0; i < 6; i++)
+                assert_int_equal(keystore_sign(ks, bad, digest, sig), -EKEYREJECTED);
+        sign_and_verify(ks, b, 0x10);
+        /* The right authValue still works: the failures neither locked the TPM nor the key. */
+        sign_and_verify(ks, a, 0x11);
+        sign_and_verify(ks, keystore_host_key(ks), 0x12);
+
+        key_record_free(bad);
+        key_record_free(a);
+        key_record_free(b);
+        keystore_free(ks);
+}
+
+static bool file_contains(const char *path, const uint8_t *needle, size_t n) {
+        uint8_t *buf = NULL;
+        size_t size = 0;
+        bool found = false;
+
+        if (read_file_at(AT_FDCWD, path, 1 << 20, &buf, &size) < 0)
+                return false;
+        for (size_t i = 0; n <= size && i + n <= size && !found; i++)
+                found = memcmp(buf + i, needle, n) == 0;
+        free(buf);
+        return found;
+}
+
+static unsigned count_dir_entries(const char *path, const char *prefix) {
+        DIR *d = opendir(path);
+        unsigned n = 0;
+        assert_non_null(d);
+        for (struct dirent *de; (de = readdir(d));)
+                if (strncmp(de->d_name, prefix, strlen(prefix)) == 0)
+                        n++;
+        closedir(d);
+        return n;
+}
+
+static void test_destroy(void **state) {
+        Fixture *f = *state;
+        Keystore *ks = open_ok(f);
+        KeyRecord *r = create_ok(ks, "retiring", 1000);
+        KeyRecord *before = NULL;
+        char path[160], keys[128];
+        uint8_t digest[32] = { 7 }, sig[64];
+
+        sign_and_verify(ks, r, 0x21);
+        assert_int_equal(key_record_copy(r, &before), 0);
+        snprintf(keys, sizeof(keys), "%s/keys", f->state_dir);
+        snprintf(path, sizeof(path), "%s/retiring", keys);
+        assert_true(file_contains(path, before->priv, before->priv_size));
+
+        assert_int_equal(keystore_destroy_key(ks, r, 12345), 0);
+        assert_int_equal(r->state, KEY_STATE_DESTROYED);
+        assert_null(r->priv);
+        assert_int_equal(keystore_sign(ks, r, digest, sig), -EKEYREVOKED);
+        assert_int_equal(keystore_destroy_key(ks, r, 12346), -EKEYREVOKED);
+
+        /* On disk: a tombstone without blob or authValue, no leftover copies. */
+        assert_false(file_contains(path, before->priv, before->priv_size));
+        assert_false(file_contains(path, before->auth, KEY_AUTH_SIZE));
+        assert_int_equal(count_dir_entries(keys, ".wipe-"), 0);
+        assert_int_equal(count_dir_entries(keys, ".tmp-"), 0);
+
+        KeyRecord *tomb = NULL;
+        assert_int_equal(keystore_load_record(ks, "retiring", &tomb), 0);
+        assert_int_equal(tomb->state, KEY_STATE_DESTROYED);
+        assert_int_equal(tomb->destroyed, 12345);
+        assert_memory_equal(tomb->kid, before->kid, KEY_KID_SIZE);
+        assert_int_equal(keystore_key_check(ks, tomb), -EKEYREVOKED);
+
+        /* The name stays reserved for good, across restarts too. */
+        KeySpec again = { .name = "retiring", .owner = "o", .uid = 1 };
+        KeyRecord *r2 = NULL;
+        assert_int_equal(keystore_create_key(ks, &again, (uint64_t) time(NULL), &r2), -EEXIST);
+        keystore_free(ks);
+        ks = open_ok(f);
+        assert_int_equal(keystore_create_key(ks, &again, (uint64_t) time(NULL), &r2), -EEXIST);
+
+        key_record_free(tomb);
+        key_record_free(before);
+        key_record_free(r);
+        keystore_free(ks);
+}
+
+static void test_interrupted_destroy_finished_at_open(void **state) {
+        Fixture *f = *state;
+        Keystore *ks = open_ok(f);
+        KeyRecord *r = create_ok(ks, "half", 1000);
+        char keys[128], from[200], to[200];
+        keystore_free(ks);
+
+        /* What a crash between "tombstone written" and "old record wiped" leaves behind. */
+        snprintf(keys, sizeof(keys), "%s/keys", f->state_dir);
+        snprintf(from, sizeof(from), "%s/half", keys);
+        snprintf(to, sizeof(to), "%s/.wipe-half", keys);
+        assert_int_equal(link(from, to), 0);
+        snprintf(to, sizeof(to), "%s/.tmp-half-0123456789abcdef", keys);
+        int fd = open(to, O_WRONLY | O_CREAT | O_EXCL, 0600);
+        assert_true(fd >= 0);
+        close(fd);
+
+        ks = open_ok(f);
+        assert_int_equal(count_dir_entries(keys, ".wipe-"), 0);
+        assert_int_equal(count_dir_entries(keys, ".tmp-"), 0);
+        key_record_free(r);
+        keystore_free(ks);
+}
+
+static void report_problem(const char *file, int error, const char *reason, void *userdata) {
+        unsigned *n = userdata;
+        assert_non_null(reason);
+        assert_true(error < 0);
+        (*n)++;
+}
+
+static void write_raw(const char *dir, const char *name, const void *data, size_t size) {
+        char path[256];
+        snprintf(path, sizeof(path), "%s/%s", dir, name);
+        int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+        assert_true(fd >= 0);
+        assert_int_equal(write(fd, data, size), (ssize_t) size);
+        close(fd);
+}
+
+static void drop_priv_keep_active(Fixture *f, const char *name) {
+        /* Re-encode the record without "priv": an active record whose blob is missing. */
+        char dir[128];
+        uint8_t *buf = NULL, *out = NULL;
+        size_t size = 0, out_size = 0;
+        cbor_item_t *in = NULL;
+        CborLimits lim = { .max_size = 65536, .max_depth = 4, .max_items = 100 };
+
+        snprintf(dir, sizeof(dir), "%s/keys", f->state_dir);
+        int dfd = open(dir, O_RDONLY | O_DIRECTORY);
+        assert_int_equal(read_file_at(dfd, name, 65536, &buf, &size), 0);
+        assert_int_equal(cbor_util_decode(buf, size, &lim, &in, NULL), 0);
+        cbor_item_t *m = cbor_util_new_map();
+        struct cbor_pair *pairs = cbor_map_handle(in);
+        for (size_t i = 0; i < cbor_map_size(in); i++) {
+                const char *k = (const char *) cbor_string_handle(pairs[i].key);
+                if (cbor_string_length(pairs[i].key) == 4 && memcmp(k, "priv", 4) == 0)
+                        continue;
+                assert_int_equal(cbor_util_map_put(m, cbor_incref(pairs[i].key), cbor_incref(pairs[i].value)), 0);
+        }
+        assert_int_equal(cbor_util_encode(m, &out, &out_size), 0);
+        write_raw(dir, name, out, out_size);
+        cbor_decref(&m);
+        cbor_decref(&in);
+        close(dfd);
+        free(buf);
+        free(out);
+}
+
+static void test_corrupt_records_skipped(void **state) {
+        Fixture *f = *state;
+        Keystore *ks = open_ok(f);
+        char keys[128];
+        uint8_t junk[300];
+        KeyRecord *good = create_ok(ks, "good", 1000);
+        KeyRecord *torn = create_ok(ks, "torn", 1000);
+        KeyRecord *noblob = create_ok(ks, "noblob", 1000);
+        KeyRecord *moved = create_ok(ks, "moved", 1000);
+        keystore_free(ks);
+
+        snprintf(keys, sizeof(keys), "%s/keys", f->state_dir);
+        /* Torn: only the first half of the record made it to disk. */
+        write_raw(keys, "torn", torn->pub, 10);
+        /* Foreign: random bytes, including the 2 GiB-allocation header libcbor would trust. */
+        assert_int_equal(random_bytes(junk, sizeof(junk)), 0);
+        write_raw(keys, "junk", junk, sizeof(junk));
+        write_raw(keys, "bomb", "\x9a\x10\x00\x00\x00", 5);
+        write_raw(keys, "empty", "", 0);
+        write_raw(keys, "Not-A-Name", "x", 1);
+        drop_priv_keep_active(f, "noblob");
+        /* A valid record under another name. */
+        char from[200], to[200];
+        snprintf(from, sizeof(from), "%s/moved", keys);
+        snprintf(to, sizeof(to), "%s/elsewhere", keys);
+        assert_int_equal(rename(from, to), 0);
+
+        ks = open_ok(f);
+        KeyRecord **all = NULL;
+        size_t n = 0;
+        unsigned problems = 0;
+        assert_int_equal(keystore_load_all(ks, report_problem, &problems, &all, &n), 0);
+        assert_int_equal(n, 1);
+        assert_string_equal(all[0]->name, "good");
+        assert_int_equal(problems, 7);
+        sign_and_verify(ks, all[0], 0x31);
+
+        KeyRecord *x = NULL;
+        assert_int_equal(keystore_load_record(ks, "noblob", &x), -EBADMSG);
+        assert_non_null(strstr(keystore_last_error(ks), "noblob"));
+        assert_int_equal(keystore_load_record(ks, "missing", &x), -ENOENT);
+
+        key_record_free(all[0]);
+        free(all);
+        key_record_free(good);
+        key_record_free(torn);
+        key_record_free(noblob);
+        key_record_free(moved);
+        keystore_free(ks);
+}
+
+static void other_parent(KeyRecord *r) {
+        r->parent[5] ^= 1;
+}
+
+static void test_foreign_parent_reported(void **state) {
+        Fixture *f = *state;
+        Keystore *ks = open_ok(f);
+        KeyRecord *r = create_ok(ks, "migrant", 1000);
+        KeyRecord *ok = create_ok(ks, "local", 1000);
+        uint8_t digest[32] = { 3 }, sig[64];
+        keystore_free(ks);
+
+        tamper_record(f, "migrant", other_parent);
+        ks = open_ok(f);
+        KeyRecord *m = NULL;
+        assert_int_equal(keystore_load_record(ks, "migrant", &m), 0);
+        assert_int_equal(keystore_key_check(ks, m), -EMEDIUMTYPE);
+        assert_int_equal(keystore_sign(ks, m, digest, sig), -EMEDIUMTYPE);
+        sign_and_verify(ks, ok, 0x41);
+
+        key_record_free(m);
+        key_record_free(r);
+        key_record_free(ok);
+        keystore_free(ks);
+}
+
+static void test_reboot(void **state, bool orderly) {
+        Fixture *f = *state;
+        Keystore *ks = open_ok(f);
+        KeyRecord *k[4];
+
+        for (size_t i = 0; i < ELEMENTSOF(k); i++) {
+                char name[16];
+                snprintf(name, sizeof(name), "boot-%zu", i);
+                k[i] = create_ok(ks, name, 1000);
+                sign_and_verify(ks, k[i], (uint8_t) i);
+        }
+        /* Now two keys are loaded and two context-saved; a reset invalidates all of them. */
+        assert_int_equal(tpm_sim_reboot(f->sim, orderly), 0);
+        for (size_t i = 0; i < ELEMENTSOF(k); i++)
+                sign_and_verify(ks, k[i], (uint8_t) (0x50 + i));
+        sign_and_verify(ks, keystore_host_key(ks), 0x60);
+
+        for (size_t i = 0; i < ELEMENTSOF(k); i++)
+                key_record_free(k[i]);
+        keystore_free(ks);
+}
+
+static void test_reboot_orderly(void **state) {
+        test_reboot(state, true);
+}
+
+static void test_reboot_unclean(void **state) {
+        test_reboot(state, false);
+}
+
+static void test_tpm_killed_and_back(void **state) {
+        Fixture *f = *state;
+        Keystore *ks = open_ok(f);
+        KeyRecord *r = create_ok(ks, "survivor", 1000);
+        uint8_t digest[32] = { 9 }, sig[64];
+
+        sign_and_verify(ks, r, 0x70);
+        assert_int_equal(tpm_sim_kill(f->sim), 0);
+        assert_int_equal(keystore_sign(ks, r, digest, sig), -ENODEV);
+        assert_non_null(strstr(keystore_last_error(ks), "Signing"));
+        assert_int_equal(keystore_sign(ks, r, digest, sig), -ENODEV);
+
+        /* swtpm back on the same state: a TPM reset from the keystore's point of view. */
+        assert_int_equal(tpm_sim_restart(f->sim), 0);
+        sign_and_verify(ks, r, 0x71);
+        sign_and_verify(ks, keystore_host_key(ks), 0x72);
+
+        key_record_free(r);
+        keystore_free(ks);
+}
+
+static void test_flush_stale_handles(void **state) {
+        Fixture *f = *state;
+        char err[KEYSTORE_ERROR_MAX] = "", ctx[160];
+        Keystore *ks = NULL;
+
+        /* tpm2-tools leave one transient object per run on a TPM without resource manager. */
+        snprintf(ctx, sizeof(ctx), "%s/leak.ctx", f->sim->dir);
+        for (int i = 0; i < 3; i++) {
+                const char *argv[] = { "tpm2_createprimary", "-Q", "-C", "o", "-c", ctx, NULL };
+                assert_int_equal(tpm_sim_run_tool(f->sim, argv), 0);
+        }
+        assert_int_equal(keystore_open(&f->opts, &ks, err), -ENOBUFS);
+
+        f->opts.flush_stale_handles = true;
+        ks = open_ok(f);
+        sign_and_verify(ks, keystore_host_key(ks), 0x80);
+        keystore_free(ks);
+}
+
+static void test_state_dir_guarded(void **state) {
+        Fixture *f = *state;
+        char err[KEYSTORE_ERROR_MAX] = "";
+        Keystore *ks = open_ok(f), *second = NULL;
+
+        /* One process per state directory. */
+        assert_int_equal(keystore_open(&f->opts, &second, err), -EBUSY);
+        assert_non_null(strstr(err, "in use"));
+        keystore_free(ks);
+
+        /* A directory others can write to could have records planted in it. */
+        assert_int_equal(chmod(f->state_dir, 0777), 0);
+        assert_int_equal(keystore_open(&f->opts, &second, err), -EPERM);
+        assert_int_equal(chmod(f->state_dir, 0700), 0);
+
+        char keys[128];
+        snprintf(keys, sizeof(keys), "%s/keys", f->state_dir);
+        assert_int_equal(chmod(keys, 0770), 0);
+        assert_int_equal(keystore_open(&f->opts, &second, err), -EPERM);
+        assert_int_equal(chmod(keys, 0700), 0);
+
+        /* Records are private to the daemon. */
+        struct stat st;
+        char host[160];
+        snprintf(host, sizeof(host), "%s/host-key", f->state_dir);
+        assert_int_equal(stat(host, &st), 0);
+        assert_int_equal(st.st_mode & 0777, 0600);
+
+        ks = open_ok(f);
+        keystore_free(ks);
+}
+
+static void test_hierarchy_auth(void **state) {
+        Fixture *f = *state;
+        char err[KEYSTORE_ERROR_MAX] = "", file[160];
+        Keystore *ks = NULL;
+
+        /* Give the owner hierarchy a password, as real hosts often do. */
+        const char *argv[] = { "tpm2_changeauth", "-c", "o", "s3cret", NULL };
+        assert_int_equal(tpm_sim_run_tool(f->sim, argv), 0);
+
+        /* Without it the SRK cannot be derived. */
+        assert_true(keystore_open(&f->opts, &ks, err) < 0);
+        assert_non_null(strstr(err, "storage root key"));
+
+        snprintf(file, sizeof(file), "%s/owner-auth", f->sim->dir);
+        write_raw(f->sim->dir, "owner-auth", "s3cret\n", 7);
+        f->opts.owner_auth_file = file;
+        ks = open_ok(f);
+        KeyRecord *r = create_ok(ks, "with-owner-auth", 1000);
+        sign_and_verify(ks, r, 0x90);
+        key_record_free(r);
+        keystore_free(ks);
+
+        f->opts.owner_auth_file = "/nonexistent/owner-auth";
+        assert_int_equal(keystore_open(&f->opts, &ks, err), -ENOENT);
+        assert_non_null(strstr(err, "/nonexistent/owner-auth"));
+}
+
+int main(void) {
+        const struct CMUnitTest tests[] = {
+                cmocka_unit_test_setup_teardown(test_wrong_tcti, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_host_key_and_id_stable, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_create_sign_verify, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_public_area_and_name, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_bad_specs, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_twenty_keys_in_turn, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_wrong_auth_refused, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_destroy, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_interrupted_destroy_finished_at_open, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_corrupt_records_skipped, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_foreign_parent_reported, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_reboot_orderly, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_reboot_unclean, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_tpm_killed_and_back, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_flush_stale_handles, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_state_dir_guarded, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_hierarchy_auth, setup, teardown),
+        };
+        return cmocka_run_group_tests(tests, NULL, NULL);
+}
