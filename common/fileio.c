@@ -119,6 +119,23 @@ fail:
         return r;
 }
 
+int write_file_atomic(const char *path, const void *data, size_t size, mode_t mode, unsigned flags) {
+        _cleanup_free_ char *dir = NULL;
+        _cleanup_close_ int dir_fd = -EBADF;
+        const char *slash = strrchr(path, '/');
+
+        if (!slash)
+                return write_file_atomic_at(AT_FDCWD, path, data, size, mode, flags);
+
+        dir = strndup(path, (size_t) (slash - path));
+        if (!dir)
+                return -ENOMEM;
+        dir_fd = open(*dir ? dir : "/", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (dir_fd < 0)
+                return -errno;
+        return write_file_atomic_at(dir_fd, slash + 1, data, size, mode, flags);
+}
+
 int read_file_at(int dir_fd, const char *name, size_t max_size, uint8_t **ret, size_t *ret_size) {
         _cleanup_close_ int fd = -EBADF;
         struct stat st;

@@ -29,6 +29,9 @@ typedef enum WriteFileFlags {
 int write_file_atomic_at(int dir_fd, const char *name, const void *data, size_t size, mode_t mode,
                          unsigned flags);
 
+/* Same for a path: the directory part is opened, the last component written atomically. */
+int write_file_atomic(const char *path, const void *data, size_t size, mode_t mode, unsigned flags);
+
 /*
  * read_file_at() - read a whole regular file of at most max_size bytes
  *

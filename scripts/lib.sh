@@ -1,0 +1,83 @@
+# Shared by the run, test and benchmark scripts: dependencies, build, a private swtpm.
+# Sourced, not executed. Everything started here is stopped by pid on exit.
+
+set -eu
+
+AGENTID_SRC=$(cd "$(dirname "$0")/.." && pwd)
+
+# Debian packages the project needs to build, test and run its scenario.
+AGENTID_PACKAGES="gcc clang libc6-dev meson ninja-build pkg-config
+libtss2-dev libcbor-dev libsystemd-dev libssl-dev libjansson-dev libcmocka-dev
+swtpm swtpm-tools tpm2-tools openssl valgrind"
+
+say() {
+        printf '\033[1m==> %s\033[0m\n' "$*"
+}
+
+die() {
+        printf 'error: %s\n' "$*" >&2
+        exit 1
+}
+
+# Install whatever is missing (apt-get update first); fails loudly when it cannot.
+install_deps() {
+        missing=""
+        for p in $AGENTID_PACKAGES; do
+                dpkg-query -W -f='${Status}\n' "$p" 2>/dev/null | grep -q '^install ok installed$' ||
+                        missing="$missing $p"
+        done
+        [ -z "$missing" ] && return 0
+        [ "$(id -u)" -eq 0 ] || die "missing Debian packages:$missing (run as root to install them)"
+        say "Installing:$missing"
+        export DEBIAN_FRONTEND=noninteractive
+        apt-get update -qq || die "apt-get update failed"
+        # shellcheck disable=SC2086
+        apt-get install -y -qq --no-install-recommends $missing >/dev/null || die "apt-get install failed"
+}
+
+# build DIR [meson options...]
+build() {
+        dir=$1
+        shift
+        if [ ! -f "$dir/build.ninja" ]; then
+                meson setup "$dir" "$AGENTID_SRC" "$@" >/dev/null || die "meson setup $dir failed"
+        fi
+        ninja -C "$dir" >/dev/null || { ninja -C "$dir"; die "build in $dir failed"; }
+}
+
+AGENTID_PIDS=""
+AGENTID_TMP=""
+
+cleanup() {
+        for pid in $AGENTID_PIDS; do
+                kill "$pid" 2>/dev/null || true
+                wait "$pid" 2>/dev/null || true
+        done
+        [ -n "$AGENTID_TMP" ] && rm -rf "$AGENTID_TMP"
+}
+
+make_tmp() {
+        AGENTID_TMP=$(mktemp -d /tmp/agentid-run.XXXXXX)
+        trap cleanup EXIT INT TERM
+}
+
+# start_swtpm: a manufactured swtpm (EKs and certificates) on a private unix socket in $AGENTID_TMP;
+# sets AGENTID_TCTI.
+start_swtpm() {
+        sh "$AGENTID_SRC/tests/lib/make-tpm-template.sh" "$AGENTID_TMP/tpm-template" ||
+                die "swtpm_setup failed"
+        cp -a "$AGENTID_TMP/tpm-template/state" "$AGENTID_TMP/tpm-state"
+        sock="$AGENTID_TMP/tpm.sock"
+        swtpm socket --tpm2 --tpmstate "dir=$AGENTID_TMP/tpm-state" \
+                --server "type=unixio,path=$sock" --ctrl "type=unixio,path=$sock.ctrl" \
+                --flags not-need-init,startup-clear >"$AGENTID_TMP/swtpm.log" 2>&1 &
+        AGENTID_PIDS="$AGENTID_PIDS $!"
+        for _ in $(seq 100); do
+                [ -S "$sock" ] && break
+                sleep 0.05
+        done
+        [ -S "$sock" ] || die "swtpm did not start (see $AGENTID_TMP/swtpm.log)"
+        export AGENTID_TCTI="swtpm:path=$sock"
+        # tss2 prints every TPM error it sees; agentid reports errors itself.
+        export TSS2_LOG="${TSS2_LOG:-all+none}"
+}
