@@ -1,0 +1,250 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * agentid-bench-keystore: the keystore's sign path against a plain Esys_Sign loop on the same TPM,
+ * side by side in one run. Batches of the two alternate so drift (other load, swtpm state) hits both
+ * alike; the report gives medians. Run through bench/run-keystore-bench.sh, which starts a swtpm.
+ *
+ * The raw loop is the limit: one loaded key, password session, no bookkeeping. The keystore adds its
+ * record checks, cache lookup and signature formatting on top.
+ */
+
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+
+#include <tss2/tss2_esys.h>
+#include <tss2/tss2_tctildr.h>
+
+#include "common/macro.h"
+#include "keystore/keystore.h"
+
+static unsigned arg_rounds = 15;
+static unsigned arg_batch = 200;
+
+static double now_us(void) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (double) ts.tv_sec * 1e6 + (double) ts.tv_nsec / 1e3;
+}
+
+static int cmp_double(const void *a, const void *b) {
+        double x = *(const double *) a, y = *(const double *) b;
+        return x < y ? -1 : x > y;
+}
+
+static double median(double *v, size_t n) {
+        qsort(v, n, sizeof(*v), cmp_double);
+        return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+static double percentile(double *v, size_t n, double p) {
+        qsort(v, n, sizeof(*v), cmp_double);
+        size_t i = (size_t) (p * (double) (n - 1) + 0.5);
+        return v[i];
+}
+
+#define CHECK(rc, what)                                                                 \
+        do {                                                                            \
+                if ((rc) != TSS2_RC_SUCCESS) {                                          \
+                        fprintf(stderr, "%s failed: 0x%x\n", (what), (unsigned) (rc));  \
+                        exit(1);                                                        \
+                }                                                                       \
+        } while (0)
+
+typedef struct RawKey {
+        TSS2_TCTI_CONTEXT *tcti;
+        ESYS_CONTEXT *esys;
+        ESYS_TR key;
+} RawKey;
+
+/* The limit: a key created and loaded with ESAPI directly, same template as agent keys. */
+static void raw_setup(const char *tcti_conf, RawKey *k) {
+        TPM2B_SENSITIVE_CREATE sens = {}, key_sens = { .sensitive.userAuth = { .size = 32 } };
+        TPM2B_PUBLIC srk_tmpl = { .publicArea = {
+                .type = TPM2_ALG_ECC, .nameAlg = TPM2_ALG_SHA256,
+                .objectAttributes = TPMA_OBJECT_FIXEDTPM | TPMA_OBJECT_FIXEDPARENT | TPMA_OBJECT_SENSITIVEDATAORIGIN |
+                                    TPMA_OBJECT_USERWITHAUTH | TPMA_OBJECT_NODA | TPMA_OBJECT_RESTRICTED |
+                                    TPMA_OBJECT_DECRYPT,
+                .parameters.eccDetail = {
+                        .symmetric = { .algorithm = TPM2_ALG_AES, .keyBits.aes = 128, .mode.aes = TPM2_ALG_CFB },
+                        .scheme.scheme = TPM2_ALG_NULL, .curveID = TPM2_ECC_NIST_P256, .kdf.scheme = TPM2_ALG_NULL,
+                },
+        } };
+        TPM2B_PUBLIC key_tmpl = { .publicArea = {
+                .type = TPM2_ALG_ECC, .nameAlg = TPM2_ALG_SHA256,
+                .objectAttributes = TPMA_OBJECT_FIXEDTPM | TPMA_OBJECT_FIXEDPARENT | TPMA_OBJECT_SENSITIVEDATAORIGIN |
+                                    TPMA_OBJECT_USERWITHAUTH | TPMA_OBJECT_NODA | TPMA_OBJECT_SIGN_ENCRYPT,
+                .parameters.eccDetail = {
+                        .symmetric.algorithm = TPM2_ALG_NULL,
+                        .scheme = { .scheme = TPM2_ALG_ECDSA, .details.ecdsa.hashAlg = TPM2_ALG_SHA256 },
+                        .curveID = TPM2_ECC_NIST_P256, .kdf.scheme = TPM2_ALG_NULL,
+                },
+        } };
+        TPM2B_DATA outside = {};
+        TPML_PCR_SELECTION pcrs = {};
+        TPM2B_PUBLIC *pub = NULL, *srk_pub = NULL;
+        TPM2B_PRIVATE *priv = NULL;
+        TPM2B_CREATION_DATA *cd = NULL;
+        TPM2B_DIGEST *ch = NULL;
+        TPMT_TK_CREATION *ct = NULL;
+        ESYS_TR srk = ESYS_TR_NONE;
+
+        memset(key_sens.sensitive.userAuth.buffer, 0xa5, 32);
+        CHECK(Tss2_TctiLdr_Initialize(tcti_conf, &k->tcti), "Tss2_TctiLdr_Initialize");
+        CHECK(Esys_Initialize(&k->esys, k->tcti, NULL), "Esys_Initialize");
+        CHECK(Esys_CreatePrimary(k->esys, ESYS_TR_RH_OWNER, ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE, &sens,
+                                 &srk_tmpl, &outside, &pcrs, &srk, &srk_pub, &cd, &ch, &ct),
+              "Esys_CreatePrimary");
+        Esys_Free(srk_pub);
+        Esys_Free(cd);
+        Esys_Free(ch);
+        Esys_Free(ct);
+        CHECK(Esys_Create(k->esys, srk, ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE, &key_sens, &key_tmpl, &outside,
+                          &pcrs, &priv, &pub, &cd, &ch, &ct),
+              "Esys_Create");
+        CHECK(Esys_Load(k->esys, srk, ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE, priv, pub, &k->key), "Esys_Load");
+        CHECK(Esys_FlushContext(k->esys, srk), "Esys_FlushContext");
+        CHECK(Esys_TR_SetAuth(k->esys, k->key, &key_sens.sensitive.userAuth), "Esys_TR_SetAuth");
+        Esys_Free(pub);
+        Esys_Free(priv);
+        Esys_Free(cd);
+        Esys_Free(ch);
+        Esys_Free(ct);
+}
+
+static void raw_sign(RawKey *k, const uint8_t digest[32]) {
+        TPM2B_DIGEST d = { .size = 32 };
+        TPMT_SIG_SCHEME scheme = { .scheme = TPM2_ALG_NULL };
+        TPMT_TK_HASHCHECK ticket = { .tag = TPM2_ST_HASHCHECK, .hierarchy = TPM2_RH_NULL };
+        TPMT_SIGNATURE *sig = NULL;
+
+        memcpy(d.buffer, digest, 32);
+        CHECK(Esys_Sign(k->esys, k->key, ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE, &d, &scheme, &ticket, &sig),
+              "Esys_Sign");
+        Esys_Free(sig);
+}
+
+static void keystore_sign_or_die(Keystore *ks, const KeyRecord *r, const uint8_t digest[32]) {
+        uint8_t sig[64];
+        int k = keystore_sign(ks, r, digest, sig);
+        if (k < 0) {
+                fprintf(stderr, "keystore_sign failed: %s\n", keystore_last_error(ks));
+                exit(1);
+        }
+}
+
+int main(int argc, char *argv[]) {
+        static const struct option options[] = {
+                { "rounds", required_argument, NULL, 'r' },
+                { "batch", required_argument, NULL, 'b' },
+                { "help", no_argument, NULL, 'h' },
+                {},
+        };
+        int c;
+
+        while ((c = getopt_long(argc, argv, "r:b:h", options, NULL)) >= 0)
+                switch (c) {
+                case 'r':
+                        arg_rounds = (unsigned) strtoul(optarg, NULL, 10);
+                        break;
+                case 'b':
+                        arg_batch = (unsigned) strtoul(optarg, NULL, 10);
+                        break;
+                case 'h':
+                        printf("Usage: AGENTID_TCTI=CONF agentid-bench-keystore [--rounds=N] [--batch=N]\n");
+                        return 0;
+                default:
+                        return 2;
+                }
+        const char *tcti = getenv("AGENTID_TCTI");
+        if (!tcti || arg_rounds == 0 || arg_batch == 0) {
+                fprintf(stderr, "AGENTID_TCTI must name a TPM used by nothing else; rounds and batch > 0.\n");
+                return 2;
+        }
+
+        char dir[] = "/tmp/agentid-bench-XXXXXX";
+        if (!mkdtemp(dir)) {
+                perror("mkdtemp");
+                return 1;
+        }
+        char state[64];
+        snprintf(state, sizeof(state), "%s/state", dir);
+
+        char err[KEYSTORE_ERROR_MAX] = "";
+        KeystoreOptions o = { .tcti = tcti, .state_dir = state };
+        Keystore *ks = NULL;
+        if (keystore_open(&o, &ks, err) < 0) {
+                fprintf(stderr, "%s\n", err);
+                return 1;
+        }
+        KeySpec spec = { .name = "bench", .owner = "bench", .uid = 0 };
+        KeyRecord *rec = NULL;
+        if (keystore_create_key(ks, &spec, (uint64_t) time(NULL), &rec) < 0) {
+                fprintf(stderr, "%s\n", keystore_last_error(ks));
+                return 1;
+        }
+
+        uint8_t digest[32];
+        memset(digest, 0x5c, sizeof(digest));
+        keystore_sign_or_die(ks, rec, digest); /* loads the key: one slot */
+
+        RawKey raw = {};
+        raw_setup(tcti, &raw); /* SRK + key, then SRK flushed: one more slot */
+
+        for (unsigned i = 0; i < 50; i++) {
+                raw_sign(&raw, digest);
+                keystore_sign_or_die(ks, rec, digest);
+        }
+
+        size_t n = (size_t) arg_rounds * arg_batch;
+        double *lat_raw = calloc(n, sizeof(double)), *lat_ks = calloc(n, sizeof(double));
+        double *tp_raw = calloc(arg_rounds, sizeof(double)), *tp_ks = calloc(arg_rounds, sizeof(double));
+        if (!lat_raw || !lat_ks || !tp_raw || !tp_ks)
+                return 1;
+
+        for (unsigned round = 0; round < arg_rounds; round++) {
+                /* Alternate which goes first so neither always follows the other. */
+                for (unsigned which = 0; which < 2; which++) {
+                        bool use_ks = (round + which) % 2;
+                        double *lat = use_ks ? lat_ks : lat_raw;
+                        double start = now_us();
+                        for (unsigned i = 0; i < arg_batch; i++) {
+                                double t0 = now_us();
+                                digest[0] = (uint8_t) i;
+                                if (use_ks)
+                                        keystore_sign_or_die(ks, rec, digest);
+                                else
+                                        raw_sign(&raw, digest);
+                                lat[round * arg_batch + i] = now_us() - t0;
+                        }
+                        double per_s = arg_batch / ((now_us() - start) / 1e6);
+                        (use_ks ? tp_ks : tp_raw)[round] = per_s;
+                }
+        }
+
+        double m_raw = median(tp_raw, arg_rounds), m_ks = median(tp_ks, arg_rounds);
+        double l_raw = median(lat_raw, n), l_ks = median(lat_ks, n);
+        double p99_raw = percentile(lat_raw, n, 0.99), p99_ks = percentile(lat_ks, n, 0.99);
+
+        printf("Sign path, %u rounds x %u signatures each, alternating, one swtpm (%s)\n", arg_rounds, arg_batch, tcti);
+        printf("%-28s %12s %12s %12s\n", "", "sign/s (med)", "p50 us", "p99 us");
+        printf("%-28s %12.0f %12.1f %12.1f\n", "raw Esys_Sign loop", m_raw, l_raw, p99_raw);
+        printf("%-28s %12.0f %12.1f %12.1f\n", "keystore_sign", m_ks, l_ks, p99_ks);
+        printf("ratio keystore/raw (throughput medians): %.3f\n", m_ks / m_raw);
+        printf("csv,%s,%u,%u,%.0f,%.1f,%.1f,%.0f,%.1f,%.1f,%.3f\n", "keystore-sign", arg_rounds, arg_batch, m_raw,
+               l_raw, p99_raw, m_ks, l_ks, p99_ks, m_ks / m_raw);
+
+        Esys_FlushContext(raw.esys, raw.key);
+        Esys_Finalize(&raw.esys);
+        Tss2_TctiLdr_Finalize(&raw.tcti);
+        key_record_free(rec);
+        keystore_free(ks);
+        free(lat_raw);
+        free(lat_ks);
+        free(tp_raw);
+        free(tp_ks);
+        char cmd[128];
+        snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+        return system(cmd) == 0 ? 0 : 1;
+}
