@@ -34,7 +34,7 @@ typedef enum CborValidateFlags {
 typedef struct CborLimits {
         size_t max_size;        /* the whole input, in bytes */
         unsigned max_depth;     /* nesting of arrays, maps and tags; at most CBOR_UTIL_MAX_DEPTH */
-        size_t max_items;       /* data items in total (every key, value and element counts) */
+        size_t max_items;       /* data items in total (every key, value, element and tag counts) */
         const uint64_t *tags;   /* allowed tags; one-byte tags 6..20 are always refused */
         size_t n_tags;
         unsigned flags;         /* CborValidateFlags */
@@ -51,11 +51,14 @@ typedef struct CborError {
  *
  * Accepts only: definite lengths; declared counts and lengths no larger than the bytes left; nesting up
  * to limits->max_depth; tags from limits->tags; text strings that are valid UTF-8; the simple values
- * false and true (no null, undefined, other simple values or floats); no duplicate map keys; and with
- * CBOR_VALIDATE_DETERMINISTIC the §4.2.1 rules. The item must end exactly at the end of buf.
+ * false and true (no null, undefined, other simple values or floats); no duplicate map keys (compared
+ * by value, so `05` and `18 05` are the same key); and with CBOR_VALIDATE_DETERMINISTIC the §4.2.1
+ * rules: every argument in its shortest form and map keys strictly ascending by their encoded bytes.
+ * The item must end exactly at the end of buf. Never calls libcbor; allocates only for the keys of
+ * maps when the flag is not set.
  *
  * Return: 0 if valid; -EBADMSG if malformed or not allowed; -E2BIG if over a limit; -EINVAL for bad
- *         arguments. On failure *ret_error (if not NULL) says where and why.
+ *         arguments; -ENOMEM. On failure *ret_error (if not NULL) says where and why.
  */
 int cbor_util_validate(const uint8_t *buf, size_t len, const CborLimits *limits, CborError *ret_error);
 
@@ -72,7 +75,7 @@ int cbor_util_decode(const uint8_t *buf, size_t len, const CborLimits *limits, c
  *
  * COSE_Sign1_Tagged starts with 0xd2 (tag 18, RFC 9052 §2). Returns the bytes after the tag head.
  *
- * Return: 0, or -EBADMSG if buf does not start with that tag.
+ * Return: 0, -EBADMSG if buf does not start with that tag, or -EINVAL if tag >= 24.
  */
 int cbor_util_strip_tag(const uint8_t *buf, size_t len, uint8_t tag, const uint8_t **ret_inner,
                         size_t *ret_len);
@@ -82,7 +85,8 @@ int cbor_util_strip_tag(const uint8_t *buf, size_t len, uint8_t tag, const uint8
  *
  * Integers and lengths in their shortest form whatever width the item was built with; definite lengths
  * (indefinite strings built by libcbor are flattened); map keys sorted by their encoded bytes.
- * Duplicate map keys, floats and simple values other than false/true are refused.
+ * Duplicate map keys, floats, simple values other than false/true, text strings that are not valid
+ * UTF-8, and nesting of arrays, maps and tags deeper than CBOR_UTIL_MAX_DEPTH are refused.
  *
  * Return: 0 and a malloc'd buffer; -EINVAL for an item that cannot be encoded; -ENOMEM.
  */
@@ -99,15 +103,18 @@ cbor_item_t *cbor_util_new_map(void);
 cbor_item_t *cbor_util_new_array(void);
 
 /* Add key/value to a map built by cbor_util_new_map(). Always consumes both references, also on
- * failure, so calls can be chained without leaks. Return: 0 or -ENOMEM (or -EINVAL if value is NULL,
- * i.e. an earlier builder failed). */
+ * failure, so calls can be chained without leaks. Return: 0 or -ENOMEM (or -EINVAL if key or value is
+ * NULL, i.e. an earlier builder failed, or map is not a map). */
 int cbor_util_map_put(cbor_item_t *map, cbor_item_t *key, cbor_item_t *value);
 int cbor_util_map_put_text(cbor_item_t *map, const char *key, cbor_item_t *value);
 int cbor_util_map_put_int(cbor_item_t *map, int64_t key, cbor_item_t *value);
-/* Append to an array built by cbor_util_new_array(); consumes item, also on failure. */
+/* Append to an array built by cbor_util_new_array(); consumes item, also on failure.
+ * Return: 0, -ENOMEM, or -EINVAL if item is NULL or array is not an array. */
 int cbor_util_array_push(cbor_item_t *array, cbor_item_t *item);
 
-/* Accessors. Results borrow from the item. Return 0 or -EBADMSG on a type or range mismatch. */
+/* Accessors. Results borrow from the item. Return 0 or -EBADMSG on a type or range mismatch; a NULL
+ * item (a key the map lacks) is a mismatch too, so lookups can be chained. Map lookups return NULL
+ * when the key is absent. */
 const cbor_item_t *cbor_util_map_get_text(const cbor_item_t *map, const char *key);
 const cbor_item_t *cbor_util_map_get_int(const cbor_item_t *map, int64_t key);
 int cbor_util_get_uint(const cbor_item_t *item, uint64_t *ret);
@@ -122,8 +129,8 @@ int cbor_util_get_text_dup(const cbor_item_t *item, char **ret);
 /*
  * cbor_util_map_check_text_keys() - every key of map is a text string from allowed[]
  *
- * Return: 0; -EBADMSG naming nothing (set *ret_unknown, if not NULL, to a borrowed pointer to the
- *         offending key item) when a key is not text or not allowed, or map is not a map.
+ * Return: 0; -EBADMSG when map is not a map or a key is not a text string from allowed[]; then
+ *         *ret_unknown (if not NULL) is set to a borrowed pointer to that key (NULL if map is not a map).
  */
 int cbor_util_map_check_text_keys(const cbor_item_t *map, const char *const *allowed, size_t n_allowed,
                                   const cbor_item_t **ret_unknown);
