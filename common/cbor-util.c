@@ -499,7 +499,10 @@ typedef struct Buffer {
         size_t allocated;
 } Buffer;
 
+/* Encoded items may hold secrets (a key record's authValue): every buffer is zeroed before it goes
+ * back to the allocator, including the old one when the buffer grows. */
 static void buffer_done(Buffer *b) {
+        erase(b->data, b->allocated);
         b->data = mfree(b->data);
         b->len = b->allocated = 0;
 }
@@ -519,9 +522,13 @@ static int buffer_reserve(Buffer *b, size_t n) {
                         break;
                 }
 
-        uint8_t *p = realloc(b->data, m);
+        uint8_t *p = malloc(m);
         if (!p)
                 return -ENOMEM;
+        if (b->len > 0)
+                memcpy(p, b->data, b->len);
+        erase(b->data, b->allocated);
+        free(b->data);
         b->data = p;
         b->allocated = m;
         return 0;
@@ -715,7 +722,7 @@ static int encode_map(Buffer *b, const cbor_item_t *item, unsigned depth) {
                         return -EINVAL;
 
         size_t region = b->len - start;
-        _cleanup_free_ uint8_t *copy = malloc(region);
+        uint8_t *copy = malloc(region);
         if (!copy)
                 return -ENOMEM;
         memcpy(copy, b->data + start, region);
@@ -725,6 +732,8 @@ static int encode_map(Buffer *b, const cbor_item_t *item, unsigned depth) {
                 memcpy(b->data + pos, copy + (enc[i].offset - start), enc[i].len);
                 pos += enc[i].len;
         }
+        erase(copy, region);
+        free(copy);
         return 0;
 }
 

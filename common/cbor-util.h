@@ -88,6 +88,9 @@ int cbor_util_strip_tag(const uint8_t *buf, size_t len, uint8_t tag, const uint8
  * Duplicate map keys, floats, simple values other than false/true, text strings that are not valid
  * UTF-8, and nesting of arrays, maps and tags deeper than CBOR_UTIL_MAX_DEPTH are refused.
  *
+ * Intermediate buffers are zeroed before they are freed, so secrets in the item leave no copies
+ * behind; erase the returned buffer yourself when it holds one.
+ *
  * Return: 0 and a malloc'd buffer; -EINVAL for an item that cannot be encoded; -ENOMEM.
  */
 int cbor_util_encode(const cbor_item_t *item, uint8_t **ret_buf, size_t *ret_len);
