@@ -16,7 +16,8 @@ run_suites() {
         dir=$2
         say "Tests ($label)"
         log="$dir/meson-logs/run-tests.out"
-        { meson test -C "$dir" --print-errorlogs --num-processes 2 2>&1; echo $? >"$log.rc"; } | tee "$log"
+        { rc=0; meson test -C "$dir" --print-errorlogs --num-processes 2 2>&1 || rc=$?; echo "$rc" >"$log.rc"; } |
+                tee "$log"
         [ "$(cat "$log.rc")" -eq 0 ] || status=1
         ok=$(sed -n 's/^Ok: *\([0-9]*\).*/\1/p' "$log")
         bad=$(sed -n 's/^\(Fail\|Timeout\|Unexpected Pass\): *\([0-9]*\).*/\2/p' "$log" | awk '{ s += $1 } END { print s + 0 }')
