@@ -419,6 +419,9 @@ static int keystore_ensure_connected(Keystore *ks) {
         return 0;
 }
 
+/* tss2's TPM2_TRANSIENT_FIRST shifts a signed int into the sign bit (undefined behaviour). */
+#define TRANSIENT_FIRST ((TPM2_HC) 0x80000000U)
+
 static int flush_stale_transients(Keystore *ks) {
         _cleanup_esys_ TPMS_CAPABILITY_DATA *caps = NULL;
         TPMI_YES_NO more = TPM2_NO;
@@ -427,7 +430,7 @@ static int flush_stale_transients(Keystore *ks) {
 
         r = TPM_CALL(ks->tpm, "TPM2_GetCapability (handles)",
                      Esys_GetCapability(ks->tpm->esys, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, TPM2_CAP_HANDLES,
-                                        TPM2_TRANSIENT_FIRST, TPM2_MAX_CAP_HANDLES, &more, &caps));
+                                        TRANSIENT_FIRST, TPM2_MAX_CAP_HANDLES, &more, &caps));
         if (r < 0)
                 return keystore_fail_tpm(ks, r, "Listing transient handles");
 

@@ -678,6 +678,48 @@ static void test_hierarchy_auth(void **state) {
         assert_non_null(strstr(err, "/nonexistent/owner-auth"));
 }
 
+static void test_persistent_srk(void **state) {
+        Fixture *f = *state;
+        char id_derived[64], ctx[160], state_b[160], state_c[160];
+
+        Keystore *ks = open_ok(f);
+        strcpy(id_derived, keystore_host_id(ks));
+        keystore_free(ks);
+
+        /* Something that is not an SRK at 0x81000001 (an RSA key) is ignored. */
+        snprintf(ctx, sizeof(ctx), "%s/p.ctx", f->sim->dir);
+        const char *rsa[] = { "tpm2_createprimary", "-Q", "-C", "o", "-G", "rsa2048", "-c", ctx, NULL };
+        const char *persist[] = { "tpm2_evictcontrol", "-Q", "-C", "o", "-c", ctx, "0x81000001", NULL };
+        const char *flush[] = { "tpm2_flushcontext", "-t", NULL };
+        assert_int_equal(tpm_sim_run_tool(f->sim, rsa), 0);
+        assert_int_equal(tpm_sim_run_tool(f->sim, persist), 0);
+        assert_int_equal(tpm_sim_run_tool(f->sim, flush), 0);
+        snprintf(state_b, sizeof(state_b), "%s/state-b", f->sim->dir);
+        f->opts.state_dir = state_b;
+        ks = open_ok(f);
+        assert_string_equal(keystore_host_id(ks), id_derived);
+        keystore_free(ks);
+
+        /* An ECC SRK there (this one without noDA, so its Name differs from ours) is used. */
+        const char *evict[] = { "tpm2_evictcontrol", "-Q", "-C", "o", "-c", "0x81000001", NULL };
+        const char *ecc[] = { "tpm2_createprimary", "-Q", "-C", "o", "-G", "ecc256:aes128cfb", "-a",
+                              "restricted|decrypt|fixedtpm|fixedparent|sensitivedataorigin|userwithauth",
+                              "-c", ctx, NULL };
+        assert_int_equal(tpm_sim_run_tool(f->sim, evict), 0);
+        assert_int_equal(tpm_sim_run_tool(f->sim, ecc), 0);
+        assert_int_equal(tpm_sim_run_tool(f->sim, persist), 0);
+        assert_int_equal(tpm_sim_run_tool(f->sim, flush), 0);
+        snprintf(state_c, sizeof(state_c), "%s/state-c", f->sim->dir);
+        f->opts.state_dir = state_c;
+        ks = open_ok(f);
+        assert_string_not_equal(keystore_host_id(ks), id_derived);
+        KeyRecord *r = create_ok(ks, "under-persistent", 1000);
+        sign_and_verify(ks, r, 0xa0);
+        assert_memory_equal(r->parent, keystore_srk_name(ks), KEY_KID_SIZE);
+        key_record_free(r);
+        keystore_free(ks);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test_setup_teardown(test_wrong_tcti, setup, teardown),
@@ -697,6 +739,7 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_flush_stale_handles, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_state_dir_guarded, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_hierarchy_auth, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_persistent_srk, setup, teardown),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
