@@ -1,0 +1,315 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * agentidd: hardware-backed identities for AI agents, on D-Bus as org.agentid1.
+ *
+ * Start-up order: parse options, open the keystore (TPM, state directory, host key), load every key
+ * record, hand the keystore to the TPM worker thread, register the bus objects, and only then take the
+ * bus name, so no call can arrive before everything is ready. SIGTERM/SIGINT stop taking new work and
+ * exit once every queued request has been answered; SIGHUP re-reads the configuration (today: the
+ * admin group).
+ */
+
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "common/log.h"
+#include "config.h"
+#include "dbus/bus.h"
+#include "dbus/caller.h"
+
+static const char *arg_tcti;
+static const char *arg_state_dir;
+static const char *arg_admin_group;
+static const char *arg_owner_auth_file;
+static const char *arg_endorsement_auth_file;
+static bool arg_flush_stale_handles;
+static bool arg_user;
+
+static void help(void) {
+        printf("Usage: agentidd [OPTIONS]\n"
+               "\n"
+               "Hardware-backed identities for AI agents: TPM-resident signing keys served on D-Bus\n"
+               "as " AGENTID_BUS_NAME ".\n"
+               "\n"
+               "Options:\n"
+               "  --tcti=CONF                  TPM to use (env AGENTID_TCTI; default " AGENTID_DEFAULT_TCTI ")\n"
+               "  --state-dir=DIR              State directory (default $STATE_DIRECTORY or\n"
+               "                               " AGENTID_DEFAULT_STATE_DIR ")\n"
+               "  --admin-group=GROUP          Members may create and destroy keys (root always may)\n"
+               "  --owner-auth-file=FILE       Owner hierarchy password (under systemd: LoadCredential=)\n"
+               "  --endorsement-auth-file=FILE Endorsement hierarchy password\n"
+               "  --flush-stale-handles        Flush all transient TPM objects at start (only for a TPM\n"
+               "                               without resource manager that nothing else uses)\n"
+               "  --user                       Serve on the session bus (development)\n"
+               "  --log-level=LEVEL            debug, info, notice, warning, err (default info)\n"
+               "  -h, --help                   Show this help\n"
+               "      --version                Show the version\n");
+}
+
+static int parse_argv(int argc, char *argv[]) {
+        enum {
+                ARG_TCTI = 0x100,
+                ARG_STATE_DIR,
+                ARG_ADMIN_GROUP,
+                ARG_OWNER_AUTH,
+                ARG_ENDORSEMENT_AUTH,
+                ARG_FLUSH,
+                ARG_USER,
+                ARG_LOG_LEVEL,
+                ARG_VERSION,
+        };
+        static const struct option options[] = {
+                { "tcti", required_argument, NULL, ARG_TCTI },
+                { "state-dir", required_argument, NULL, ARG_STATE_DIR },
+                { "admin-group", required_argument, NULL, ARG_ADMIN_GROUP },
+                { "owner-auth-file", required_argument, NULL, ARG_OWNER_AUTH },
+                { "endorsement-auth-file", required_argument, NULL, ARG_ENDORSEMENT_AUTH },
+                { "flush-stale-handles", no_argument, NULL, ARG_FLUSH },
+                { "user", no_argument, NULL, ARG_USER },
+                { "log-level", required_argument, NULL, ARG_LOG_LEVEL },
+                { "help", no_argument, NULL, 'h' },
+                { "version", no_argument, NULL, ARG_VERSION },
+                {},
+        };
+        int c, level;
+
+        while ((c = getopt_long(argc, argv, "h", options, NULL)) >= 0)
+                switch (c) {
+                case ARG_TCTI:
+                        arg_tcti = optarg;
+                        break;
+                case ARG_STATE_DIR:
+                        arg_state_dir = optarg;
+                        break;
+                case ARG_ADMIN_GROUP:
+                        arg_admin_group = optarg;
+                        break;
+                case ARG_OWNER_AUTH:
+                        arg_owner_auth_file = optarg;
+                        break;
+                case ARG_ENDORSEMENT_AUTH:
+                        arg_endorsement_auth_file = optarg;
+                        break;
+                case ARG_FLUSH:
+                        arg_flush_stale_handles = true;
+                        break;
+                case ARG_USER:
+                        arg_user = true;
+                        break;
+                case ARG_LOG_LEVEL:
+                        level = log_level_from_string(optarg);
+                        if (level < 0)
+                                return log_error_errno(EINVAL, "Invalid --log-level: %s", optarg);
+                        log_set_max_level(level);
+                        break;
+                case 'h':
+                        help();
+                        return 0;
+                case ARG_VERSION:
+                        printf("agentidd " AGENTID_VERSION "\n");
+                        return 0;
+                default:
+                        return -EINVAL;
+                }
+        if (optind < argc)
+                return log_error_errno(EINVAL, "Unexpected argument: %s", argv[optind]);
+        return 1;
+}
+
+static void report_bad_record(const char *file, int error, const char *reason, void *userdata) {
+        log_warning("Skipping key record '%s': %s", file, reason);
+}
+
+/* Load every record into the key table; records that cannot be used are kept and reported. */
+static int load_keys(Manager *m, Keystore *ks) {
+        KeyRecord **all = NULL;
+        size_t n = 0;
+        int r;
+
+        r = keystore_load_all(ks, report_bad_record, NULL, &all, &n);
+        if (r < 0)
+                return log_error_errno(r, "Reading key records failed: %m");
+
+        for (size_t i = 0; i < n; i++) {
+                Key *k = NULL;
+                bool usable = all[i]->state != KEY_STATE_ACTIVE || keystore_key_check(ks, all[i]) >= 0;
+                if (!usable)
+                        log_warning("Key '%s' is unusable: %s", all[i]->name, keystore_last_error(ks));
+
+                r = manager_add_key(m, all[i], &k);
+                if (r < 0) {
+                        log_error_errno(r, "Registering key '%s' failed: %m", all[i]->name);
+                        key_record_free(all[i]);
+                        continue;
+                }
+                k->unusable = k->unusable || !usable;
+                k->exported = all[i]->state == KEY_STATE_ACTIVE;
+        }
+        free(all);
+        log_info("Loaded %zu key record(s).", n);
+        return 0;
+}
+
+static int on_jobs_done(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
+        Manager *m = userdata;
+
+        for (Job *j = worker_take_done(m->worker), *next; j; j = next) {
+                next = j->next;
+                if (j->type == JOB_CREATE)
+                        bus_manager_job_done(m, j);
+                else
+                        bus_key_job_done(m, j);
+                job_free(j);
+                m->n_pending--;
+        }
+        manager_maybe_exit(m);
+        return 0;
+}
+
+static int on_stop_signal(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata) {
+        Manager *m = userdata;
+
+        if (!m->stopping)
+                log_info("Received %s; finishing %u pending request(s), then exiting.", strsignal((int) si->ssi_signo),
+                         m->n_pending);
+        m->stopping = true;
+        manager_maybe_exit(m);
+        return 0;
+}
+
+static int on_reload_signal(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata) {
+        Manager *m = userdata;
+
+        log_info("Reloading configuration.");
+        (void) manager_resolve_admin_group(m);
+        return 0;
+}
+
+static void manager_done(Manager *m) {
+        /* The worker first: it finishes queued jobs, whose cleanup still needs the key table. */
+        m->worker = worker_stop(m->worker);
+        while (m->clients) {
+                Client *c = m->clients;
+                m->clients = c->next;
+                sd_bus_track_unref(c->track);
+                free(c->name);
+                free(c);
+        }
+        if (m->keys) {
+                size_t i = 0;
+                void *v;
+                while (hashmap_iterate(m->keys, &i, &v))
+                        key_unref(v);
+                m->keys = hashmap_free(m->keys);
+        }
+        m->exe_cache = exe_cache_free(m->exe_cache);
+        free(m->host_public_der);
+        free(m->admin_group);
+        m->bus = sd_bus_flush_close_unref(m->bus);
+        m->event = sd_event_unref(m->event);
+}
+
+static int run(int argc, char *argv[]) {
+        _cleanup_(manager_done) Manager m = { .admin_gid = (gid_t) -1 };
+        _cleanup_(keystore_freep) Keystore *ks = NULL;
+        char err[KEYSTORE_ERROR_MAX] = "";
+        int r, done_fd;
+
+        r = parse_argv(argc, argv);
+        if (r <= 0)
+                return r;
+
+        /* Key material passes through this process: no core dumps, no ptrace by other users. */
+        (void) prctl(PR_SET_DUMPABLE, 0);
+        umask(0077);
+        /* tss2 would print every TPM error itself; the keystore reports each one once, with context. */
+        (void) setenv("TSS2_LOG", "all+none", 0);
+
+        if (arg_admin_group) {
+                m.admin_group = strdup(arg_admin_group);
+                if (!m.admin_group)
+                        return log_error_errno(ENOMEM, "Out of memory");
+        }
+        (void) manager_resolve_admin_group(&m);
+        m.user_bus = arg_user;
+
+        KeystoreOptions o = {
+                .tcti = arg_tcti ?: secure_getenv("AGENTID_TCTI") ?: AGENTID_DEFAULT_TCTI,
+                .state_dir = arg_state_dir ?: secure_getenv("STATE_DIRECTORY") ?: AGENTID_DEFAULT_STATE_DIR,
+                .owner_auth_file = arg_owner_auth_file,
+                .endorsement_auth_file = arg_endorsement_auth_file,
+                .flush_stale_handles = arg_flush_stale_handles,
+        };
+        r = keystore_open(&o, &ks, err);
+        if (r < 0)
+                return log_error_errno(r, "%s", err);
+        log_info("TPM %s via %s; host-id %s; state in %s.", keystore_tpm_manufacturer(ks), o.tcti,
+                 keystore_host_id(ks), o.state_dir);
+
+        snprintf(m.host_id, sizeof(m.host_id), "%s", keystore_host_id(ks));
+        snprintf(m.tpm_manufacturer, sizeof(m.tpm_manufacturer), "%s", keystore_tpm_manufacturer(ks));
+        r = keystore_key_public_der(keystore_host_key(ks), &m.host_public_der, &m.host_public_der_size);
+        if (r < 0)
+                return log_error_errno(r, "Exporting the host public key failed: %m");
+
+        m.keys = hashmap_new();
+        m.exe_cache = exe_cache_new();
+        if (!m.keys || !m.exe_cache)
+                return log_error_errno(ENOMEM, "Out of memory");
+        r = load_keys(&m, ks);
+        if (r < 0)
+                return r;
+
+        r = worker_start(ks, &m.worker, &done_fd);
+        if (r < 0)
+                return log_error_errno(r, "Starting the TPM worker failed: %m");
+        TAKE_PTR(ks); /* the worker's now */
+
+        r = sd_event_default(&m.event);
+        if (r < 0)
+                return log_error_errno(r, "Creating the event loop failed: %m");
+        sigset_t mask;
+        sigemptyset(&mask);
+        sigaddset(&mask, SIGTERM);
+        sigaddset(&mask, SIGINT);
+        sigaddset(&mask, SIGHUP);
+        sigprocmask(SIG_BLOCK, &mask, NULL);
+        if ((r = sd_event_add_signal(m.event, NULL, SIGTERM, on_stop_signal, &m)) < 0 ||
+            (r = sd_event_add_signal(m.event, NULL, SIGINT, on_stop_signal, &m)) < 0 ||
+            (r = sd_event_add_signal(m.event, NULL, SIGHUP, on_reload_signal, &m)) < 0 ||
+            (r = sd_event_add_io(m.event, NULL, done_fd, EPOLLIN, on_jobs_done, &m)) < 0)
+                return log_error_errno(r, "Setting up the event loop failed: %m");
+        (void) sd_event_set_watchdog(m.event, true);
+
+        r = arg_user ? sd_bus_open_user(&m.bus) : sd_bus_open_system(&m.bus);
+        if (r < 0)
+                return log_error_errno(r, "Connecting to the %s bus failed: %m", arg_user ? "session" : "system");
+        (void) sd_bus_set_description(m.bus, "agentidd");
+        r = sd_bus_attach_event(m.bus, m.event, SD_EVENT_PRIORITY_NORMAL);
+        if (r < 0)
+                return log_error_errno(r, "Attaching the bus to the event loop failed: %m");
+        if ((r = bus_manager_register(&m)) < 0 || (r = bus_key_register(&m)) < 0)
+                return log_error_errno(r, "Registering bus objects failed: %m");
+
+        r = sd_bus_request_name(m.bus, AGENTID_BUS_NAME, 0);
+        if (r < 0)
+                return log_error_errno(r, "Acquiring the bus name " AGENTID_BUS_NAME " failed: %m");
+        log_info("agentidd " AGENTID_VERSION " ready on the %s bus.", arg_user ? "session" : "system");
+
+        r = sd_event_loop(m.event);
+        if (r < 0)
+                return log_error_errno(r, "Event loop failed: %m");
+        (void) sd_bus_release_name(m.bus, AGENTID_BUS_NAME);
+        log_info("agentidd stopped.");
+        return 0;
+}
+
+int main(int argc, char *argv[]) {
+        int r = run(argc, argv);
+        return r < 0 ? EXIT_FAILURE : EXIT_SUCCESS;
+}

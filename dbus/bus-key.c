@@ -1,0 +1,427 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * org.agentid1.Key: one object per key that has not been destroyed, found through a fallback vtable
+ * under /org/agentid1/key. Handlers follow one shape: read and bound the arguments, check the key's
+ * state, authorise on the bus-reported euid (and the executable for pinned keys), queue the TPM work,
+ * and answer when the worker is done.
+ */
+
+#include <time.h>
+
+#include "common/crypto-util.h"
+#include "common/log.h"
+#include "dbus/bus.h"
+#include "dbus/bus-util.h"
+#include "dbus/caller.h"
+#include "dbus/errors.h"
+#include "dbus/worker.h"
+
+#define USEC_PER_SEC 1000000ULL
+
+static int key_object_find(sd_bus *bus, const char *path, const char *interface, void *userdata, void **found,
+                           sd_bus_error *error) {
+        Manager *d = userdata;
+        _cleanup_free_ char *name = NULL;
+
+        int r = sd_bus_path_decode(path, AGENTID_KEY_PREFIX, &name);
+        if (r <= 0)
+                return 0;
+        Key *k = manager_find_key(d, name);
+        if (!k || !k->exported)
+                return 0;
+        *found = k;
+        return 1;
+}
+
+static int key_node_enumerator(sd_bus *bus, const char *path, void *userdata, char ***nodes, sd_bus_error *error) {
+        Manager *d = userdata;
+        size_t n = 0, i = 0;
+        void *v;
+
+        char **list = calloc(hashmap_size(d->keys) + 1, sizeof(char *));
+        if (!list)
+                return -ENOMEM;
+        while (hashmap_iterate(d->keys, &i, &v)) {
+                Key *k = v;
+                if (!k->exported)
+                        continue;
+                list[n] = strdup(k->path);
+                if (!list[n]) {
+                        for (size_t j = 0; j < n; j++)
+                                free(list[j]);
+                        free(list);
+                        return -ENOMEM;
+                }
+                n++;
+        }
+        *nodes = list;
+        return 1;
+}
+
+/* ---- properties ----------------------------------------------------------------------------- */
+
+static int prop_string(sd_bus_message *reply, const char *s) {
+        return sd_bus_message_append(reply, "s", s ?: "");
+}
+
+static int property_get(sd_bus *bus, const char *path, const char *interface, const char *property,
+                        sd_bus_message *reply, void *userdata, sd_bus_error *error) {
+        Key *k = userdata;
+        const KeyRecord *r = k->record;
+
+        if (streq(property, "Name"))
+                return prop_string(reply, r->name);
+        if (streq(property, "Owner"))
+                return prop_string(reply, r->owner);
+        if (streq(property, "Description"))
+                return prop_string(reply, r->description);
+        if (streq(property, "Uid"))
+                return sd_bus_message_append(reply, "u", r->uid);
+        if (streq(property, "Uri"))
+                return prop_string(reply, k->uri);
+        if (streq(property, "Algorithm"))
+                return prop_string(reply, "ES256");
+        if (streq(property, "PublicKey"))
+                return sd_bus_message_append_array(reply, 'y', k->public_der, k->public_der_size);
+        if (streq(property, "TpmName"))
+                return sd_bus_message_append_array(reply, 'y', r->kid, KEY_KID_SIZE);
+        if (streq(property, "ExeDigest"))
+                return sd_bus_message_append_array(reply, 'y', r->exe_sha256, r->has_exe_digest ? KEY_EXE_DIGEST_SIZE : 0);
+        if (streq(property, "CreatedAt"))
+                return sd_bus_message_append(reply, "t", r->created * USEC_PER_SEC);
+        if (streq(property, "NotAfter"))
+                return sd_bus_message_append(reply, "t", r->not_after * USEC_PER_SEC);
+        if (streq(property, "State"))
+                return prop_string(reply, key_status_to_string(key_status(k, (uint64_t) time(NULL))));
+        return sd_bus_error_setf(error, SD_BUS_ERROR_UNKNOWN_PROPERTY, "Unknown property '%s'", property);
+}
+
+/* ---- shared checks -------------------------------------------------------------------------- */
+
+/* A key is used only by its uid, with the pinned executable if it has one (DESIGN §3). */
+static int authorize_key_use(Manager *d, sd_bus_message *m, Key *k, uid_t *ret_uid, sd_bus_error *error) {
+        uid_t euid;
+        pid_t pid = 0;
+        int r;
+
+        r = caller_get_creds(m, &euid, k->record->has_exe_digest ? &pid : NULL);
+        if (r < 0)
+                return sd_bus_error_setf(error, SD_BUS_ERROR_ACCESS_DENIED, "Cannot determine the caller's identity");
+        if (euid != k->record->uid)
+                return sd_bus_error_setf(error, SD_BUS_ERROR_ACCESS_DENIED,
+                                         "Key '%s' may only be used by uid %u", k->record->name, k->record->uid);
+
+        if (k->record->has_exe_digest) {
+                uint8_t digest[32];
+                r = caller_exe_digest(d->exe_cache, pid, euid, digest);
+                if (r < 0)
+                        return sd_bus_error_setf(error, SD_BUS_ERROR_ACCESS_DENIED,
+                                                 "Cannot measure the caller's executable for pinned key '%s': %s",
+                                                 k->record->name, strerror(-r));
+                if (!memeq_secret(digest, k->record->exe_sha256, sizeof(digest)))
+                        return sd_bus_error_setf(error, SD_BUS_ERROR_ACCESS_DENIED,
+                                                 "Key '%s' is pinned to another executable", k->record->name);
+        }
+        *ret_uid = euid;
+        return 0;
+}
+
+static int check_key_usable(Key *k, sd_bus_error *error) {
+        switch (key_status(k, (uint64_t) time(NULL))) {
+        case KEY_STATUS_ACTIVE:
+                return 0;
+        case KEY_STATUS_EXPIRED:
+                return bus_error_setf_errno(error, -EKEYEXPIRED, "Key '%s' expired", k->record->name);
+        case KEY_STATUS_DESTROYED:
+                return bus_error_setf_errno(error, -EKEYREVOKED, "Key '%s' was destroyed", k->record->name);
+        case KEY_STATUS_UNUSABLE:
+                return bus_error_setf_errno(error, -EMEDIUMTYPE,
+                                            "Key '%s' cannot be used with this TPM (see the daemon log)",
+                                            k->record->name);
+        }
+        return -EINVAL;
+}
+
+typedef struct SignContext {
+        char *task_id;
+        char *parent_task_id;
+        char *audience;
+} SignContext;
+
+static void sign_context_done(SignContext *c) {
+        free(c->task_id);
+        free(c->parent_task_id);
+        free(c->audience);
+}
+
+static int read_sign_context(sd_bus_message *m, SignContext *c, sd_bus_error *error) {
+        BusOption options[] = {
+                { .name = "task_id", .type = BUS_OPTION_STRING, .ret = &c->task_id, .max = CONTEXT_ID_MAX, .printable = true },
+                { .name = "parent_task_id", .type = BUS_OPTION_STRING, .ret = &c->parent_task_id, .max = CONTEXT_ID_MAX, .printable = true },
+                { .name = "audience", .type = BUS_OPTION_STRING, .ret = &c->audience, .max = AUDIENCE_MAX, .printable = true },
+        };
+        return bus_read_options(m, options, ELEMENTSOF(options), error);
+}
+
+static int submit(Manager *d, Job *j, sd_bus_error *error) {
+        int r = worker_submit(d->worker, j);
+        if (r == -EBUSY)
+                return sd_bus_error_setf(error, AGENTID_ERROR_BUSY, "The TPM queue is full; retry later");
+        if (r < 0)
+                return r;
+        d->n_pending++;
+        return 1;
+}
+
+/* ---- Sign / SignMessage --------------------------------------------------------------------- */
+
+static int method_sign_common(sd_bus_message *m, Key *k, bool message, sd_bus_error *error) {
+        Manager *d = k->manager;
+        _cleanup_(sign_context_done) SignContext ctx = {};
+        _cleanup_(job_freep) Job *j = NULL;
+        const void *data;
+        size_t size;
+        uid_t uid = (uid_t) -1;
+        Client *client;
+        int r;
+
+        if (d->stopping)
+                return sd_bus_error_setf(error, AGENTID_ERROR_BUSY, "agentidd is shutting down");
+
+        r = sd_bus_message_read_array(m, 'y', &data, &size);
+        if (r < 0)
+                return r;
+        if (!message && size != KEYSTORE_DIGEST_SIZE)
+                return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS,
+                                         "The digest must be 32 bytes (SHA-256), got %zu", size);
+        if (message && size > SIGN_MESSAGE_PAYLOAD_MAX)
+                return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS, "The payload is larger than %u bytes",
+                                         SIGN_MESSAGE_PAYLOAD_MAX);
+        r = read_sign_context(m, &ctx, error);
+        if (r < 0)
+                return r;
+
+        r = check_key_usable(k, error);
+        if (r < 0)
+                return r;
+        r = authorize_key_use(d, m, k, &uid, error);
+        if (r < 0)
+                return r;
+
+        r = manager_client_for_message(d, m, &client);
+        if (r < 0)
+                return r;
+        j = job_new(JOB_SIGN, m, client, uid, k);
+        if (!j)
+                return -ENOMEM;
+
+        if (message) {
+                /* DESIGN §5: protected header {1: -7, 4: kid, 15: {6: iat, 3: aud, task ids}}. */
+                CoseClaims claims = {
+                        .iat = (uint64_t) time(NULL),
+                        .aud = ctx.audience,
+                        .task_id = ctx.task_id,
+                        .parent_task_id = ctx.parent_task_id,
+                };
+                r = cose_sign1_prepare(k->record->kid, KEY_KID_SIZE, &claims, data, size, &j->cose);
+                if (r < 0)
+                        return bus_error_setf_errno(error, r, "Cannot encode the message: %s", strerror(-r));
+                memcpy(j->digest, cose_sign1_digest(j->cose), KEYSTORE_DIGEST_SIZE);
+        } else
+                memcpy(j->digest, data, KEYSTORE_DIGEST_SIZE);
+
+        r = submit(d, j, error);
+        if (r < 0)
+                return r;
+        TAKE_PTR(j);
+        return 1;
+}
+
+static int method_sign(sd_bus_message *m, void *userdata, sd_bus_error *error) {
+        return method_sign_common(m, userdata, false, error);
+}
+
+static int method_sign_message(sd_bus_message *m, void *userdata, sd_bus_error *error) {
+        return method_sign_common(m, userdata, true, error);
+}
+
+static void sign_done(Job *j) {
+        _cleanup_free_ uint8_t *out = NULL;
+        size_t size = 0;
+        int r;
+
+        if (j->result < 0) {
+                if (j->result == -ECANCELED)
+                        return; /* the caller is gone; nobody to answer */
+                log_full_errno(j->result == -EKEYREVOKED ? LOG_DEBUG : LOG_ERR, j->result,
+                               "Signing with key '%s' failed: %s", j->key->record->name, j->error);
+                (void) bus_reply_errno(j->call, j->result, j->error);
+                return;
+        }
+
+        if (j->cose)
+                r = cose_sign1_finish(j->cose, j->signature, &out, &size);
+        else
+                r = ecdsa_raw_to_der(j->signature, 32, &out, &size);
+        if (r < 0) {
+                log_error_errno(r, "Encoding a signature failed: %m");
+                (void) bus_reply_errno(j->call, r, "Encoding the signature failed");
+                return;
+        }
+
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
+        r = sd_bus_message_new_method_return(j->call, &reply);
+        if (r >= 0)
+                r = sd_bus_message_append_array(reply, 'y', out, size);
+        if (r >= 0)
+                r = sd_bus_send(NULL, reply, NULL);
+        if (r < 0)
+                log_warning_errno(r, "Sending a signature reply failed, ignoring: %m");
+}
+
+/* ---- Destroy -------------------------------------------------------------------------------- */
+
+static int method_destroy(sd_bus_message *m, void *userdata, sd_bus_error *error) {
+        Key *k = userdata;
+        Manager *d = k->manager;
+        _cleanup_(job_freep) Job *j = NULL;
+        const char *reason;
+        uid_t uid = (uid_t) -1;
+        Client *client;
+        int r;
+
+        if (d->stopping)
+                return sd_bus_error_setf(error, AGENTID_ERROR_BUSY, "agentidd is shutting down");
+        r = sd_bus_message_read(m, "s", &reason);
+        if (r < 0)
+                return r;
+        if (!key_owner_is_valid(reason) || strlen(reason) > REASON_MAX)
+                return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS,
+                                         "The reason must be 1..%u bytes of text without control characters",
+                                         REASON_MAX);
+
+        r = caller_get_creds(m, &uid, NULL);
+        if (r < 0)
+                return sd_bus_error_setf(error, SD_BUS_ERROR_ACCESS_DENIED, "Cannot determine the caller's identity");
+        if (!manager_uid_is_admin(d, uid))
+                return sd_bus_error_setf(error, SD_BUS_ERROR_ACCESS_DENIED, "Only administrators may destroy keys");
+        if (k->destroy_pending)
+                return bus_error_setf_errno(error, -EBUSY, "Key '%s' is being destroyed", k->record->name);
+
+        r = manager_client_for_message(d, m, &client);
+        if (r < 0)
+                return r;
+        j = job_new(JOB_DESTROY, m, client, uid, k);
+        if (!j)
+                return -ENOMEM;
+        j->reason = strdup(reason);
+        if (!j->reason)
+                return -ENOMEM;
+        j->now = (uint64_t) time(NULL);
+
+        /* From here the key refuses use, before the TPM and the disk have caught up (DESIGN §4). */
+        atomic_store(&k->refusing, true);
+        r = submit(d, j, error);
+        if (r < 0) {
+                atomic_store(&k->refusing, false);
+                return r;
+        }
+        k->destroy_pending = true;
+        TAKE_PTR(j);
+        log_info("Destroying key '%s' (owner %s) for uid %u: %s", k->record->name, k->record->owner, uid, reason);
+        return 1;
+}
+
+static void destroy_done(Manager *d, Job *j) {
+        Key *k = j->key;
+        int r;
+
+        k->destroy_pending = false;
+        if (j->result < 0 && k->record->state != KEY_STATE_DESTROYED) {
+                /* Fail closed: an administrator asked for this key to stop working. It keeps refusing
+                 * until a Destroy succeeds or the daemon restarts. */
+                log_error_errno(j->result, "Destroying key '%s' failed; it refuses use until destroyed: %s",
+                                k->record->name, j->error);
+                (void) bus_reply_errno(j->call, j->result, j->error);
+                return;
+        }
+
+        /* The key is destroyed on disk. Take it off the bus before anyone hears about it. */
+        (void) sd_bus_emit_object_removed(d->bus, k->path);
+        k->exported = false;
+        (void) sd_bus_emit_signal(d->bus, AGENTID_MANAGER_PATH, AGENTID_MANAGER_INTERFACE, "KeyDestroyed", "sos",
+                                  k->record->name, k->path, j->reason);
+        (void) sd_bus_emit_properties_changed(d->bus, AGENTID_MANAGER_PATH, AGENTID_MANAGER_INTERFACE, "KeyCount",
+                                              NULL);
+        log_info("Destroyed key '%s'.", k->record->name);
+
+        if (j->result < 0) {
+                (void) bus_reply_errno(j->call, j->result, j->error);
+                return;
+        }
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
+        r = sd_bus_message_new_method_return(j->call, &reply);
+        if (r >= 0)
+                r = sd_bus_message_append_array(reply, 'y', j->receipt, j->receipt_size);
+        if (r >= 0)
+                r = sd_bus_send(NULL, reply, NULL);
+        if (r < 0)
+                log_warning_errno(r, "Sending the receipt of '%s' failed, ignoring: %m", k->record->name);
+}
+
+/* ---- vtable --------------------------------------------------------------------------------- */
+
+static const sd_bus_vtable key_vtable[] = {
+        SD_BUS_VTABLE_START(0),
+        SD_BUS_PROPERTY("Name", "s", property_get, 0, SD_BUS_VTABLE_PROPERTY_CONST),
+        SD_BUS_PROPERTY("Owner", "s", property_get, 0, SD_BUS_VTABLE_PROPERTY_CONST),
+        SD_BUS_PROPERTY("Uid", "u", property_get, 0, SD_BUS_VTABLE_PROPERTY_CONST),
+        SD_BUS_PROPERTY("Uri", "s", property_get, 0, SD_BUS_VTABLE_PROPERTY_CONST),
+        SD_BUS_PROPERTY("Algorithm", "s", property_get, 0, SD_BUS_VTABLE_PROPERTY_CONST),
+        SD_BUS_PROPERTY("PublicKey", "ay", property_get, 0, SD_BUS_VTABLE_PROPERTY_CONST),
+        SD_BUS_PROPERTY("TpmName", "ay", property_get, 0, SD_BUS_VTABLE_PROPERTY_CONST),
+        SD_BUS_PROPERTY("CreatedAt", "t", property_get, 0, SD_BUS_VTABLE_PROPERTY_CONST),
+        SD_BUS_PROPERTY("NotAfter", "t", property_get, 0, SD_BUS_VTABLE_PROPERTY_CONST),
+        SD_BUS_PROPERTY("State", "s", property_get, 0, 0),
+        SD_BUS_PROPERTY("Description", "s", property_get, 0, SD_BUS_VTABLE_PROPERTY_CONST),
+        SD_BUS_PROPERTY("ExeDigest", "ay", property_get, 0, SD_BUS_VTABLE_PROPERTY_CONST),
+        SD_BUS_METHOD_WITH_ARGS("Sign",
+                                SD_BUS_ARGS("ay", digest, "a{sv}", context),
+                                SD_BUS_RESULT("ay", signature),
+                                method_sign,
+                                SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("SignMessage",
+                                SD_BUS_ARGS("ay", payload, "a{sv}", context),
+                                SD_BUS_RESULT("ay", cose_sign1),
+                                method_sign_message,
+                                SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("Destroy",
+                                SD_BUS_ARGS("s", reason),
+                                SD_BUS_RESULT("ay", receipt),
+                                method_destroy,
+                                SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_VTABLE_END,
+};
+
+int bus_key_register(Manager *d) {
+        int r;
+
+        r = sd_bus_add_fallback_vtable(d->bus, NULL, AGENTID_KEY_PREFIX, AGENTID_KEY_INTERFACE, key_vtable,
+                                       key_object_find, d);
+        if (r < 0)
+                return r;
+        return sd_bus_add_node_enumerator(d->bus, NULL, AGENTID_KEY_PREFIX, key_node_enumerator, d);
+}
+
+void bus_key_job_done(Manager *d, Job *j) {
+        switch (j->type) {
+        case JOB_SIGN:
+                sign_done(j);
+                break;
+        case JOB_DESTROY:
+                destroy_done(d, j);
+                break;
+        default:
+                break;
+        }
+}

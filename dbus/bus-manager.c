@@ -1,0 +1,238 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * org.agentid1.Manager at /org/agentid1: key management and status (DESIGN §3).
+ */
+
+#include <time.h>
+
+#include "common/log.h"
+#include "config.h"
+#include "dbus/bus.h"
+#include "dbus/bus-util.h"
+#include "dbus/caller.h"
+#include "dbus/errors.h"
+
+static int method_create_key(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
+        Manager *m = userdata;
+        _cleanup_(job_freep) Job *j = NULL;
+        _cleanup_free_ char *owner = NULL, *description = NULL;
+        _cleanup_free_ uint8_t *exe = NULL;
+        const char *name;
+        uint32_t key_uid = 0;
+        uint64_t ttl = 0;
+        uid_t uid = (uid_t) -1;
+        Client *client;
+        int r;
+
+        if (m->stopping)
+                return sd_bus_error_setf(error, AGENTID_ERROR_BUSY, "agentidd is shutting down");
+
+        r = sd_bus_message_read(msg, "s", &name);
+        if (r < 0)
+                return r;
+        BusOption options[] = {
+                { .name = "owner", .type = BUS_OPTION_STRING, .ret = &owner, .max = KEY_OWNER_MAX },
+                { .name = "uid", .type = BUS_OPTION_UINT32, .ret = &key_uid },
+                { .name = "ttl", .type = BUS_OPTION_UINT64, .ret = &ttl },
+                { .name = "description", .type = BUS_OPTION_STRING, .ret = &description, .max = KEY_DESCRIPTION_MAX },
+                { .name = "exe_sha256", .type = BUS_OPTION_BYTES, .ret = &exe, .max = KEY_EXE_DIGEST_SIZE, .exact = true },
+        };
+        r = bus_read_options(msg, options, ELEMENTSOF(options), error);
+        if (r < 0)
+                return r;
+
+        /* Who first: the refusal should not depend on (or reveal) which names exist. */
+        r = caller_get_creds(msg, &uid, NULL);
+        if (r < 0)
+                return sd_bus_error_setf(error, SD_BUS_ERROR_ACCESS_DENIED, "Cannot determine the caller's identity");
+        if (!manager_uid_is_admin(m, uid))
+                return sd_bus_error_setf(error, SD_BUS_ERROR_ACCESS_DENIED, "Only administrators may create keys");
+
+        if (!key_name_is_valid(name))
+                return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS,
+                                         "Invalid key name '%.80s' (allowed: [a-z0-9][a-z0-9._-]{0,63})", name);
+        if (!owner)
+                return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS,
+                                         "Option 'owner' is required: every key has an accountable owner");
+        if (!key_owner_is_valid(owner))
+                return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS,
+                                         "Option 'owner' must be 1..%u bytes of text without control characters",
+                                         KEY_OWNER_MAX);
+        if (description && !key_description_is_valid(description))
+                return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS,
+                                         "Option 'description' must be text without control characters");
+        if (options[1].present && key_uid == UINT32_MAX)
+                return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS, "Option 'uid' is not a valid uid");
+        if (options[2].present && (ttl == 0 || ttl > KEY_TTL_MAX))
+                return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS,
+                                         "Option 'ttl' must be 1..%llu seconds", KEY_TTL_MAX);
+        if (manager_find_key(m, name))
+                return bus_error_setf_errno(error, -EEXIST, "A key named '%s' exists or existed; names are never reused",
+                                            name);
+        if (hashmap_size(m->keys) >= KEYS_MAX)
+                return bus_error_setf_errno(error, -EBUSY, "The key limit (%u) is reached", KEYS_MAX);
+
+        r = manager_client_for_message(m, msg, &client);
+        if (r < 0)
+                return r;
+        j = job_new(JOB_CREATE, msg, client, uid, NULL);
+        if (!j)
+                return -ENOMEM;
+        j->name = strdup(name);
+        if (!j->name)
+                return -ENOMEM;
+        j->owner = TAKE_PTR(owner);
+        j->description = TAKE_PTR(description);
+        j->key_uid = options[1].present ? key_uid : (uint32_t) uid;
+        j->not_after = ttl ? (uint64_t) time(NULL) + ttl : 0;
+        if (exe) {
+                j->has_exe_digest = true;
+                memcpy(j->exe_sha256, exe, KEY_EXE_DIGEST_SIZE);
+        }
+
+        r = worker_submit(m->worker, j);
+        if (r == -EBUSY)
+                return sd_bus_error_setf(error, AGENTID_ERROR_BUSY, "The TPM queue is full; retry later");
+        if (r < 0)
+                return r;
+        m->n_pending++;
+        TAKE_PTR(j);
+        return 1;
+}
+
+static void create_done(Manager *m, Job *j) {
+        Key *k = NULL;
+        int r;
+
+        if (j->result < 0) {
+                log_full_errno(j->result == -EEXIST ? LOG_INFO : LOG_ERR, j->result, "Creating key '%s' failed: %s",
+                               j->name, j->error);
+                (void) bus_reply_errno(j->call, j->result, j->error);
+                return;
+        }
+
+        KeyRecord *rec = TAKE_PTR(j->created);
+        r = manager_add_key(m, rec, &k);
+        if (r < 0) {
+                key_record_free(rec);
+                log_error_errno(r, "Registering new key '%s' failed: %m", j->name);
+                (void) bus_reply_errno(j->call, r, "Registering the new key failed; it appears after a restart");
+                return;
+        }
+        k->exported = true;
+        log_info("Created key '%s' (owner %s, uid %u) for uid %u.", rec->name, rec->owner, rec->uid, j->uid);
+
+        (void) sd_bus_emit_object_added(m->bus, k->path);
+        (void) sd_bus_emit_signal(m->bus, AGENTID_MANAGER_PATH, AGENTID_MANAGER_INTERFACE, "KeyCreated", "so",
+                                  rec->name, k->path);
+        (void) sd_bus_emit_properties_changed(m->bus, AGENTID_MANAGER_PATH, AGENTID_MANAGER_INTERFACE, "KeyCount",
+                                              NULL);
+        r = sd_bus_reply_method_return(j->call, "o", k->path);
+        if (r < 0)
+                log_warning_errno(r, "Replying to CreateKey failed, ignoring: %m");
+}
+
+static int method_list_keys(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
+        Manager *m = userdata;
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
+        uint64_t now = (uint64_t) time(NULL);
+        size_t i = 0;
+        void *v;
+        int r;
+
+        r = sd_bus_message_new_method_return(msg, &reply);
+        if (r < 0)
+                return r;
+        r = sd_bus_message_open_container(reply, 'a', "(sos)");
+        if (r < 0)
+                return r;
+        while (hashmap_iterate(m->keys, &i, &v)) {
+                Key *k = v;
+                KeyStatus s = key_status(k, now);
+                /* A destroyed key has no object any more: "/" stands for none. */
+                r = sd_bus_message_append(reply, "(sos)", k->record->name, k->exported ? k->path : "/",
+                                          key_status_to_string(s));
+                if (r < 0)
+                        return r;
+        }
+        r = sd_bus_message_close_container(reply);
+        if (r < 0)
+                return r;
+        return sd_bus_send(NULL, reply, NULL);
+}
+
+static int method_get_key(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
+        Manager *m = userdata;
+        const char *name;
+        int r;
+
+        r = sd_bus_message_read(msg, "s", &name);
+        if (r < 0)
+                return r;
+        if (!key_name_is_valid(name))
+                return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS, "Invalid key name");
+        Key *k = manager_find_key(m, name);
+        if (!k)
+                return bus_error_setf_errno(error, -ENOENT, "No key named '%s'", name);
+        if (!k->exported)
+                return bus_error_setf_errno(error, -EKEYREVOKED, "Key '%s' was destroyed", name);
+        return sd_bus_reply_method_return(msg, "o", k->path);
+}
+
+static int property_get(sd_bus *bus, const char *path, const char *interface, const char *property,
+                        sd_bus_message *reply, void *userdata, sd_bus_error *error) {
+        Manager *m = userdata;
+
+        if (streq(property, "Version"))
+                return sd_bus_message_append(reply, "s", AGENTID_VERSION);
+        if (streq(property, "TpmManufacturer"))
+                return sd_bus_message_append(reply, "s", m->tpm_manufacturer);
+        if (streq(property, "HostPublicKey"))
+                return sd_bus_message_append_array(reply, 'y', m->host_public_der, m->host_public_der_size);
+        if (streq(property, "KeyCount"))
+                return sd_bus_message_append(reply, "u", manager_count_active_keys(m));
+        if (streq(property, "QueueDepth"))
+                return sd_bus_message_append(reply, "u", worker_queue_depth(m->worker));
+        return sd_bus_error_setf(error, SD_BUS_ERROR_UNKNOWN_PROPERTY, "Unknown property '%s'", property);
+}
+
+static const sd_bus_vtable manager_vtable[] = {
+        SD_BUS_VTABLE_START(0),
+        SD_BUS_PROPERTY("Version", "s", property_get, 0, SD_BUS_VTABLE_PROPERTY_CONST),
+        SD_BUS_PROPERTY("TpmManufacturer", "s", property_get, 0, SD_BUS_VTABLE_PROPERTY_CONST),
+        SD_BUS_PROPERTY("HostPublicKey", "ay", property_get, 0, SD_BUS_VTABLE_PROPERTY_CONST),
+        SD_BUS_PROPERTY("KeyCount", "u", property_get, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+        SD_BUS_PROPERTY("QueueDepth", "u", property_get, 0, 0),
+        SD_BUS_METHOD_WITH_ARGS("CreateKey",
+                                SD_BUS_ARGS("s", name, "a{sv}", options),
+                                SD_BUS_RESULT("o", key),
+                                method_create_key,
+                                SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("ListKeys",
+                                SD_BUS_NO_ARGS,
+                                SD_BUS_RESULT("a(sos)", keys),
+                                method_list_keys,
+                                SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("GetKey",
+                                SD_BUS_ARGS("s", name),
+                                SD_BUS_RESULT("o", key),
+                                method_get_key,
+                                SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_SIGNAL_WITH_ARGS("KeyCreated", SD_BUS_ARGS("s", name, "o", key), 0),
+        SD_BUS_SIGNAL_WITH_ARGS("KeyDestroyed", SD_BUS_ARGS("s", name, "o", key, "s", reason), 0),
+        SD_BUS_VTABLE_END,
+};
+
+int bus_manager_register(Manager *m) {
+        int r;
+
+        r = sd_bus_add_object_vtable(m->bus, NULL, AGENTID_MANAGER_PATH, AGENTID_MANAGER_INTERFACE, manager_vtable, m);
+        if (r < 0)
+                return r;
+        return sd_bus_add_object_manager(m->bus, NULL, AGENTID_MANAGER_PATH);
+}
+
+void bus_manager_job_done(Manager *m, Job *j) {
+        if (j->type == JOB_CREATE)
+                create_done(m, j);
+}

@@ -1,0 +1,215 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * Caller credentials and executable measurement (see caller.h).
+ */
+
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <openssl/evp.h>
+
+#include "common/crypto-util.h"
+#include "common/fileio.h"
+#include "common/log.h"
+#include "dbus/caller.h"
+
+typedef struct ExeCacheEntry {
+        bool used;
+        dev_t dev;
+        ino_t ino;
+        off_t size;
+        struct timespec mtime, ctime;
+        uint8_t digest[32];
+        uint64_t tick;
+} ExeCacheEntry;
+
+struct ExeCache {
+        ExeCacheEntry entries[EXE_CACHE_SIZE];
+        uint64_t tick;
+};
+
+ExeCache *exe_cache_new(void) {
+        return calloc(1, sizeof(ExeCache));
+}
+
+ExeCache *exe_cache_free(ExeCache *c) {
+        return mfree(c);
+}
+
+int caller_get_creds(sd_bus_message *m, uid_t *ret_euid, pid_t *ret_pid) {
+        _cleanup_(sd_bus_creds_unrefp) sd_bus_creds *creds = NULL;
+        uint64_t mask = SD_BUS_CREDS_EUID | (ret_pid ? SD_BUS_CREDS_PID : 0);
+        int r;
+
+        r = sd_bus_query_sender_creds(m, mask, &creds);
+        if (r < 0)
+                return r;
+        /* Only what the bus itself vouches for: augmented fields come from /proc and can race. */
+        if (sd_bus_creds_get_augmented_mask(creds) & mask)
+                return -EPERM;
+        r = sd_bus_creds_get_euid(creds, ret_euid);
+        if (r < 0)
+                return r;
+        if (ret_pid) {
+                r = sd_bus_creds_get_pid(creds, ret_pid);
+                if (r < 0)
+                        return r;
+        }
+        return 0;
+}
+
+/* Field 22 of /proc/PID/stat: start time in clock ticks since boot; identifies one process. */
+static int proc_start_time(pid_t pid, unsigned long long *ret) {
+        char path[64];
+        _cleanup_free_ uint8_t *buf = NULL;
+        size_t size = 0;
+
+        snprintf(path, sizeof(path), "/proc/%d/stat", (int) pid);
+        int r = read_file_at(AT_FDCWD, path, 4096, &buf, &size);
+        if (r < 0)
+                return r;
+        /* The command name (field 2) may hold spaces and ')': parse after the last ')'. */
+        char *p = strrchr((char *) buf, ')');
+        if (!p)
+                return -EIO;
+        p++;
+        for (int field = 3; field < 22; field++) {
+                p = strchr(p + 1, ' ');
+                if (!p)
+                        return -EIO;
+        }
+        *ret = strtoull(p + 1, NULL, 10);
+        return 0;
+}
+
+static int proc_euid(pid_t pid, uid_t *ret) {
+        char path[64];
+        _cleanup_free_ uint8_t *buf = NULL;
+        size_t size = 0;
+        unsigned long real, effective;
+
+        snprintf(path, sizeof(path), "/proc/%d/status", (int) pid);
+        int r = read_file_at(AT_FDCWD, path, 64 * 1024, &buf, &size);
+        if (r < 0)
+                return r;
+        const char *uid_line = strstr((const char *) buf, "\nUid:");
+        if (!uid_line || sscanf(uid_line, "\nUid: %lu %lu", &real, &effective) != 2)
+                return -EIO;
+        *ret = (uid_t) effective;
+        return 0;
+}
+
+static int hash_fd(int fd, uint8_t ret[32]) {
+        _cleanup_(EVP_MD_CTX_freep) EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+        uint8_t buf[64 * 1024];
+        unsigned int len = 0;
+
+        if (!ctx || EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) != 1)
+                return -ENOMEM;
+        for (;;) {
+                ssize_t n = read(fd, buf, sizeof(buf));
+                if (n < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        return -errno;
+                }
+                if (n == 0)
+                        break;
+                if (EVP_DigestUpdate(ctx, buf, (size_t) n) != 1)
+                        return -EIO;
+        }
+        if (EVP_DigestFinal_ex(ctx, ret, &len) != 1 || len != 32)
+                return -EIO;
+        return 0;
+}
+
+static bool entry_matches(const ExeCacheEntry *e, const struct stat *st) {
+        return e->used && e->dev == st->st_dev && e->ino == st->st_ino && e->size == st->st_size &&
+               e->mtime.tv_sec == st->st_mtim.tv_sec && e->mtime.tv_nsec == st->st_mtim.tv_nsec &&
+               e->ctime.tv_sec == st->st_ctim.tv_sec && e->ctime.tv_nsec == st->st_ctim.tv_nsec;
+}
+
+int caller_exe_digest(ExeCache *cache, pid_t pid, uid_t expected_euid, uint8_t ret[32]) {
+        _cleanup_close_ int pidfd = -EBADF, exe_fd = -EBADF;
+        unsigned long long start_before, start_after;
+        struct stat st, st_after;
+        uint8_t digest[32];
+        char path[64];
+        uid_t euid;
+        int r;
+
+        if (pid <= 0)
+                return -ESRCH;
+        /* Pin the process: a pidfd keeps naming this process even if the pid is reused later. */
+        pidfd = (int) syscall(SYS_pidfd_open, pid, 0);
+        if (pidfd < 0)
+                return -errno;
+        r = proc_start_time(pid, &start_before);
+        if (r < 0)
+                return -ESRCH;
+
+        snprintf(path, sizeof(path), "/proc/%d/exe", (int) pid);
+        exe_fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+        if (exe_fd < 0)
+                return errno == ENOENT ? -ESRCH : -errno;
+        if (fstat(exe_fd, &st) < 0)
+                return -errno;
+        if (!S_ISREG(st.st_mode))
+                return -EINVAL;
+        if ((unsigned long long) st.st_size > EXE_SIZE_MAX)
+                return -EFBIG;
+
+        ExeCacheEntry *hit = NULL, *victim = &cache->entries[0];
+        for (size_t i = 0; i < EXE_CACHE_SIZE; i++) {
+                ExeCacheEntry *e = &cache->entries[i];
+                if (entry_matches(e, &st)) {
+                        hit = e;
+                        break;
+                }
+                if (!e->used || (victim->used && e->tick < victim->tick))
+                        victim = e;
+        }
+        if (hit)
+                memcpy(digest, hit->digest, sizeof(digest));
+        else {
+                r = hash_fd(exe_fd, digest);
+                if (r < 0)
+                        return r;
+        }
+
+        /* Re-check after measuring: same process (alive, same start time), same executable, and still
+         * running as the uid the bus reported. */
+        if (syscall(SYS_pidfd_send_signal, pidfd, 0, NULL, 0) < 0)
+                return -ESRCH;
+        r = proc_start_time(pid, &start_after);
+        if (r < 0 || start_after != start_before)
+                return -ESRCH;
+        if (stat(path, &st_after) < 0 || st_after.st_dev != st.st_dev || st_after.st_ino != st.st_ino)
+                return -ESRCH;
+        r = proc_euid(pid, &euid);
+        if (r < 0)
+                return -ESRCH;
+        if (euid != expected_euid)
+                return -EPERM;
+
+        if (!hit) {
+                *victim = (ExeCacheEntry) {
+                        .used = true,
+                        .dev = st.st_dev,
+                        .ino = st.st_ino,
+                        .size = st.st_size,
+                        .mtime = st.st_mtim,
+                        .ctime = st.st_ctim,
+                };
+                memcpy(victim->digest, digest, sizeof(digest));
+                hit = victim;
+        }
+        hit->tick = ++cache->tick;
+        memcpy(ret, digest, sizeof(digest));
+        return 0;
+}

@@ -1,0 +1,34 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+/*
+ * Who is calling. Authorisation uses only the effective uid the bus reports for the sender (taken by
+ * the bus from the kernel at connect time, race-free); the pid is used to measure the executable for
+ * workload pinning. Measuring is racy by nature on this kernel and libsystemd (no pidfd credentials
+ * before systemd 256): the pid is pinned with pidfd_open() and its start time, /proc/PID/exe is hashed
+ * through an open fd, and afterwards the process, its start time, its euid and its executable's
+ * (device, inode) are checked again. docs/dbus-api.md describes what this does and does not stop.
+ */
+
+#include <stdint.h>
+#include <sys/types.h>
+#include <systemd/sd-bus.h>
+
+#define EXE_SIZE_MAX (1024ULL * 1024 * 1024)   /* larger executables are refused, not hashed */
+#define EXE_CACHE_SIZE 64U
+
+typedef struct ExeCache ExeCache;
+
+ExeCache *exe_cache_new(void);
+ExeCache *exe_cache_free(ExeCache *c);
+
+/* The sender's euid (and pid if ret_pid) as the bus reports them; never augmented from /proc. */
+int caller_get_creds(sd_bus_message *m, uid_t *ret_euid, pid_t *ret_pid);
+
+/*
+ * caller_exe_digest() - SHA-256 of the executable process pid runs, as uid expected_euid
+ *
+ * Cached by (device, inode, size, mtime, ctime). Return: 0; -ESRCH if the process went away or changed
+ * (exec, pid reuse) while it was measured; -EPERM if it does not run as expected_euid; -EFBIG; -errno.
+ */
+int caller_exe_digest(ExeCache *cache, pid_t pid, uid_t expected_euid, uint8_t ret[32]);

@@ -1,0 +1,221 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * agentidd state: the key table, bus clients, admin membership (see manager.h).
+ */
+
+#include <grp.h>
+#include <pwd.h>
+#include <stdio.h>
+#include <time.h>
+
+#include "common/crypto-util.h"
+#include "common/log.h"
+#include "dbus/manager.h"
+
+Key *key_ref(Key *k) {
+        if (k)
+                k->n_ref++;
+        return k;
+}
+
+Key *key_unref(Key *k) {
+        if (!k || --k->n_ref > 0)
+                return NULL;
+        key_record_free(k->record);
+        free(k->path);
+        free(k->uri);
+        free(k->public_der);
+        return mfree(k);
+}
+
+static const char *const key_status_names[] = {
+        [KEY_STATUS_ACTIVE] = "active",
+        [KEY_STATUS_EXPIRED] = "expired",
+        [KEY_STATUS_DESTROYED] = "destroyed",
+        [KEY_STATUS_UNUSABLE] = "unusable",
+};
+
+const char *key_status_to_string(KeyStatus s) {
+        return key_status_names[s];
+}
+
+KeyStatus key_status(const Key *k, uint64_t now) {
+        if (k->record->state == KEY_STATE_DESTROYED || atomic_load(&k->refusing))
+                return KEY_STATUS_DESTROYED;
+        if (k->unusable)
+                return KEY_STATUS_UNUSABLE;
+        if (k->record->not_after != 0 && now >= k->record->not_after)
+                return KEY_STATUS_EXPIRED;
+        return KEY_STATUS_ACTIVE;
+}
+
+int manager_add_key(Manager *m, KeyRecord *record, Key **ret) {
+        _cleanup_(key_unrefp) Key *k = NULL;
+        int r;
+
+        k = calloc(1, sizeof(*k));
+        if (!k)
+                return -ENOMEM;
+        k->n_ref = 1;
+        k->manager = m;
+        k->record = record;
+        atomic_init(&k->refusing, false);
+
+        r = sd_bus_path_encode(AGENTID_KEY_PREFIX, record->name, &k->path);
+        if (r < 0) {
+                k->record = NULL; /* still the caller's */
+                return r;
+        }
+        if (asprintf(&k->uri, "agentid://%s/%s", m->host_id, record->name) < 0) {
+                k->uri = NULL;
+                k->record = NULL;
+                return -ENOMEM;
+        }
+
+        if (record->state == KEY_STATE_ACTIVE) {
+                r = keystore_key_public_der(record, &k->public_der, &k->public_der_size);
+                if (r >= 0)
+                        r = sha256(k->public_der, k->public_der_size, k->spki_sha256);
+                if (r < 0) {
+                        log_warning_errno(r, "Key '%s' has an unreadable public key, marking it unusable: %m",
+                                          record->name);
+                        k->unusable = true;
+                }
+        }
+
+        r = hashmap_put(m->keys, record->name, k);
+        if (r < 0) {
+                k->record = NULL;
+                return r;
+        }
+        *ret = TAKE_PTR(k);
+        return 0;
+}
+
+Key *manager_find_key(Manager *m, const char *name) {
+        return hashmap_get(m->keys, name);
+}
+
+unsigned manager_count_active_keys(Manager *m) {
+        uint64_t now = (uint64_t) time(NULL);
+        unsigned n = 0;
+        size_t i = 0;
+        void *v;
+
+        while (hashmap_iterate(m->keys, &i, &v))
+                if (key_status(v, now) != KEY_STATUS_DESTROYED)
+                        n++;
+        return n;
+}
+
+int manager_resolve_admin_group(Manager *m) {
+        struct group grp, *result = NULL;
+        char buf[16384];
+
+        m->admin_gid = (gid_t) -1;
+        if (!m->admin_group)
+                return 0;
+        int r = getgrnam_r(m->admin_group, &grp, buf, sizeof(buf), &result);
+        if (r != 0 || !result)
+                return log_warning_errno(r ?: ENOENT, "Admin group '%s' not found; only root is admin.",
+                                         m->admin_group);
+        m->admin_gid = result->gr_gid;
+        return 0;
+}
+
+bool manager_uid_is_admin(Manager *m, uid_t uid) {
+        struct passwd pw, *result = NULL;
+        char buf[16384];
+        gid_t groups[256];
+        int n = ELEMENTSOF(groups);
+
+        if (uid == 0)
+                return true;
+        if (m->admin_gid == (gid_t) -1)
+                return false;
+
+        /* Membership from the group database for that account, never from /proc of the caller:
+         * supplementary groups there can be changed by the caller's parent. */
+        if (getpwuid_r(uid, &pw, buf, sizeof(buf), &result) != 0 || !result)
+                return false;
+        if (pw.pw_gid == m->admin_gid)
+                return true;
+        if (getgrouplist(pw.pw_name, pw.pw_gid, groups, &n) < 0)
+                return false; /* more than 256 groups: refuse rather than guess */
+        for (int i = 0; i < n; i++)
+                if (groups[i] == m->admin_gid)
+                        return true;
+        return false;
+}
+
+static void client_free(Manager *m, Client *c) {
+        for (Client **p = &m->clients; *p; p = &(*p)->next)
+                if (*p == c) {
+                        *p = c->next;
+                        break;
+                }
+        sd_bus_track_unref(c->track);
+        free(c->name);
+        free(c);
+}
+
+static int on_client_gone(sd_bus_track *track, void *userdata) {
+        Client *c = userdata;
+
+        log_debug("Client %s disconnected; dropping its queued work.", c->name);
+        atomic_store(&c->gone, true);
+        if (c->n_jobs == 0)
+                client_free(c->manager, c);
+        return 0;
+}
+
+int manager_client_for_message(Manager *m, sd_bus_message *msg, Client **ret) {
+        const char *sender = sd_bus_message_get_sender(msg);
+        int r;
+
+        if (!sender)
+                sender = ":direct"; /* peer-to-peer connection: nothing to track */
+        for (Client *c = m->clients; c; c = c->next)
+                if (streq(c->name, sender) && !atomic_load(&c->gone)) {
+                        *ret = c;
+                        return 0;
+                }
+
+        Client *c = calloc(1, sizeof(*c));
+        if (!c)
+                return -ENOMEM;
+        c->manager = m;
+        atomic_init(&c->gone, false);
+        c->name = strdup(sender);
+        if (!c->name) {
+                free(c);
+                return -ENOMEM;
+        }
+        if (sd_bus_message_get_sender(msg)) {
+                r = sd_bus_track_new(m->bus, &c->track, on_client_gone, c);
+                if (r >= 0)
+                        r = sd_bus_track_add_sender(c->track, msg);
+                if (r < 0) {
+                        sd_bus_track_unref(c->track);
+                        free(c->name);
+                        free(c);
+                        return r;
+                }
+        }
+        c->next = m->clients;
+        m->clients = c;
+        *ret = c;
+        return 0;
+}
+
+void manager_client_release(Manager *m, Client *c) {
+        /* Connected clients stay known (their tracking match is set up once); gone ones leave with
+         * their last job. */
+        if (--c->n_jobs == 0 && atomic_load(&c->gone))
+                client_free(m, c);
+}
+
+void manager_maybe_exit(Manager *m) {
+        if (m->stopping && m->n_pending == 0)
+                (void) sd_event_exit(m->event, m->exit_code);
+}

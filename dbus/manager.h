@@ -1,0 +1,114 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+/*
+ * agentidd's central state. Everything here belongs to the event-loop thread, except what a Job hands
+ * to the TPM worker (see worker.h) and the atomic flags on Key and Client the worker reads.
+ */
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <systemd/sd-bus.h>
+#include <systemd/sd-event.h>
+
+#include "common/hashmap.h"
+#include "keystore/keystore.h"
+
+#define AGENTID_BUS_NAME "org.agentid1"
+#define AGENTID_MANAGER_PATH "/org/agentid1"
+#define AGENTID_MANAGER_INTERFACE "org.agentid1.Manager"
+#define AGENTID_KEY_PREFIX "/org/agentid1/key"
+#define AGENTID_KEY_INTERFACE "org.agentid1.Key"
+
+/* Limits on what callers control (docs/dbus-api.md). */
+#define SIGN_MESSAGE_PAYLOAD_MAX (64U * 1024U)
+#define CONTEXT_ID_MAX 128U          /* task_id, parent_task_id */
+#define AUDIENCE_MAX 256U
+#define REASON_MAX 256U
+#define KEY_TTL_MAX (100ULL * 365 * 24 * 3600)
+#define KEYS_MAX 100000U
+
+typedef struct Manager Manager;
+typedef struct Worker Worker;
+typedef struct ExeCache ExeCache;
+
+typedef enum KeyStatus {
+        KEY_STATUS_ACTIVE,
+        KEY_STATUS_EXPIRED,
+        KEY_STATUS_DESTROYED,
+        KEY_STATUS_UNUSABLE,  /* another TPM / cleared owner hierarchy / bad blob */
+} KeyStatus;
+
+typedef struct Key {
+        unsigned n_ref;
+        Manager *manager;
+        KeyRecord *record;       /* the worker uses pub/priv/auth; this thread only the metadata */
+        char *path;              /* D-Bus object path */
+        char *uri;
+        uint8_t *public_der;     /* DER SubjectPublicKeyInfo, cached at load (NULL for tombstones) */
+        size_t public_der_size;
+        uint8_t spki_sha256[32];
+        bool unusable;
+        /* Set the moment Destroy is accepted; the worker refuses queued work for the key from then on. */
+        atomic_bool refusing;
+        bool destroy_pending;
+        bool exported;           /* has an object on the bus */
+} Key;
+
+/* A bus peer with queued work; when it disconnects its queued work is dropped. */
+typedef struct Client {
+        Manager *manager;
+        char *name;              /* unique bus name */
+        sd_bus_track *track;
+        unsigned n_jobs;
+        atomic_bool gone;
+        struct Client *next;
+} Client;
+
+struct Manager {
+        sd_event *event;
+        sd_bus *bus;
+        Worker *worker;
+        ExeCache *exe_cache;
+        Hashmap *keys;           /* name -> Key*, tombstones included */
+        Client *clients;
+
+        char *admin_group;
+        gid_t admin_gid;         /* (gid_t) -1: no admin group */
+        bool user_bus;
+
+        /* Copied from the keystore before the worker owns it. */
+        char host_id[2 * KEYSTORE_HOST_ID_SIZE + 1];
+        char tpm_manufacturer[8];
+        uint8_t *host_public_der;
+        size_t host_public_der_size;
+
+        unsigned n_pending;      /* jobs queued or running */
+        bool stopping;
+        int exit_code;
+};
+
+Key *key_ref(Key *k);
+Key *key_unref(Key *k);
+DEFINE_TRIVIAL_CLEANUP_FUNC(Key *, key_unref);
+
+/* Wrap a record into a Key (computing path, URI, public key) and add it to the table. */
+int manager_add_key(Manager *m, KeyRecord *record, Key **ret);
+Key *manager_find_key(Manager *m, const char *name);
+KeyStatus key_status(const Key *k, uint64_t now);
+const char *key_status_to_string(KeyStatus s);
+unsigned manager_count_active_keys(Manager *m);
+
+/* Resolve --admin-group now (again on SIGHUP: the group may be created after start). */
+int manager_resolve_admin_group(Manager *m);
+/* uid 0, or a member of the admin group by getgrouplist() on the account of uid. */
+bool manager_uid_is_admin(Manager *m, uid_t uid);
+
+/* Get (or make) the Client of the sender of m, tracking its disconnection. */
+int manager_client_for_message(Manager *m, sd_bus_message *msg, Client **ret);
+void manager_client_release(Manager *m, Client *c);
+
+/* Stop when nothing is pending any more (after SIGTERM/SIGINT). */
+void manager_maybe_exit(Manager *m);

@@ -1,0 +1,348 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * The TPM worker thread and its two-lane queue (see worker.h).
+ *
+ * Thread rules: the worker touches a Job's inputs and results, the Keystore, a Key's record and its
+ * `refusing` flag, and a Client's `gone` flag — nothing else. Message and Key reference counts are
+ * only changed by the event loop (job_new/job_free), so they need no locking.
+ */
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/eventfd.h>
+#include <time.h>
+
+#include "attest/receipt.h"
+#include "common/crypto-util.h"
+#include "common/log.h"
+#include "dbus/worker.h"
+
+typedef struct UidQueue {
+        uid_t uid;
+        Job *head, *tail;
+        unsigned n;
+} UidQueue;
+
+struct Worker {
+        pthread_t thread;
+        bool thread_started;
+        pthread_mutex_t lock;
+        pthread_cond_t wake;
+
+        Keystore *ks;
+
+        Job *admin_head, *admin_tail;
+        UidQueue *uids;          /* agent lane, one FIFO per uid with queued work */
+        size_t n_uids, rr;      /* rr: next uid to serve */
+        unsigned depth;
+
+        Job *done_head, *done_tail;
+        int event_fd;
+        bool stopping;
+};
+
+Job *job_new(JobType type, sd_bus_message *call, Client *client, uid_t uid, Key *key) {
+        Job *j = calloc(1, sizeof(*j));
+        if (!j)
+                return NULL;
+        j->type = type;
+        j->call = sd_bus_message_ref(call);
+        j->client = client;
+        if (client)
+                client->n_jobs++;
+        j->uid = uid;
+        j->key = key ? key_ref(key) : NULL;
+        return j;
+}
+
+Job *job_free(Job *j) {
+        if (!j)
+                return NULL;
+        sd_bus_message_unref(j->call);
+        if (j->client)
+                manager_client_release(j->client->manager, j->client);
+        key_unref(j->key);
+        free(j->name);
+        free(j->owner);
+        free(j->description);
+        free(j->reason);
+        cose_sign1_free(j->cose);
+        key_record_free(j->created);
+        free(j->receipt);
+        erase(j->signature, sizeof(j->signature));
+        return mfree(j);
+}
+
+static void job_fail(Job *j, int r, const char *msg) {
+        j->result = r;
+        (void) snprintf(j->error, sizeof(j->error), "%s", msg);
+}
+
+static void run_create(Keystore *ks, Job *j) {
+        KeySpec spec = {
+                .name = j->name,
+                .owner = j->owner,
+                .description = j->description,
+                .uid = j->key_uid,
+                .not_after = j->not_after,
+                .exe_sha256 = j->has_exe_digest ? j->exe_sha256 : NULL,
+        };
+        int r = keystore_create_key(ks, &spec, (uint64_t) time(NULL), &j->created);
+        if (r < 0)
+                job_fail(j, r, keystore_last_error(ks));
+}
+
+static void run_sign(Keystore *ks, Job *j) {
+        /* Destroy takes effect before its own job runs: queued signing for the key is refused here. */
+        if (atomic_load(&j->key->refusing)) {
+                job_fail(j, -EKEYREVOKED, "The key was destroyed");
+                return;
+        }
+        int r = keystore_sign(ks, j->key->record, j->digest, j->signature);
+        if (r < 0)
+                job_fail(j, r, keystore_last_error(ks));
+}
+
+/* The receipt of DESIGN §5: a COSE_Sign1 by the host key over what was destroyed, when and why. */
+static int build_receipt(Keystore *ks, Job *j) {
+        const KeyRecord *host = keystore_host_key(ks);
+        const Key *k = j->key;
+        _cleanup_free_ uint8_t *payload = NULL;
+        _cleanup_(cose_sign1_freep) CoseSign1 *cose = NULL;
+        uint8_t sig[KEYSTORE_SIGNATURE_SIZE];
+        size_t payload_size = 0;
+        int r;
+
+        DestroyReceipt receipt = {
+                .name = k->record->name,
+                .uri = k->uri,
+                .owner = k->record->owner,
+                .reason = j->reason,
+                .kid = k->record->kid,
+                .spki_sha256 = k->spki_sha256,
+                .time = j->now,
+                .by_uid = (uint32_t) j->uid,
+        };
+        r = receipt_destroy_payload(&receipt, &payload, &payload_size);
+        if (r < 0)
+                return r;
+        r = cose_sign1_prepare(host->kid, KEY_KID_SIZE, NULL, payload, payload_size, &cose);
+        if (r < 0)
+                return r;
+        r = keystore_sign(ks, host, cose_sign1_digest(cose), sig);
+        if (r < 0)
+                return r;
+        return cose_sign1_finish(cose, sig, &j->receipt, &j->receipt_size);
+}
+
+static void run_destroy(Keystore *ks, Job *j) {
+        int r = keystore_destroy_key(ks, j->key->record, j->now);
+        if (r < 0) {
+                job_fail(j, r, keystore_last_error(ks));
+                return;
+        }
+        r = build_receipt(ks, j);
+        if (r < 0) {
+                /* The key is gone for good; only the receipt could not be made. */
+                char msg[KEYSTORE_ERROR_MAX];
+                (void) snprintf(msg, sizeof(msg), "The key was destroyed, but signing the receipt failed: %s",
+                                keystore_last_error(ks));
+                job_fail(j, r, msg);
+        }
+}
+
+static void run_job(Keystore *ks, Job *j) {
+        switch (j->type) {
+        case JOB_CREATE:
+                run_create(ks, j);
+                break;
+        case JOB_SIGN:
+                /* Nobody is waiting for the answer any more: spend no TPM time on it. */
+                if (j->client && atomic_load(&j->client->gone)) {
+                        job_fail(j, -ECANCELED, "The caller disconnected");
+                        break;
+                }
+                run_sign(ks, j);
+                break;
+        case JOB_DESTROY:
+                run_destroy(ks, j);
+                break;
+        }
+}
+
+/* Next job: the admin lane first, then the agent lane's uids in turn. Called with the lock held. */
+static Job *dequeue_locked(Worker *w) {
+        Job *j = w->admin_head;
+
+        if (j) {
+                w->admin_head = j->next;
+                if (!w->admin_head)
+                        w->admin_tail = NULL;
+        } else if (w->n_uids > 0) {
+                if (w->rr >= w->n_uids)
+                        w->rr = 0;
+                UidQueue *q = &w->uids[w->rr];
+                j = q->head;
+                q->head = j->next;
+                q->n--;
+                if (!q->head) {
+                        /* Drop the empty queue; the next uid slides into this index. */
+                        w->uids[w->rr] = w->uids[--w->n_uids];
+                } else
+                        w->rr++;
+        } else
+                return NULL;
+
+        j->next = NULL;
+        w->depth--;
+        return j;
+}
+
+static void *worker_main(void *userdata) {
+        Worker *w = userdata;
+
+        pthread_mutex_lock(&w->lock);
+        for (;;) {
+                Job *j = dequeue_locked(w);
+                if (!j) {
+                        if (w->stopping)
+                                break;
+                        pthread_cond_wait(&w->wake, &w->lock);
+                        continue;
+                }
+                pthread_mutex_unlock(&w->lock);
+
+                run_job(w->ks, j);
+
+                pthread_mutex_lock(&w->lock);
+                if (w->done_tail)
+                        w->done_tail->next = j;
+                else
+                        w->done_head = j;
+                w->done_tail = j;
+                uint64_t one = 1;
+                if (write(w->event_fd, &one, sizeof(one)) < 0)
+                        log_debug("Waking the event loop failed: %m");
+        }
+        pthread_mutex_unlock(&w->lock);
+        return NULL;
+}
+
+int worker_start(Keystore *ks, Worker **ret, int *ret_event_fd) {
+        Worker *w = calloc(1, sizeof(*w));
+        int r;
+
+        if (!w)
+                return -ENOMEM;
+        pthread_mutex_init(&w->lock, NULL);
+        pthread_cond_init(&w->wake, NULL);
+        w->event_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+        if (w->event_fd < 0) {
+                r = -errno;
+                worker_stop(w);
+                return r;
+        }
+        w->ks = ks;
+        r = -pthread_create(&w->thread, NULL, worker_main, w);
+        if (r < 0) {
+                w->ks = NULL; /* still the caller's */
+                worker_stop(w);
+                return r;
+        }
+        w->thread_started = true;
+        *ret = w;
+        *ret_event_fd = w->event_fd;
+        return 0;
+}
+
+int worker_submit(Worker *w, Job *j) {
+        int r = 0;
+
+        j->next = NULL;
+        pthread_mutex_lock(&w->lock);
+        if (w->depth >= WORKER_QUEUE_MAX || w->stopping) {
+                r = -EBUSY;
+                goto unlock;
+        }
+
+        if (j->type != JOB_SIGN) {
+                if (w->admin_tail)
+                        w->admin_tail->next = j;
+                else
+                        w->admin_head = j;
+                w->admin_tail = j;
+        } else {
+                UidQueue *q = NULL;
+                for (size_t i = 0; i < w->n_uids && !q; i++)
+                        if (w->uids[i].uid == j->uid)
+                                q = &w->uids[i];
+                if (!q) {
+                        UidQueue *n = reallocarray(w->uids, w->n_uids + 1, sizeof(UidQueue));
+                        if (!n) {
+                                r = -ENOMEM;
+                                goto unlock;
+                        }
+                        w->uids = n;
+                        q = &w->uids[w->n_uids++];
+                        *q = (UidQueue) { .uid = j->uid };
+                }
+                /* One uid may hold at most a share of the queue, so others always find room. */
+                if (q->n >= WORKER_QUEUE_PER_UID_MAX) {
+                        r = -EBUSY;
+                        goto unlock;
+                }
+                if (q->head)
+                        q->tail->next = j;
+                else
+                        q->head = j;
+                q->tail = j;
+                q->n++;
+        }
+        w->depth++;
+        pthread_cond_signal(&w->wake);
+unlock:
+        pthread_mutex_unlock(&w->lock);
+        return r;
+}
+
+Job *worker_take_done(Worker *w) {
+        uint64_t v;
+
+        (void) read(w->event_fd, &v, sizeof(v));
+        pthread_mutex_lock(&w->lock);
+        Job *list = w->done_head;
+        w->done_head = w->done_tail = NULL;
+        pthread_mutex_unlock(&w->lock);
+        return list;
+}
+
+unsigned worker_queue_depth(Worker *w) {
+        pthread_mutex_lock(&w->lock);
+        unsigned d = w->depth;
+        pthread_mutex_unlock(&w->lock);
+        return d;
+}
+
+Worker *worker_stop(Worker *w) {
+        if (!w)
+                return NULL;
+
+        if (w->thread_started) {
+                pthread_mutex_lock(&w->lock);
+                w->stopping = true;
+                pthread_cond_signal(&w->wake);
+                pthread_mutex_unlock(&w->lock);
+                (void) pthread_join(w->thread, NULL);
+        }
+        for (Job *j = w->done_head, *next; j; j = next) {
+                next = j->next;
+                job_free(j);
+        }
+        keystore_free(w->ks);
+        free(w->uids);
+        safe_close(w->event_fd);
+        pthread_cond_destroy(&w->wake);
+        pthread_mutex_destroy(&w->lock);
+        return mfree(w);
+}

@@ -1,0 +1,81 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+/*
+ * The TPM worker: one thread owns the Keystore (an ESAPI context is not thread-safe) and runs jobs
+ * from a bounded queue with two lanes:
+ *
+ *   lane 1 (admin)  CreateKey, Destroy: always served first, so offboarding is never stuck behind a
+ *                   signing flood;
+ *   lane 2 (agent)  signing work, one FIFO per caller uid served round robin, so one flooding uid
+ *                   cannot starve the others.
+ *
+ * The event loop submits a Job and gets it back, finished, through an eventfd it watches; replies are
+ * sent from the event loop. A full queue, or a uid over its share, answers -EBUSY at submission.
+ */
+
+#include <stdatomic.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <systemd/sd-bus.h>
+
+#include "attest/cose.h"
+#include "dbus/manager.h"
+#include "keystore/keystore.h"
+
+#define WORKER_QUEUE_MAX 1024U
+#define WORKER_QUEUE_PER_UID_MAX 256U
+
+typedef enum JobType {
+        JOB_CREATE,
+        JOB_SIGN,          /* Sign and SignMessage */
+        JOB_DESTROY,
+} JobType;
+
+typedef struct Job {
+        JobType type;
+        sd_bus_message *call;    /* the method call to answer (event-loop thread only) */
+        Client *client;          /* its sender */
+        uid_t uid;               /* caller's euid: fairness and receipts */
+        Key *key;                /* SIGN/DESTROY: the key (a reference) */
+
+        /* JOB_CREATE */
+        char *name, *owner, *description;
+        uint32_t key_uid;
+        uint64_t not_after;
+        bool has_exe_digest;
+        uint8_t exe_sha256[32];
+
+        /* JOB_SIGN */
+        uint8_t digest[KEYSTORE_DIGEST_SIZE];
+        CoseSign1 *cose;         /* SignMessage: finished with the signature by the event loop */
+
+        /* JOB_DESTROY */
+        char *reason;
+        uint64_t now;
+
+        /* Results */
+        int result;
+        char error[KEYSTORE_ERROR_MAX];
+        uint8_t signature[KEYSTORE_SIGNATURE_SIZE];
+        KeyRecord *created;
+        uint8_t *receipt;
+        size_t receipt_size;
+
+        struct Job *next;
+} Job;
+
+Job *job_new(JobType type, sd_bus_message *call, Client *client, uid_t uid, Key *key);
+/* Releases everything the job holds; event-loop thread only (it unrefs the message and key). */
+Job *job_free(Job *j);
+DEFINE_TRIVIAL_CLEANUP_FUNC(Job *, job_free);
+
+/* Take ownership of ks and start the thread. *ret_event_fd becomes readable when jobs are done. */
+int worker_start(Keystore *ks, Worker **ret, int *ret_event_fd);
+/* Queue a job (ownership passes to the worker on success). Return: 0; -EBUSY. */
+int worker_submit(Worker *w, Job *j);
+/* All finished jobs, oldest first, as a list linked by ->next (ownership passes to the caller). */
+Job *worker_take_done(Worker *w);
+unsigned worker_queue_depth(Worker *w);
+/* Finish the queue, stop the thread, free the keystore. Remaining finished jobs are freed. */
+Worker *worker_stop(Worker *w);
