@@ -224,6 +224,15 @@ static int run(int argc, char *argv[]) {
         if (r <= 0)
                 return r;
 
+        /* Blocked before any thread starts, so the worker inherits the mask and sd-event gets them all. */
+        sigset_t mask;
+        sigemptyset(&mask);
+        sigaddset(&mask, SIGTERM);
+        sigaddset(&mask, SIGINT);
+        sigaddset(&mask, SIGHUP);
+        if (sigprocmask(SIG_BLOCK, &mask, NULL) < 0)
+                return log_error_errno(errno, "Blocking signals failed: %m");
+
         /* Key material passes through this process: no core dumps, no ptrace by other users. */
         (void) prctl(PR_SET_DUMPABLE, 0);
         umask(0077);
@@ -273,12 +282,6 @@ static int run(int argc, char *argv[]) {
         r = sd_event_default(&m.event);
         if (r < 0)
                 return log_error_errno(r, "Creating the event loop failed: %m");
-        sigset_t mask;
-        sigemptyset(&mask);
-        sigaddset(&mask, SIGTERM);
-        sigaddset(&mask, SIGINT);
-        sigaddset(&mask, SIGHUP);
-        sigprocmask(SIG_BLOCK, &mask, NULL);
         if ((r = sd_event_add_signal(m.event, NULL, SIGTERM, on_stop_signal, &m)) < 0 ||
             (r = sd_event_add_signal(m.event, NULL, SIGINT, on_stop_signal, &m)) < 0 ||
             (r = sd_event_add_signal(m.event, NULL, SIGHUP, on_reload_signal, &m)) < 0 ||
