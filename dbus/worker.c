@@ -108,10 +108,8 @@ static void run_sign(Keystore *ks, Job *j) {
 static int build_receipt(Keystore *ks, Job *j) {
         const KeyRecord *host = keystore_host_key(ks);
         const Key *k = j->key;
-        _cleanup_free_ uint8_t *payload = NULL;
         _cleanup_(cose_sign1_freep) CoseSign1 *cose = NULL;
         uint8_t sig[KEYSTORE_SIGNATURE_SIZE];
-        size_t payload_size = 0;
         int r;
 
         DestroyReceipt receipt = {
@@ -124,10 +122,7 @@ static int build_receipt(Keystore *ks, Job *j) {
                 .time = j->now,
                 .by_uid = (uint32_t) j->uid,
         };
-        r = receipt_destroy_payload(&receipt, &payload, &payload_size);
-        if (r < 0)
-                return r;
-        r = cose_sign1_prepare(host->kid, KEY_KID_SIZE, NULL, payload, payload_size, &cose);
+        r = receipt_destroy_prepare(&receipt, host->kid, KEY_KID_SIZE, &cose);
         if (r < 0)
                 return r;
         r = keystore_sign(ks, host, cose_sign1_digest(cose), sig);

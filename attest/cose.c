@@ -1,0 +1,421 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * COSE_Sign1 / ES256 (see cose.h). Everything is encoded with cbor_util_encode(), so a message is a
+ * pure function of its inputs and the signature, and the verifier insists on that same deterministic
+ * encoding: there is exactly one byte string for every valid message.
+ */
+
+#include <openssl/ec.h>
+#include <openssl/objects.h>
+#include <string.h>
+
+#include "attest/cose.h"
+#include "common/cbor-util.h"
+#include "common/crypto-util.h"
+
+/* Sig_structure context string for COSE_Sign1 (RFC 9052 §4.4). */
+#define SIG_STRUCTURE_CONTEXT "Signature1"
+
+/* Slack around the payload for the array, headers and signature in a received message. */
+#define COSE_ENVELOPE_MAX 4096U
+
+struct CoseSign1 {
+        uint8_t *protected;
+        size_t protected_size;
+        uint8_t *payload;
+        size_t payload_size;
+        uint8_t digest[SHA256_DIGEST_SIZE];
+};
+
+static int memdup_out(const void *p, size_t n, uint8_t **ret) {
+        /* malloc(0) may return NULL; an empty payload is still a valid, non-NULL buffer. */
+        uint8_t *c = malloc(n > 0 ? n : 1);
+        if (!c)
+                return -ENOMEM;
+        if (n > 0)
+                memcpy(c, p, n);
+        *ret = c;
+        return 0;
+}
+
+/* NULL = omitted claim. Otherwise 1..COSE_CLAIM_TEXT_MAX bytes; UTF-8 is checked by the encoder. */
+static bool claim_text_is_valid(const char *s) {
+        if (!s)
+                return true;
+        size_t n = strnlen(s, COSE_CLAIM_TEXT_MAX + 1);
+        return n >= 1 && n <= COSE_CLAIM_TEXT_MAX;
+}
+
+/* Protected header (RFC 9052 §3): {1: -7, 4: kid, ? 15: {6: iat, ? 3: aud, ? "task_id", ?
+ * "parent_task_id"}}. cbor_util_encode() sorts the keys, so insertion order does not matter. */
+static int protected_encode(const uint8_t *kid, size_t kid_size, const CoseClaims *claims, uint8_t **ret,
+                            size_t *ret_size) {
+        _cleanup_cbor_ cbor_item_t *map = NULL;
+        int k = 0;
+
+        map = cbor_util_new_map();
+        if (!map)
+                return -ENOMEM;
+
+        k |= cbor_util_map_put_int(map, COSE_HEADER_ALG, cbor_util_new_int(COSE_ALG_ES256));
+        k |= cbor_util_map_put_int(map, COSE_HEADER_KID, cbor_util_new_bytes(kid, kid_size));
+        if (claims) {
+                cbor_item_t *cm = cbor_util_new_map();
+
+                /* RFC 9597 §2: label 15 holds a CWT Claims Set, integer keys as in RFC 8392 §3.1. */
+                if (cm) {
+                        k |= cbor_util_map_put_int(cm, CWT_CLAIM_IAT, cbor_util_new_uint(claims->iat));
+                        if (claims->aud)
+                                k |= cbor_util_map_put_int(cm, CWT_CLAIM_AUD, cbor_util_new_text(claims->aud));
+                        if (claims->task_id)
+                                k |= cbor_util_map_put_text(cm, "task_id", cbor_util_new_text(claims->task_id));
+                        if (claims->parent_task_id)
+                                k |= cbor_util_map_put_text(cm, "parent_task_id",
+                                                            cbor_util_new_text(claims->parent_task_id));
+                }
+                k |= cbor_util_map_put_int(map, COSE_HEADER_CWT_CLAIMS, cm);
+        }
+        if (k != 0)
+                return -ENOMEM;
+
+        /* -EINVAL here means a claim text that is not UTF-8. */
+        return cbor_util_encode(map, ret, ret_size);
+}
+
+int cose_sign1_sig_structure(const uint8_t *protected, size_t protected_size, const uint8_t *payload,
+                             size_t payload_size, uint8_t **ret, size_t *ret_size) {
+        _cleanup_cbor_ cbor_item_t *array = NULL;
+        int k = 0;
+
+        if ((!protected && protected_size > 0) || (!payload && payload_size > 0) || !ret || !ret_size)
+                return -EINVAL;
+        if (protected_size > COSE_PROTECTED_MAX || payload_size > COSE_PAYLOAD_MAX)
+                return -EINVAL;
+
+        /* RFC 9052 §4.4: Sig_structure = [context, body_protected, external_aad, payload]; agentid
+         * uses no external AAD, which is the empty byte string. */
+        array = cbor_util_new_array();
+        if (!array)
+                return -ENOMEM;
+        k |= cbor_util_array_push(array, cbor_util_new_text(SIG_STRUCTURE_CONTEXT));
+        k |= cbor_util_array_push(array, cbor_util_new_bytes(protected, protected_size));
+        k |= cbor_util_array_push(array, cbor_util_new_bytes(NULL, 0));
+        k |= cbor_util_array_push(array, cbor_util_new_bytes(payload, payload_size));
+        if (k != 0)
+                return -ENOMEM;
+
+        return cbor_util_encode(array, ret, ret_size);
+}
+
+static int sig_structure_digest(const uint8_t *protected, size_t protected_size, const uint8_t *payload,
+                                size_t payload_size, uint8_t ret[SHA256_DIGEST_SIZE]) {
+        _cleanup_free_ uint8_t *tbs = NULL;
+        size_t tbs_size = 0;
+        int r;
+
+        r = cose_sign1_sig_structure(protected, protected_size, payload, payload_size, &tbs, &tbs_size);
+        if (r < 0)
+                return r;
+        return sha256(tbs, tbs_size, ret);
+}
+
+CoseSign1 *cose_sign1_free(CoseSign1 *c) {
+        if (!c)
+                return NULL;
+        free(c->protected);
+        free(c->payload);
+        return mfree(c);
+}
+
+int cose_sign1_prepare(const uint8_t *kid, size_t kid_size, const CoseClaims *claims, const uint8_t *payload,
+                       size_t payload_size, CoseSign1 **ret) {
+        _cleanup_(cose_sign1_freep) CoseSign1 *c = NULL;
+        int r;
+
+        if (!kid || kid_size < 1 || kid_size > COSE_KID_MAX || !ret)
+                return -EINVAL;
+        if ((!payload && payload_size > 0) || payload_size > COSE_PAYLOAD_MAX)
+                return -EINVAL;
+        if (claims && (!claim_text_is_valid(claims->aud) || !claim_text_is_valid(claims->task_id) ||
+                       !claim_text_is_valid(claims->parent_task_id)))
+                return -EINVAL;
+
+        c = calloc(1, sizeof(*c));
+        if (!c)
+                return -ENOMEM;
+
+        r = protected_encode(kid, kid_size, claims, &c->protected, &c->protected_size);
+        if (r < 0)
+                return r;
+        /* Cannot happen with the limits above (64 + 3 × 256 bytes of values), but the verifier
+         * refuses larger headers, so never produce one. */
+        if (c->protected_size > COSE_PROTECTED_MAX)
+                return -EINVAL;
+
+        r = memdup_out(payload, payload_size, &c->payload);
+        if (r < 0)
+                return r;
+        c->payload_size = payload_size;
+
+        r = sig_structure_digest(c->protected, c->protected_size, c->payload, c->payload_size, c->digest);
+        if (r < 0)
+                return r;
+
+        *ret = TAKE_PTR(c);
+        return 0;
+}
+
+const uint8_t *cose_sign1_digest(const CoseSign1 *c) {
+        return c ? c->digest : NULL;
+}
+
+int cose_sign1_finish(const CoseSign1 *c, const uint8_t sig_rs[COSE_ES256_SIG_SIZE], uint8_t **ret,
+                      size_t *ret_size) {
+        _cleanup_cbor_ cbor_item_t *array = NULL, *tag = NULL;
+        int k = 0;
+
+        if (!c || !sig_rs || !ret || !ret_size)
+                return -EINVAL;
+
+        /* RFC 9052 §4.2: COSE_Sign1 = [protected: bstr, unprotected: header_map, payload: bstr,
+         * signature: bstr]. The unprotected header is always empty in agentid (DESIGN §5): nothing
+         * that is not covered by the signature travels with the message. */
+        array = cbor_util_new_array();
+        if (!array)
+                return -ENOMEM;
+        k |= cbor_util_array_push(array, cbor_util_new_bytes(c->protected, c->protected_size));
+        k |= cbor_util_array_push(array, cbor_util_new_map());
+        k |= cbor_util_array_push(array, cbor_util_new_bytes(c->payload, c->payload_size));
+        /* RFC 9053 §2.1: the ES256 signature is r || s, not DER. */
+        k |= cbor_util_array_push(array, cbor_util_new_bytes(sig_rs, COSE_ES256_SIG_SIZE));
+        if (k != 0)
+                return -ENOMEM;
+
+        /* RFC 9052 §2: COSE_Sign1_Tagged = #6.18(COSE_Sign1); written as the single byte 0xd2. */
+        tag = cbor_new_tag(COSE_SIGN1_TAG);
+        if (!tag)
+                return -ENOMEM;
+        cbor_tag_set_item(tag, array);    /* takes its own reference */
+
+        return cbor_util_encode(tag, ret, ret_size);
+}
+
+/* ------------------------------------------------------------------------------------------------ */
+/* Verifier */
+
+static int claim_text_check(const cbor_item_t *v) {
+        const char *s;
+        size_t n;
+
+        /* cbor_util_get_text() refuses an embedded NUL; the validator already checked UTF-8. */
+        if (cbor_util_get_text(v, &s, &n) < 0 || n < 1 || n > COSE_CLAIM_TEXT_MAX)
+                return -EBADMSG;
+        return 0;
+}
+
+/* Label 15 exactly as protected_encode() writes it: 6 => uint (required), 3 => tstr,
+ * "task_id" => tstr, "parent_task_id" => tstr, nothing else. */
+static int claims_check(const cbor_item_t *claims) {
+        struct cbor_pair *pairs;
+        bool have_iat = false;
+        size_t n;
+
+        if (!claims || !cbor_isa_map(claims))
+                return -EBADMSG;
+        n = cbor_map_size(claims);
+        pairs = cbor_map_handle(claims);
+        if (n > 0 && !pairs)
+                return -EBADMSG;
+
+        for (size_t i = 0; i < n; i++) {
+                const cbor_item_t *key = pairs[i].key, *value = pairs[i].value;
+                const char *s;
+                size_t l;
+                int64_t label;
+                uint64_t u;
+
+                if (cbor_util_get_int(key, &label) >= 0) {
+                        if (label == CWT_CLAIM_IAT) {
+                                if (cbor_util_get_uint(value, &u) < 0)
+                                        return -EBADMSG;
+                                have_iat = true;
+                        } else if (label == CWT_CLAIM_AUD) {
+                                if (claim_text_check(value) < 0)
+                                        return -EBADMSG;
+                        } else
+                                return -EBADMSG;
+                } else if (cbor_util_get_text(key, &s, &l) >= 0) {
+                        bool known = (l == strlen("task_id") && memcmp(s, "task_id", l) == 0) ||
+                                     (l == strlen("parent_task_id") && memcmp(s, "parent_task_id", l) == 0);
+                        if (!known || claim_text_check(value) < 0)
+                                return -EBADMSG;
+                } else
+                        return -EBADMSG;
+        }
+
+        return have_iat ? 0 : -EBADMSG;
+}
+
+/* The protected header bytes: a deterministic map with alg ES256, a kid, optionally label 15, and no
+ * other label (RFC 9052 §3.1: a label we do not understand might be listed in crit). */
+static int protected_check(const uint8_t *buf, size_t size) {
+        static const CborLimits limits = {
+                .max_size = COSE_PROTECTED_MAX,
+                .max_depth = 2,         /* the header map and the claims map inside it */
+                .max_items = 32,
+                .flags = CBOR_VALIDATE_DETERMINISTIC,
+        };
+        _cleanup_cbor_ cbor_item_t *map = NULL;
+        bool have_alg = false, have_kid = false;
+        int r;
+
+        /* RFC 9052 §4.2 allows a zero-length protected header, but ours always carries alg and kid. */
+        r = cbor_util_decode(buf, size, &limits, &map, NULL);
+        if (r == -ENOMEM)
+                return r;
+        if (r < 0 || !cbor_isa_map(map))
+                return -EBADMSG;
+
+        size_t n = cbor_map_size(map);
+        struct cbor_pair *pairs = cbor_map_handle(map);
+        if (n > 0 && !pairs)
+                return -EBADMSG;
+
+        for (size_t i = 0; i < n; i++) {
+                const cbor_item_t *value = pairs[i].value;
+                const uint8_t *kid;
+                size_t kid_size;
+                int64_t label, alg;
+
+                /* Labels are unique: the validator refuses duplicate keys. */
+                if (cbor_util_get_int(pairs[i].key, &label) < 0)
+                        return -EBADMSG;
+                switch (label) {
+                case COSE_HEADER_ALG:
+                        /* The algorithm is protected so it cannot be swapped (RFC 9052 §3.1). */
+                        if (cbor_util_get_int(value, &alg) < 0 || alg != COSE_ALG_ES256)
+                                return -EBADMSG;
+                        have_alg = true;
+                        break;
+                case COSE_HEADER_KID:
+                        if (cbor_util_get_bytes(value, &kid, &kid_size) < 0 || kid_size < 1 ||
+                            kid_size > COSE_KID_MAX)
+                                return -EBADMSG;
+                        have_kid = true;
+                        break;
+                case COSE_HEADER_CWT_CLAIMS:
+                        if (claims_check(value) < 0)
+                                return -EBADMSG;
+                        break;
+                default:
+                        return -EBADMSG;
+                }
+        }
+
+        return have_alg && have_kid ? 0 : -EBADMSG;
+}
+
+static bool pkey_is_p256(EVP_PKEY *pkey) {
+        char group[64];
+        int nid;
+
+        if (!EVP_PKEY_is_a(pkey, "EC") ||
+            EVP_PKEY_get_group_name(pkey, group, sizeof(group), NULL) != 1)
+                return false;
+        nid = OBJ_sn2nid(group);
+        if (nid == NID_undef)
+                nid = EC_curve_nist2nid(group);
+        return nid == NID_X9_62_prime256v1;
+}
+
+int cose_sign1_check(const uint8_t *cose, size_t size, EVP_PKEY *pkey, uint8_t **ret_protected,
+                     size_t *ret_protected_size, uint8_t **ret_payload, size_t *ret_payload_size) {
+        static const CborLimits limits = {
+                .max_size = COSE_PAYLOAD_MAX + COSE_ENVELOPE_MAX,
+                .max_depth = 4,
+                /* The array and its four elements; a little room so that an oversized unprotected map
+                 * is reported as not empty rather than as too big (both are -EBADMSG). */
+                .max_items = 16,
+                .flags = CBOR_VALIDATE_DETERMINISTIC,
+        };
+        _cleanup_cbor_ cbor_item_t *msg = NULL;
+        _cleanup_free_ uint8_t *der = NULL, *prot_copy = NULL, *payload_copy = NULL;
+        const uint8_t *inner, *prot, *payload, *sig;
+        size_t inner_size, prot_size, payload_size, sig_size, der_size;
+        uint8_t digest[SHA256_DIGEST_SIZE];
+        int r;
+
+        if ((!cose && size > 0) || !pkey)
+                return -EINVAL;
+        if ((ret_protected && !ret_protected_size) || (ret_payload && !ret_payload_size))
+                return -EINVAL;
+        /* ES256 is ECDSA with SHA-256 on P-256 here: r and s are 32 bytes each (RFC 9053 §2.1). */
+        if (!pkey_is_p256(pkey))
+                return -EINVAL;
+
+        /* libcbor 0.8 cannot decode the one-byte tag 18, so it is checked and removed by hand
+         * (RFC 9052 §2: COSE_Sign1_Tagged; DESIGN §5). */
+        if (cbor_util_strip_tag(cose, size, COSE_SIGN1_TAG, &inner, &inner_size) < 0)
+                return -EBADMSG;
+
+        r = cbor_util_decode(inner, inner_size, &limits, &msg, NULL);
+        if (r == -ENOMEM)
+                return r;
+        if (r < 0)
+                return -EBADMSG;
+
+        /* RFC 9052 §4.2: [protected, unprotected, payload, signature]. */
+        if (!cbor_isa_array(msg) || cbor_array_size(msg) != 4 || !cbor_array_handle(msg))
+                return -EBADMSG;
+        cbor_item_t **e = cbor_array_handle(msg);
+
+        if (cbor_util_get_bytes(e[0], &prot, &prot_size) < 0 || prot_size > COSE_PROTECTED_MAX)
+                return -EBADMSG;
+        /* Unprotected parameters are not signed; agentid sends none and accepts none (DESIGN §5). */
+        if (!cbor_isa_map(e[1]) || cbor_map_size(e[1]) != 0)
+                return -EBADMSG;
+        /* A detached payload (nil, RFC 9052 §4.1) is refused by the validator already (no null). */
+        if (cbor_util_get_bytes(e[2], &payload, &payload_size) < 0 || payload_size > COSE_PAYLOAD_MAX)
+                return -EBADMSG;
+        if (cbor_util_get_bytes(e[3], &sig, &sig_size) < 0 || sig_size != COSE_ES256_SIG_SIZE)
+                return -EBADMSG;
+
+        r = protected_check(prot, prot_size);
+        if (r < 0)
+                return r;
+
+        /* Rebuilt from the bytes received, never from a re-encoding of the parsed header: the
+         * signature covers the protected header exactly as it was sent (RFC 9052 §4.4). */
+        r = sig_structure_digest(prot, prot_size, payload, payload_size, digest);
+        if (r == -ENOMEM)
+                return r;
+        if (r < 0)
+                return -EBADMSG;
+
+        r = ecdsa_raw_to_der(sig, COSE_ES256_SIG_SIZE / 2, &der, &der_size);
+        if (r == -ENOMEM)
+                return r;
+        if (r < 0)
+                return -EBADMSG;
+
+        r = ecdsa_verify_digest(pkey, digest, der, der_size);
+        if (r < 0)
+                return r;
+        if (r == 0)
+                return -EKEYREJECTED;
+
+        if (ret_protected && memdup_out(prot, prot_size, &prot_copy) < 0)
+                return -ENOMEM;
+        if (ret_payload && memdup_out(payload, payload_size, &payload_copy) < 0)
+                return -ENOMEM;
+
+        if (ret_protected) {
+                *ret_protected = TAKE_PTR(prot_copy);
+                *ret_protected_size = prot_size;
+        }
+        if (ret_payload) {
+                *ret_payload = TAKE_PTR(payload_copy);
+                *ret_payload_size = payload_size;
+        }
+        return 0;
+}
