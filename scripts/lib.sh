@@ -82,3 +82,58 @@ start_swtpm() {
         # tss2 prints every TPM error it sees; agentid reports errors itself.
         export TSS2_LOG="${TSS2_LOG:-all+none}"
 }
+
+# start_bus: a private system-type dbus-daemon whose policy includes the project's own
+# units/org.agentid1.conf; sets DBUS_SYSTEM_BUS_ADDRESS.
+start_bus() {
+        cat >"$AGENTID_TMP/bus.conf" <<CONF
+<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-BUS Bus Configuration 1.0//EN"
+ "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
+<busconfig>
+  <type>system</type>
+  <listen>unix:path=$AGENTID_TMP/bus.sock</listen>
+  <auth>EXTERNAL</auth>
+  <policy context="default">
+    <allow user="*"/>
+    <deny own="*"/>
+    <deny send_type="method_call"/>
+    <allow send_type="signal"/>
+    <allow send_requested_reply="true" send_type="method_return"/>
+    <allow send_requested_reply="true" send_type="error"/>
+    <allow receive_type="method_call"/>
+    <allow receive_type="method_return"/>
+    <allow receive_type="error"/>
+    <allow receive_type="signal"/>
+    <allow send_destination="org.freedesktop.DBus"/>
+  </policy>
+  <include>$AGENTID_SRC/units/org.agentid1.conf</include>
+</busconfig>
+CONF
+        dbus-daemon --config-file="$AGENTID_TMP/bus.conf" --nofork --print-address=1 \
+                >"$AGENTID_TMP/bus.address" 2>"$AGENTID_TMP/bus.log" &
+        AGENTID_PIDS="$AGENTID_PIDS $!"
+        for _ in $(seq 100); do
+                [ -s "$AGENTID_TMP/bus.address" ] && break
+                sleep 0.05
+        done
+        [ -s "$AGENTID_TMP/bus.address" ] || die "dbus-daemon did not start (see $AGENTID_TMP/bus.log)"
+        DBUS_SYSTEM_BUS_ADDRESS=$(head -n1 "$AGENTID_TMP/bus.address")
+        export DBUS_SYSTEM_BUS_ADDRESS
+}
+
+# start_daemon BUILD_DIR [agentidd options]: agentidd on the private bus and swtpm; waits for its name.
+start_daemon() {
+        bdir=$1
+        shift
+        "$bdir/dbus/agentidd" --tcti="$AGENTID_TCTI" --state-dir="$AGENTID_TMP/state" "$@" \
+                >>"$AGENTID_TMP/agentidd.log" 2>&1 &
+        AGENTID_DAEMON_PID=$!
+        AGENTID_PIDS="$AGENTID_PIDS $AGENTID_DAEMON_PID"
+        for _ in $(seq 200); do
+                busctl --system status org.agentid1 >/dev/null 2>&1 && return 0
+                kill -0 "$AGENTID_DAEMON_PID" 2>/dev/null || break
+                sleep 0.05
+        done
+        cat "$AGENTID_TMP/agentidd.log" >&2
+        die "agentidd did not come up"
+}

@@ -1,0 +1,683 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * agentidctl: the command-line client of agentidd, for admins (create, destroy) and agents (sign).
+ * Everything goes through D-Bus; agentidd decides who may do what, on the uid the bus reports.
+ *
+ * Exit status: 0 success; 1 the daemon refused or failed the request; 2 usage error;
+ * 3 agentidd cannot be reached.
+ */
+
+#include <fcntl.h>
+#include <getopt.h>
+#include <jansson.h>
+#include <openssl/evp.h>
+#include <pwd.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <systemd/sd-bus.h>
+#include <time.h>
+
+#include "common/crypto-util.h"
+#include "common/fileio.h"
+#include "common/hexutil.h"
+#include "common/log.h"
+#include "config.h"
+
+#define BUS_NAME "org.agentid1"
+#define MANAGER_PATH "/org/agentid1"
+#define MANAGER_IFACE "org.agentid1.Manager"
+#define KEY_IFACE "org.agentid1.Key"
+#define INPUT_MAX (64U * 1024U * 1024U)
+#define MESSAGE_MAX (64U * 1024U)
+
+/* Per-call timeouts: reads are quick; TPM work waits behind a queue; key creation is slow on real
+ * TPMs (seconds for some), so it gets the most. */
+#define TIMEOUT_READ_USEC (10ULL * 1000000)
+#define TIMEOUT_SIGN_USEC (30ULL * 1000000)
+#define TIMEOUT_CREATE_USEC (120ULL * 1000000)
+
+enum {
+        EXIT_REFUSED = 1,
+        EXIT_USAGE = 2,
+        EXIT_UNREACHABLE = 3,
+};
+
+static bool arg_user;
+static bool arg_json;
+static const char *arg_owner;
+static const char *arg_description;
+static const char *arg_reason;
+static const char *arg_output;
+static const char *arg_format;
+static const char *arg_task_id;
+static const char *arg_parent_task_id;
+static const char *arg_audience;
+static const char *arg_exe;
+static const char *arg_exe_sha256;
+static long long arg_uid = -1;
+static unsigned long long arg_ttl;
+
+static void help(void) {
+        printf("Usage: agentidctl [OPTIONS] COMMAND [ARGS]\n"
+               "\n"
+               "Manage and use TPM-backed agent identities through agentidd.\n"
+               "\n"
+               "Commands:\n"
+               "  status                      Daemon status (TPM, keys, queue)\n"
+               "  list                        List keys with their state\n"
+               "  show NAME                   Show a key's properties\n"
+               "  create NAME --owner=OWNER   Create a key (admins) [--uid= | --user-name=] [--ttl=]\n"
+               "                              [--description=] [--exe=PATH | --exe-sha256=HEX]\n"
+               "  public-key NAME             Write the key's public key (--format=pem|der, --output=)\n"
+               "  sign NAME [FILE|-]          SHA-256 the input and sign the digest with the key\n"
+               "                              (--format=base64|der, --output=, --task-id= ...)\n"
+               "  sign-message NAME [FILE|-]  Sign the input as a COSE_Sign1 message (--output=, or base64)\n"
+               "  destroy NAME --reason=TEXT  Destroy a key (admins); writes the receipt (--output=)\n"
+               "\n"
+               "Options:\n"
+               "  --json                      JSON output for status, list, show\n"
+               "  --task-id=ID                Task the request belongs to (sign, sign-message)\n"
+               "  --parent-task-id=ID         Task that started that task\n"
+               "  --audience=AUD              Who the signature is meant for\n"
+               "  --user                      Talk to agentidd on the session bus\n"
+               "  -h, --help                  Show this help\n"
+               "      --version               Show the version\n"
+               "\n"
+               "Exit status: 0 success, 1 refused or failed, 2 usage error, 3 agentidd unreachable.\n"
+               "See agentidctl(1).\n");
+}
+
+static int parse_argv(int argc, char *argv[]) {
+        enum {
+                ARG_USER = 0x100, ARG_JSON, ARG_OWNER, ARG_UID, ARG_USER_NAME, ARG_TTL, ARG_DESCRIPTION,
+                ARG_REASON, ARG_OUTPUT, ARG_FORMAT, ARG_TASK_ID, ARG_PARENT_TASK_ID, ARG_AUDIENCE, ARG_EXE,
+                ARG_EXE_SHA256, ARG_VERSION,
+        };
+        static const struct option options[] = {
+                { "user", no_argument, NULL, ARG_USER },
+                { "json", no_argument, NULL, ARG_JSON },
+                { "owner", required_argument, NULL, ARG_OWNER },
+                { "uid", required_argument, NULL, ARG_UID },
+                { "user-name", required_argument, NULL, ARG_USER_NAME },
+                { "ttl", required_argument, NULL, ARG_TTL },
+                { "description", required_argument, NULL, ARG_DESCRIPTION },
+                { "reason", required_argument, NULL, ARG_REASON },
+                { "output", required_argument, NULL, ARG_OUTPUT },
+                { "format", required_argument, NULL, ARG_FORMAT },
+                { "task-id", required_argument, NULL, ARG_TASK_ID },
+                { "parent-task-id", required_argument, NULL, ARG_PARENT_TASK_ID },
+                { "audience", required_argument, NULL, ARG_AUDIENCE },
+                { "exe", required_argument, NULL, ARG_EXE },
+                { "exe-sha256", required_argument, NULL, ARG_EXE_SHA256 },
+                { "help", no_argument, NULL, 'h' },
+                { "version", no_argument, NULL, ARG_VERSION },
+                {},
+        };
+        struct passwd *pw;
+        char *end;
+        int c;
+
+        while ((c = getopt_long(argc, argv, "h", options, NULL)) >= 0)
+                switch (c) {
+                case ARG_USER:
+                        arg_user = true;
+                        break;
+                case ARG_JSON:
+                        arg_json = true;
+                        break;
+                case ARG_OWNER:
+                        arg_owner = optarg;
+                        break;
+                case ARG_UID:
+                        errno = 0;
+                        arg_uid = strtoll(optarg, &end, 10);
+                        if (errno || *end || arg_uid < 0 || arg_uid >= UINT32_MAX)
+                                return log_error_errno(EINVAL, "Invalid --uid: %s", optarg);
+                        break;
+                case ARG_USER_NAME:
+                        pw = getpwnam(optarg);
+                        if (!pw)
+                                return log_error_errno(ENOENT, "No such user: %s", optarg);
+                        arg_uid = pw->pw_uid;
+                        break;
+                case ARG_TTL:
+                        errno = 0;
+                        arg_ttl = strtoull(optarg, &end, 10);
+                        if (errno || *end || arg_ttl == 0)
+                                return log_error_errno(EINVAL, "Invalid --ttl (seconds > 0): %s", optarg);
+                        break;
+                case ARG_DESCRIPTION:
+                        arg_description = optarg;
+                        break;
+                case ARG_REASON:
+                        arg_reason = optarg;
+                        break;
+                case ARG_OUTPUT:
+                        arg_output = optarg;
+                        break;
+                case ARG_FORMAT:
+                        arg_format = optarg;
+                        break;
+                case ARG_TASK_ID:
+                        arg_task_id = optarg;
+                        break;
+                case ARG_PARENT_TASK_ID:
+                        arg_parent_task_id = optarg;
+                        break;
+                case ARG_AUDIENCE:
+                        arg_audience = optarg;
+                        break;
+                case ARG_EXE:
+                        arg_exe = optarg;
+                        break;
+                case ARG_EXE_SHA256:
+                        arg_exe_sha256 = optarg;
+                        break;
+                case 'h':
+                        help();
+                        return 0;
+                case ARG_VERSION:
+                        printf("agentidctl " AGENTID_VERSION "\n");
+                        return 0;
+                default:
+                        return -EINVAL;
+                }
+        return 1;
+}
+
+/* ---- helpers -------------------------------------------------------------------------------- */
+
+static int connect_bus(sd_bus **ret) {
+        int r = arg_user ? sd_bus_open_user(ret) : sd_bus_open_system(ret);
+        if (r < 0) {
+                log_error_errno(r, "Cannot connect to the %s bus: %m", arg_user ? "session" : "system");
+                return -EXIT_UNREACHABLE;
+        }
+        return 0;
+}
+
+/* Report a failed call with its D-Bus error name, so scripts and humans can tell refusals apart. */
+static int report_error(const char *what, const sd_bus_error *error, int r) {
+        if (sd_bus_error_is_set(error)) {
+                fprintf(stderr, "%s: %s (%s)\n", what, error->message ?: "", error->name);
+                if (sd_bus_error_has_names(error, SD_BUS_ERROR_SERVICE_UNKNOWN, SD_BUS_ERROR_NAME_HAS_NO_OWNER,
+                                           SD_BUS_ERROR_NO_REPLY, SD_BUS_ERROR_TIMEOUT))
+                        return -EXIT_UNREACHABLE;
+        } else
+                fprintf(stderr, "%s: %s\n", what, strerror(-r));
+        return -EXIT_REFUSED;
+}
+
+static int key_path(const char *name, char **ret) {
+        int r = sd_bus_path_encode("/org/agentid1/key", name, ret);
+        if (r < 0)
+                return log_error_errno(r, "Invalid key name: %m");
+        return 0;
+}
+
+static int read_input(const char *path, size_t max, uint8_t **ret, size_t *ret_size) {
+        if (path && !streq(path, "-")) {
+                int r = read_file_at(AT_FDCWD, path, max, ret, ret_size);
+                if (r == -EFBIG)
+                        return log_error_errno(r, "%s is larger than %zu bytes", path, max);
+                if (r < 0)
+                        return log_error_errno(r, "Reading %s failed: %m", path);
+                return 0;
+        }
+
+        size_t size = 0, allocated = 0;
+        _cleanup_free_ uint8_t *buf = NULL;
+        for (;;) {
+                if (size == allocated) {
+                        allocated = MIN(MAX(allocated * 2, (size_t) 65536), max + 1);
+                        uint8_t *n = realloc(buf, allocated);
+                        if (!n)
+                                return log_error_errno(ENOMEM, "Out of memory");
+                        buf = n;
+                }
+                size_t k = fread(buf + size, 1, allocated - size, stdin);
+                size += k;
+                if (size > max)
+                        return log_error_errno(EFBIG, "Input larger than %zu bytes", max);
+                if (k == 0) {
+                        if (ferror(stdin))
+                                return log_error_errno(EIO, "Reading stdin failed");
+                        break;
+                }
+        }
+        *ret = TAKE_PTR(buf);
+        *ret_size = size;
+        return 0;
+}
+
+/* Binary output: to --output (atomically), else base64 on stdout unless the format says DER. */
+static int write_binary(const void *data, size_t size, bool base64_default) {
+        if (arg_output) {
+                int r = write_file_atomic(arg_output, data, size, 0644, 0);
+                if (r < 0)
+                        return log_error_errno(r, "Writing %s failed: %m", arg_output);
+                return 0;
+        }
+        if (!base64_default || (arg_format && streq(arg_format, "der"))) {
+                if (fwrite(data, 1, size, stdout) != size)
+                        return log_error_errno(EIO, "Writing to stdout failed");
+                return 0;
+        }
+        _cleanup_free_ char *b64 = malloc(4 * ((size + 2) / 3) + 2);
+        if (!b64)
+                return log_error_errno(ENOMEM, "Out of memory");
+        int n = EVP_EncodeBlock((unsigned char *) b64, data, (int) size);
+        printf("%.*s\n", n, b64);
+        return 0;
+}
+
+static int append_context(sd_bus_message *m) {
+        struct {
+                const char *key, *value;
+        } ctx[] = {
+                { "task_id", arg_task_id },
+                { "parent_task_id", arg_parent_task_id },
+                { "audience", arg_audience },
+        };
+        int r = sd_bus_message_open_container(m, 'a', "{sv}");
+        for (size_t i = 0; r >= 0 && i < ELEMENTSOF(ctx); i++)
+                if (ctx[i].value)
+                        r = sd_bus_message_append(m, "{sv}", ctx[i].key, "s", ctx[i].value);
+        if (r >= 0)
+                r = sd_bus_message_close_container(m);
+        return r;
+}
+
+static int get_property_bytes(sd_bus *bus, const char *path, const char *iface, const char *prop, uint8_t **ret,
+                              size_t *ret_size) {
+        _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
+        const void *p;
+        size_t n;
+        int r;
+
+        r = sd_bus_get_property(bus, BUS_NAME, path, iface, prop, &error, &reply, "ay");
+        if (r < 0)
+                return report_error(prop, &error, r);
+        r = sd_bus_message_read_array(reply, 'y', &p, &n);
+        if (r < 0)
+                return log_error_errno(r, "Bad reply: %m");
+        *ret = malloc(n ? n : 1);
+        if (!*ret)
+                return -ENOMEM;
+        memcpy(*ret, p, n);
+        *ret_size = n;
+        return 0;
+}
+
+/* ---- commands ------------------------------------------------------------------------------- */
+
+static int json_print(json_t *j) {
+        char *s = json_dumps(j, JSON_INDENT(2) | JSON_SORT_KEYS);
+        json_decref(j);
+        if (!s)
+                return log_error_errno(ENOMEM, "Out of memory");
+        printf("%s\n", s);
+        free(s);
+        return 0;
+}
+
+/* Read a{sv} of GetAll into JSON (or print it as "Name: value" lines). */
+static int print_properties(sd_bus_message *reply) {
+        json_t *obj = json_object();
+        int r;
+
+        r = sd_bus_message_enter_container(reply, 'a', "{sv}");
+        while (r >= 0 && (r = sd_bus_message_enter_container(reply, 'e', "sv")) > 0) {
+                const char *name, *contents;
+                char type;
+                json_t *v = NULL;
+
+                r = sd_bus_message_read(reply, "s", &name);
+                if (r >= 0)
+                        r = sd_bus_message_peek_type(reply, &type, &contents);
+                if (r < 0)
+                        break;
+                if (streq(contents, "s")) {
+                        const char *s;
+                        r = sd_bus_message_read(reply, "v", "s", &s);
+                        v = json_string(s);
+                } else if (streq(contents, "u")) {
+                        uint32_t u;
+                        r = sd_bus_message_read(reply, "v", "u", &u);
+                        v = json_integer(u);
+                } else if (streq(contents, "t")) {
+                        uint64_t t;
+                        r = sd_bus_message_read(reply, "v", "t", &t);
+                        v = json_integer((json_int_t) t);
+                } else if (streq(contents, "ay")) {
+                        const void *p;
+                        size_t n;
+                        r = sd_bus_message_enter_container(reply, 'v', "ay");
+                        if (r >= 0)
+                                r = sd_bus_message_read_array(reply, 'y', &p, &n);
+                        if (r >= 0) {
+                                _cleanup_free_ char *hex = hex_encode(p, n);
+                                v = json_string(hex ?: "");
+                                r = sd_bus_message_exit_container(reply);
+                        }
+                } else
+                        r = sd_bus_message_skip(reply, "v");
+                if (r >= 0)
+                        r = sd_bus_message_exit_container(reply);
+                if (v)
+                        json_object_set_new(obj, name, v);
+        }
+        if (r < 0) {
+                json_decref(obj);
+                return log_error_errno(r, "Bad reply: %m");
+        }
+        if (arg_json)
+                return json_print(obj);
+
+        const char *key;
+        json_t *value;
+        json_object_foreach(obj, key, value) {
+                if (json_is_string(value))
+                        printf("%16s: %s\n", key, json_string_value(value));
+                else
+                        printf("%16s: %lld\n", key, (long long) json_integer_value(value));
+        }
+        json_decref(obj);
+        return 0;
+}
+
+static int get_all(sd_bus *bus, const char *path, const char *iface) {
+        _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
+        int r = sd_bus_call_method(bus, BUS_NAME, path, "org.freedesktop.DBus.Properties", "GetAll", &error, &reply,
+                                   "s", iface);
+        if (r < 0)
+                return report_error("Reading properties", &error, r);
+        return print_properties(reply);
+}
+
+static int verb_status(sd_bus *bus) {
+        return get_all(bus, MANAGER_PATH, MANAGER_IFACE);
+}
+
+static int verb_show(sd_bus *bus, const char *name) {
+        _cleanup_free_ char *path = NULL;
+        int r = key_path(name, &path);
+        return r < 0 ? r : get_all(bus, path, KEY_IFACE);
+}
+
+static int verb_list(sd_bus *bus) {
+        _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
+        const char *name, *path, *state;
+        json_t *arr = json_array();
+        int r;
+
+        r = sd_bus_call_method(bus, BUS_NAME, MANAGER_PATH, MANAGER_IFACE, "ListKeys", &error, &reply, NULL);
+        if (r < 0) {
+                json_decref(arr);
+                return report_error("Listing keys", &error, r);
+        }
+        r = sd_bus_message_enter_container(reply, 'a', "(sos)");
+        while (r >= 0 && (r = sd_bus_message_read(reply, "(sos)", &name, &path, &state)) > 0)
+                json_array_append_new(arr, json_pack("{s:s, s:s, s:s}", "name", name, "path", path, "state", state));
+        if (r < 0) {
+                json_decref(arr);
+                return log_error_errno(r, "Bad reply: %m");
+        }
+        if (arg_json)
+                return json_print(arr);
+
+        size_t i;
+        json_t *e;
+        printf("%-32s %-10s %s\n", "NAME", "STATE", "OBJECT");
+        json_array_foreach(arr, i, e)
+                printf("%-32s %-10s %s\n", json_string_value(json_object_get(e, "name")),
+                       json_string_value(json_object_get(e, "state")), json_string_value(json_object_get(e, "path")));
+        json_decref(arr);
+        return 0;
+}
+
+static int verb_create(sd_bus *bus, const char *name) {
+        _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL, *reply = NULL;
+        _cleanup_free_ uint8_t *exe_digest = NULL;
+        uint8_t digest[32];
+        size_t n = 0;
+        const char *path;
+        int r;
+
+        if (!arg_owner)
+                return log_error_errno(EINVAL, "--owner= is required: every key has an accountable owner");
+        if (arg_exe && arg_exe_sha256)
+                return log_error_errno(EINVAL, "--exe= and --exe-sha256= are exclusive");
+        if (arg_exe) {
+                _cleanup_free_ uint8_t *data = NULL;
+                size_t size = 0;
+                r = read_file_at(AT_FDCWD, arg_exe, 1024U * 1024U * 1024U, &data, &size);
+                if (r < 0)
+                        return log_error_errno(r, "Reading %s failed: %m", arg_exe);
+                r = sha256(data, size, digest);
+                if (r < 0)
+                        return log_error_errno(r, "Hashing %s failed: %m", arg_exe);
+        } else if (arg_exe_sha256) {
+                r = hex_decode(arg_exe_sha256, &exe_digest, &n);
+                if (r < 0 || n != 32)
+                        return log_error_errno(EINVAL, "--exe-sha256= must be 64 hex digits");
+                memcpy(digest, exe_digest, 32);
+        }
+
+        r = sd_bus_message_new_method_call(bus, &m, BUS_NAME, MANAGER_PATH, MANAGER_IFACE, "CreateKey");
+        if (r >= 0)
+                r = sd_bus_message_append(m, "s", name);
+        if (r >= 0)
+                r = sd_bus_message_open_container(m, 'a', "{sv}");
+        if (r >= 0)
+                r = sd_bus_message_append(m, "{sv}", "owner", "s", arg_owner);
+        if (r >= 0 && arg_uid >= 0)
+                r = sd_bus_message_append(m, "{sv}", "uid", "u", (uint32_t) arg_uid);
+        if (r >= 0 && arg_ttl)
+                r = sd_bus_message_append(m, "{sv}", "ttl", "t", (uint64_t) arg_ttl);
+        if (r >= 0 && arg_description)
+                r = sd_bus_message_append(m, "{sv}", "description", "s", arg_description);
+        if (r >= 0 && (arg_exe || arg_exe_sha256)) {
+                r = sd_bus_message_open_container(m, 'e', "sv");
+                if (r >= 0)
+                        r = sd_bus_message_append(m, "s", "exe_sha256");
+                if (r >= 0)
+                        r = sd_bus_message_open_container(m, 'v', "ay");
+                if (r >= 0)
+                        r = sd_bus_message_append_array(m, 'y', digest, 32);
+                if (r >= 0)
+                        r = sd_bus_message_close_container(m);
+                if (r >= 0)
+                        r = sd_bus_message_close_container(m);
+        }
+        if (r >= 0)
+                r = sd_bus_message_close_container(m);
+        if (r < 0)
+                return log_error_errno(r, "Building the request failed: %m");
+
+        r = sd_bus_call(bus, m, TIMEOUT_CREATE_USEC, &error, &reply);
+        if (r < 0)
+                return report_error("Creating the key failed", &error, r);
+        r = sd_bus_message_read(reply, "o", &path);
+        if (r < 0)
+                return log_error_errno(r, "Bad reply: %m");
+        printf("%s\n", path);
+        return 0;
+}
+
+static int verb_public_key(sd_bus *bus, const char *name) {
+        _cleanup_free_ char *path = NULL;
+        _cleanup_free_ uint8_t *der = NULL;
+        size_t size = 0;
+        int r;
+
+        if (arg_format && !streq(arg_format, "pem") && !streq(arg_format, "der"))
+                return log_error_errno(EINVAL, "--format= must be pem or der");
+        r = key_path(name, &path);
+        if (r < 0)
+                return r;
+        r = get_property_bytes(bus, path, KEY_IFACE, "PublicKey", &der, &size);
+        if (r < 0)
+                return r;
+        if (arg_format && streq(arg_format, "der"))
+                return write_binary(der, size, false);
+
+        /* PEM: "PUBLIC KEY" armour around the base64 of the DER SubjectPublicKeyInfo (RFC 7468 §13). */
+        _cleanup_free_ char *b64 = malloc(4 * ((size + 2) / 3) + 1);
+        if (!b64)
+                return -ENOMEM;
+        int n = EVP_EncodeBlock((unsigned char *) b64, der, (int) size);
+        _cleanup_free_ char *pem = NULL;
+        size_t len = 0;
+        FILE *f = open_memstream(&pem, &len);
+        if (!f)
+                return -ENOMEM;
+        fputs("-----BEGIN PUBLIC KEY-----\n", f);
+        for (int i = 0; i < n; i += 64)
+                fprintf(f, "%.*s\n", MIN(64, n - i), b64 + i);
+        fputs("-----END PUBLIC KEY-----\n", f);
+        fclose(f);
+        return write_binary(pem, len, false);
+}
+
+static int sign_common(sd_bus *bus, const char *name, const char *input, bool message) {
+        _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL, *reply = NULL;
+        _cleanup_free_ char *path = NULL;
+        _cleanup_free_ uint8_t *data = NULL;
+        uint8_t digest[32];
+        const void *out;
+        size_t size = 0, out_size;
+        int r;
+
+        if (arg_format && !streq(arg_format, "base64") && !streq(arg_format, "der"))
+                return log_error_errno(EINVAL, "--format= must be base64 or der");
+        r = key_path(name, &path);
+        if (r < 0)
+                return r;
+        r = read_input(input, message ? MESSAGE_MAX : INPUT_MAX, &data, &size);
+        if (r < 0)
+                return r;
+
+        r = sd_bus_message_new_method_call(bus, &m, BUS_NAME, path, KEY_IFACE, message ? "SignMessage" : "Sign");
+        if (r >= 0) {
+                if (message)
+                        r = sd_bus_message_append_array(m, 'y', data, size);
+                else {
+                        r = sha256(data, size, digest);
+                        if (r >= 0)
+                                r = sd_bus_message_append_array(m, 'y', digest, sizeof(digest));
+                }
+        }
+        if (r >= 0)
+                r = append_context(m);
+        if (r < 0)
+                return log_error_errno(r, "Building the request failed: %m");
+
+        r = sd_bus_call(bus, m, TIMEOUT_SIGN_USEC, &error, &reply);
+        if (r < 0)
+                return report_error("Signing failed", &error, r);
+        r = sd_bus_message_read_array(reply, 'y', &out, &out_size);
+        if (r < 0)
+                return log_error_errno(r, "Bad reply: %m");
+        return write_binary(out, out_size, true);
+}
+
+static int verb_destroy(sd_bus *bus, const char *name) {
+        _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
+        _cleanup_free_ char *path = NULL;
+        const void *receipt;
+        size_t size;
+        int r;
+
+        if (!arg_reason)
+                return log_error_errno(EINVAL, "--reason= is required: destruction is recorded with its reason");
+        r = key_path(name, &path);
+        if (r < 0)
+                return r;
+
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL;
+        r = sd_bus_message_new_method_call(bus, &m, BUS_NAME, path, KEY_IFACE, "Destroy");
+        if (r >= 0)
+                r = sd_bus_message_append(m, "s", arg_reason);
+        if (r < 0)
+                return log_error_errno(r, "Building the request failed: %m");
+        r = sd_bus_call(bus, m, TIMEOUT_SIGN_USEC, &error, &reply);
+        if (r < 0)
+                return report_error("Destroying the key failed", &error, r);
+        r = sd_bus_message_read_array(reply, 'y', &receipt, &size);
+        if (r < 0)
+                return log_error_errno(r, "Bad reply: %m");
+        if (!arg_output)
+                fprintf(stderr, "Key '%s' destroyed. Receipt (COSE_Sign1 by the host key):\n", name);
+        return write_binary(receipt, size, true);
+}
+
+int main(int argc, char *argv[]) {
+        _cleanup_(sd_bus_flush_close_unrefp) sd_bus *bus = NULL;
+        int r;
+
+        r = parse_argv(argc, argv);
+        if (r <= 0)
+                return r < 0 ? EXIT_USAGE : 0;
+        if (optind >= argc) {
+                log_error("Missing command; see --help.");
+                return EXIT_USAGE;
+        }
+
+        static const struct {
+                const char *name;
+                int min, max;
+        } verbs[] = {
+                { "status", 0, 0 }, { "list", 0, 0 },         { "show", 1, 1 },         { "create", 1, 1 },
+                { "public-key", 1, 1 }, { "sign", 1, 2 },      { "sign-message", 1, 2 }, { "destroy", 1, 1 },
+        };
+        const char *verb = argv[optind];
+        int nargs = argc - optind - 1;
+        char **args = argv + optind + 1;
+        size_t i;
+        for (i = 0; i < ELEMENTSOF(verbs); i++)
+                if (streq(verb, verbs[i].name))
+                        break;
+        if (i == ELEMENTSOF(verbs)) {
+                log_error("Unknown command '%s'; see --help.", verb);
+                return EXIT_USAGE;
+        }
+        if (nargs < verbs[i].min || nargs > verbs[i].max) {
+                log_error("Wrong number of arguments for '%s'; see --help.", verb);
+                return EXIT_USAGE;
+        }
+
+        r = connect_bus(&bus);
+        if (r < 0)
+                return -r;
+        (void) sd_bus_set_method_call_timeout(bus, TIMEOUT_READ_USEC);
+
+        if (streq(verb, "status"))
+                r = verb_status(bus);
+        else if (streq(verb, "list"))
+                r = verb_list(bus);
+        else if (streq(verb, "show"))
+                r = verb_show(bus, args[0]);
+        else if (streq(verb, "create"))
+                r = verb_create(bus, args[0]);
+        else if (streq(verb, "public-key"))
+                r = verb_public_key(bus, args[0]);
+        else if (streq(verb, "sign"))
+                r = sign_common(bus, args[0], nargs > 1 ? args[1] : NULL, false);
+        else if (streq(verb, "sign-message"))
+                r = sign_common(bus, args[0], nargs > 1 ? args[1] : NULL, true);
+        else
+                r = verb_destroy(bus, args[0]);
+
+        if (r == -EXIT_UNREACHABLE || r == -EXIT_REFUSED)
+                return -r;
+        if (r == -EINVAL)
+                return EXIT_USAGE;
+        return r < 0 ? EXIT_REFUSED : 0;
+}
