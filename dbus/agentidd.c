@@ -41,8 +41,9 @@ static void help(void) {
                "  --state-dir=DIR              State directory (default $STATE_DIRECTORY or\n"
                "                               " AGENTID_DEFAULT_STATE_DIR ")\n"
                "  --admin-group=GROUP          Members may create and destroy keys (root always may)\n"
-               "  --owner-auth-file=FILE       Owner hierarchy password (under systemd: LoadCredential=)\n"
-               "  --endorsement-auth-file=FILE Endorsement hierarchy password\n"
+               "  --owner-auth-file=FILE       Owner hierarchy password (default: credential owner-auth)\n"
+               "  --endorsement-auth-file=FILE Endorsement hierarchy password (default: credential\n"
+               "                               endorsement-auth)\n"
                "  --flush-stale-handles        Flush all transient TPM objects at start (only for a TPM\n"
                "                               without resource manager that nothing else uses)\n"
                "  --user                       Serve on the session bus (development)\n"
@@ -119,6 +120,18 @@ static int parse_argv(int argc, char *argv[]) {
         if (optind < argc)
                 return log_error_errno(EINVAL, "Unexpected argument: %s", argv[optind]);
         return 1;
+}
+
+/* A systemd credential (LoadCredential=) of that name, if the service has one. */
+static char *credential_path(const char *name) {
+        const char *dir = secure_getenv("CREDENTIALS_DIRECTORY");
+        char *p = NULL;
+
+        if (!dir || asprintf(&p, "%s/%s", dir, name) < 0)
+                return NULL;
+        if (access(p, F_OK) < 0)
+                return mfree(p);
+        return p;
 }
 
 static void report_bad_record(const char *file, int error, const char *reason, void *userdata) {
@@ -247,11 +260,13 @@ static int run(int argc, char *argv[]) {
         (void) manager_resolve_admin_group(&m);
         m.user_bus = arg_user;
 
+        _cleanup_free_ char *owner_auth = NULL, *endorsement_auth = NULL;
         KeystoreOptions o = {
                 .tcti = arg_tcti ?: secure_getenv("AGENTID_TCTI") ?: AGENTID_DEFAULT_TCTI,
                 .state_dir = arg_state_dir ?: secure_getenv("STATE_DIRECTORY") ?: AGENTID_DEFAULT_STATE_DIR,
-                .owner_auth_file = arg_owner_auth_file,
-                .endorsement_auth_file = arg_endorsement_auth_file,
+                .owner_auth_file = arg_owner_auth_file ?: (owner_auth = credential_path("owner-auth")),
+                .endorsement_auth_file = arg_endorsement_auth_file ?:
+                        (endorsement_auth = credential_path("endorsement-auth")),
                 .flush_stale_handles = arg_flush_stale_handles,
         };
         r = keystore_open(&o, &ks, err);
