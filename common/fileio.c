@@ -138,6 +138,8 @@ int write_file_atomic(const char *path, const void *data, size_t size, mode_t mo
 
 int read_file_at(int dir_fd, const char *name, size_t max_size, uint8_t **ret, size_t *ret_size) {
         _cleanup_close_ int fd = -EBADF;
+        _cleanup_free_ uint8_t *buf = NULL;
+        size_t have = 0, allocated;
         struct stat st;
 
         fd = openat(dir_fd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY);
@@ -150,26 +152,37 @@ int read_file_at(int dir_fd, const char *name, size_t max_size, uint8_t **ret, s
         if ((uint64_t) st.st_size > max_size)
                 return -EFBIG;
 
-        size_t size = (size_t) st.st_size;
-        _cleanup_free_ uint8_t *buf = malloc(size + 1);
+        /* Files in /proc report size 0: start small and grow, never past max_size. Reading up to one
+         * byte more than allowed tells a file that grew beyond the limit from one that fits. */
+        allocated = MIN((size_t) st.st_size + 1, max_size + 1);
+        if (st.st_size == 0)
+                allocated = MIN((size_t) 4096, max_size + 1);
+        buf = malloc(allocated + 1);
         if (!buf)
                 return -ENOMEM;
-
-        /* Read up to one byte more than fstat() said so a file that grew in between is noticed. */
-        size_t have = 0;
         for (;;) {
-                ssize_t n = read(fd, buf + have, size + 1 - have);
-                if (n < 0) {
+                if (have == allocated) {
+                        if (allocated > max_size)
+                                return -EFBIG;
+                        size_t n = MIN(allocated * 2, max_size + 1);
+                        uint8_t *p = realloc(buf, n + 1);
+                        if (!p)
+                                return -ENOMEM;
+                        buf = p;
+                        allocated = n;
+                }
+                ssize_t k = read(fd, buf + have, allocated - have);
+                if (k < 0) {
                         if (errno == EINTR)
                                 continue;
                         return -errno;
                 }
-                if (n == 0)
+                if (k == 0)
                         break;
-                have += (size_t) n;
-                if (have > size)
-                        return -EFBIG;
+                have += (size_t) k;
         }
+        if (have > max_size)
+                return -EFBIG;
         buf[have] = 0;
         *ret = TAKE_PTR(buf);
         *ret_size = have;

@@ -151,7 +151,8 @@ int caller_exe_digest(ExeCache *cache, pid_t pid, uid_t expected_euid, uint8_t r
                 return -errno;
         r = proc_start_time(pid, &start_before);
         if (r < 0)
-                return -ESRCH;
+                return log_debug_errno(ESRCH, "Reading the start time of process %d failed: %s", (int) pid,
+                                       strerror(-r));
 
         snprintf(path, sizeof(path), "/proc/%d/exe", (int) pid);
         exe_fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
@@ -184,16 +185,18 @@ int caller_exe_digest(ExeCache *cache, pid_t pid, uid_t expected_euid, uint8_t r
 
         /* Re-check after measuring: same process (alive, same start time), same executable, and still
          * running as the uid the bus reported. */
-        if (syscall(SYS_pidfd_send_signal, pidfd, 0, NULL, 0) < 0)
-                return -ESRCH;
+        /* Signal 0 only probes; EPERM (no CAP_KILL under the unit) still means "alive". */
+        if (syscall(SYS_pidfd_send_signal, pidfd, 0, NULL, 0) < 0 && errno != EPERM)
+                return log_debug_errno(ESRCH, "Process %d exited while it was measured.", (int) pid);
         r = proc_start_time(pid, &start_after);
         if (r < 0 || start_after != start_before)
-                return -ESRCH;
+                return log_debug_errno(ESRCH, "Process %d was replaced while it was measured.", (int) pid);
         if (stat(path, &st_after) < 0 || st_after.st_dev != st.st_dev || st_after.st_ino != st.st_ino)
-                return -ESRCH;
+                return log_debug_errno(ESRCH, "Process %d executed another program while it was measured.",
+                                       (int) pid);
         r = proc_euid(pid, &euid);
         if (r < 0)
-                return -ESRCH;
+                return log_debug_errno(ESRCH, "Reading the credentials of process %d failed.", (int) pid);
         if (euid != expected_euid)
                 return -EPERM;
 
