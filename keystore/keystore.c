@@ -29,55 +29,10 @@
 #include "keystore/keystore.h"
 #include "keystore/tpm-object.h"
 #include "keystore/tpm.h"
+#include "keystore/keystore-internal.h"
 
-#define KEYSTORE_MAX_LOADED 2U
-#define KEYSTORE_MAX_CACHED 64U
-#define HOST_KEY_FILE "host-key"
-#define HOST_KEY_NAME "host"
-#define HOST_KEY_OWNER "agentid host"
-#define KEYS_DIR "keys"
-#define LOCK_FILE ".lock"
-#define WIPE_PREFIX ".wipe-"
-/* TPM2B_AUTH holds at most a digest of the largest hash; tss2 sizes it for SHA-512. */
-#define HIERARCHY_AUTH_MAX 64U
 
-typedef struct CacheEntry {
-        bool used;
-        uint8_t kid[KEY_KID_SIZE];
-        ESYS_TR handle;          /* loaded object, or ESYS_TR_NONE */
-        uint8_t *context;        /* marshalled TPMS_CONTEXT of a saved and flushed object */
-        size_t context_size;
-        uint64_t tick;           /* last use, for LRU */
-} CacheEntry;
-
-struct Keystore {
-        Tpm *tpm;
-        char *tcti;
-        char *state_dir;
-        int state_fd;
-        int keys_fd;
-        int lock_fd;
-        bool reconnect;          /* the ESAPI context is unusable; reopen before the next command */
-
-        SecretBuffer owner_auth;
-        SecretBuffer endorsement_auth;
-
-        ESYS_TR srk_persistent;  /* SRK at 0x81000001, or ESYS_TR_NONE */
-        uint8_t *srk_context;    /* saved context of our transient SRK */
-        size_t srk_context_size;
-        uint8_t srk_name[KEY_KID_SIZE];
-        char host_id[2 * KEYSTORE_HOST_ID_SIZE + 1];
-
-        KeyRecord *host_key;
-
-        CacheEntry cache[KEYSTORE_MAX_CACHED];
-        unsigned n_loaded;
-        uint64_t tick;
-
-        char last_error[KEYSTORE_ERROR_MAX];
-};
-
-_printf_(3, 4) static int keystore_fail(Keystore *ks, int r, const char *fmt, ...) {
+int keystore_fail(Keystore *ks, int r, const char *fmt, ...) {
         va_list ap;
 
         va_start(ap, fmt);
@@ -88,7 +43,7 @@ _printf_(3, 4) static int keystore_fail(Keystore *ks, int r, const char *fmt, ..
 }
 
 /* Fail with the TPM layer's message, noting when the ESAPI context must be rebuilt. */
-static int keystore_fail_tpm(Keystore *ks, int r, const char *what) {
+int keystore_fail_tpm(Keystore *ks, int r, const char *what) {
         /* After a transport failure ESAPI may be stuck mid-command; start from a fresh context. */
         if (r == -ENODEV || r == -ENXIO)
                 ks->reconnect = true;
@@ -134,7 +89,7 @@ static void cache_entry_drop(Keystore *ks, CacheEntry *e) {
 }
 
 /* Forget every TPM object we think is loaded or saved: after a TPM reset none of them exists. */
-static void keystore_forget_objects(Keystore *ks) {
+void keystore_forget_objects(Keystore *ks) {
         for (size_t i = 0; i < KEYSTORE_MAX_CACHED; i++)
                 if (ks->cache[i].used)
                         cache_entry_drop(ks, &ks->cache[i]);
@@ -143,7 +98,7 @@ static void keystore_forget_objects(Keystore *ks) {
         ks->n_loaded = 0;
 }
 
-static int context_save(Keystore *ks, ESYS_TR handle, uint8_t **ret, size_t *ret_size) {
+int keystore_context_save(Keystore *ks, ESYS_TR handle, uint8_t **ret, size_t *ret_size) {
         _cleanup_esys_ TPMS_CONTEXT *ctx = NULL;
         uint8_t buf[sizeof(TPMS_CONTEXT)];
         size_t off = 0;
@@ -164,7 +119,7 @@ static int context_save(Keystore *ks, ESYS_TR handle, uint8_t **ret, size_t *ret
         return 0;
 }
 
-static int context_load(Keystore *ks, const uint8_t *blob, size_t size, ESYS_TR *ret) {
+int keystore_context_load(Keystore *ks, const uint8_t *blob, size_t size, ESYS_TR *ret) {
         TPMS_CONTEXT ctx = {};
         size_t off = 0;
 
@@ -174,7 +129,7 @@ static int context_load(Keystore *ks, const uint8_t *blob, size_t size, ESYS_TR 
 }
 
 /* Push loaded keys out (least recently used first) until at most max remain loaded. */
-static int cache_make_room(Keystore *ks, unsigned max) {
+int keystore_cache_make_room(Keystore *ks, unsigned max) {
         while (ks->n_loaded > max) {
                 CacheEntry *lru = NULL;
                 for (size_t i = 0; i < KEYSTORE_MAX_CACHED; i++) {
@@ -187,7 +142,7 @@ static int cache_make_room(Keystore *ks, unsigned max) {
                         break;
                 }
 
-                int r = context_save(ks, lru->handle, &lru->context, &lru->context_size);
+                int r = keystore_context_save(ks, lru->handle, &lru->context, &lru->context_size);
                 if (r == -ESTALE || r == -ENODEV || r == -ENXIO)
                         return r;
                 if (r < 0)
@@ -209,7 +164,7 @@ static CacheEntry *cache_new_entry(Keystore *ks, const uint8_t kid[KEY_KID_SIZE]
                         victim = e;
                         break;
                 }
-                /* Never evict a loaded entry here: cache_make_room() decides about those. */
+                /* Never evict a loaded entry here: keystore_cache_make_room() decides about those. */
                 if (e->handle == ESYS_TR_NONE && (!victim || e->tick < victim->tick))
                         victim = e;
         }
@@ -254,8 +209,8 @@ static int srk_create_primary(Keystore *ks, ESYS_TR *ret, uint8_t ret_name[KEY_K
         return 0;
 }
 
-/* Make the SRK available for one command sequence; srk_release() undoes it. */
-static int srk_acquire(Keystore *ks, ESYS_TR *ret) {
+/* Make the SRK available for one command sequence; keystore_srk_release() undoes it. */
+int keystore_srk_acquire(Keystore *ks, ESYS_TR *ret) {
         uint8_t name[KEY_KID_SIZE];
         ESYS_TR h = ESYS_TR_NONE;
         int r;
@@ -266,7 +221,7 @@ static int srk_acquire(Keystore *ks, ESYS_TR *ret) {
         }
 
         if (ks->srk_context) {
-                r = context_load(ks, ks->srk_context, ks->srk_context_size, &h);
+                r = keystore_context_load(ks, ks->srk_context, ks->srk_context_size, &h);
                 if (r >= 0) {
                         *ret = h;
                         return 0;
@@ -288,14 +243,14 @@ static int srk_acquire(Keystore *ks, ESYS_TR *ret) {
                                      "The storage root key changed (owner hierarchy cleared or a different TPM); "
                                      "keys of this state directory cannot be loaded");
         }
-        r = context_save(ks, h, &ks->srk_context, &ks->srk_context_size);
+        r = keystore_context_save(ks, h, &ks->srk_context, &ks->srk_context_size);
         if (r < 0)
                 log_debug("Saving the SRK context failed, will re-derive it next time: %s", strerror(-r));
         *ret = h;
         return 0;
 }
 
-static void srk_release(Keystore *ks, ESYS_TR *h) {
+void keystore_srk_release(Keystore *ks, ESYS_TR *h) {
         if (*h != ks->srk_persistent)
                 tpm_flush(ks->tpm, h);
         *h = ESYS_TR_NONE;
@@ -334,7 +289,7 @@ static int srk_setup(Keystore *ks) {
         r = srk_create_primary(ks, &h, ks->srk_name);
         if (r < 0)
                 return keystore_fail_tpm(ks, r, "Deriving the storage root key");
-        r = context_save(ks, h, &ks->srk_context, &ks->srk_context_size);
+        r = keystore_context_save(ks, h, &ks->srk_context, &ks->srk_context_size);
         tpm_flush(ks->tpm, &h);
         if (r < 0)
                 return keystore_fail_tpm(ks, r, "Saving the storage root key context");
@@ -391,7 +346,7 @@ static int keystore_connect(Keystore *ks) {
 }
 
 /* Rebuild the ESAPI context after a transport failure; every object handle dies with it. */
-static int keystore_ensure_connected(Keystore *ks) {
+int keystore_ensure_connected(Keystore *ks) {
         if (!ks->reconnect)
                 return 0;
 
@@ -670,15 +625,15 @@ static int keystore_tpm_create(Keystore *ks, const uint8_t auth[KEY_AUTH_SIZE], 
 
         /* TPM2_Create needs the parent loaded and a free slot to build the object in (measured: with
          * three objects loaded it fails with TPM_RC_OBJECT_MEMORY). */
-        r = cache_make_room(ks, KEYSTORE_MAX_LOADED - 1);
+        r = keystore_cache_make_room(ks, KEYSTORE_MAX_LOADED - 1);
         if (r >= 0)
-                r = srk_acquire(ks, &srk);
+                r = keystore_srk_acquire(ks, &srk);
         if (r >= 0) {
                 r = TPM_CALL(ks->tpm, "TPM2_Create",
                              Esys_Create(ks->tpm->esys, srk, ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE,
                                          &sensitive, &template, &outside, &pcrs, ret_priv, ret_pub,
                                          &creation_data, &creation_hash, &creation_ticket));
-                srk_release(ks, &srk);
+                keystore_srk_release(ks, &srk);
         }
         erase(&sensitive, sizeof(sensitive));
         return r;
@@ -796,7 +751,7 @@ static int keystore_setup_host_key(Keystore *ks) {
 /* ---- signing -------------------------------------------------------------------------------- */
 
 /* Load the key (from cache, saved context or blob) and return its handle with auth set. */
-static int key_acquire(Keystore *ks, const KeyRecord *r, ESYS_TR *ret, bool *ret_cached) {
+int keystore_key_acquire(Keystore *ks, const KeyRecord *r, ESYS_TR *ret, bool *ret_cached) {
         CacheEntry *e = cache_find(ks, r->kid);
         TPM2B_AUTH auth = { .size = KEY_AUTH_SIZE };
         ESYS_TR h = ESYS_TR_NONE;
@@ -811,12 +766,12 @@ static int key_acquire(Keystore *ks, const KeyRecord *r, ESYS_TR *ret, bool *ret
         }
 
         /* Bringing one in needs a free slot, and a Load needs the parent's slot too. */
-        k = cache_make_room(ks, KEYSTORE_MAX_LOADED - 1);
+        k = keystore_cache_make_room(ks, KEYSTORE_MAX_LOADED - 1);
         if (k < 0)
                 return k;
 
         if (e && e->context) {
-                k = context_load(ks, e->context, e->context_size, &h);
+                k = keystore_context_load(ks, e->context, e->context_size, &h);
                 e->context = mfree(e->context);
                 e->context_size = 0;
                 if (k == -ENODEV || k == -ENXIO)
@@ -836,12 +791,12 @@ static int key_acquire(Keystore *ks, const KeyRecord *r, ESYS_TR *ret, bool *ret
                     tpm_unmarshal_private(r->priv, r->priv_size, &priv) < 0)
                         return keystore_fail(ks, -EBADMSG, "The blobs of key '%s' do not unmarshal", r->name);
 
-                k = srk_acquire(ks, &srk);
+                k = keystore_srk_acquire(ks, &srk);
                 if (k >= 0) {
                         k = TPM_CALL(ks->tpm, "TPM2_Load",
                                      Esys_Load(ks->tpm->esys, srk, ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE,
                                                &priv, &pub, &h));
-                        srk_release(ks, &srk);
+                        keystore_srk_release(ks, &srk);
                 }
                 erase(&priv, sizeof(priv));
                 if (k < 0)
@@ -890,7 +845,7 @@ static int keystore_sign_once(Keystore *ks, const KeyRecord *r, const uint8_t di
         ESYS_TR h = ESYS_TR_NONE;
         int k;
 
-        k = key_acquire(ks, r, &h, ret_cached);
+        k = keystore_key_acquire(ks, r, &h, ret_cached);
         if (k < 0)
                 return k;
 

@@ -1,0 +1,72 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+/*
+ * Keystore internals shared by keystore.c (keys, cache, SRK) and attestation.c (EK, AK, certify and
+ * quote). Nothing outside keystore/ includes this header.
+ */
+
+#include "keystore/keystore.h"
+#include "keystore/tpm.h"
+
+#define KEYSTORE_MAX_LOADED 2U
+#define KEYSTORE_MAX_CACHED 64U
+#define HOST_KEY_FILE "host-key"
+#define HOST_KEY_NAME "host"
+#define HOST_KEY_OWNER "agentid host"
+#define KEYS_DIR "keys"
+#define LOCK_FILE ".lock"
+#define WIPE_PREFIX ".wipe-"
+/* TPM2B_AUTH holds at most a digest of the largest hash; tss2 sizes it for SHA-512. */
+#define HIERARCHY_AUTH_MAX 64U
+
+typedef struct CacheEntry {
+        bool used;
+        uint8_t kid[KEY_KID_SIZE];
+        ESYS_TR handle;          /* loaded object, or ESYS_TR_NONE */
+        uint8_t *context;        /* marshalled TPMS_CONTEXT of a saved and flushed object */
+        size_t context_size;
+        uint64_t tick;           /* last use, for LRU */
+} CacheEntry;
+
+struct Keystore {
+        Tpm *tpm;
+        char *tcti;
+        char *state_dir;
+        int state_fd;
+        int keys_fd;
+        int lock_fd;
+        bool reconnect;          /* the ESAPI context is unusable; reopen before the next command */
+
+        SecretBuffer owner_auth;
+        SecretBuffer endorsement_auth;
+
+        ESYS_TR srk_persistent;  /* SRK at 0x81000001, or ESYS_TR_NONE */
+        uint8_t *srk_context;    /* saved context of our transient SRK */
+        size_t srk_context_size;
+        uint8_t srk_name[KEY_KID_SIZE];
+        char host_id[2 * KEYSTORE_HOST_ID_SIZE + 1];
+
+        KeyRecord *host_key;
+
+        CacheEntry cache[KEYSTORE_MAX_CACHED];
+        unsigned n_loaded;
+        uint64_t tick;
+
+        char last_error[KEYSTORE_ERROR_MAX];
+};
+
+_printf_(3, 4) int keystore_fail(Keystore *ks, int r, const char *fmt, ...);
+/* Fail with the TPM layer's message; transport failures mark the ESAPI context for rebuilding. */
+int keystore_fail_tpm(Keystore *ks, int r, const char *what);
+int keystore_ensure_connected(Keystore *ks);
+/* Forget every cached object and the SRK context (after a TPM reset none of them exists). */
+void keystore_forget_objects(Keystore *ks);
+int keystore_context_save(Keystore *ks, ESYS_TR handle, uint8_t **ret, size_t *ret_size);
+int keystore_context_load(Keystore *ks, const uint8_t *blob, size_t size, ESYS_TR *ret);
+/* Push cached keys out (least recently used first) until at most max remain loaded. */
+int keystore_cache_make_room(Keystore *ks, unsigned max);
+int keystore_srk_acquire(Keystore *ks, ESYS_TR *ret);
+void keystore_srk_release(Keystore *ks, ESYS_TR *h);
+/* The loaded key of a record (cache, saved context or blob), with its authValue set. */
+int keystore_key_acquire(Keystore *ks, const KeyRecord *r, ESYS_TR *ret, bool *ret_cached);
