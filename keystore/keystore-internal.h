@@ -49,6 +49,15 @@ struct Keystore {
 
         KeyRecord *host_key;
 
+        KeystoreEkType ek_type;
+        uint8_t *ak_pub;         /* marshalled TPM2B_PUBLIC / TPM2B_PRIVATE of the AK */
+        size_t ak_pub_size;
+        uint8_t *ak_priv;
+        size_t ak_priv_size;
+        uint8_t ak_auth[KEY_AUTH_SIZE];
+        uint8_t *ak_context;     /* saved context of the loaded AK (valid until the next TPM reset) */
+        size_t ak_context_size;
+
         CacheEntry cache[KEYSTORE_MAX_CACHED];
         unsigned n_loaded;
         uint64_t tick;
@@ -70,3 +79,6 @@ int keystore_srk_acquire(Keystore *ks, ESYS_TR *ret);
 void keystore_srk_release(Keystore *ks, ESYS_TR *h);
 /* The loaded key of a record (cache, saved context or blob), with its authValue set. */
 int keystore_key_acquire(Keystore *ks, const KeyRecord *r, ESYS_TR *ret, bool *ret_cached);
+
+/* Read or create the AK of the configured EK (attestation.c). */
+int keystore_setup_ak(Keystore *ks);

@@ -70,6 +70,10 @@ const KeyRecord *keystore_host_key(const Keystore *ks) {
         return ks->host_key;
 }
 
+KeystoreEkType keystore_ek_type(const Keystore *ks) {
+        return ks->ek_type;
+}
+
 /* ---- object cache --------------------------------------------------------------------------- */
 
 static CacheEntry *cache_find(Keystore *ks, const uint8_t kid[KEY_KID_SIZE]) {
@@ -95,6 +99,8 @@ void keystore_forget_objects(Keystore *ks) {
                         cache_entry_drop(ks, &ks->cache[i]);
         ks->srk_context = mfree(ks->srk_context);
         ks->srk_context_size = 0;
+        ks->ak_context = mfree(ks->ak_context);
+        ks->ak_context_size = 0;
         ks->n_loaded = 0;
 }
 
@@ -357,6 +363,8 @@ int keystore_ensure_connected(Keystore *ks) {
         ks->n_loaded = 0;
         ks->srk_context = mfree(ks->srk_context);
         ks->srk_context_size = 0;
+        ks->ak_context = mfree(ks->ak_context);
+        ks->ak_context_size = 0;
         ks->srk_persistent = ESYS_TR_NONE;
 
         int r = keystore_connect(ks);
@@ -995,6 +1003,12 @@ Keystore *keystore_free(Keystore *ks) {
         if (ks->tpm && ks->srk_persistent != ESYS_TR_NONE)
                 (void) Esys_TR_Close(ks->tpm->esys, &ks->srk_persistent);
         free(ks->srk_context);
+        free(ks->ak_context);
+        free(ks->ak_pub);
+        if (ks->ak_priv)
+                erase(ks->ak_priv, ks->ak_priv_size);
+        free(ks->ak_priv);
+        erase(ks->ak_auth, sizeof(ks->ak_auth));
         key_record_free(ks->host_key);
         tpm_close(ks->tpm);
         secret_buffer_done(&ks->owner_auth);
@@ -1085,6 +1099,10 @@ int keystore_open(const KeystoreOptions *o, Keystore **ret, char *ret_error) {
                 goto fail;
         }
         r = keystore_setup_host_key(ks);
+        if (r < 0)
+                goto fail;
+        ks->ek_type = o->ek;
+        r = keystore_setup_ak(ks);
         if (r < 0)
                 goto fail;
 

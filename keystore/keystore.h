@@ -31,12 +31,19 @@
 
 typedef struct Keystore Keystore;
 
+/* Which endorsement key parents the attestation key (--ek). */
+typedef enum KeystoreEkType {
+        KEYSTORE_EK_RSA,   /* RSA-2048 (L-1): the common case on hardware TPMs */
+        KEYSTORE_EK_ECC,   /* ECC: swtpm's P-384 high-range EK, else an L-2 P-256 EK */
+} KeystoreEkType;
+
 typedef struct KeystoreOptions {
         const char *tcti;                  /* TCTI configuration, e.g. "device:/dev/tpmrm0" */
         const char *state_dir;             /* created 0700 if missing */
         const char *owner_auth_file;       /* owner hierarchy password, optional */
         const char *endorsement_auth_file; /* endorsement hierarchy password, optional */
         bool flush_stale_handles;          /* flush every transient object at start (no RM only) */
+        KeystoreEkType ek;
 } KeystoreOptions;
 
 typedef struct KeySpec {
@@ -113,3 +120,44 @@ int keystore_destroy_key(Keystore *ks, KeyRecord *r, uint64_t now);
 int keystore_key_public_der(const KeyRecord *r, uint8_t **ret, size_t *ret_size);
 /* The key's public area (marshalled TPMT_PUBLIC, no size prefix), as evidence carries it. */
 int keystore_key_public_area(const KeyRecord *r, uint8_t **ret, size_t *ret_size);
+
+/* ---- attestation (keystore/attestation.c) ----------------------------------------------------- */
+
+#define KEYSTORE_PCR_COUNT 8U              /* SHA-256 PCRs 0..7 are quoted */
+
+/* The TPM's part of agent and platform evidence (DESIGN §5), as byte strings. */
+typedef struct KeystoreEvidence {
+        uint8_t *key_pub;                  /* TPMT_PUBLIC of the certified key */
+        size_t key_pub_size;
+        uint8_t *certify;                  /* TPMS_ATTEST as signed (type 0x8017) */
+        size_t certify_size;
+        uint8_t *certify_sig;              /* TPMT_SIGNATURE */
+        size_t certify_sig_size;
+        uint8_t *quote;                    /* TPMS_ATTEST as signed (type 0x8018) */
+        size_t quote_size;
+        uint8_t *quote_sig;
+        size_t quote_sig_size;
+        uint8_t pcrs[KEYSTORE_PCR_COUNT][32];
+        uint8_t *ak_pub;                   /* TPMT_PUBLIC of the AK */
+        size_t ak_pub_size;
+        uint8_t srk_name[KEY_KID_SIZE];
+} KeystoreEvidence;
+
+void keystore_evidence_done(KeystoreEvidence *e);
+const char *keystore_ek_type_to_string(KeystoreEkType t);
+int keystore_ek_type_from_string(const char *s);
+
+/*
+ * keystore_attest() - TPM2_Certify of the key by the AK with certify_data as qualifyingData, and a
+ *                     TPM2_Quote of SHA-256 PCRs 0..7 with quote_data, plus the PCR values quoted
+ *
+ * Retries when the PCRs change between the quote and their read. Return: 0; -EKEYREVOKED; TPM errors.
+ */
+int keystore_attest(Keystore *ks, const KeyRecord *r, const uint8_t certify_data[32], const uint8_t quote_data[32],
+                    KeystoreEvidence *ret);
+
+/* The AK's public area (TPMT_PUBLIC, no size prefix) and Name. */
+int keystore_ak_public(Keystore *ks, uint8_t **ret, size_t *ret_size, uint8_t ret_name[KEY_KID_SIZE]);
+/* The public area (TPMT_PUBLIC) of the EK that parents the AK. */
+int keystore_ek_public(Keystore *ks, uint8_t **ret, size_t *ret_size);
+KeystoreEkType keystore_ek_type(const Keystore *ks);

@@ -720,6 +720,131 @@ static void test_persistent_srk(void **state) {
         keystore_free(ks);
 }
 
+/* Verify an ECDSA TPMT_SIGNATURE over raw bytes with an ECC TPMT_PUBLIC, as a verifier would. */
+static void verify_tpm_signature(const uint8_t *pub_area, size_t pub_size, const uint8_t *msg, size_t msg_size,
+                                 const uint8_t *sig, size_t sig_size) {
+        TPMT_PUBLIC pub = {};
+        TPMT_SIGNATURE s = {};
+        size_t off = 0;
+        uint8_t raw[64] = {}, digest[32], *der = NULL;
+        size_t der_size = 0;
+        EVP_PKEY *pkey = NULL;
+
+        assert_int_equal(Tss2_MU_TPMT_PUBLIC_Unmarshal(pub_area, pub_size, &off, &pub), TSS2_RC_SUCCESS);
+        off = 0;
+        assert_int_equal(Tss2_MU_TPMT_SIGNATURE_Unmarshal(sig, sig_size, &off, &s), TSS2_RC_SUCCESS);
+        assert_int_equal(off, sig_size);
+        assert_int_equal(s.sigAlg, TPM2_ALG_ECDSA);
+        assert_int_equal(s.signature.ecdsa.hash, TPM2_ALG_SHA256);
+        memcpy(raw + 32 - s.signature.ecdsa.signatureR.size, s.signature.ecdsa.signatureR.buffer,
+               s.signature.ecdsa.signatureR.size);
+        memcpy(raw + 64 - s.signature.ecdsa.signatureS.size, s.signature.ecdsa.signatureS.buffer,
+               s.signature.ecdsa.signatureS.size);
+        assert_int_equal(p256_pkey_from_xy(pub.unique.ecc.x.buffer, pub.unique.ecc.y.buffer, &pkey), 0);
+        assert_int_equal(ecdsa_raw_to_der(raw, 32, &der, &der_size), 0);
+        assert_int_equal(sha256(msg, msg_size, digest), 0);
+        assert_int_equal(ecdsa_verify_digest(pkey, digest, der, der_size), 1);
+        free(der);
+        EVP_PKEY_free(pkey);
+}
+
+static void check_attestation(Keystore *ks, const KeyRecord *r) {
+        KeystoreEvidence e = {};
+        uint8_t cdata[32], qdata[32], digest[32];
+        TPMS_ATTEST certify = {}, quote = {};
+        TPMT_PUBLIC ak = {};
+        size_t off = 0;
+
+        memset(cdata, 0xc1, sizeof(cdata));
+        memset(qdata, 0xd2, sizeof(qdata));
+        if (keystore_attest(ks, r, cdata, qdata, &e) < 0)
+                fail_msg("attest: %s", keystore_last_error(ks));
+
+        /* The AK: restricted ECDSA-SHA256 signing key that can never leave the TPM (tpm-notes §2.1). */
+        assert_int_equal(Tss2_MU_TPMT_PUBLIC_Unmarshal(e.ak_pub, e.ak_pub_size, &off, &ak), TSS2_RC_SUCCESS);
+        assert_int_equal(off, e.ak_pub_size);
+        assert_int_equal(ak.objectAttributes, 0x00050472);
+        assert_int_equal(ak.parameters.eccDetail.scheme.scheme, TPM2_ALG_ECDSA);
+
+        off = 0;
+        assert_int_equal(Tss2_MU_TPMS_ATTEST_Unmarshal(e.certify, e.certify_size, &off, &certify), TSS2_RC_SUCCESS);
+        assert_int_equal(off, e.certify_size);
+        assert_int_equal(certify.magic, TPM2_GENERATED_VALUE);
+        assert_int_equal(certify.type, TPM2_ST_ATTEST_CERTIFY);
+        assert_int_equal(certify.extraData.size, 32);
+        assert_memory_equal(certify.extraData.buffer, cdata, 32);
+        assert_int_equal(certify.attested.certify.name.size, KEY_KID_SIZE);
+        assert_memory_equal(certify.attested.certify.name.name, r->kid, KEY_KID_SIZE);
+
+        /* qualifiedName = 000b || H(QN(SRK) || Name(K)), QN(SRK) = 000b || H(40000001 || Name(SRK)). */
+        uint8_t qn_srk[34] = { 0x00, 0x0b }, qn_k[34] = { 0x00, 0x0b }, buf[68];
+        memcpy(buf, "\x40\x00\x00\x01", 4);
+        memcpy(buf + 4, e.srk_name, 34);
+        assert_int_equal(sha256(buf, 38, qn_srk + 2), 0);
+        memcpy(buf, qn_srk, 34);
+        memcpy(buf + 34, r->kid, 34);
+        assert_int_equal(sha256(buf, 68, qn_k + 2), 0);
+        assert_memory_equal(certify.attested.certify.qualifiedName.name, qn_k, 34);
+
+        off = 0;
+        assert_int_equal(Tss2_MU_TPMS_ATTEST_Unmarshal(e.quote, e.quote_size, &off, &quote), TSS2_RC_SUCCESS);
+        assert_int_equal(off, e.quote_size);
+        assert_int_equal(quote.type, TPM2_ST_ATTEST_QUOTE);
+        assert_memory_equal(quote.extraData.buffer, qdata, 32);
+        assert_int_equal(quote.attested.quote.pcrSelect.count, 1);
+        assert_int_equal(quote.attested.quote.pcrSelect.pcrSelections[0].pcrSelect[0], 0xff);
+        assert_int_equal(sha256(e.pcrs, sizeof(e.pcrs), digest), 0);
+        assert_memory_equal(quote.attested.quote.pcrDigest.buffer, digest, 32);
+        /* Same signer, same boot; under the EK the counters are not obfuscated (tpm-notes §3.5). */
+        assert_memory_equal(&certify.qualifiedSigner, &quote.qualifiedSigner, sizeof(TPM2B_NAME));
+        assert_int_equal(certify.clockInfo.resetCount, quote.clockInfo.resetCount);
+        assert_true(quote.clockInfo.resetCount < 1000);
+
+        verify_tpm_signature(e.ak_pub, e.ak_pub_size, e.certify, e.certify_size, e.certify_sig, e.certify_sig_size);
+        verify_tpm_signature(e.ak_pub, e.ak_pub_size, e.quote, e.quote_size, e.quote_sig, e.quote_sig_size);
+        keystore_evidence_done(&e);
+}
+
+static void test_attest(void **state, KeystoreEkType ek) {
+        Fixture *f = *state;
+        f->opts.ek = ek;
+        Keystore *ks = open_ok(f);
+        KeyRecord *a = create_ok(ks, "attested", 1000), *b = create_ok(ks, "other", 1000);
+
+        /* Two keys cached when the attestation starts: the slot plan must still fit. */
+        sign_and_verify(ks, a, 1);
+        sign_and_verify(ks, b, 2);
+        check_attestation(ks, a);
+        sign_and_verify(ks, b, 3);
+        check_attestation(ks, b);
+
+        /* The AK survives a restart (blob on disk) and a TPM reset (saved context dropped). */
+        uint8_t *ak1 = NULL, *ak2 = NULL, name[KEY_KID_SIZE];
+        size_t n1 = 0, n2 = 0;
+        assert_int_equal(keystore_ak_public(ks, &ak1, &n1, name), 0);
+        keystore_free(ks);
+        ks = open_ok(f);
+        assert_int_equal(keystore_ak_public(ks, &ak2, &n2, name), 0);
+        assert_int_equal(n1, n2);
+        assert_memory_equal(ak1, ak2, n1);
+        assert_int_equal(tpm_sim_reboot(f->sim, true), 0);
+        check_attestation(ks, a);
+
+        free(ak1);
+        free(ak2);
+        key_record_free(a);
+        key_record_free(b);
+        keystore_free(ks);
+}
+
+static void test_attest_rsa_ek(void **state) {
+        test_attest(state, KEYSTORE_EK_RSA);
+}
+
+static void test_attest_ecc_ek(void **state) {
+        test_attest(state, KEYSTORE_EK_ECC);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test_setup_teardown(test_wrong_tcti, setup, teardown),
@@ -740,6 +865,8 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_state_dir_guarded, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_hierarchy_auth, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_persistent_srk, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_attest_rsa_ek, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_attest_ecc_ek, setup, teardown),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
