@@ -165,6 +165,28 @@ int p256_pkey_from_xy(const uint8_t x[P256_COORD_SIZE], const uint8_t y[P256_COO
         return 0;
 }
 
+int p256_spki_to_xy(const uint8_t *der, size_t der_size, uint8_t x[P256_COORD_SIZE], uint8_t y[P256_COORD_SIZE]) {
+        _cleanup_(EVP_PKEY_freep) EVP_PKEY *pkey = NULL;
+        const unsigned char *p = der;
+        uint8_t point[1 + 2 * P256_COORD_SIZE];
+        char group[32];
+        size_t n = 0;
+
+        pkey = d2i_PUBKEY(NULL, &p, (long) der_size);
+        if (!pkey || (size_t) (p - der) != der_size)
+                return openssl_fail(-EBADMSG, "d2i_PUBKEY");
+        if (EVP_PKEY_get_utf8_string_param(pkey, OSSL_PKEY_PARAM_GROUP_NAME, group, sizeof(group), NULL) != 1 ||
+            !streq(group, "prime256v1"))
+                return -EINVAL;
+        /* SEC 1 §2.3.3 uncompressed point 04 || x || y. */
+        if (EVP_PKEY_get_octet_string_param(pkey, OSSL_PKEY_PARAM_ENCODED_PUBLIC_KEY, point, sizeof(point), &n) != 1 ||
+            n != sizeof(point) || point[0] != 0x04)
+                return openssl_fail(-EBADMSG, "EVP_PKEY_get_octet_string_param");
+        memcpy(x, point + 1, P256_COORD_SIZE);
+        memcpy(y, point + 1 + P256_COORD_SIZE, P256_COORD_SIZE);
+        return 0;
+}
+
 int pkey_to_spki_der(EVP_PKEY *pkey, uint8_t **ret, size_t *ret_size) {
         unsigned char *der = NULL;
         int len = i2d_PUBKEY(pkey, &der);

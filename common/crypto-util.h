@@ -44,6 +44,8 @@ int ecdsa_der_to_raw(const uint8_t *der, size_t der_size, size_t coord_size, uin
 
 /* Build a P-256 public key from affine coordinates (validated to be on the curve). */
 int p256_pkey_from_xy(const uint8_t x[P256_COORD_SIZE], const uint8_t y[P256_COORD_SIZE], EVP_PKEY **ret);
+/* The affine coordinates of a P-256 public key given as DER SubjectPublicKeyInfo. */
+int p256_spki_to_xy(const uint8_t *der, size_t der_size, uint8_t x[P256_COORD_SIZE], uint8_t y[P256_COORD_SIZE]);
 /* DER SubjectPublicKeyInfo of a public key. */
 int pkey_to_spki_der(EVP_PKEY *pkey, uint8_t **ret, size_t *ret_size);
 /* Verify a DER ECDSA signature over a SHA-256 digest. Return: 1 valid, 0 invalid, -errno. */

@@ -29,6 +29,7 @@ static const char *arg_owner_auth_file;
 static const char *arg_endorsement_auth_file;
 static bool arg_flush_stale_handles;
 static bool arg_user;
+static KeystoreEkType arg_ek = KEYSTORE_EK_RSA;
 
 static void help(void) {
         printf("Usage: agentidd [OPTIONS]\n"
@@ -46,6 +47,8 @@ static void help(void) {
                "                               endorsement-auth)\n"
                "  --flush-stale-handles        Flush all transient TPM objects at start (only for a TPM\n"
                "                               without resource manager that nothing else uses)\n"
+               "  --ek=rsa|ecc                 Which endorsement key parents the attestation key\n"
+               "                               (default rsa)\n"
                "  --user                       Serve on the session bus (development)\n"
                "  --log-level=LEVEL            debug, info, notice, warning, err (default info)\n"
                "  -h, --help                   Show this help\n"
@@ -61,6 +64,7 @@ static int parse_argv(int argc, char *argv[]) {
                 ARG_ENDORSEMENT_AUTH,
                 ARG_FLUSH,
                 ARG_USER,
+                ARG_EK,
                 ARG_LOG_LEVEL,
                 ARG_VERSION,
         };
@@ -72,6 +76,7 @@ static int parse_argv(int argc, char *argv[]) {
                 { "endorsement-auth-file", required_argument, NULL, ARG_ENDORSEMENT_AUTH },
                 { "flush-stale-handles", no_argument, NULL, ARG_FLUSH },
                 { "user", no_argument, NULL, ARG_USER },
+                { "ek", required_argument, NULL, ARG_EK },
                 { "log-level", required_argument, NULL, ARG_LOG_LEVEL },
                 { "help", no_argument, NULL, 'h' },
                 { "version", no_argument, NULL, ARG_VERSION },
@@ -101,6 +106,12 @@ static int parse_argv(int argc, char *argv[]) {
                         break;
                 case ARG_USER:
                         arg_user = true;
+                        break;
+                case ARG_EK:
+                        level = keystore_ek_type_from_string(optarg);
+                        if (level < 0)
+                                return log_error_errno(EINVAL, "Invalid --ek (rsa or ecc): %s", optarg);
+                        arg_ek = (KeystoreEkType) level;
                         break;
                 case ARG_LOG_LEVEL:
                         level = log_level_from_string(optarg);
@@ -173,7 +184,7 @@ static int on_jobs_done(sd_event_source *s, int fd, uint32_t revents, void *user
 
         for (Job *j = worker_take_done(m->worker), *next; j; j = next) {
                 next = j->next;
-                if (j->type == JOB_CREATE)
+                if (j->type == JOB_CREATE || j->type == JOB_PLATFORM)
                         bus_manager_job_done(m, j);
                 else
                         bus_key_job_done(m, j);
@@ -222,6 +233,8 @@ static void manager_done(Manager *m) {
         }
         m->exe_cache = exe_cache_free(m->exe_cache);
         free(m->host_public_der);
+        free(m->ak_public);
+        free(m->ek_public);
         free(m->admin_group);
         m->bus = sd_bus_flush_close_unref(m->bus);
         m->event = sd_event_unref(m->event);
@@ -268,6 +281,7 @@ static int run(int argc, char *argv[]) {
                 .endorsement_auth_file = arg_endorsement_auth_file ?:
                         (endorsement_auth = credential_path("endorsement-auth")),
                 .flush_stale_handles = arg_flush_stale_handles,
+                .ek = arg_ek,
         };
         r = keystore_open(&o, &ks, err);
         if (r < 0)
@@ -280,6 +294,14 @@ static int run(int argc, char *argv[]) {
         r = keystore_key_public_der(keystore_host_key(ks), &m.host_public_der, &m.host_public_der_size);
         if (r < 0)
                 return log_error_errno(r, "Exporting the host public key failed: %m");
+        memcpy(m.host_kid, keystore_host_key(ks)->kid, KEY_KID_SIZE);
+        m.ek_type = keystore_ek_type_to_string(keystore_ek_type(ks));
+        r = keystore_ak_public(ks, &m.ak_public, &m.ak_public_size, m.ak_name);
+        if (r < 0)
+                return log_error_errno(r, "Reading the attestation key failed: %m");
+        r = keystore_ek_public(ks, &m.ek_public, &m.ek_public_size);
+        if (r < 0)
+                return log_error_errno(r, "%s", keystore_last_error(ks));
 
         m.keys = hashmap_new();
         m.exe_cache = exe_cache_new();

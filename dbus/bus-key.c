@@ -8,7 +8,12 @@
 
 #include <time.h>
 
+#include <limits.h>
+#include <systemd/sd-login.h>
+
+#include "attest/evidence.h"
 #include "common/crypto-util.h"
+#include "config.h"
 #include "common/log.h"
 #include "dbus/bus.h"
 #include "dbus/bus-util.h"
@@ -269,14 +274,181 @@ static void sign_done(Job *j) {
                 return;
         }
 
-        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
-        r = sd_bus_message_new_method_return(j->call, &reply);
-        if (r >= 0)
-                r = sd_bus_message_append_array(reply, 'y', out, size);
-        if (r >= 0)
-                r = sd_bus_send(NULL, reply, NULL);
+        r = bus_reply_bytes(j->call, out, size);
         if (r < 0)
                 log_warning_errno(r, "Sending a signature reply failed, ignoring: %m");
+}
+
+/* ---- Attest --------------------------------------------------------------------------------- */
+
+/* What the caller runs, for the workload claims. Best effort: a process that cannot be measured
+ * (gone, exec'd meanwhile) simply gets no exe claims; the pid and uid come from the bus. */
+typedef struct Workload {
+        bool has_exe;
+        uint8_t exe_sha256[32];
+        char exe_path[PATH_MAX];
+        char *unit;
+} Workload;
+
+static void workload_done(Workload *w) {
+        free(w->unit);
+}
+
+static void measure_workload(Manager *d, pid_t pid, uid_t euid, Workload *w) {
+        char link[64];
+
+        w->has_exe = caller_exe_digest(d->exe_cache, pid, euid, w->exe_sha256) >= 0;
+        snprintf(link, sizeof(link), "/proc/%d/exe", (int) pid);
+        ssize_t n = readlink(link, w->exe_path, sizeof(w->exe_path) - 1);
+        w->exe_path[n > 0 ? n : 0] = 0;
+        /* The unit comes from /proc/PID/cgroup: informational only, never used to authorise. */
+        if (sd_pid_get_unit(pid, &w->unit) < 0)
+                w->unit = NULL;
+}
+
+static int method_attest(sd_bus_message *m, void *userdata, sd_bus_error *error) {
+        Key *k = userdata;
+        Manager *d = k->manager;
+        _cleanup_(sign_context_done) SignContext ctx = {};
+        _cleanup_(workload_done) Workload w = {};
+        _cleanup_(job_freep) Job *j = NULL;
+        _cleanup_free_ uint8_t *payload = NULL;
+        size_t payload_size = 0, nonce_size;
+        const void *nonce;
+        uid_t uid = (uid_t) -1;
+        pid_t pid = 0;
+        Client *client;
+        int r;
+
+        if (d->stopping)
+                return sd_bus_error_setf(error, AGENTID_ERROR_BUSY, "agentidd is shutting down");
+        r = sd_bus_message_read_array(m, 'y', &nonce, &nonce_size);
+        if (r < 0)
+                return r;
+        if (nonce_size < EVIDENCE_NONCE_MIN || nonce_size > EVIDENCE_NONCE_MAX)
+                return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS, "The nonce must be %u..%u bytes, got %zu",
+                                         EVIDENCE_NONCE_MIN, EVIDENCE_NONCE_MAX, nonce_size);
+        BusOption options[] = {
+                { .name = "task_id", .type = BUS_OPTION_STRING, .ret = &ctx.task_id, .max = CONTEXT_ID_MAX, .printable = true },
+                { .name = "parent_task_id", .type = BUS_OPTION_STRING, .ret = &ctx.parent_task_id, .max = CONTEXT_ID_MAX, .printable = true },
+        };
+        r = bus_read_options(m, options, ELEMENTSOF(options), error);
+        if (r < 0)
+                return r;
+        r = check_key_usable(k, error);
+        if (r < 0)
+                return r;
+
+        /* The key's uid (with its pin), or an admin: evidence then names the admin as the caller. */
+        r = caller_get_creds(m, &uid, &pid);
+        if (r < 0)
+                return sd_bus_error_setf(error, SD_BUS_ERROR_ACCESS_DENIED, "Cannot determine the caller's identity");
+        if (!manager_uid_is_admin(d, uid)) {
+                r = authorize_key_use(d, m, k, &uid, error);
+                if (r < 0)
+                        return r;
+        }
+        measure_workload(d, pid, uid, &w);
+
+        EatClaims claims = {
+                .nonce = nonce,
+                .nonce_size = nonce_size,
+                .iat = (uint64_t) time(NULL),
+                .sub = k->uri,
+                .x = k->x,
+                .y = k->y,
+                .owner = k->record->owner,
+                .uid = k->record->uid,
+                .created = k->record->created,
+                .not_after = k->record->not_after,
+                .workload = {
+                        .exe_sha256 = w.has_exe ? w.exe_sha256 : NULL,
+                        .exe_path = w.exe_path[0] ? w.exe_path : NULL,
+                        .unit = w.unit,
+                        .uid = (uint32_t) uid,
+                        .pid = (uint32_t) pid,
+                },
+                .task_id = ctx.task_id,
+                .parent_task_id = ctx.parent_task_id,
+                .daemon = "agentidd " AGENTID_VERSION,
+        };
+        r = eat_claims_encode(&claims, &payload, &payload_size);
+        if (r < 0)
+                return bus_error_setf_errno(error, r, "Encoding the claims failed: %s", strerror(-r));
+
+        r = manager_client_for_message(d, m, &client);
+        if (r < 0)
+                return r;
+        j = job_new(JOB_ATTEST, m, client, uid, k);
+        if (!j)
+                return -ENOMEM;
+        r = cose_sign1_prepare(k->record->kid, KEY_KID_SIZE, NULL, payload, payload_size, &j->cose);
+        if (r < 0)
+                return bus_error_setf_errno(error, r, "Encoding the claims failed: %s", strerror(-r));
+        memcpy(j->digest, cose_sign1_digest(j->cose), KEYSTORE_DIGEST_SIZE);
+
+        /* DESIGN §5: certify qualifyingData = SHA-256(nonce); quote extraData =
+         * SHA-256(nonce || Name(K) || SHA-256(EAT payload)), so the AK vouches for every claim. */
+        uint8_t payload_digest[32];
+        r = sha256(nonce, nonce_size, j->certify_data);
+        if (r >= 0)
+                r = sha256(payload, payload_size, payload_digest);
+        if (r >= 0) {
+                const void *parts[] = { nonce, k->record->kid, payload_digest };
+                const size_t sizes[] = { nonce_size, KEY_KID_SIZE, sizeof(payload_digest) };
+                r = sha256_parts(parts, sizes, ELEMENTSOF(parts), j->quote_data);
+        }
+        if (r < 0)
+                return r;
+
+        r = submit(d, j, error);
+        if (r < 0)
+                return r;
+        TAKE_PTR(j);
+        return 1;
+}
+
+/* The TPM part of a finished attestation job, as the encoder wants it. */
+void job_evidence_tpm(const Job *j, EvidenceTpm *ret) {
+        const KeystoreEvidence *e = &j->evidence;
+        *ret = (EvidenceTpm) {
+                .key_pub = e->key_pub, .key_pub_size = e->key_pub_size,
+                .certify = e->certify, .certify_size = e->certify_size,
+                .certify_sig = e->certify_sig, .certify_sig_size = e->certify_sig_size,
+                .quote = e->quote, .quote_size = e->quote_size,
+                .quote_sig = e->quote_sig, .quote_sig_size = e->quote_sig_size,
+                .pcrs = (const uint8_t (*)[32]) e->pcrs,
+                .ak_pub = e->ak_pub, .ak_pub_size = e->ak_pub_size,
+                .srk_name = e->srk_name,
+        };
+}
+
+static void attest_done(Job *j) {
+        _cleanup_free_ uint8_t *eat = NULL, *evidence = NULL;
+        size_t eat_size = 0, size = 0;
+        EvidenceTpm t;
+        int r;
+
+        if (j->result < 0) {
+                if (j->result == -ECANCELED)
+                        return;
+                log_full_errno(j->result == -EKEYREVOKED ? LOG_DEBUG : LOG_ERR, j->result,
+                               "Attesting key '%s' failed: %s", j->key->record->name, j->error);
+                (void) bus_reply_errno(j->call, j->result, j->error);
+                return;
+        }
+        job_evidence_tpm(j, &t);
+        r = cose_sign1_finish(j->cose, j->signature, &eat, &eat_size);
+        if (r >= 0)
+                r = evidence_agent_encode(eat, eat_size, &t, &evidence, &size);
+        if (r < 0) {
+                log_error_errno(r, "Encoding evidence for '%s' failed: %m", j->key->record->name);
+                (void) bus_reply_errno(j->call, r, "Encoding the evidence failed");
+                return;
+        }
+        r = bus_reply_bytes(j->call, evidence, size);
+        if (r < 0)
+                log_warning_errno(r, "Sending evidence failed, ignoring: %m");
 }
 
 /* ---- Destroy -------------------------------------------------------------------------------- */
@@ -359,12 +531,7 @@ static void destroy_done(Manager *d, Job *j) {
                 (void) bus_reply_errno(j->call, j->result, j->error);
                 return;
         }
-        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
-        r = sd_bus_message_new_method_return(j->call, &reply);
-        if (r >= 0)
-                r = sd_bus_message_append_array(reply, 'y', j->receipt, j->receipt_size);
-        if (r >= 0)
-                r = sd_bus_send(NULL, reply, NULL);
+        r = bus_reply_bytes(j->call, j->receipt, j->receipt_size);
         if (r < 0)
                 log_warning_errno(r, "Sending the receipt of '%s' failed, ignoring: %m", k->record->name);
 }
@@ -395,6 +562,11 @@ static const sd_bus_vtable key_vtable[] = {
                                 SD_BUS_RESULT("ay", cose_sign1),
                                 method_sign_message,
                                 SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("Attest",
+                                SD_BUS_ARGS("ay", nonce, "a{sv}", context),
+                                SD_BUS_RESULT("ay", evidence),
+                                method_attest,
+                                SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_ARGS("Destroy",
                                 SD_BUS_ARGS("s", reason),
                                 SD_BUS_RESULT("ay", receipt),
@@ -420,6 +592,9 @@ void bus_key_job_done(Manager *d, Job *j) {
                 break;
         case JOB_DESTROY:
                 destroy_done(d, j);
+                break;
+        case JOB_ATTEST:
+                attest_done(j);
                 break;
         default:
                 break;

@@ -5,6 +5,7 @@
 
 #include <time.h>
 
+#include "common/crypto-util.h"
 #include "common/log.h"
 #include "config.h"
 #include "dbus/bus.h"
@@ -179,6 +180,119 @@ static int method_get_key(sd_bus_message *msg, void *userdata, sd_bus_error *err
         return sd_bus_reply_method_return(msg, "o", k->path);
 }
 
+static int method_get_attestation_key(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
+        Manager *m = userdata;
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
+        int r;
+
+        r = sd_bus_message_new_method_return(msg, &reply);
+        if (r >= 0)
+                r = sd_bus_message_append_array(reply, 'y', m->ak_public, m->ak_public_size);
+        if (r >= 0)
+                r = sd_bus_message_append_array(reply, 'y', m->ak_name, sizeof(m->ak_name));
+        if (r >= 0)
+                r = sd_bus_message_open_container(reply, 'a', "{sv}");
+        /* eks: (algorithm, EK public area, DER certificate); certificates come with enrollment. */
+        if (r >= 0)
+                r = sd_bus_message_open_container(reply, 'e', "sv");
+        if (r >= 0)
+                r = sd_bus_message_append(reply, "s", "eks");
+        if (r >= 0)
+                r = sd_bus_message_open_container(reply, 'v', "a(sayay)");
+        if (r >= 0)
+                r = sd_bus_message_open_container(reply, 'a', "(sayay)");
+        if (r >= 0)
+                r = sd_bus_message_open_container(reply, 'r', "sayay");
+        if (r >= 0)
+                r = sd_bus_message_append(reply, "s", m->ek_type);
+        if (r >= 0)
+                r = sd_bus_message_append_array(reply, 'y', m->ek_public, m->ek_public_size);
+        if (r >= 0)
+                r = sd_bus_message_append_array(reply, 'y', NULL, 0);
+        for (int i = 0; i < 4 && r >= 0; i++)
+                r = sd_bus_message_close_container(reply);
+        if (r >= 0)
+                r = sd_bus_message_append(reply, "{sv}", "ak_parent", "s", m->ek_type);
+        if (r >= 0)
+                r = sd_bus_message_close_container(reply);
+        if (r < 0)
+                return r;
+        return sd_bus_send(NULL, reply, NULL);
+}
+
+static int method_get_platform_evidence(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
+        Manager *m = userdata;
+        _cleanup_(job_freep) Job *j = NULL;
+        const void *nonce;
+        size_t nonce_size;
+        uid_t uid = (uid_t) -1;
+        Client *client;
+        int r;
+
+        if (m->stopping)
+                return sd_bus_error_setf(error, AGENTID_ERROR_BUSY, "agentidd is shutting down");
+        r = sd_bus_message_read_array(msg, 'y', &nonce, &nonce_size);
+        if (r < 0)
+                return r;
+        if (nonce_size < EVIDENCE_NONCE_MIN || nonce_size > EVIDENCE_NONCE_MAX)
+                return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS, "The nonce must be %u..%u bytes, got %zu",
+                                         EVIDENCE_NONCE_MIN, EVIDENCE_NONCE_MAX, nonce_size);
+        /* Anyone may ask; the uid only picks the fair-share queue, which also bounds a flood. */
+        r = caller_get_creds(msg, &uid, NULL);
+        if (r < 0)
+                return sd_bus_error_setf(error, SD_BUS_ERROR_ACCESS_DENIED, "Cannot determine the caller's identity");
+        r = manager_client_for_message(m, msg, &client);
+        if (r < 0)
+                return r;
+        j = job_new(JOB_PLATFORM, msg, client, uid, NULL);
+        if (!j)
+                return -ENOMEM;
+
+        /* DESIGN §5: host certify qualifyingData = SHA-256(nonce); quote extraData =
+         * SHA-256(nonce || Name(host key)). */
+        const uint8_t *host_kid = m->host_kid;
+        const void *parts[] = { nonce, host_kid };
+        const size_t sizes[] = { nonce_size, KEY_KID_SIZE };
+        r = sha256(nonce, nonce_size, j->certify_data);
+        if (r >= 0)
+                r = sha256_parts(parts, sizes, ELEMENTSOF(parts), j->quote_data);
+        if (r < 0)
+                return r;
+
+        r = worker_submit(m->worker, j);
+        if (r == -EBUSY)
+                return sd_bus_error_setf(error, AGENTID_ERROR_BUSY, "The TPM queue is full; retry later");
+        if (r < 0)
+                return r;
+        m->n_pending++;
+        TAKE_PTR(j);
+        return 1;
+}
+
+static void platform_done(Job *j) {
+        _cleanup_free_ uint8_t *evidence = NULL;
+        size_t size = 0;
+        EvidenceTpm t;
+        int r;
+
+        if (j->result < 0) {
+                if (j->result == -ECANCELED)
+                        return;
+                log_error_errno(j->result, "Platform evidence failed: %s", j->error);
+                (void) bus_reply_errno(j->call, j->result, j->error);
+                return;
+        }
+        job_evidence_tpm(j, &t);
+        r = evidence_platform_encode(&t, &evidence, &size);
+        if (r < 0) {
+                (void) bus_reply_errno(j->call, r, "Encoding the evidence failed");
+                return;
+        }
+        r = bus_reply_bytes(j->call, evidence, size);
+        if (r < 0)
+                log_warning_errno(r, "Sending platform evidence failed, ignoring: %m");
+}
+
 static int property_get(sd_bus *bus, const char *path, const char *interface, const char *property,
                         sd_bus_message *reply, void *userdata, sd_bus_error *error) {
         Manager *m = userdata;
@@ -218,6 +332,16 @@ static const sd_bus_vtable manager_vtable[] = {
                                 SD_BUS_RESULT("o", key),
                                 method_get_key,
                                 SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("GetAttestationKey",
+                                SD_BUS_NO_ARGS,
+                                SD_BUS_RESULT("ay", ak_public, "ay", ak_name, "a{sv}", info),
+                                method_get_attestation_key,
+                                SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("GetPlatformEvidence",
+                                SD_BUS_ARGS("ay", nonce),
+                                SD_BUS_RESULT("ay", evidence),
+                                method_get_platform_evidence,
+                                SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_SIGNAL_WITH_ARGS("KeyCreated", SD_BUS_ARGS("s", name, "o", key), 0),
         SD_BUS_SIGNAL_WITH_ARGS("KeyDestroyed", SD_BUS_ARGS("s", name, "o", key, "s", reason), 0),
         SD_BUS_VTABLE_END,
@@ -235,4 +359,6 @@ int bus_manager_register(Manager *m) {
 void bus_manager_job_done(Manager *m, Job *j) {
         if (j->type == JOB_CREATE)
                 create_done(m, j);
+        else if (j->type == JOB_PLATFORM)
+                platform_done(j);
 }

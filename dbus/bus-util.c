@@ -130,3 +130,15 @@ void bus_options_done(BusOption *options, size_t n_options) {
                         *(void **) options[i].ret = NULL;
                 }
 }
+
+int bus_reply_bytes(sd_bus_message *call, const void *data, size_t size) {
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
+        int r;
+
+        r = sd_bus_message_new_method_return(call, &reply);
+        if (r >= 0)
+                r = sd_bus_message_append_array(reply, 'y', data, size);
+        if (r >= 0)
+                r = sd_bus_send(NULL, reply, NULL);
+        return r;
+}

@@ -37,3 +37,6 @@ void bus_options_done(BusOption *options, size_t n_options);
 
 /* Printable ASCII (0x20..0x7e), 1..max bytes. */
 bool string_is_printable_id(const char *s, size_t max);
+
+/* Reply to a method call with one byte array ("ay"). */
+int bus_reply_bytes(sd_bus_message *call, const void *data, size_t size);

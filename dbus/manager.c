@@ -76,6 +76,8 @@ int manager_add_key(Manager *m, KeyRecord *record, Key **ret) {
                 r = keystore_key_public_der(record, &k->public_der, &k->public_der_size);
                 if (r >= 0)
                         r = sha256(k->public_der, k->public_der_size, k->spki_sha256);
+                if (r >= 0)
+                        r = p256_spki_to_xy(k->public_der, k->public_der_size, k->x, k->y);
                 if (r < 0) {
                         log_warning_errno(r, "Key '%s' has an unreadable public key, marking it unusable: %m",
                                           record->name);

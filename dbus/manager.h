@@ -50,6 +50,7 @@ typedef struct Key {
         uint8_t *public_der;     /* DER SubjectPublicKeyInfo, cached at load (NULL for tombstones) */
         size_t public_der_size;
         uint8_t spki_sha256[32];
+        uint8_t x[32], y[32];    /* the public point, for cnf claims */
         bool unusable;
         /* Set the moment Destroy is accepted; the worker refuses queued work for the key from then on. */
         atomic_bool refusing;
@@ -84,6 +85,13 @@ struct Manager {
         char tpm_manufacturer[8];
         uint8_t *host_public_der;
         size_t host_public_der_size;
+        uint8_t host_kid[KEY_KID_SIZE];
+        uint8_t *ak_public;      /* TPMT_PUBLIC */
+        size_t ak_public_size;
+        uint8_t ak_name[KEY_KID_SIZE];
+        uint8_t *ek_public;      /* TPMT_PUBLIC of the EK that parents the AK */
+        size_t ek_public_size;
+        const char *ek_type;     /* "rsa" or "ecc" */
 
         unsigned n_pending;      /* jobs queued or running */
         bool stopping;

@@ -70,6 +70,7 @@ Job *job_free(Job *j) {
         cose_sign1_free(j->cose);
         key_record_free(j->created);
         free(j->receipt);
+        keystore_evidence_done(&j->evidence);
         erase(j->signature, sizeof(j->signature));
         return mfree(j);
 }
@@ -147,21 +148,47 @@ static void run_destroy(Keystore *ks, Job *j) {
         }
 }
 
+/* Agent evidence: the EAT signed by the key (proof of possession), then certify and quote. */
+static void run_attest(Keystore *ks, Job *j) {
+        run_sign(ks, j);
+        if (j->result < 0)
+                return;
+        int r = keystore_attest(ks, j->key->record, j->certify_data, j->quote_data, &j->evidence);
+        if (r < 0)
+                job_fail(j, r, keystore_last_error(ks));
+}
+
+static void run_platform(Keystore *ks, Job *j) {
+        int r = keystore_attest(ks, keystore_host_key(ks), j->certify_data, j->quote_data, &j->evidence);
+        if (r < 0)
+                job_fail(j, r, keystore_last_error(ks));
+}
+
+static bool job_is_admin(const Job *j) {
+        return j->type == JOB_CREATE || j->type == JOB_DESTROY;
+}
+
 static void run_job(Keystore *ks, Job *j) {
+        /* Nobody is waiting for an agent-lane answer any more: spend no TPM time on it. */
+        if (!job_is_admin(j) && j->client && atomic_load(&j->client->gone)) {
+                job_fail(j, -ECANCELED, "The caller disconnected");
+                return;
+        }
         switch (j->type) {
         case JOB_CREATE:
                 run_create(ks, j);
                 break;
-        case JOB_SIGN:
-                /* Nobody is waiting for the answer any more: spend no TPM time on it. */
-                if (j->client && atomic_load(&j->client->gone)) {
-                        job_fail(j, -ECANCELED, "The caller disconnected");
-                        break;
-                }
-                run_sign(ks, j);
-                break;
         case JOB_DESTROY:
                 run_destroy(ks, j);
+                break;
+        case JOB_SIGN:
+                run_sign(ks, j);
+                break;
+        case JOB_ATTEST:
+                run_attest(ks, j);
+                break;
+        case JOB_PLATFORM:
+                run_platform(ks, j);
                 break;
         }
 }
@@ -261,7 +288,7 @@ int worker_submit(Worker *w, Job *j) {
                 goto unlock;
         }
 
-        if (j->type != JOB_SIGN) {
+        if (job_is_admin(j)) {
                 if (w->admin_tail)
                         w->admin_tail->next = j;
                 else

@@ -27,9 +27,11 @@
 #define WORKER_QUEUE_PER_UID_MAX 256U
 
 typedef enum JobType {
-        JOB_CREATE,
+        JOB_CREATE,        /* admin lane */
+        JOB_DESTROY,       /* admin lane */
         JOB_SIGN,          /* Sign and SignMessage */
-        JOB_DESTROY,
+        JOB_ATTEST,        /* Key.Attest: sign the EAT, certify the key, quote */
+        JOB_PLATFORM,      /* GetPlatformEvidence: certify the host key, quote */
 } JobType;
 
 typedef struct Job {
@@ -54,6 +56,10 @@ typedef struct Job {
         char *reason;
         uint64_t now;
 
+        /* JOB_ATTEST, JOB_PLATFORM: qualifyingData of the certify and of the quote (DESIGN §5) */
+        uint8_t certify_data[32];
+        uint8_t quote_data[32];
+
         /* Results */
         int result;
         char error[KEYSTORE_ERROR_MAX];
@@ -61,6 +67,7 @@ typedef struct Job {
         KeyRecord *created;
         uint8_t *receipt;
         size_t receipt_size;
+        KeystoreEvidence evidence;
 
         struct Job *next;
 } Job;
