@@ -54,6 +54,7 @@ static const char *arg_parent_task_id;
 static const char *arg_audience;
 static const char *arg_exe;
 static const char *arg_exe_sha256;
+static const char *arg_nonce;
 static long long arg_uid = -1;
 static unsigned long long arg_ttl;
 
@@ -73,6 +74,10 @@ static void help(void) {
                "                              (--format=base64|der, --output=, --task-id= ...)\n"
                "  sign-message NAME [FILE|-]  Sign the input as a COSE_Sign1 message (--output=, or base64)\n"
                "  destroy NAME --reason=TEXT  Destroy a key (admins); writes the receipt (--output=)\n"
+               "  attest NAME --nonce=HEX     Evidence that the key lives in this TPM, bound to the caller\n"
+               "                              and the nonce (--output=, --task-id=)\n"
+               "  platform-evidence --nonce=HEX  Quote and host key certification (--output=)\n"
+               "  attestation-key             Write the AK public area for verifiers (--output=)\n"
                "\n"
                "Options:\n"
                "  --json                      JSON output for status, list, show\n"
@@ -91,7 +96,7 @@ static int parse_argv(int argc, char *argv[]) {
         enum {
                 ARG_USER = 0x100, ARG_JSON, ARG_OWNER, ARG_UID, ARG_USER_NAME, ARG_TTL, ARG_DESCRIPTION,
                 ARG_REASON, ARG_OUTPUT, ARG_FORMAT, ARG_TASK_ID, ARG_PARENT_TASK_ID, ARG_AUDIENCE, ARG_EXE,
-                ARG_EXE_SHA256, ARG_VERSION,
+                ARG_EXE_SHA256, ARG_NONCE, ARG_VERSION,
         };
         static const struct option options[] = {
                 { "user", no_argument, NULL, ARG_USER },
@@ -109,6 +114,7 @@ static int parse_argv(int argc, char *argv[]) {
                 { "audience", required_argument, NULL, ARG_AUDIENCE },
                 { "exe", required_argument, NULL, ARG_EXE },
                 { "exe-sha256", required_argument, NULL, ARG_EXE_SHA256 },
+                { "nonce", required_argument, NULL, ARG_NONCE },
                 { "help", no_argument, NULL, 'h' },
                 { "version", no_argument, NULL, ARG_VERSION },
                 {},
@@ -172,6 +178,9 @@ static int parse_argv(int argc, char *argv[]) {
                         break;
                 case ARG_EXE_SHA256:
                         arg_exe_sha256 = optarg;
+                        break;
+                case ARG_NONCE:
+                        arg_nonce = optarg;
                         break;
                 case 'h':
                         help();
@@ -618,6 +627,64 @@ static int verb_destroy(sd_bus *bus, const char *name) {
         return write_binary(receipt, size, true);
 }
 
+/* Attest and GetPlatformEvidence: a verifier-chosen nonce in, CBOR evidence out. */
+static int verb_evidence(sd_bus *bus, const char *name) {
+        _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL, *reply = NULL;
+        _cleanup_free_ char *path = NULL;
+        _cleanup_free_ uint8_t *nonce = NULL;
+        const void *out;
+        size_t n = 0, out_size;
+        int r;
+
+        if (!arg_nonce || hex_decode(arg_nonce, &nonce, &n) < 0 || n < 16 || n > 64)
+                return log_error_errno(EINVAL, "--nonce= must be 16..64 bytes in hex (from the verifier)");
+        if (name) {
+                r = key_path(name, &path);
+                if (r < 0)
+                        return r;
+                r = sd_bus_message_new_method_call(bus, &m, BUS_NAME, path, KEY_IFACE, "Attest");
+        } else
+                r = sd_bus_message_new_method_call(bus, &m, BUS_NAME, MANAGER_PATH, MANAGER_IFACE,
+                                                   "GetPlatformEvidence");
+        if (r >= 0)
+                r = sd_bus_message_append_array(m, 'y', nonce, n);
+        if (r >= 0 && name) {
+                r = sd_bus_message_open_container(m, 'a', "{sv}");
+                if (r >= 0 && arg_task_id)
+                        r = sd_bus_message_append(m, "{sv}", "task_id", "s", arg_task_id);
+                if (r >= 0 && arg_parent_task_id)
+                        r = sd_bus_message_append(m, "{sv}", "parent_task_id", "s", arg_parent_task_id);
+                if (r >= 0)
+                        r = sd_bus_message_close_container(m);
+        }
+        if (r < 0)
+                return log_error_errno(r, "Building the request failed: %m");
+        r = sd_bus_call(bus, m, TIMEOUT_SIGN_USEC, &error, &reply);
+        if (r < 0)
+                return report_error("Producing evidence failed", &error, r);
+        r = sd_bus_message_read_array(reply, 'y', &out, &out_size);
+        if (r < 0)
+                return log_error_errno(r, "Bad reply: %m");
+        return write_binary(out, out_size, true);
+}
+
+static int verb_attestation_key(sd_bus *bus) {
+        _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
+        const void *ak;
+        size_t n;
+        int r;
+
+        r = sd_bus_call_method(bus, BUS_NAME, MANAGER_PATH, MANAGER_IFACE, "GetAttestationKey", &error, &reply, NULL);
+        if (r < 0)
+                return report_error("Reading the attestation key failed", &error, r);
+        r = sd_bus_message_read_array(reply, 'y', &ak, &n);
+        if (r < 0)
+                return log_error_errno(r, "Bad reply: %m");
+        return write_binary(ak, n, true);
+}
+
 int main(int argc, char *argv[]) {
         _cleanup_(sd_bus_flush_close_unrefp) sd_bus *bus = NULL;
         int r;
@@ -636,6 +703,7 @@ int main(int argc, char *argv[]) {
         } verbs[] = {
                 { "status", 0, 0 }, { "list", 0, 0 },         { "show", 1, 1 },         { "create", 1, 1 },
                 { "public-key", 1, 1 }, { "sign", 1, 2 },      { "sign-message", 1, 2 }, { "destroy", 1, 1 },
+                { "attest", 1, 1 },     { "platform-evidence", 0, 0 }, { "attestation-key", 0, 0 },
         };
         const char *verb = argv[optind];
         int nargs = argc - optind - 1;
@@ -672,8 +740,14 @@ int main(int argc, char *argv[]) {
                 r = sign_common(bus, args[0], nargs > 1 ? args[1] : NULL, false);
         else if (streq(verb, "sign-message"))
                 r = sign_common(bus, args[0], nargs > 1 ? args[1] : NULL, true);
-        else
+        else if (streq(verb, "destroy"))
                 r = verb_destroy(bus, args[0]);
+        else if (streq(verb, "attest"))
+                r = verb_evidence(bus, args[0]);
+        else if (streq(verb, "platform-evidence"))
+                r = verb_evidence(bus, NULL);
+        else
+                r = verb_attestation_key(bus);
 
         if (r == -EXIT_UNREACHABLE || r == -EXIT_REFUSED)
                 return -r;
