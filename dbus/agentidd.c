@@ -286,6 +286,10 @@ static int run(int argc, char *argv[]) {
         r = keystore_open(&o, &ks, err);
         if (r < 0)
                 return log_error_errno(r, "%s", err);
+        if (keystore_host_key_replaced(ks))
+                log_warning("The storage root key changed (TPM owner hierarchy cleared?): the old host key was "
+                            "retired and a new one created. Keys created before are unusable; verifiers must "
+                            "pin the new host key.");
         log_info("TPM %s via %s; host-id %s; state in %s.", keystore_tpm_manufacturer(ks), o.tcti,
                  keystore_host_id(ks), o.state_dir);
 

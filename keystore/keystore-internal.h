@@ -48,6 +48,7 @@ struct Keystore {
         char host_id[2 * KEYSTORE_HOST_ID_SIZE + 1];
 
         KeyRecord *host_key;
+        bool host_key_replaced;  /* the previous one belonged to another SRK and was retired */
 
         KeystoreEkType ek_type;
         uint8_t *ak_pub;         /* marshalled TPM2B_PUBLIC / TPM2B_PRIVATE of the AK */

@@ -18,6 +18,7 @@
  */
 
 #include <dirent.h>
+#include <inttypes.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <sys/file.h>
@@ -68,6 +69,10 @@ const char *keystore_tpm_manufacturer(const Keystore *ks) {
 
 const KeyRecord *keystore_host_key(const Keystore *ks) {
         return ks->host_key;
+}
+
+bool keystore_host_key_replaced(const Keystore *ks) {
+        return ks->host_key_replaced;
 }
 
 KeystoreEkType keystore_ek_type(const Keystore *ks) {
@@ -149,7 +154,12 @@ int keystore_cache_make_room(Keystore *ks, unsigned max) {
                 }
 
                 int r = keystore_context_save(ks, lru->handle, &lru->context, &lru->context_size);
-                if (r == -ESTALE || r == -ENODEV || r == -ENXIO)
+                if (r == -ESTALE) {
+                        /* The TPM was reset: nothing we had loaded exists any more, so there is room. */
+                        keystore_forget_objects(ks);
+                        return 0;
+                }
+                if (r == -ENODEV || r == -ENXIO)
                         return r;
                 if (r < 0)
                         log_debug("Saving context of a cached key failed, dropping it: %s", strerror(-r));
@@ -455,6 +465,26 @@ static int open_private_dir(int at_fd, const char *path, int *ret_fd) {
 }
 
 /* Finish what a crash interrupted: temporary files and records awaiting their wipe. */
+/*
+ * Finish wiping the old record of a destroy: wipe_name is a hard link made before the tombstone was
+ * written. If live_name still is the same file, the tombstone never landed (the process died in
+ * between): the key was not destroyed, so only the extra link goes — zeroing it would zero the live
+ * record too.
+ */
+static int finish_wipe(int dir_fd, const char *wipe_name, const char *live_name) {
+        struct stat w, l;
+
+        if (fstatat(dir_fd, wipe_name, &w, AT_SYMLINK_NOFOLLOW) < 0)
+                return errno == ENOENT ? 0 : -errno;
+        if (live_name && fstatat(dir_fd, live_name, &l, AT_SYMLINK_NOFOLLOW) == 0 && l.st_dev == w.st_dev &&
+            l.st_ino == w.st_ino) {
+                if (unlinkat(dir_fd, wipe_name, 0) < 0)
+                        return -errno;
+                return fsync_directory(dir_fd);
+        }
+        return wipe_file_at(dir_fd, wipe_name);
+}
+
 static void keystore_cleanup_dir(Keystore *ks, int dir_fd) {
         _cleanup_close_ int fd = fcntl(dir_fd, F_DUPFD_CLOEXEC, 3);
         DIR *d;
@@ -465,14 +495,14 @@ static void keystore_cleanup_dir(Keystore *ks, int dir_fd) {
         rewinddir(d);
 
         for (struct dirent *de; (de = readdir(d));) {
-                if (strncmp(de->d_name, TMP_FILE_PREFIX, strlen(TMP_FILE_PREFIX)) == 0) {
-                        if (unlinkat(dir_fd, de->d_name, 0) < 0)
-                                log_debug("Removing leftover %s failed: %m", de->d_name);
-                } else if (strncmp(de->d_name, WIPE_PREFIX, strlen(WIPE_PREFIX)) == 0) {
-                        int r = wipe_file_at(dir_fd, de->d_name);
-                        if (r < 0)
-                                log_debug("Wiping %s failed: %s", de->d_name, strerror(-r));
-                }
+                int r = 0;
+                /* Leftover temporary files may hold a record with its authValue: wipe, not just unlink. */
+                if (strncmp(de->d_name, TMP_FILE_PREFIX, strlen(TMP_FILE_PREFIX)) == 0)
+                        r = wipe_file_at(dir_fd, de->d_name);
+                else if (strncmp(de->d_name, WIPE_PREFIX, strlen(WIPE_PREFIX)) == 0)
+                        r = finish_wipe(dir_fd, de->d_name, de->d_name + strlen(WIPE_PREFIX));
+                if (r < 0)
+                        log_debug("Cleaning up %s failed: %s", de->d_name, strerror(-r));
         }
         closedir(d);
 }
@@ -734,10 +764,23 @@ int keystore_create_key(Keystore *ks, const KeySpec *spec, uint64_t now, KeyReco
 }
 
 static int keystore_setup_host_key(Keystore *ks) {
-        KeyRecord *rec = NULL;
+        _cleanup_(key_record_freep) KeyRecord *rec = NULL;
         int r;
 
         r = keystore_read_record(ks, ks->state_fd, HOST_KEY_FILE, &rec);
+        if (r >= 0 && keystore_key_check(ks, rec) == -EMEDIUMTYPE) {
+                /* The owner hierarchy was cleared (or the state moved to another TPM): the old host key
+                 * cannot load any more. Keep its record, whose public key still verifies old receipts,
+                 * and make a new one so the daemon keeps working. */
+                char retired[64];
+                snprintf(retired, sizeof(retired), HOST_KEY_FILE ".retired-%" PRIu64, (uint64_t) time(NULL));
+                if (renameat(ks->state_fd, HOST_KEY_FILE, ks->state_fd, retired) < 0)
+                        return keystore_fail(ks, -errno, "Retiring the unusable host key failed: %m");
+                (void) fsync_directory(ks->state_fd);
+                ks->host_key_replaced = true;
+                rec = key_record_free(rec);
+                r = -ENOENT;
+        }
         if (r == -ENOENT) {
                 const KeySpec spec = {
                         .name = HOST_KEY_NAME,
@@ -752,8 +795,11 @@ static int keystore_setup_host_key(Keystore *ks) {
         } else if (r < 0)
                 return r;
 
-        ks->host_key = rec;
-        return keystore_key_check(ks, rec);
+        r = keystore_key_check(ks, rec);
+        if (r < 0)
+                return r;
+        ks->host_key = TAKE_PTR(rec);
+        return 0;
 }
 
 /* ---- signing -------------------------------------------------------------------------------- */
@@ -929,7 +975,7 @@ int keystore_destroy_key(Keystore *ks, KeyRecord *r, uint64_t now) {
          * has replaced it; a crash in between leaves the .wipe- file for the next open. */
         if (asprintf(&wipe, WIPE_PREFIX "%s", r->name) < 0)
                 return -ENOMEM;
-        (void) wipe_file_at(ks->keys_fd, wipe);
+        (void) finish_wipe(ks->keys_fd, wipe, r->name);
         if (linkat(ks->keys_fd, r->name, ks->keys_fd, wipe, 0) < 0 && errno != ENOENT)
                 return keystore_fail(ks, -errno, "Preparing to wipe the record of '%s' failed: %m", r->name);
 
@@ -939,8 +985,8 @@ int keystore_destroy_key(Keystore *ks, KeyRecord *r, uint64_t now) {
                 return k;
         }
 
-        k = wipe_file_at(ks->keys_fd, wipe);
-        if (k < 0 && k != -ENOENT)
+        k = finish_wipe(ks->keys_fd, wipe, r->name);
+        if (k < 0)
                 log_debug("Wiping the old record of '%s' failed, will retry at next start: %s", r->name,
                           strerror(-k));
 

@@ -75,6 +75,9 @@ const char *keystore_host_id(const Keystore *ks);
 const uint8_t *keystore_srk_name(const Keystore *ks);          /* KEY_KID_SIZE bytes */
 const char *keystore_tpm_manufacturer(const Keystore *ks);
 const KeyRecord *keystore_host_key(const Keystore *ks);
+/* True when open found the host key under another storage root key (owner hierarchy cleared), kept
+ * it as host-key.retired-<time> and made a new one: receipts are signed by a new key from now on. */
+bool keystore_host_key_replaced(const Keystore *ks);
 
 /*
  * keystore_create_key() - create a new TPM key with a random authValue and persist its record

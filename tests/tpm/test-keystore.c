@@ -332,6 +332,8 @@ static void test_wrong_auth_refused(void **state) {
         keystore_free(ks);
 }
 
+static void write_raw(const char *dir, const char *name, const void *data, size_t size);
+
 static bool file_contains(const char *path, const uint8_t *needle, size_t n) {
         uint8_t *buf = NULL;
         size_t size = 0;
@@ -406,24 +408,56 @@ static void test_destroy(void **state) {
 static void test_interrupted_destroy_finished_at_open(void **state) {
         Fixture *f = *state;
         Keystore *ks = open_ok(f);
-        KeyRecord *r = create_ok(ks, "half", 1000);
+        KeyRecord *r = create_ok(ks, "half", 1000), *other = create_ok(ks, "done", 1000), *loaded = NULL;
         char keys[128], from[200], to[200];
+        uint8_t *old = NULL;
+        size_t old_size = 0;
         keystore_free(ks);
 
-        /* What a crash between "tombstone written" and "old record wiped" leaves behind. */
+        /* A crash after the link but before the tombstone: the key was not destroyed, and its live
+         * record must survive the clean-up (the link points at the same file). */
         snprintf(keys, sizeof(keys), "%s/keys", f->state_dir);
         snprintf(from, sizeof(from), "%s/half", keys);
         snprintf(to, sizeof(to), "%s/.wipe-half", keys);
         assert_int_equal(link(from, to), 0);
         snprintf(to, sizeof(to), "%s/.tmp-half-0123456789abcdef", keys);
-        int fd = open(to, O_WRONLY | O_CREAT | O_EXCL, 0600);
-        assert_true(fd >= 0);
-        close(fd);
+        write_raw(keys, ".tmp-half-0123456789abcdef", "secret", 6);
+
+        /* A crash after the tombstone but before the wipe: the old record (a separate file now) goes. */
+        snprintf(from, sizeof(from), "%s/done", keys);
+        assert_int_equal(read_file_at(AT_FDCWD, from, 65536, &old, &old_size), 0);
+        write_raw(keys, ".wipe-done", old, old_size);
+        KeyRecord *tomb = NULL;
+        assert_int_equal(key_record_copy(other, &tomb), 0);
+        key_record_make_tombstone(tomb, 99);
+        uint8_t *enc = NULL;
+        size_t enc_size = 0;
+        assert_int_equal(key_record_to_cbor(tomb, &enc, &enc_size), 0);
+        write_raw(keys, "done", enc, enc_size);
 
         ks = open_ok(f);
         assert_int_equal(count_dir_entries(keys, ".wipe-"), 0);
         assert_int_equal(count_dir_entries(keys, ".tmp-"), 0);
+        assert_int_equal(keystore_load_record(ks, "half", &loaded), 0);
+        assert_int_equal(loaded->state, KEY_STATE_ACTIVE);
+        sign_and_verify(ks, loaded, 0x33);
+        key_record_free(loaded);
+        assert_int_equal(keystore_load_record(ks, "done", &loaded), 0);
+        assert_int_equal(loaded->state, KEY_STATE_DESTROYED);
+
+        /* Destroying "half" for real now works and leaves no link behind. */
+        KeyRecord *h = NULL;
+        assert_int_equal(keystore_load_record(ks, "half", &h), 0);
+        assert_int_equal(keystore_destroy_key(ks, h, 100), 0);
+        assert_int_equal(count_dir_entries(keys, ".wipe-"), 0);
+
+        key_record_free(h);
+        key_record_free(loaded);
+        key_record_free(tomb);
+        free(enc);
+        free(old);
         key_record_free(r);
+        key_record_free(other);
         keystore_free(ks);
 }
 
@@ -845,6 +879,60 @@ static void test_attest_ecc_ek(void **state) {
         test_attest(state, KEYSTORE_EK_ECC);
 }
 
+static void test_create_after_reset(void **state) {
+        Fixture *f = *state;
+        Keystore *ks = open_ok(f);
+        KeyRecord *a = create_ok(ks, "before-a", 1000), *b = create_ok(ks, "before-b", 1000);
+
+        sign_and_verify(ks, a, 1);
+        sign_and_verify(ks, b, 2);
+        /* The cached handles are stale now; creating must not trip over them. */
+        assert_int_equal(tpm_sim_reboot(f->sim, false), 0);
+        KeyRecord *c = create_ok(ks, "after", 1000);
+        sign_and_verify(ks, c, 3);
+        sign_and_verify(ks, a, 4);
+        key_record_free(a);
+        key_record_free(b);
+        key_record_free(c);
+        keystore_free(ks);
+}
+
+static void test_owner_hierarchy_cleared(void **state) {
+        Fixture *f = *state;
+        Keystore *ks = open_ok(f);
+        KeyRecord *old = create_ok(ks, "old-agent", 1000), *loaded = NULL;
+        char old_id[64], keys[128];
+        uint8_t digest[32] = { 5 }, sig[64];
+
+        strcpy(old_id, keystore_host_id(ks));
+        keystore_free(ks);
+
+        const char *clear[] = { "tpm2_clear", "-c", "p", NULL };
+        assert_int_equal(tpm_sim_run_tool(f->sim, clear), 0);
+
+        /* The daemon keeps working: a new host key, the old one kept aside, old keys reported. */
+        ks = open_ok(f);
+        assert_true(keystore_host_key_replaced(ks));
+        assert_string_not_equal(keystore_host_id(ks), old_id);
+        snprintf(keys, sizeof(keys), "%s", f->state_dir);
+        assert_int_equal(count_dir_entries(keys, "host-key.retired-"), 1);
+        assert_int_equal(keystore_load_record(ks, "old-agent", &loaded), 0);
+        assert_int_equal(keystore_key_check(ks, loaded), -EMEDIUMTYPE);
+        assert_int_equal(keystore_sign(ks, loaded, digest, sig), -EMEDIUMTYPE);
+        KeyRecord *fresh = create_ok(ks, "new-agent", 1000);
+        sign_and_verify(ks, fresh, 6);
+        sign_and_verify(ks, keystore_host_key(ks), 7);
+        keystore_free(ks);
+
+        /* Only once: the next start finds a usable host key. */
+        ks = open_ok(f);
+        assert_false(keystore_host_key_replaced(ks));
+        key_record_free(fresh);
+        key_record_free(loaded);
+        key_record_free(old);
+        keystore_free(ks);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test_setup_teardown(test_wrong_tcti, setup, teardown),
@@ -865,6 +953,8 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_state_dir_guarded, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_hierarchy_auth, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_persistent_srk, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_create_after_reset, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_owner_hierarchy_cleared, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_attest_rsa_ek, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_attest_ecc_ek, setup, teardown),
         };
