@@ -142,7 +142,8 @@ int read_file_at(int dir_fd, const char *name, size_t max_size, uint8_t **ret, s
         size_t have = 0, allocated;
         struct stat st;
 
-        fd = openat(dir_fd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY);
+        /* O_NONBLOCK: a FIFO planted where a file is expected must not hang us before the S_ISREG check. */
+        fd = openat(dir_fd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY | O_NONBLOCK);
         if (fd < 0)
                 return -errno;
         if (fstat(fd, &st) < 0)
@@ -164,10 +165,16 @@ int read_file_at(int dir_fd, const char *name, size_t max_size, uint8_t **ret, s
                 if (have == allocated) {
                         if (allocated > max_size)
                                 return -EFBIG;
+                        /* Not realloc(): what was read may be secret (passwords), zero the old copy. */
                         size_t n = MIN(allocated * 2, max_size + 1);
-                        uint8_t *p = realloc(buf, n + 1);
-                        if (!p)
+                        uint8_t *p = malloc(n + 1);
+                        if (!p) {
+                                erase(buf, have);
                                 return -ENOMEM;
+                        }
+                        memcpy(p, buf, have);
+                        erase(buf, have);
+                        free(buf);
                         buf = p;
                         allocated = n;
                 }
@@ -181,8 +188,10 @@ int read_file_at(int dir_fd, const char *name, size_t max_size, uint8_t **ret, s
                         break;
                 have += (size_t) k;
         }
-        if (have > max_size)
+        if (have > max_size) {
+                erase(buf, have);
                 return -EFBIG;
+        }
         buf[have] = 0;
         *ret = TAKE_PTR(buf);
         *ret_size = have;

@@ -45,14 +45,17 @@ void log_set_sink(LogSink s, void *userdata) {
         sink_userdata = userdata;
 }
 
+/* Under systemd stderr is the journal, which understands the kernel-style priority prefix. Decided
+ * once, before main() and so before any thread, instead of lazily from whichever thread logs first. */
+static bool journal_prefix;
+
+__attribute__((constructor)) static void log_init(void) {
+        const char *e = secure_getenv("JOURNAL_STREAM");
+        journal_prefix = e && *e;
+}
+
 static void log_to_stderr(int level, const char *message) {
-        /* Under systemd stderr is the journal, which understands the kernel-style priority prefix. */
-        static int prefix = -1;
-        if (prefix < 0) {
-                const char *e = secure_getenv("JOURNAL_STREAM");
-                prefix = e && *e;
-        }
-        if (prefix)
+        if (journal_prefix)
                 fprintf(stderr, "<%d>%s\n", level, message);
         else
                 fprintf(stderr, "%s\n", message);

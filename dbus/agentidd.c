@@ -198,9 +198,12 @@ static int on_jobs_done(sd_event_source *s, int fd, uint32_t revents, void *user
 static int on_stop_signal(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata) {
         Manager *m = userdata;
 
-        if (!m->stopping)
-                log_info("Received %s; finishing %u pending request(s), then exiting.", strsignal((int) si->ssi_signo),
-                         m->n_pending);
+        if (!m->stopping) {
+                log_info("Received %s; finishing key management in progress, refusing queued signing, then exiting.",
+                         strsignal((int) si->ssi_signo));
+                /* Every queued request gets an answer now rather than a killed process later. */
+                worker_cancel_agent_lane(m->worker);
+        }
         m->stopping = true;
         manager_maybe_exit(m);
         return 0;
@@ -217,13 +220,8 @@ static int on_reload_signal(sd_event_source *s, const struct signalfd_siginfo *s
 static void manager_done(Manager *m) {
         /* The worker first: it finishes queued jobs, whose cleanup still needs the key table. */
         m->worker = worker_stop(m->worker);
-        while (m->clients) {
-                Client *c = m->clients;
-                m->clients = c->next;
-                sd_bus_track_unref(c->track);
-                free(c->name);
-                free(c);
-        }
+        while (m->clients)
+                manager_client_free(m, m->clients);
         if (m->keys) {
                 size_t i = 0;
                 void *v;

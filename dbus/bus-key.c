@@ -21,7 +21,6 @@
 #include "dbus/errors.h"
 #include "dbus/worker.h"
 
-#define USEC_PER_SEC 1000000ULL
 
 static int key_object_find(sd_bus *bus, const char *path, const char *interface, void *userdata, void **found,
                            sd_bus_error *error) {
@@ -168,16 +167,6 @@ static int read_sign_context(sd_bus_message *m, SignContext *c, sd_bus_error *er
         return bus_read_options(m, options, ELEMENTSOF(options), error);
 }
 
-static int submit(Manager *d, Job *j, sd_bus_error *error) {
-        int r = worker_submit(d->worker, j);
-        if (r == -EBUSY)
-                return sd_bus_error_setf(error, AGENTID_ERROR_BUSY, "The TPM queue is full; retry later");
-        if (r < 0)
-                return r;
-        d->n_pending++;
-        return 1;
-}
-
 /* ---- Sign / SignMessage --------------------------------------------------------------------- */
 
 static int method_sign_common(sd_bus_message *m, Key *k, bool message, sd_bus_error *error) {
@@ -213,7 +202,7 @@ static int method_sign_common(sd_bus_message *m, Key *k, bool message, sd_bus_er
         if (r < 0)
                 return r;
 
-        r = manager_client_for_message(d, m, &client);
+        r = manager_client_for_message(d, m, &client, error);
         if (r < 0)
                 return r;
         j = job_new(JOB_SIGN, m, client, uid, k);
@@ -235,7 +224,7 @@ static int method_sign_common(sd_bus_message *m, Key *k, bool message, sd_bus_er
         } else
                 memcpy(j->digest, data, KEYSTORE_DIGEST_SIZE);
 
-        r = submit(d, j, error);
+        r = manager_submit(d, j, error);
         if (r < 0)
                 return r;
         TAKE_PTR(j);
@@ -376,7 +365,7 @@ static int method_attest(sd_bus_message *m, void *userdata, sd_bus_error *error)
         if (r < 0)
                 return bus_error_setf_errno(error, r, "Encoding the claims failed: %s", strerror(-r));
 
-        r = manager_client_for_message(d, m, &client);
+        r = manager_client_for_message(d, m, &client, error);
         if (r < 0)
                 return r;
         j = job_new(JOB_ATTEST, m, client, uid, k);
@@ -401,7 +390,7 @@ static int method_attest(sd_bus_message *m, void *userdata, sd_bus_error *error)
         if (r < 0)
                 return r;
 
-        r = submit(d, j, error);
+        r = manager_submit(d, j, error);
         if (r < 0)
                 return r;
         TAKE_PTR(j);
@@ -467,7 +456,7 @@ static int method_destroy(sd_bus_message *m, void *userdata, sd_bus_error *error
         r = sd_bus_message_read(m, "s", &reason);
         if (r < 0)
                 return r;
-        if (!key_owner_is_valid(reason) || strlen(reason) > REASON_MAX)
+        if (!key_text_is_valid(reason, REASON_MAX, false))
                 return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS,
                                          "The reason must be 1..%u bytes of text without control characters",
                                          REASON_MAX);
@@ -480,7 +469,7 @@ static int method_destroy(sd_bus_message *m, void *userdata, sd_bus_error *error
         if (k->destroy_pending)
                 return bus_error_setf_errno(error, -EBUSY, "Key '%s' is being destroyed", k->record->name);
 
-        r = manager_client_for_message(d, m, &client);
+        r = manager_client_for_message(d, m, &client, error);
         if (r < 0)
                 return r;
         j = job_new(JOB_DESTROY, m, client, uid, k);
@@ -491,11 +480,12 @@ static int method_destroy(sd_bus_message *m, void *userdata, sd_bus_error *error
                 return -ENOMEM;
         j->now = (uint64_t) time(NULL);
 
-        /* From here the key refuses use, before the TPM and the disk have caught up (DESIGN §4). */
-        atomic_store(&k->refusing, true);
-        r = submit(d, j, error);
+        /* From here the key refuses use, before the TPM and the disk have caught up (DESIGN §4). A
+         * key that already refuses (an earlier Destroy failed) keeps refusing whatever happens here. */
+        bool was_refusing = atomic_exchange(&k->refusing, true);
+        r = manager_submit(d, j, error);
         if (r < 0) {
-                atomic_store(&k->refusing, false);
+                atomic_store(&k->refusing, was_refusing);
                 return r;
         }
         k->destroy_pending = true;
@@ -509,6 +499,11 @@ static void destroy_done(Manager *d, Job *j) {
         int r;
 
         k->destroy_pending = false;
+        if (j->tombstone) {
+                /* The worker destroyed a copy; from now on this thread's record is the tombstone. */
+                key_record_free(k->record);
+                k->record = TAKE_PTR(j->tombstone);
+        }
         if (j->result < 0 && k->record->state != KEY_STATE_DESTROYED) {
                 /* Fail closed: an administrator asked for this key to stop working. It keeps refusing
                  * until a Destroy succeeds or the daemon restarts. */

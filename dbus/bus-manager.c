@@ -73,7 +73,7 @@ static int method_create_key(sd_bus_message *msg, void *userdata, sd_bus_error *
         if (hashmap_size(m->keys) >= KEYS_MAX)
                 return bus_error_setf_errno(error, -EBUSY, "The key limit (%u) is reached", KEYS_MAX);
 
-        r = manager_client_for_message(m, msg, &client);
+        r = manager_client_for_message(m, msg, &client, error);
         if (r < 0)
                 return r;
         j = job_new(JOB_CREATE, msg, client, uid, NULL);
@@ -91,12 +91,9 @@ static int method_create_key(sd_bus_message *msg, void *userdata, sd_bus_error *
                 memcpy(j->exe_sha256, exe, KEY_EXE_DIGEST_SIZE);
         }
 
-        r = worker_submit(m->worker, j);
-        if (r == -EBUSY)
-                return sd_bus_error_setf(error, AGENTID_ERROR_BUSY, "The TPM queue is full; retry later");
+        r = manager_submit(m, j, error);
         if (r < 0)
                 return r;
-        m->n_pending++;
         TAKE_PTR(j);
         return 1;
 }
@@ -241,7 +238,7 @@ static int method_get_platform_evidence(sd_bus_message *msg, void *userdata, sd_
         r = caller_get_creds(msg, &uid, NULL);
         if (r < 0)
                 return sd_bus_error_setf(error, SD_BUS_ERROR_ACCESS_DENIED, "Cannot determine the caller's identity");
-        r = manager_client_for_message(m, msg, &client);
+        r = manager_client_for_message(m, msg, &client, error);
         if (r < 0)
                 return r;
         j = job_new(JOB_PLATFORM, msg, client, uid, NULL);
@@ -259,12 +256,9 @@ static int method_get_platform_evidence(sd_bus_message *msg, void *userdata, sd_
         if (r < 0)
                 return r;
 
-        r = worker_submit(m->worker, j);
-        if (r == -EBUSY)
-                return sd_bus_error_setf(error, AGENTID_ERROR_BUSY, "The TPM queue is full; retry later");
+        r = manager_submit(m, j, error);
         if (r < 0)
                 return r;
-        m->n_pending++;
         TAKE_PTR(j);
         return 1;
 }

@@ -178,9 +178,19 @@ int caller_exe_digest(ExeCache *cache, pid_t pid, uid_t expected_euid, uint8_t r
         if (hit)
                 memcpy(digest, hit->digest, sizeof(digest));
         else {
+                struct stat st_hashed;
                 r = hash_fd(exe_fd, digest);
                 if (r < 0)
                         return r;
+                /* Written to while hashed (where ETXTBSY does not protect it): the digest describes
+                 * no version of the file, so neither use nor cache it. */
+                if (fstat(exe_fd, &st_hashed) < 0)
+                        return -errno;
+                if (st_hashed.st_size != st.st_size || st_hashed.st_mtim.tv_sec != st.st_mtim.tv_sec ||
+                    st_hashed.st_mtim.tv_nsec != st.st_mtim.tv_nsec || st_hashed.st_ctim.tv_sec != st.st_ctim.tv_sec ||
+                    st_hashed.st_ctim.tv_nsec != st.st_ctim.tv_nsec)
+                        return log_debug_errno(ESRCH, "The executable of process %d changed while it was hashed.",
+                                               (int) pid);
         }
 
         /* Re-check after measuring: same process (alive, same start time), same executable, and still

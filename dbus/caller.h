@@ -14,7 +14,9 @@
 #include <sys/types.h>
 #include <systemd/sd-bus.h>
 
-#define EXE_SIZE_MAX (1024ULL * 1024 * 1024)   /* larger executables are refused, not hashed */
+/* Larger executables are refused, not hashed: hashing runs on the event loop (a cache miss on 256 MiB
+ * costs about a second), so this bounds how long one caller can stall the others. */
+#define EXE_SIZE_MAX (256ULL * 1024 * 1024)
 #define EXE_CACHE_SIZE 64U
 
 typedef struct ExeCache ExeCache;

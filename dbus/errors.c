@@ -22,6 +22,7 @@ const char *bus_error_name_from_errno(int r) {
                 return AGENTID_ERROR_KEY_UNUSABLE;
         case EBUSY:
         case ECANCELED:
+        case ESHUTDOWN:
                 return AGENTID_ERROR_BUSY;
         case ENODEV:
         case ENXIO:

@@ -10,7 +10,9 @@
 
 #include "common/crypto-util.h"
 #include "common/log.h"
+#include "dbus/errors.h"
 #include "dbus/manager.h"
+#include "dbus/worker.h"
 
 Key *key_ref(Key *k) {
         if (k)
@@ -22,6 +24,7 @@ Key *key_unref(Key *k) {
         if (!k || --k->n_ref > 0)
                 return NULL;
         key_record_free(k->record);
+        free(k->name);
         free(k->path);
         free(k->uri);
         free(k->public_der);
@@ -61,6 +64,11 @@ int manager_add_key(Manager *m, KeyRecord *record, Key **ret) {
         k->record = record;
         atomic_init(&k->refusing, false);
 
+        k->name = strdup(record->name);
+        if (!k->name) {
+                k->record = NULL;
+                return -ENOMEM;
+        }
         r = sd_bus_path_encode(AGENTID_KEY_PREFIX, record->name, &k->path);
         if (r < 0) {
                 k->record = NULL; /* still the caller's */
@@ -85,7 +93,7 @@ int manager_add_key(Manager *m, KeyRecord *record, Key **ret) {
                 }
         }
 
-        r = hashmap_put(m->keys, record->name, k);
+        r = hashmap_put(m->keys, k->name, k);
         if (r < 0) {
                 k->record = NULL;
                 return r;
@@ -150,7 +158,7 @@ bool manager_uid_is_admin(Manager *m, uid_t uid) {
         return false;
 }
 
-static void client_free(Manager *m, Client *c) {
+void manager_client_free(Manager *m, Client *c) {
         for (Client **p = &m->clients; *p; p = &(*p)->next)
                 if (*p == c) {
                         *p = c->next;
@@ -166,12 +174,14 @@ static int on_client_gone(sd_bus_track *track, void *userdata) {
 
         log_debug("Client %s disconnected; dropping its queued work.", c->name);
         atomic_store(&c->gone, true);
+        /* Done with tracking: returning 0 would make sd-bus dispatch this empty track again and again. */
+        c->track = sd_bus_track_unref(c->track);
         if (c->n_jobs == 0)
-                client_free(c->manager, c);
-        return 0;
+                manager_client_free(c->manager, c);
+        return 1;
 }
 
-int manager_client_for_message(Manager *m, sd_bus_message *msg, Client **ret) {
+static int client_for_message(Manager *m, sd_bus_message *msg, Client **ret) {
         const char *sender = sd_bus_message_get_sender(msg);
         int r;
 
@@ -210,11 +220,30 @@ int manager_client_for_message(Manager *m, sd_bus_message *msg, Client **ret) {
         return 0;
 }
 
+int manager_client_for_message(Manager *m, sd_bus_message *msg, Client **ret, sd_bus_error *error) {
+        int r = client_for_message(m, msg, ret);
+        /* -ENXIO: the sender is already gone; the answer will reach nobody, but name it properly. */
+        if (r < 0)
+                return bus_error_setf_errno(error, r == -ENOMEM ? r : -EBUSY, "Cannot track the caller: %s",
+                                            strerror(-r));
+        return 0;
+}
+
 void manager_client_release(Manager *m, Client *c) {
         /* Connected clients stay known (their tracking match is set up once); gone ones leave with
          * their last job. */
         if (--c->n_jobs == 0 && atomic_load(&c->gone))
-                client_free(m, c);
+                manager_client_free(m, c);
+}
+
+int manager_submit(Manager *m, Job *j, sd_bus_error *error) {
+        int r = worker_submit(m->worker, j);
+        if (r == -EBUSY)
+                return sd_bus_error_setf(error, AGENTID_ERROR_BUSY, "The TPM queue is full; retry later");
+        if (r < 0)
+                return bus_error_setf_errno(error, r, "Queueing the request failed: %s", strerror(-r));
+        m->n_pending++;
+        return 1;
 }
 
 void manager_maybe_exit(Manager *m) {

@@ -29,10 +29,12 @@
 #define REASON_MAX 256U
 #define KEY_TTL_MAX (100ULL * 365 * 24 * 3600)
 #define KEYS_MAX 100000U
+#define USEC_PER_SEC 1000000ULL
 
 typedef struct Manager Manager;
 typedef struct Worker Worker;
 typedef struct ExeCache ExeCache;
+typedef struct Job Job;
 
 typedef enum KeyStatus {
         KEY_STATUS_ACTIVE,
@@ -44,6 +46,7 @@ typedef enum KeyStatus {
 typedef struct Key {
         unsigned n_ref;
         Manager *manager;
+        char *name;              /* the key table's key: outlives record swaps */
         KeyRecord *record;       /* the worker uses pub/priv/auth; this thread only the metadata */
         char *path;              /* D-Bus object path */
         char *uri;
@@ -115,8 +118,11 @@ int manager_resolve_admin_group(Manager *m);
 bool manager_uid_is_admin(Manager *m, uid_t uid);
 
 /* Get (or make) the Client of the sender of m, tracking its disconnection. */
-int manager_client_for_message(Manager *m, sd_bus_message *msg, Client **ret);
+int manager_client_for_message(Manager *m, sd_bus_message *msg, Client **ret, sd_bus_error *error);
 void manager_client_release(Manager *m, Client *c);
+void manager_client_free(Manager *m, Client *c);
+/* Queue a job on the worker (answering Busy when full); counts it as pending. Return 1 or < 0. */
+int manager_submit(Manager *m, Job *j, sd_bus_error *error);
 
 /* Stop when nothing is pending any more (after SIGTERM/SIGINT). */
 void manager_maybe_exit(Manager *m);

@@ -35,7 +35,8 @@ struct Worker {
         Job *admin_head, *admin_tail;
         UidQueue *uids;          /* agent lane, one FIFO per uid with queued work */
         size_t n_uids, rr;      /* rr: next uid to serve */
-        unsigned depth;
+        unsigned depth;          /* agent lane */
+        unsigned admin_depth;
 
         Job *done_head, *done_tail;
         int event_fd;
@@ -69,6 +70,7 @@ Job *job_free(Job *j) {
         free(j->reason);
         cose_sign1_free(j->cose);
         key_record_free(j->created);
+        key_record_free(j->tombstone);
         free(j->receipt);
         keystore_evidence_done(&j->evidence);
         erase(j->signature, sizeof(j->signature));
@@ -133,8 +135,15 @@ static int build_receipt(Keystore *ks, Job *j) {
 }
 
 static void run_destroy(Keystore *ks, Job *j) {
-        int r = keystore_destroy_key(ks, j->key->record, j->now);
+        /* Destroy a copy: the event loop keeps reading the key's record until it swaps this one in. */
+        int r = key_record_copy(j->key->record, &j->tombstone);
         if (r < 0) {
+                job_fail(j, r, "Out of memory");
+                return;
+        }
+        r = keystore_destroy_key(ks, j->tombstone, j->now);
+        if (r < 0) {
+                j->tombstone = key_record_free(j->tombstone);
                 job_fail(j, r, keystore_last_error(ks));
                 return;
         }
@@ -201,6 +210,7 @@ static Job *dequeue_locked(Worker *w) {
                 w->admin_head = j->next;
                 if (!w->admin_head)
                         w->admin_tail = NULL;
+                w->admin_depth--;
         } else if (w->n_uids > 0) {
                 if (w->rr >= w->n_uids)
                         w->rr = 0;
@@ -213,11 +223,11 @@ static Job *dequeue_locked(Worker *w) {
                         w->uids[w->rr] = w->uids[--w->n_uids];
                 } else
                         w->rr++;
+                w->depth--;
         } else
                 return NULL;
 
         j->next = NULL;
-        w->depth--;
         return j;
 }
 
@@ -283,12 +293,17 @@ int worker_submit(Worker *w, Job *j) {
 
         j->next = NULL;
         pthread_mutex_lock(&w->lock);
-        if (w->depth >= WORKER_QUEUE_MAX || w->stopping) {
+        if (w->stopping) {
                 r = -EBUSY;
                 goto unlock;
         }
 
         if (job_is_admin(j)) {
+                if (w->admin_depth >= WORKER_ADMIN_QUEUE_MAX) {
+                        r = -EBUSY;
+                        goto unlock;
+                }
+                w->admin_depth++;
                 if (w->admin_tail)
                         w->admin_tail->next = j;
                 else
@@ -296,6 +311,10 @@ int worker_submit(Worker *w, Job *j) {
                 w->admin_tail = j;
         } else {
                 UidQueue *q = NULL;
+                if (w->depth >= WORKER_QUEUE_MAX) {
+                        r = -EBUSY;
+                        goto unlock;
+                }
                 for (size_t i = 0; i < w->n_uids && !q; i++)
                         if (w->uids[i].uid == j->uid)
                                 q = &w->uids[i];
@@ -320,8 +339,8 @@ int worker_submit(Worker *w, Job *j) {
                         q->head = j;
                 q->tail = j;
                 q->n++;
+                w->depth++;
         }
-        w->depth++;
         pthread_cond_signal(&w->wake);
 unlock:
         pthread_mutex_unlock(&w->lock);
@@ -339,9 +358,35 @@ Job *worker_take_done(Worker *w) {
         return list;
 }
 
+void worker_cancel_agent_lane(Worker *w) {
+        bool any = false;
+
+        pthread_mutex_lock(&w->lock);
+        for (size_t i = 0; i < w->n_uids; i++)
+                for (Job *j = w->uids[i].head, *next; j; j = next) {
+                        next = j->next;
+                        j->next = NULL;
+                        job_fail(j, -ESHUTDOWN, "agentidd is shutting down; the request was not carried out");
+                        if (w->done_tail)
+                                w->done_tail->next = j;
+                        else
+                                w->done_head = j;
+                        w->done_tail = j;
+                        any = true;
+                }
+        w->n_uids = 0;
+        w->depth = 0;
+        if (any) {
+                uint64_t one = 1;
+                if (write(w->event_fd, &one, sizeof(one)) < 0)
+                        log_debug("Waking the event loop failed: %m");
+        }
+        pthread_mutex_unlock(&w->lock);
+}
+
 unsigned worker_queue_depth(Worker *w) {
         pthread_mutex_lock(&w->lock);
-        unsigned d = w->depth;
+        unsigned d = w->depth + w->admin_depth;
         pthread_mutex_unlock(&w->lock);
         return d;
 }

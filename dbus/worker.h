@@ -23,8 +23,9 @@
 #include "dbus/manager.h"
 #include "keystore/keystore.h"
 
-#define WORKER_QUEUE_MAX 1024U
+#define WORKER_QUEUE_MAX 1024U          /* agent lane */
 #define WORKER_QUEUE_PER_UID_MAX 256U
+#define WORKER_ADMIN_QUEUE_MAX 256U     /* admin lane, counted apart: a signing flood never blocks it */
 
 typedef enum JobType {
         JOB_CREATE,        /* admin lane */
@@ -65,6 +66,7 @@ typedef struct Job {
         char error[KEYSTORE_ERROR_MAX];
         uint8_t signature[KEYSTORE_SIGNATURE_SIZE];
         KeyRecord *created;
+        KeyRecord *tombstone;    /* JOB_DESTROY: the destroyed record, swapped in by the event loop */
         uint8_t *receipt;
         size_t receipt_size;
         KeystoreEvidence evidence;
@@ -84,5 +86,7 @@ int worker_submit(Worker *w, Job *j);
 /* All finished jobs, oldest first, as a list linked by ->next (ownership passes to the caller). */
 Job *worker_take_done(Worker *w);
 unsigned worker_queue_depth(Worker *w);
+/* Shutting down: answer every queued agent-lane job with -ESHUTDOWN now (admin work still runs). */
+void worker_cancel_agent_lane(Worker *w);
 /* Finish the queue, stop the thread, free the keystore. Remaining finished jobs are freed. */
 Worker *worker_stop(Worker *w);

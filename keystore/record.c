@@ -46,7 +46,7 @@ bool key_name_is_valid(const char *name) {
 }
 
 /* Valid UTF-8 without C0/C1 control characters or DEL, at most max bytes. */
-static bool text_is_clean(const char *s, size_t max, bool allow_empty) {
+bool key_text_is_valid(const char *s, size_t max, bool allow_empty) {
         const uint8_t *p = (const uint8_t *) s;
         size_t n = s ? strlen(s) : 0;
 
@@ -90,11 +90,11 @@ static bool text_is_clean(const char *s, size_t max, bool allow_empty) {
 }
 
 bool key_owner_is_valid(const char *owner) {
-        return text_is_clean(owner, KEY_OWNER_MAX, false);
+        return key_text_is_valid(owner, KEY_OWNER_MAX, false);
 }
 
 bool key_description_is_valid(const char *description) {
-        return text_is_clean(description, KEY_DESCRIPTION_MAX, true);
+        return key_text_is_valid(description, KEY_DESCRIPTION_MAX, true);
 }
 
 static void key_record_drop_secrets(KeyRecord *r) {

@@ -55,6 +55,8 @@ typedef struct KeyRecord {
 
 /* Key names: [a-z0-9][a-z0-9._-]{0,63} (DESIGN §2). */
 bool key_name_is_valid(const char *name);
+/* UTF-8 text without control characters, at most max bytes (and not empty unless allowed). */
+bool key_text_is_valid(const char *s, size_t max, bool allow_empty);
 /* Owner and description: non-empty (owner) UTF-8 without control characters, bounded. */
 bool key_owner_is_valid(const char *owner);
 bool key_description_is_valid(const char *description);
