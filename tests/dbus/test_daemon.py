@@ -533,6 +533,77 @@ class MainTests(SharedStackTestCase):
         with self.assertDBusError(E_INVALID_ARGS):
             st.sign_message(path, big + b'!')
 
+    # ------------------------------------------------------------ attestation
+
+    def check_tpm_part(self, tpm, key_pub_field, certify_field, expected_key_pub=None):
+        """Structure of the TPM part: attests carry the right magic and type (the offline verifier
+        checks everything else; here: that the daemon sends what DESIGN section 5 names)."""
+        ak_pub, ak_name, info = self.stack.manager('GetAttestationKey')
+        self.assertEqual(bytes(tpm['ak_pub']), bytes(ak_pub))
+        self.assertEqual(bytes(ak_name)[:2], b'\x00\x0b')
+        self.assertEqual(hashlib.sha256(bytes(ak_pub)).digest(), bytes(ak_name)[2:])
+        self.assertEqual(len(tpm['srk_name']), 34)
+        self.assertEqual(len(tpm['pcrs']), 8)
+        self.assertTrue(all(len(p) == 32 for p in tpm['pcrs']))
+        self.assertEqual(tpm[certify_field][:6], bytes.fromhex('ff5443478017'))
+        self.assertEqual(tpm['quote'][:6], bytes.fromhex('ff5443478018'))
+        if expected_key_pub is not None:
+            self.assertEqual(tpm[key_pub_field], expected_key_pub)
+        eks = h.unwrap(info["eks"])
+        self.assertEqual(len(eks), 1)
+        self.assertIn(eks[0][0], ('rsa', 'ecc'))
+
+    def test_attest(self):
+        st = self.stack
+        path = self.create('attested', uid=UID_DAEMON)
+        props = st.props(path)
+        nonce = os.urandom(32)
+        res = st.call_as(UID_DAEMON, path, KEY_IFACE, 'Attest', 'aya{sv}',
+                         [dbus.ByteArray(nonce), h.options(task_id='task-att')])
+        evidence = h.cbor_strict_loads(self.assertCallOk(res).bytes)
+        self.assertEqual(set(evidence), {'v', 'eat', 'tpm'})
+        self.assertEqual(evidence['v'], 1)
+        cose = h.verify_cose_sign1(evidence['eat'], props['PublicKey'])
+        claims = cose.payload_map()
+        self.assertEqual(claims[10], nonce)
+        self.assertEqual(claims[2], props['Uri'])
+        self.assertEqual(claims[265], 'tag:agentid.org,2026:v1')
+        self.assertEqual(claims['task_id'], 'task-att')
+        self.assertEqual(claims['uid'], UID_DAEMON)
+        self.assertEqual(claims['workload']['uid'], UID_DAEMON)
+        self.assertEqual(claims['workload']['exe_sha256'], python_sha256())
+        self.assertLess(abs(claims[6] - time.time()), 60)
+        self.assertEqual(cose.protected[4], props['TpmName'])
+        self.check_tpm_part(evidence['tpm'], 'key_pub', 'certify')
+        self.assertEqual(hashlib.sha256(evidence['tpm']['key_pub']).digest(), props['TpmName'][2:])
+
+        # An admin may attest any key; the workload claims then describe the admin.
+        evidence = h.cbor_strict_loads(bytes(st.key(path, 'Attest', 'aya{sv}', [dbus.ByteArray(nonce), h.options()])))
+        self.assertEqual(h.verify_cose_sign1(evidence['eat'], props['PublicKey']).payload_map()['workload']['uid'], 0)
+
+        # Nobody else; and nonces outside 16..64 bytes are refused.
+        self.assertCallError(st.call_as(UID_NOBODY, path, KEY_IFACE, 'Attest', 'aya{sv}',
+                                        [dbus.ByteArray(nonce), h.options()]), E_ACCESS_DENIED)
+        for n in (0, 15, 65):
+            with self.assertDBusError(E_INVALID_ARGS):
+                st.key(path, 'Attest', 'aya{sv}', [dbus.ByteArray(os.urandom(n)), h.options()])
+        with self.assertDBusError(E_INVALID_ARGS):
+            st.key(path, 'Attest', 'aya{sv}', [dbus.ByteArray(nonce), h.options(audience='x')])
+
+    def test_platform_evidence(self):
+        st = self.stack
+        nonce = os.urandom(16)
+        res = st.call_as(UID_NOBODY, MANAGER_PATH, MANAGER_IFACE, 'GetPlatformEvidence', 'ay',
+                         [dbus.ByteArray(nonce)])
+        evidence = h.cbor_strict_loads(self.assertCallOk(res).bytes)
+        self.assertEqual(set(evidence), {'v', 'type', 'tpm'})
+        self.assertEqual(evidence['type'], 'platform')
+        self.assertEqual(set(evidence['tpm']), {'quote', 'quote_sig', 'pcrs', 'ak_pub', 'srk_name', 'host_pub',
+                                                'host_certify', 'host_certify_sig'})
+        self.check_tpm_part(evidence['tpm'], 'host_pub', 'host_certify')
+        with self.assertDBusError(E_INVALID_ARGS):
+            st.manager('GetPlatformEvidence', 'ay', [dbus.ByteArray(os.urandom(65))])
+
     # ------------------------------------------------------------ executable pinning
 
     def test_exe_pin(self):
