@@ -12,6 +12,7 @@
 #include <openssl/param_build.h>
 #include <openssl/x509.h>
 #include <sys/random.h>
+#include <unistd.h>
 
 #include "common/crypto-util.h"
 #include "common/log.h"
@@ -46,6 +47,36 @@ int sha256_parts(const void *const *parts, const size_t *sizes, size_t n_parts, 
 
 int sha256(const void *data, size_t size, uint8_t ret[SHA256_DIGEST_SIZE]) {
         return sha256_parts(&data, &size, 1, ret);
+}
+
+int sha256_fd(int fd, uint64_t max, uint8_t ret[SHA256_DIGEST_SIZE]) {
+        _cleanup_(EVP_MD_CTX_freep) EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+        uint8_t buf[64 * 1024];
+        unsigned int len = 0;
+        uint64_t total = 0;
+
+        if (!ctx)
+                return -ENOMEM;
+        if (EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) != 1)
+                return openssl_fail(-EIO, "EVP_DigestInit_ex");
+        for (;;) {
+                ssize_t n = read(fd, buf, sizeof(buf));
+                if (n < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        return -errno;
+                }
+                if (n == 0)
+                        break;
+                total += (uint64_t) n;
+                if (total > max)
+                        return -EFBIG;
+                if (EVP_DigestUpdate(ctx, buf, (size_t) n) != 1)
+                        return openssl_fail(-EIO, "EVP_DigestUpdate");
+        }
+        if (EVP_DigestFinal_ex(ctx, ret, &len) != 1 || len != SHA256_DIGEST_SIZE)
+                return openssl_fail(-EIO, "EVP_DigestFinal_ex");
+        return 0;
 }
 
 int random_bytes(void *buf, size_t n) {

@@ -25,6 +25,9 @@ int sha256(const void *data, size_t size, uint8_t ret[SHA256_DIGEST_SIZE]);
 /* SHA-256 over several buffers in order (iov-style: ptr, len pairs; n_parts of them). */
 int sha256_parts(const void *const *parts, const size_t *sizes, size_t n_parts, uint8_t ret[SHA256_DIGEST_SIZE]);
 
+/* SHA-256 of everything readable from fd (to EOF), at most max bytes. Return: 0; -EFBIG; -errno. */
+int sha256_fd(int fd, uint64_t max, uint8_t ret[SHA256_DIGEST_SIZE]);
+
 /* Fill buf from the kernel CSPRNG (getrandom). Return: 0 or -errno. */
 int random_bytes(void *buf, size_t n);
 

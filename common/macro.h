@@ -88,6 +88,18 @@ static inline void secret_buffer_done(SecretBuffer *b) {
         *b = (SecretBuffer) {};
 }
 
+/* A malloc'd copy of n bytes (never malloc(0)). Return: 0 with *ret and *ret_size set; -ENOMEM. */
+static inline int memdup_sized(const void *p, size_t n, uint8_t **ret, size_t *ret_size) {
+        uint8_t *copy = malloc(n ? n : 1);
+        if (!copy)
+                return -ENOMEM;
+        if (n)
+                memcpy(copy, p, n);
+        *ret = copy;
+        *ret_size = n;
+        return 0;
+}
+
 static inline void *mfree(void *p) {
         free(p);
         return NULL;

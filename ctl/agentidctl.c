@@ -27,7 +27,6 @@
 #define MANAGER_PATH "/org/agentid1"
 #define MANAGER_IFACE "org.agentid1.Manager"
 #define KEY_IFACE "org.agentid1.Key"
-#define INPUT_MAX (64U * 1024U * 1024U)
 #define MESSAGE_MAX (64U * 1024U)
 
 /* Per-call timeouts: reads are quick; TPM work waits behind a queue; key creation is slow on real
@@ -462,12 +461,10 @@ static int verb_create(sd_bus *bus, const char *name) {
         if (arg_exe && arg_exe_sha256)
                 return log_error_errno(EINVAL, "--exe= and --exe-sha256= are exclusive");
         if (arg_exe) {
-                _cleanup_free_ uint8_t *data = NULL;
-                size_t size = 0;
-                r = read_file_at(AT_FDCWD, arg_exe, 1024U * 1024U * 1024U, &data, &size);
-                if (r < 0)
-                        return log_error_errno(r, "Reading %s failed: %m", arg_exe);
-                r = sha256(data, size, digest);
+                _cleanup_close_ int fd = open(arg_exe, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+                if (fd < 0)
+                        return log_error_errno(errno, "Opening %s failed: %m", arg_exe);
+                r = sha256_fd(fd, UINT64_MAX, digest);
                 if (r < 0)
                         return log_error_errno(r, "Hashing %s failed: %m", arg_exe);
         } else if (arg_exe_sha256) {
@@ -568,19 +565,26 @@ static int sign_common(sd_bus *bus, const char *name, const char *input, bool me
         r = key_path(name, &path);
         if (r < 0)
                 return r;
-        r = read_input(input, message ? MESSAGE_MAX : INPUT_MAX, &data, &size);
-        if (r < 0)
-                return r;
+        if (message) {
+                r = read_input(input, MESSAGE_MAX, &data, &size);
+                if (r < 0)
+                        return r;
+        } else {
+                _cleanup_close_ int fd = input && !streq(input, "-") ? open(input, O_RDONLY | O_CLOEXEC | O_NOCTTY) :
+                                                                         fcntl(STDIN_FILENO, F_DUPFD_CLOEXEC, 3);
+                if (fd < 0)
+                        return log_error_errno(errno, "Opening %s failed: %m", input ?: "stdin");
+                r = sha256_fd(fd, UINT64_MAX, digest);
+                if (r < 0)
+                        return log_error_errno(r, "Hashing %s failed: %m", input ?: "stdin");
+        }
 
         r = sd_bus_message_new_method_call(bus, &m, BUS_NAME, path, KEY_IFACE, message ? "SignMessage" : "Sign");
         if (r >= 0) {
                 if (message)
                         r = sd_bus_message_append_array(m, 'y', data, size);
-                else {
-                        r = sha256(data, size, digest);
-                        if (r >= 0)
-                                r = sd_bus_message_append_array(m, 'y', digest, sizeof(digest));
-                }
+                else
+                        r = sd_bus_message_append_array(m, 'y', digest, sizeof(digest));
         }
         if (r >= 0)
                 r = append_context(m);

@@ -11,8 +11,6 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-#include <openssl/evp.h>
-
 #include "common/crypto-util.h"
 #include "common/fileio.h"
 #include "common/log.h"
@@ -104,30 +102,6 @@ static int proc_euid(pid_t pid, uid_t *ret) {
         return 0;
 }
 
-static int hash_fd(int fd, uint8_t ret[32]) {
-        _cleanup_(EVP_MD_CTX_freep) EVP_MD_CTX *ctx = EVP_MD_CTX_new();
-        uint8_t buf[64 * 1024];
-        unsigned int len = 0;
-
-        if (!ctx || EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) != 1)
-                return -ENOMEM;
-        for (;;) {
-                ssize_t n = read(fd, buf, sizeof(buf));
-                if (n < 0) {
-                        if (errno == EINTR)
-                                continue;
-                        return -errno;
-                }
-                if (n == 0)
-                        break;
-                if (EVP_DigestUpdate(ctx, buf, (size_t) n) != 1)
-                        return -EIO;
-        }
-        if (EVP_DigestFinal_ex(ctx, ret, &len) != 1 || len != 32)
-                return -EIO;
-        return 0;
-}
-
 static bool entry_matches(const ExeCacheEntry *e, const struct stat *st) {
         return e->used && e->dev == st->st_dev && e->ino == st->st_ino && e->size == st->st_size &&
                e->mtime.tv_sec == st->st_mtim.tv_sec && e->mtime.tv_nsec == st->st_mtim.tv_nsec &&
@@ -179,7 +153,7 @@ int caller_exe_digest(ExeCache *cache, pid_t pid, uid_t expected_euid, uint8_t r
                 memcpy(digest, hit->digest, sizeof(digest));
         else {
                 struct stat st_hashed;
-                r = hash_fd(exe_fd, digest);
+                r = sha256_fd(exe_fd, EXE_SIZE_MAX, digest);
                 if (r < 0)
                         return r;
                 /* Written to while hashed (where ETXTBSY does not protect it): the digest describes

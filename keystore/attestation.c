@@ -420,26 +420,14 @@ int keystore_ak_public(Keystore *ks, uint8_t **ret, size_t *ret_size, uint8_t re
         r = tpm_public_name(&pub.publicArea, ret_name);
         if (r < 0)
                 return r;
-        uint8_t *copy = malloc(off);
-        if (!copy)
-                return -ENOMEM;
-        memcpy(copy, buf, off);
-        *ret = copy;
-        *ret_size = off;
-        return 0;
+        return memdup_sized(buf, off, ret, ret_size);
 }
 
 /* ---- Certify and Quote ---------------------------------------------------------------------- */
 
 static int marshal_attest(const TPM2B_ATTEST *a, uint8_t **ret, size_t *ret_size) {
         /* Evidence carries the attest bytes as signed: the TPMS_ATTEST without the TPM2B size. */
-        uint8_t *copy = malloc(a->size ? a->size : 1);
-        if (!copy)
-                return -ENOMEM;
-        memcpy(copy, a->attestationData, a->size);
-        *ret = copy;
-        *ret_size = a->size;
-        return 0;
+        return memdup_sized(a->attestationData, a->size, ret, ret_size);
 }
 
 static int marshal_signature(const TPMT_SIGNATURE *s, uint8_t **ret, size_t *ret_size) {
@@ -448,13 +436,7 @@ static int marshal_signature(const TPMT_SIGNATURE *s, uint8_t **ret, size_t *ret
 
         if (Tss2_MU_TPMT_SIGNATURE_Marshal(s, buf, sizeof(buf), &off) != TSS2_RC_SUCCESS)
                 return -EINVAL;
-        uint8_t *copy = malloc(off);
-        if (!copy)
-                return -ENOMEM;
-        memcpy(copy, buf, off);
-        *ret = copy;
-        *ret_size = off;
-        return 0;
+        return memdup_sized(buf, off, ret, ret_size);
 }
 
 static int certify(Keystore *ks, ESYS_TR ak, ESYS_TR key, const uint8_t data[32], KeystoreEvidence *e) {
@@ -627,11 +609,5 @@ int keystore_ek_public(Keystore *ks, uint8_t **ret, size_t *ret_size) {
         ek_release(ks, &ek, transient);
         if (Tss2_MU_TPMT_PUBLIC_Marshal(&pub->publicArea, buf, sizeof(buf), &off) != TSS2_RC_SUCCESS)
                 return -EINVAL;
-        uint8_t *copy = malloc(off);
-        if (!copy)
-                return -ENOMEM;
-        memcpy(copy, buf, off);
-        *ret = copy;
-        *ret_size = off;
-        return 0;
+        return memdup_sized(buf, off, ret, ret_size);
 }

@@ -121,13 +121,7 @@ int keystore_context_save(Keystore *ks, ESYS_TR handle, uint8_t **ret, size_t *r
                 return r;
         if (Tss2_MU_TPMS_CONTEXT_Marshal(ctx, buf, sizeof(buf), &off) != TSS2_RC_SUCCESS)
                 return -EINVAL;
-        uint8_t *copy = malloc(off);
-        if (!copy)
-                return -ENOMEM;
-        memcpy(copy, buf, off);
-        *ret = copy;
-        *ret_size = off;
-        return 0;
+        return memdup_sized(buf, off, ret, ret_size);
 }
 
 int keystore_context_load(Keystore *ks, const uint8_t *blob, size_t size, ESYS_TR *ret) {
@@ -1025,13 +1019,7 @@ int keystore_key_public_area(const KeyRecord *r, uint8_t **ret, size_t *ret_size
                 return k;
         if (Tss2_MU_TPMT_PUBLIC_Marshal(&pub.publicArea, buf, sizeof(buf), &off) != TSS2_RC_SUCCESS)
                 return -EINVAL;
-        uint8_t *copy = malloc(off);
-        if (!copy)
-                return -ENOMEM;
-        memcpy(copy, buf, off);
-        *ret = copy;
-        *ret_size = off;
-        return 0;
+        return memdup_sized(buf, off, ret, ret_size);
 }
 
 /* ---- open / free ---------------------------------------------------------------------------- */

@@ -95,13 +95,7 @@ int tpm_marshal_public(const TPM2B_PUBLIC *p, uint8_t **ret, size_t *ret_size) {
 
         if (Tss2_MU_TPM2B_PUBLIC_Marshal(p, buf, sizeof(buf), &off) != TSS2_RC_SUCCESS)
                 return -EINVAL;
-        uint8_t *copy = malloc(off);
-        if (!copy)
-                return -ENOMEM;
-        memcpy(copy, buf, off);
-        *ret = copy;
-        *ret_size = off;
-        return 0;
+        return memdup_sized(buf, off, ret, ret_size);
 }
 
 int tpm_unmarshal_public(const uint8_t *buf, size_t size, TPM2B_PUBLIC *ret) {
@@ -117,17 +111,13 @@ int tpm_unmarshal_public(const uint8_t *buf, size_t size, TPM2B_PUBLIC *ret) {
 int tpm_marshal_private(const TPM2B_PRIVATE *p, uint8_t **ret, size_t *ret_size) {
         uint8_t buf[sizeof(TPM2B_PRIVATE)];
         size_t off = 0;
+        int r;
 
         if (Tss2_MU_TPM2B_PRIVATE_Marshal(p, buf, sizeof(buf), &off) != TSS2_RC_SUCCESS)
                 return -EINVAL;
-        uint8_t *copy = malloc(off);
-        if (!copy)
-                return -ENOMEM;
-        memcpy(copy, buf, off);
+        r = memdup_sized(buf, off, ret, ret_size);
         erase(buf, off);
-        *ret = copy;
-        *ret_size = off;
-        return 0;
+        return r;
 }
 
 int tpm_unmarshal_private(const uint8_t *buf, size_t size, TPM2B_PRIVATE *ret) {
