@@ -3,7 +3,7 @@
 
 set -eu
 
-AGENTID_SRC=$(cd "$(dirname "$0")/.." && pwd)
+AGENTID_SRC=${AGENTID_SRC:-$(cd "$(dirname "$0")/.." && pwd)}
 
 # Debian packages the project needs to build, test and run its scenario.
 AGENTID_PACKAGES="gcc clang libc6-dev meson ninja-build pkg-config
