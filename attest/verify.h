@@ -1,0 +1,267 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#ifndef AGENTID_VERIFY_H
+#define AGENTID_VERIFY_H
+
+/*
+ * libagentid-verify: offline verification of agentid attestation evidence (installed as
+ * <agentid/verify.h>; pkg-config name libagentid-verify).
+ *
+ * Agent evidence (org.agentid1.Key.Attest) proves that a signing key lives in a genuine TPM, was
+ * certified by that TPM's attestation key (AK) for the verifier's nonce, and that the key itself
+ * signed a set of claims (owner, workload, task) bound to a PCR quote. Platform evidence
+ * (org.agentid1.Manager.GetPlatformEvidence) does the same for the host key that signs receipts and
+ * revocation lists. The formats are in docs/formats.md §5 and §6; every check, its name and its
+ * reason code are listed in docs/verifier.md.
+ *
+ * Use:
+ *
+ *     AgentidVerifier *v = agentid_verifier_new();
+ *     agentid_verifier_add_trusted_ak(v, ak_tpmt_public, ak_size);    // once per trusted TPM
+ *     AgentidVerdict *d = NULL;
+ *     int r = agentid_verify_evidence(v, evidence, size, nonce, nonce_size, &d);
+ *     if (r < 0)
+ *             ... internal failure (-ENOMEM, bad arguments): no verdict ...
+ *     else if (agentid_verdict_is_valid(d))
+ *             ... agentid_verdict_get_claims(d) ...
+ *     else
+ *             ... agentid_verdict_reason(d) says which check failed first ...
+ *     agentid_verdict_free(d);
+ *
+ * Return conventions: functions return 0 (or a count) on success and a negative errno on failure.
+ * An *invalid* evidence document is not a failure of the call: it yields a verdict whose reason is a
+ * positive AgentidReason. Outputs are written only on success.
+ *
+ * Threads: configure a verifier first; afterwards agentid_verify_*() only read it, so one verifier may
+ * serve any number of threads at once. Verdicts are independent objects.
+ *
+ * Dependencies: OpenSSL 3 (libcrypto) and libcbor; no TPM software stack, no D-Bus.
+ */
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(__GNUC__) && __GNUC__ >= 4
+#define AGENTID_EXPORT __attribute__((visibility("default")))
+#else
+#define AGENTID_EXPORT
+#endif
+
+/* Nonce sizes accepted (EAT eat_nonce, RFC 9711 §4.1, capped at what a TPM2B_DATA carries). */
+#define AGENTID_NONCE_MIN 16U
+#define AGENTID_NONCE_MAX 64U
+/* Largest evidence document accepted, in bytes. */
+#define AGENTID_EVIDENCE_MAX (16U * 1024U)
+/* Default --max-age: how old an agent evidence's iat may be, in seconds. */
+#define AGENTID_DEFAULT_MAX_AGE 300U
+/* How far in the future an iat may lie (clock skew), in seconds. */
+#define AGENTID_MAX_CLOCK_SKEW 60U
+/* PCRs covered by the quote (SHA-256 bank, PCRs 0-7) and the size of each value. */
+#define AGENTID_PCR_COUNT 8U
+#define AGENTID_PCR_SIZE 32U
+/* TPM Name of a key with nameAlg SHA-256: 00 0b || SHA-256(TPMT_PUBLIC). */
+#define AGENTID_TPM_NAME_SIZE 34U
+#define AGENTID_SHA256_SIZE 32U
+
+/*
+ * Reason codes. Every check has one; a verdict's reason is the code of the first check that failed,
+ * in the order the checks run (the order of this list), or AGENTID_REASON_VALID. The numbers are
+ * stable: new checks get new numbers, existing ones never change. agentid_reason_to_string() gives
+ * the check name used in the verdict and in the CLI's JSON.
+ */
+typedef enum AgentidReason {
+        AGENTID_REASON_VALID = 0,               /* "valid": every check passed */
+        AGENTID_REASON_FORMAT = 1,              /* "format": evidence CBOR, keys, types, sizes */
+        AGENTID_REASON_AK_TRUSTED = 2,          /* "ak_trusted": AK is one the caller trusts */
+        AGENTID_REASON_AK_ATTRIBUTES = 3,       /* "ak_attributes": restricted ECDSA-SHA256 P-256 signing key */
+        AGENTID_REASON_CERTIFY_SIGNATURE = 4,   /* "certify_signature": AK signature over the certify */
+        AGENTID_REASON_CERTIFY_STRUCTURE = 5,   /* "certify_structure": magic, type, full unmarshal */
+        AGENTID_REASON_CERTIFY_NONCE = 6,       /* "certify_nonce": extraData = SHA-256(nonce) */
+        AGENTID_REASON_KEY_ATTRIBUTES = 7,      /* "key_attributes": TPM-bound ES256 key */
+        AGENTID_REASON_CERTIFIED_NAME = 8,      /* "certified_name": certified Name = Name(key) */
+        AGENTID_REASON_QUALIFIED_NAME = 9,      /* "qualified_name": key is a child of the SRK */
+        AGENTID_REASON_QUOTE_SIGNATURE = 10,    /* "quote_signature": AK signature over the quote */
+        AGENTID_REASON_QUOTE_STRUCTURE = 11,    /* "quote_structure": magic, type, full unmarshal */
+        AGENTID_REASON_QUALIFIED_SIGNER = 12,   /* "qualified_signer": same signer in certify and quote */
+        AGENTID_REASON_CLOCK = 13,              /* "clock": same boot (resetCount, restartCount) */
+        AGENTID_REASON_SAFE = 14,               /* "safe": TPM clock safe (required only on request) */
+        AGENTID_REASON_PCR_SELECTION = 15,      /* "pcr_selection": exactly SHA-256 PCRs 0-7 */
+        AGENTID_REASON_PCR_DIGEST = 16,         /* "pcr_digest": quoted digest of the PCR values */
+        AGENTID_REASON_REFERENCE_PCRS = 17,     /* "reference_pcrs": caller's expected PCR values */
+        AGENTID_REASON_EAT_SIGNATURE = 18,      /* "eat_signature": claims signed by the certified key */
+        AGENTID_REASON_QUOTE_BINDING = 19,      /* "quote_binding": quote extraData binds nonce, key, claims */
+        AGENTID_REASON_CLAIMS = 20,             /* "claims": EAT claims set structure */
+        AGENTID_REASON_PROFILE = 21,            /* "profile": eat_profile is agentid's */
+        AGENTID_REASON_NONCE = 22,              /* "nonce": eat_nonce = the caller's nonce */
+        AGENTID_REASON_FRESHNESS = 23,          /* "freshness": iat within max-age of now */
+        AGENTID_REASON_CNF = 24,                /* "cnf": confirmation key = the certified key */
+        AGENTID_REASON_HOST_ID = 25,            /* "host_id": host-id in sub = this TPM's SRK */
+        AGENTID_REASON_KEY_EXPIRY = 26,         /* "key_expiry": not_after not passed */
+        AGENTID_REASON_WORKLOAD = 27,           /* "workload": executable on the allow-list */
+} AgentidReason;
+
+/* The name of a reason code ("valid", "format", ...), or NULL for an unknown code. */
+AGENTID_EXPORT const char *agentid_reason_to_string(AgentidReason reason);
+
+typedef struct AgentidVerifier AgentidVerifier;
+typedef struct AgentidVerdict AgentidVerdict;
+
+/* A verifier with no trusted AK, max-age AGENTID_DEFAULT_MAX_AGE, the system clock, safe not
+ * required, no reference PCRs and no workload allow-list. NULL on allocation failure. */
+AGENTID_EXPORT AgentidVerifier *agentid_verifier_new(void);
+/* Frees v and everything it holds; returns NULL. NULL is allowed. */
+AGENTID_EXPORT AgentidVerifier *agentid_verifier_free(AgentidVerifier *v);
+
+/*
+ * agentid_verifier_add_trusted_ak() - trust an attestation key
+ * @tpmt_public: the AK's public area as a marshalled TPMT_PUBLIC (no TPM2B size prefix), exactly as
+ *         org.agentid1.Manager.GetAttestationKey returns it; copied
+ *
+ * Evidence is only valid if its "ak_pub" is byte-for-byte one of the trusted AKs. The public key is
+ * decoded here, once, and kept for every later verification.
+ *
+ * Return: 0; -EEXIST if already trusted; -EBADMSG if not a TPMT_PUBLIC; -EINVAL; -ENOMEM.
+ */
+AGENTID_EXPORT int agentid_verifier_add_trusted_ak(AgentidVerifier *v, const uint8_t *tpmt_public, size_t size);
+
+/* Verify as of this time (seconds since the epoch) instead of the system clock; 0 restores the
+ * system clock. Return: 0 or -EINVAL. */
+AGENTID_EXPORT int agentid_verifier_set_now(AgentidVerifier *v, uint64_t unix_seconds);
+/* How old an agent evidence's iat may be (default AGENTID_DEFAULT_MAX_AGE). Return: 0 or -EINVAL. */
+AGENTID_EXPORT int agentid_verifier_set_max_age(AgentidVerifier *v, uint64_t seconds);
+/* Require clockInfo.safe = 1 in both attestations (default: reported only; after an unclean power
+ * loss a real TPM reports safe = 0 for a while). Return: 0 or -EINVAL. */
+AGENTID_EXPORT int agentid_verifier_set_require_safe(AgentidVerifier *v, bool require);
+/*
+ * agentid_verifier_add_reference_pcr() - require a PCR to hold a value
+ * @index: 0..7 (the PCRs the quote covers); @digest: the SHA-256 bank value
+ *
+ * Return: 0; -ERANGE for another index; -EEXIST if that index already has a value; -EINVAL.
+ */
+AGENTID_EXPORT int agentid_verifier_add_reference_pcr(AgentidVerifier *v, unsigned index,
+                                                      const uint8_t digest[AGENTID_PCR_SIZE]);
+/*
+ * agentid_verifier_add_allowed_workload() - add an executable digest to the workload allow-list
+ *
+ * With a non-empty list, agent evidence is valid only if its workload claims an exe_sha256 on it.
+ *
+ * Return: 0 (also when already listed); -EINVAL; -ENOMEM.
+ */
+AGENTID_EXPORT int agentid_verifier_add_allowed_workload(AgentidVerifier *v, const uint8_t sha256[AGENTID_SHA256_SIZE]);
+
+/*
+ * agentid_verify_evidence() - verify agent evidence (Key.Attest) for a nonce
+ * @nonce: the nonce the verifier sent, AGENTID_NONCE_MIN..AGENTID_NONCE_MAX bytes
+ * @ret: the verdict, valid or invalid; free with agentid_verdict_free()
+ *
+ * Return: 0 and a verdict; -EINVAL for bad arguments (NULL pointers, nonce size); -ENOMEM; -EIO if
+ *         OpenSSL fails for another reason than the evidence. Invalid evidence returns 0.
+ */
+AGENTID_EXPORT int agentid_verify_evidence(const AgentidVerifier *v, const uint8_t *evidence, size_t size,
+                                           const uint8_t *nonce, size_t nonce_size, AgentidVerdict **ret);
+
+/*
+ * agentid_verify_platform() - verify platform evidence (Manager.GetPlatformEvidence) for a nonce
+ *
+ * As agentid_verify_evidence(); the verdict carries the certified host key
+ * (agentid_verdict_get_platform()) instead of agent claims.
+ */
+AGENTID_EXPORT int agentid_verify_platform(const AgentidVerifier *v, const uint8_t *evidence, size_t size,
+                                           const uint8_t *nonce, size_t nonce_size, AgentidVerdict **ret);
+
+AGENTID_EXPORT AgentidVerdict *agentid_verdict_free(AgentidVerdict *d);
+
+AGENTID_EXPORT bool agentid_verdict_is_valid(const AgentidVerdict *d);
+/* AGENTID_REASON_VALID, or the first failed check (AGENTID_REASON_FORMAT for a NULL verdict). */
+AGENTID_EXPORT AgentidReason agentid_verdict_reason(const AgentidVerdict *d);
+
+/* Number of check results: always the full list for the evidence type, in order. */
+AGENTID_EXPORT size_t agentid_verdict_n_checks(const AgentidVerdict *d);
+/*
+ * agentid_verdict_get_check() - the i-th check result
+ * @ret_reason: the check's reason code; @ret_name: its name (agentid_reason_to_string());
+ * @ret_ok: whether it passed; @ret_detail: a human-readable explanation (what was compared, or
+ *         "not checked: ..." when an earlier failure left nothing to check). Any output may be NULL.
+ *         Strings are owned by the verdict.
+ *
+ * Return: 0; -ERANGE if i >= agentid_verdict_n_checks(); -EINVAL.
+ */
+AGENTID_EXPORT int agentid_verdict_get_check(const AgentidVerdict *d, size_t i, AgentidReason *ret_reason,
+                                             const char **ret_name, bool *ret_ok, const char **ret_detail);
+
+/* TPM clock and PCR state reported by a verified quote. */
+typedef struct AgentidTpmState {
+        uint64_t clock;                 /* ms the TPM has been powered (never obfuscated) */
+        uint32_t reset_count;           /* obfuscated unless the AK is in the endorsement hierarchy */
+        uint32_t restart_count;         /* likewise */
+        bool safe;
+        uint64_t firmware_version;      /* likewise */
+        uint8_t ak_name[AGENTID_TPM_NAME_SIZE];         /* Name of the AK that signed */
+        uint8_t pcrs[AGENTID_PCR_COUNT][AGENTID_PCR_SIZE]; /* SHA-256 PCRs 0-7, as quoted */
+} AgentidTpmState;
+
+/*
+ * Claims of valid agent evidence. Everything here was checked: TPM-derived fields by the TPM's
+ * signatures, the rest by the agent key's signature over the EAT. Strings are NUL-terminated UTF-8
+ * and owned by the verdict; absent optional values are NULL / has_* false. The library allocates
+ * this structure; fields may be appended in later versions.
+ */
+typedef struct AgentidClaims {
+        const uint8_t *nonce;           /* eat_nonce (= the caller's nonce) */
+        size_t nonce_size;
+        uint64_t iat;                   /* NumericDate */
+        const char *sub;                /* agent URI: agentid://<host_id>/<key_name> */
+        const char *host_id;            /* 32 hex digits */
+        const char *key_name;
+        const char *profile;            /* eat_profile */
+        const char *owner;
+        uint32_t uid;                   /* who may use the key */
+        uint64_t created;               /* NumericDate */
+        bool has_not_after;
+        uint64_t not_after;             /* NumericDate */
+        struct {
+                bool has_exe_sha256;
+                uint8_t exe_sha256[AGENTID_SHA256_SIZE];
+                const uint8_t *exe_path;        /* NULL if absent; not NUL-terminated if !exe_path_is_text */
+                size_t exe_path_size;
+                bool exe_path_is_text;          /* tstr (UTF-8) or bstr (a path that is not UTF-8) */
+                const char *unit;               /* systemd unit, or NULL */
+                uint32_t uid;                   /* the caller that requested the evidence */
+                uint32_t pid;
+        } workload;
+        const char *task_id;            /* NULL if absent */
+        const char *parent_task_id;     /* NULL if absent */
+        const char *daemon;             /* agentidd version */
+        /* The certified agent key */
+        uint8_t kid[AGENTID_TPM_NAME_SIZE];     /* its TPM Name */
+        const uint8_t *public_key;      /* DER SubjectPublicKeyInfo */
+        size_t public_key_size;
+        uint8_t spki_sha256[AGENTID_SHA256_SIZE]; /* SHA-256 of public_key (revocation entries use it) */
+        AgentidTpmState tpm;
+} AgentidClaims;
+
+/* What valid platform evidence certifies. */
+typedef struct AgentidPlatform {
+        char host_id[2 * 16 + 1];       /* hex of SHA-256(SRK Name)[:16] */
+        uint8_t srk_name[AGENTID_TPM_NAME_SIZE];
+        uint8_t host_kid[AGENTID_TPM_NAME_SIZE];        /* the host key's TPM Name */
+        const uint8_t *host_public_key; /* DER SubjectPublicKeyInfo: pin it to check receipts */
+        size_t host_public_key_size;
+        uint8_t host_spki_sha256[AGENTID_SHA256_SIZE];
+        AgentidTpmState tpm;
+} AgentidPlatform;
+
+/* Claims of a valid agent-evidence verdict; NULL for an invalid one or for platform evidence. */
+AGENTID_EXPORT const AgentidClaims *agentid_verdict_get_claims(const AgentidVerdict *d);
+/* Certified host key of a valid platform verdict; NULL otherwise. */
+AGENTID_EXPORT const AgentidPlatform *agentid_verdict_get_platform(const AgentidVerdict *d);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* AGENTID_VERIFY_H */
