@@ -2,8 +2,9 @@
 # The main job, end to end on a private software TPM and a private system bus:
 #   an admin creates TPM-resident identities for two agents that run as two different uids;
 #   each agent signs a request carrying a task ID and the other verifies it with the public key alone;
-#   a third uid is refused; one agent retires: its key is destroyed, the signed receipt is shown,
-#   and the key can no longer sign.
+#   the verifier also checks TPM evidence that the signing key lives in this host's TPM;
+#   a third uid is refused; one agent retires: its key is destroyed, the receipt is verified against
+#   the TPM-certified host key, and the key can no longer sign.
 # Installs missing Debian packages (as root), builds, starts swtpm, dbus-daemon and agentidd, and
 # stops them again by pid.
 . "$(dirname "$0")/lib.sh"
@@ -21,6 +22,19 @@ make_tmp
 chmod 0755 "$AGENTID_TMP"
 
 ctl="$bdir/ctl/agentidctl"
+verify="$bdir/tools/agentid-verify"
+# Prints a verdict and the claims a peer cares about from agentid-verify's JSON.
+summary() {
+        /usr/bin/python3 -c 'import json, sys
+d = json.load(sys.stdin)
+print("verdict:", d["verdict"], "(%d checks)" % len(d["checks"]))
+for name in sys.argv[1:]:
+        v = d["claims"]
+        for part in name.split("."):
+                v = v.get(part, {}) if isinstance(v, dict) else {}
+        print("  %-22s %s" % (name, v))
+sys.exit(d["verdict"] != "valid")' "$@"
+}
 PLANNER=daemon      # uid 1 on Debian: runs agent "planner"
 PAYMENTS=bin        # uid 2: runs agent "payments"
 OUTSIDER=nobody     # uid 65534: has no key
@@ -66,6 +80,25 @@ cat "$AGENTID_TMP/planner.pem"
 as $PAYMENTS openssl dgst -sha256 -verify "$AGENTID_TMP/planner.pem" \
         -signature "$AGENTID_TMP/$PLANNER/request.sig" "$AGENTID_TMP/$PLANNER/request.json"
 
+step "4b. ...and checks that the key lives in this host's TPM: fresh evidence for its own nonce"
+# A real deployment enrolls the AK once against the TPM's EK certificate; here the admin hands it over.
+"$ctl" attestation-key --output="$AGENTID_TMP/ak.tpmt"
+nonce=$(openssl rand -hex 32)
+as $PLANNER "$ctl" attest planner --nonce="$nonce" --task-id=task-7f3a --output="$AGENTID_TMP/$PLANNER/evidence.cbor"
+as $PAYMENTS "$verify" evidence --nonce="$nonce" --trusted-ak="$AGENTID_TMP/ak.tpmt" \
+        "$AGENTID_TMP/$PLANNER/evidence.cbor" | summary sub owner task_id workload.uid workload.exe_path tpm.reset_count
+"$ctl" public-key planner --format=der --output="$AGENTID_TMP/planner.der"
+as $PAYMENTS "$verify" evidence --nonce="$nonce" --trusted-ak="$AGENTID_TMP/ak.tpmt" \
+        "$AGENTID_TMP/$PLANNER/evidence.cbor" | /usr/bin/python3 -c 'import json, sys
+certified = bytes.fromhex(json.load(sys.stdin)["claims"]["public_key"])
+assert certified == open(sys.argv[1], "rb").read(), "evidence certifies another key"
+print("  the TPM-certified key is the key that signed the request")' "$AGENTID_TMP/planner.der"
+if as $PAYMENTS "$verify" evidence --nonce="$(openssl rand -hex 32)" --trusted-ak="$AGENTID_TMP/ak.tpmt" \
+        "$AGENTID_TMP/$PLANNER/evidence.cbor" >/dev/null; then
+        die "evidence verified for another nonce"
+fi
+echo "  (the same evidence for another nonce is refused: it cannot be replayed)"
+
 step "5. payments answers with a signed result; planner verifies it"
 cat >"$AGENTID_TMP/$PAYMENTS/result.json" <<JSON
 {"task_id": "task-7f3a", "status": "paid", "reference": "PAY-20261125-0042"}
@@ -88,15 +121,17 @@ echo "(both refused, as they must be)"
 step "7. payments retires: the admin destroys its key and gets a signed receipt"
 "$ctl" destroy payments --reason="agent retired: supplier payments moved to a new service" \
         --output="$AGENTID_TMP/payments.receipt"
-/usr/bin/python3 - "$AGENTID_TMP/payments.receipt" <<'PY'
-import sys, cbor2
-data = open(sys.argv[1], "rb").read()
-assert data[0] == 0xd2, "not a tagged COSE_Sign1"
-protected, unprotected, payload, signature = cbor2.loads(data[1:])
-print("receipt (COSE_Sign1, %d bytes), signed by the host key %s" % (len(data), cbor2.loads(protected)[4].hex()))
-for k, v in cbor2.loads(payload).items():
-        print("  %-12s %s" % (k, v.hex() if isinstance(v, bytes) else v))
-PY
+# Which key signs receipts? Platform evidence certifies the host key in the same TPM.
+nonce=$(openssl rand -hex 32)
+"$ctl" platform-evidence --nonce="$nonce" --output="$AGENTID_TMP/platform.cbor"
+"$verify" platform --nonce="$nonce" --trusted-ak="$AGENTID_TMP/ak.tpmt" "$AGENTID_TMP/platform.cbor" |
+        /usr/bin/python3 -c 'import json, sys
+d = json.load(sys.stdin)
+assert d["verdict"] == "valid", d["reason"]
+open(sys.argv[1], "wb").write(bytes.fromhex(d["claims"]["host_public_key"]))
+print("host key certified by the TPM:", d["claims"]["host_kid"])' "$AGENTID_TMP/host.der"
+"$verify" receipt --host-key="$AGENTID_TMP/host.der" "$AGENTID_TMP/payments.receipt" | summary name owner reason by_uid
+
 "$ctl" list
 
 step "8. The destroyed key can no longer sign"
