@@ -1185,7 +1185,7 @@ static int claim_text(Verification *x, const cbor_item_t *item, const char *name
                 fail(x, AGENTID_REASON_CLAIMS, "\"%s\" is not a text of %zu..%zu bytes", name, min, max);
                 return -EBADMSG;
         }
-        char *c = strndup(s, n);
+        char *c = memdup_cstr(s, n);
         if (!c)
                 return -ENOMEM;
         free(*ret);
@@ -1248,7 +1248,7 @@ static int claim_sub(Verification *x, const cbor_item_t *item) {
                 fail(x, AGENTID_REASON_CLAIMS, "\"sub\" is not agentid://<32 hex digits>/<key name>");
                 return -EBADMSG;
         }
-        d->host_id = strndup(s + prefix, HOST_ID_HEX);
+        d->host_id = memdup_cstr(s + prefix, HOST_ID_HEX);
         d->key_name = strdup(s + prefix + HOST_ID_HEX + 1);
         if (!d->host_id || !d->key_name)
                 return -ENOMEM;

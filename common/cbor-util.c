@@ -1006,12 +1006,10 @@ int cbor_util_get_text_dup(const cbor_item_t *item, char **ret) {
         if (r < 0)
                 return r;
 
-        /* Not strndup(): libcbor's string is not NUL-terminated, and strndup may look one byte past n. */
-        char *s = malloc(n + 1);
+        /* libcbor's string is not NUL-terminated. */
+        char *s = memdup_cstr(p, n);
         if (!s)
                 return -ENOMEM;
-        memcpy(s, p, n);
-        s[n] = 0;
         *ret = s;
         return 0;
 }

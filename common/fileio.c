@@ -127,7 +127,7 @@ int write_file_atomic(const char *path, const void *data, size_t size, mode_t mo
         if (!slash)
                 return write_file_atomic_at(AT_FDCWD, path, data, size, mode, flags);
 
-        dir = strndup(path, (size_t) (slash - path));
+        dir = memdup_cstr(path, (size_t) (slash - path));
         if (!dir)
                 return -ENOMEM;
         dir_fd = open(*dir ? dir : "/", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -136,37 +136,23 @@ int write_file_atomic(const char *path, const void *data, size_t size, mode_t mo
         return write_file_atomic_at(dir_fd, slash + 1, data, size, mode, flags);
 }
 
-int read_file_at(int dir_fd, const char *name, size_t max_size, uint8_t **ret, size_t *ret_size) {
-        _cleanup_close_ int fd = -EBADF;
+/* Read fd to EOF into a new buffer, at most max bytes; hint is the expected size (0: unknown). */
+static int read_fd_bounded(int fd, size_t hint, size_t max, uint8_t **ret, size_t *ret_size) {
         _cleanup_free_ uint8_t *buf = NULL;
         size_t have = 0, allocated;
-        struct stat st;
 
-        /* O_NONBLOCK: a FIFO planted where a file is expected must not hang us before the S_ISREG check. */
-        fd = openat(dir_fd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY | O_NONBLOCK);
-        if (fd < 0)
-                return -errno;
-        if (fstat(fd, &st) < 0)
-                return -errno;
-        if (!S_ISREG(st.st_mode))
-                return -EINVAL;
-        if ((uint64_t) st.st_size > max_size)
-                return -EFBIG;
-
-        /* Files in /proc report size 0: start small and grow, never past max_size. Reading up to one
-         * byte more than allowed tells a file that grew beyond the limit from one that fits. */
-        allocated = MIN((size_t) st.st_size + 1, max_size + 1);
-        if (st.st_size == 0)
-                allocated = MIN((size_t) 4096, max_size + 1);
+        /* Files in /proc report size 0: start small and grow, never past max. Reading up to one byte
+         * more than allowed tells input that is too large from input that fits. */
+        allocated = hint > 0 ? MIN(hint + 1, max + 1) : MIN((size_t) 4096, max + 1);
         buf = malloc(allocated + 1);
         if (!buf)
                 return -ENOMEM;
         for (;;) {
                 if (have == allocated) {
-                        if (allocated > max_size)
-                                return -EFBIG;
+                        if (allocated > max)
+                                break;
                         /* Not realloc(): what was read may be secret (passwords), zero the old copy. */
-                        size_t n = MIN(allocated * 2, max_size + 1);
+                        size_t n = MIN(allocated * 2, max + 1);
                         uint8_t *p = malloc(n + 1);
                         if (!p) {
                                 erase(buf, have);
@@ -182,13 +168,14 @@ int read_file_at(int dir_fd, const char *name, size_t max_size, uint8_t **ret, s
                 if (k < 0) {
                         if (errno == EINTR)
                                 continue;
+                        erase(buf, have);
                         return -errno;
                 }
                 if (k == 0)
                         break;
                 have += (size_t) k;
         }
-        if (have > max_size) {
+        if (have > max) {
                 erase(buf, have);
                 return -EFBIG;
         }
@@ -196,6 +183,29 @@ int read_file_at(int dir_fd, const char *name, size_t max_size, uint8_t **ret, s
         *ret = TAKE_PTR(buf);
         *ret_size = have;
         return 0;
+}
+
+int read_file_at(int dir_fd, const char *name, size_t max_size, uint8_t **ret, size_t *ret_size) {
+        _cleanup_close_ int fd = -EBADF;
+        struct stat st;
+
+        /* O_NONBLOCK: a FIFO planted where a file is expected must not hang us before the S_ISREG check. */
+        fd = openat(dir_fd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY | O_NONBLOCK);
+        if (fd < 0)
+                return -errno;
+        if (fstat(fd, &st) < 0)
+                return -errno;
+        if (!S_ISREG(st.st_mode))
+                return -EINVAL;
+        if ((uint64_t) st.st_size > max_size)
+                return -EFBIG;
+        return read_fd_bounded(fd, (size_t) st.st_size, max_size, ret, ret_size);
+}
+
+int read_file_or_stdin(const char *path, size_t max_size, uint8_t **ret, size_t *ret_size) {
+        if (path && !streq(path, "-"))
+                return read_file_at(AT_FDCWD, path, max_size, ret, ret_size);
+        return read_fd_bounded(STDIN_FILENO, 0, max_size, ret, ret_size);
 }
 
 int wipe_file_at(int dir_fd, const char *name) {

@@ -41,6 +41,9 @@ int write_file_atomic(const char *path, const void *data, size_t size, mode_t mo
  */
 int read_file_at(int dir_fd, const char *name, size_t max_size, uint8_t **ret, size_t *ret_size);
 
+/* The file at path (a plain read, following symlinks' parents as open does), or stdin for NULL or "-". */
+int read_file_or_stdin(const char *path, size_t max_size, uint8_t **ret, size_t *ret_size);
+
 /*
  * wipe_file_at() - overwrite a file's contents with zeros, fsync, then unlink it
  *

@@ -100,6 +100,18 @@ static inline int memdup_sized(const void *p, size_t n, uint8_t **ret, size_t *r
         return 0;
 }
 
+/* A NUL-terminated copy of n bytes that need not be NUL-terminated themselves (unlike strndup(), it
+ * never looks past n). Return: the copy, or NULL on allocation failure. */
+static inline char *memdup_cstr(const void *p, size_t n) {
+        char *s = malloc(n + 1);
+        if (!s)
+                return NULL;
+        if (n)
+                memcpy(s, p, n);
+        s[n] = 0;
+        return s;
+}
+
 static inline void *mfree(void *p) {
         free(p);
         return NULL;

@@ -224,37 +224,11 @@ static int key_path(const char *name, char **ret) {
 }
 
 static int read_input(const char *path, size_t max, uint8_t **ret, size_t *ret_size) {
-        if (path && !streq(path, "-")) {
-                int r = read_file_at(AT_FDCWD, path, max, ret, ret_size);
-                if (r == -EFBIG)
-                        return log_error_errno(r, "%s is larger than %zu bytes", path, max);
-                if (r < 0)
-                        return log_error_errno(r, "Reading %s failed: %m", path);
-                return 0;
-        }
-
-        size_t size = 0, allocated = 0;
-        _cleanup_free_ uint8_t *buf = NULL;
-        for (;;) {
-                if (size == allocated) {
-                        allocated = MIN(MAX(allocated * 2, (size_t) 65536), max + 1);
-                        uint8_t *n = realloc(buf, allocated);
-                        if (!n)
-                                return log_error_errno(ENOMEM, "Out of memory");
-                        buf = n;
-                }
-                size_t k = fread(buf + size, 1, allocated - size, stdin);
-                size += k;
-                if (size > max)
-                        return log_error_errno(EFBIG, "Input larger than %zu bytes", max);
-                if (k == 0) {
-                        if (ferror(stdin))
-                                return log_error_errno(EIO, "Reading stdin failed");
-                        break;
-                }
-        }
-        *ret = TAKE_PTR(buf);
-        *ret_size = size;
+        int r = read_file_or_stdin(path, max, ret, ret_size);
+        if (r == -EFBIG)
+                return log_error_errno(r, "%s is larger than %zu bytes", path ?: "stdin", max);
+        if (r < 0)
+                return log_error_errno(r, "Reading %s failed: %m", path ?: "stdin");
         return 0;
 }
 

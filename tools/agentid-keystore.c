@@ -191,37 +191,11 @@ static int write_output(const void *data, size_t size) {
 }
 
 static int read_input(const char *path, uint8_t **ret, size_t *ret_size) {
-        if (path && !streq(path, "-")) {
-                int r = read_file_at(AT_FDCWD, path, SIGN_INPUT_MAX, ret, ret_size);
-                if (r < 0)
-                        return log_error_errno(r, "Reading %s failed: %m", path);
-                return 0;
-        }
-
-        size_t size = 0, allocated = 0;
-        _cleanup_free_ uint8_t *buf = NULL;
-        for (;;) {
-                if (size == allocated) {
-                        allocated = allocated ? allocated * 2 : 65536;
-                        if (allocated > SIGN_INPUT_MAX + 1)
-                                allocated = SIGN_INPUT_MAX + 1;
-                        uint8_t *n = realloc(buf, allocated);
-                        if (!n)
-                                return log_error_errno(ENOMEM, "Out of memory");
-                        buf = n;
-                }
-                size_t k = fread(buf + size, 1, allocated - size, stdin);
-                size += k;
-                if (size > SIGN_INPUT_MAX)
-                        return log_error_errno(EFBIG, "Input larger than %u bytes", SIGN_INPUT_MAX);
-                if (k == 0) {
-                        if (ferror(stdin))
-                                return log_error_errno(EIO, "Reading stdin failed");
-                        break;
-                }
-        }
-        *ret = TAKE_PTR(buf);
-        *ret_size = size;
+        int r = read_file_or_stdin(path, SIGN_INPUT_MAX, ret, ret_size);
+        if (r == -EFBIG)
+                return log_error_errno(r, "%s is larger than %u bytes", path ?: "stdin", SIGN_INPUT_MAX);
+        if (r < 0)
+                return log_error_errno(r, "Reading %s failed: %m", path ?: "stdin");
         return 0;
 }
 

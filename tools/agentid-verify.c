@@ -178,32 +178,8 @@ static int parse_argv(int argc, char *argv[]) {
 
 /* ---- input ------------------------------------------------------------------------------------ */
 
-static int read_stdin(size_t max, uint8_t **ret, size_t *ret_size) {
-        _cleanup_free_ uint8_t *buf = malloc(max + 1);
-        size_t n = 0;
-
-        if (!buf)
-                return -ENOMEM;
-        for (;;) {
-                ssize_t k = read(STDIN_FILENO, buf + n, max + 1 - n);
-                if (k < 0) {
-                        if (errno == EINTR)
-                                continue;
-                        return -errno;
-                }
-                if (k == 0)
-                        break;
-                n += (size_t) k;
-                if (n > max)
-                        return -EFBIG;
-        }
-        *ret = TAKE_PTR(buf);
-        *ret_size = n;
-        return 0;
-}
-
 static int read_input(const char *path, size_t max, uint8_t **ret, size_t *ret_size) {
-        int r = streq(path, "-") ? read_stdin(max, ret, ret_size) : read_file_at(AT_FDCWD, path, max, ret, ret_size);
+        int r = read_file_or_stdin(path, max, ret, ret_size);
         if (r == -EFBIG)
                 return log_error_errno(r, "%s is larger than %zu bytes", path, max);
         if (r < 0)
