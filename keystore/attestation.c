@@ -611,3 +611,129 @@ int keystore_ek_public(Keystore *ks, uint8_t **ret, size_t *ret_size) {
                 return -EINVAL;
         return memdup_sized(buf, off, ret, ret_size);
 }
+
+/* ---- enrollment ----------------------------------------------------------------------------- */
+
+/* TCG EK Credential Profile NV indices of EK certificates: L-1 RSA, H-3 ECC P-384, L-2 ECC P-256. */
+#define EK_CERT_NV_RSA 0x01C00002U
+#define EK_CERT_NV_ECC_P384 0x01C00016U
+#define EK_CERT_NV_ECC_P256 0x01C0000AU
+#define EK_CERT_MAX (8U * 1024U)
+#define NV_CHUNK_DEFAULT 512U
+
+static unsigned nv_buffer_max(Keystore *ks) {
+        _cleanup_esys_ TPMS_CAPABILITY_DATA *caps = NULL;
+        TPMI_YES_NO more = TPM2_NO;
+
+        if (Esys_GetCapability(ks->tpm->esys, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, TPM2_CAP_TPM_PROPERTIES,
+                               TPM2_PT_NV_BUFFER_MAX, 1, &more, &caps) != TSS2_RC_SUCCESS ||
+            caps->data.tpmProperties.count < 1 ||
+            caps->data.tpmProperties.tpmProperty[0].property != TPM2_PT_NV_BUFFER_MAX)
+                return NV_CHUNK_DEFAULT;
+        return MIN(caps->data.tpmProperties.tpmProperty[0].value, (UINT32) sizeof(((TPM2B_MAX_NV_BUFFER *) 0)->buffer));
+}
+
+/* Read a whole NV index with owner authorisation, in chunks of at most TPM2_PT_NV_BUFFER_MAX. */
+static int nv_read_all(Keystore *ks, TPM2_HANDLE index, uint8_t **ret, size_t *ret_size) {
+        _cleanup_esys_ TPM2B_NV_PUBLIC *pub = NULL;
+        _cleanup_esys_ TPM2B_NAME *name = NULL;
+        _cleanup_free_ uint8_t *buf = NULL;
+        ESYS_TR nv = ESYS_TR_NONE;
+        unsigned chunk = nv_buffer_max(ks);
+        int r;
+
+        TSS2_RC rc = Esys_TR_FromTPMPublic(ks->tpm->esys, index, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, &nv);
+        if (rc != TSS2_RC_SUCCESS) {
+                r = tpm_rc_to_errno(ks->tpm, rc, "looking up an NV index");
+                return r == -ESTALE ? -ENOENT : r;
+        }
+        r = TPM_CALL(ks->tpm, "TPM2_NV_ReadPublic",
+                     Esys_NV_ReadPublic(ks->tpm->esys, nv, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, &pub, &name));
+        size_t size = r >= 0 ? pub->nvPublic.dataSize : 0;
+        if (r >= 0 && (size == 0 || size > EK_CERT_MAX))
+                r = -EBADMSG;
+        if (r >= 0 && !(buf = malloc(size)))
+                r = -ENOMEM;
+        for (size_t off = 0; r >= 0 && off < size;) {
+                _cleanup_esys_ TPM2B_MAX_NV_BUFFER *data = NULL;
+                UINT16 n = (UINT16) MIN((size_t) chunk, size - off);
+                r = TPM_CALL(ks->tpm, "TPM2_NV_Read",
+                             Esys_NV_Read(ks->tpm->esys, ESYS_TR_RH_OWNER, nv, ESYS_TR_PASSWORD, ESYS_TR_NONE,
+                                          ESYS_TR_NONE, n, (UINT16) off, &data));
+                if (r >= 0 && data->size != n)
+                        r = -EIO;
+                if (r >= 0) {
+                        memcpy(buf + off, data->buffer, n);
+                        off += n;
+                }
+        }
+        (void) Esys_TR_Close(ks->tpm->esys, &nv);
+        if (r < 0)
+                return r;
+        *ret = TAKE_PTR(buf);
+        *ret_size = size;
+        return 0;
+}
+
+int keystore_ek_certificate(Keystore *ks, uint8_t **ret, size_t *ret_size) {
+        static const TPM2_HANDLE rsa[] = { EK_CERT_NV_RSA }, ecc[] = { EK_CERT_NV_ECC_P384, EK_CERT_NV_ECC_P256 };
+        const TPM2_HANDLE *list = ks->ek_type == KEYSTORE_EK_RSA ? rsa : ecc;
+        size_t n = ks->ek_type == KEYSTORE_EK_RSA ? ELEMENTSOF(rsa) : ELEMENTSOF(ecc);
+        int r = keystore_ensure_connected(ks);
+
+        for (size_t i = 0; r >= 0 && i < n; i++) {
+                r = nv_read_all(ks, list[i], ret, ret_size);
+                if (r >= 0 || r == -ENODEV || r == -ENXIO)
+                        break;
+        }
+        if (r < 0)
+                return keystore_fail(ks, r == -ENODEV || r == -ENXIO ? r : -ENOENT,
+                                     "No EK certificate in NV for the %s EK", keystore_ek_type_to_string(ks->ek_type));
+        return 0;
+}
+
+int keystore_activate_credential(Keystore *ks, const uint8_t *blob, size_t blob_size, const uint8_t *secret,
+                                 size_t secret_size, uint8_t **ret, size_t *ret_size) {
+        _cleanup_esys_ TPM2B_PUBLIC *ek_pub = NULL;
+        _cleanup_esys_ TPM2B_DIGEST *cert_info = NULL;
+        TPM2B_ID_OBJECT id = {};
+        TPM2B_ENCRYPTED_SECRET enc = {};
+        ESYS_TR ak = ESYS_TR_NONE, ek = ESYS_TR_NONE, session = ESYS_TR_NONE;
+        bool transient = false;
+        size_t off = 0;
+        int r;
+
+        /* Both arrive marshalled with their TPM2B size prefix, exactly as MakeCredential produced them. */
+        if (Tss2_MU_TPM2B_ID_OBJECT_Unmarshal(blob, blob_size, &off, &id) != TSS2_RC_SUCCESS || off != blob_size)
+                return keystore_fail(ks, -EINVAL, "The credential blob is not a TPM2B_ID_OBJECT");
+        off = 0;
+        if (Tss2_MU_TPM2B_ENCRYPTED_SECRET_Unmarshal(secret, secret_size, &off, &enc) != TSS2_RC_SUCCESS ||
+            off != secret_size)
+                return keystore_fail(ks, -EINVAL, "The encrypted secret is not a TPM2B_ENCRYPTED_SECRET");
+
+        r = keystore_ensure_connected(ks);
+        if (r < 0)
+                return r;
+        /* Slots: AK + EK, nothing cached (Part 3 §12.5: activateHandle is the AK, keyHandle the EK). */
+        r = keystore_cache_make_room(ks, 0);
+        if (r >= 0)
+                r = ak_acquire(ks, &ak);
+        if (r >= 0)
+                r = ek_acquire(ks, &ek, &transient, &ek_pub);
+        if (r >= 0)
+                r = ek_session(ks, ek_pub, &session);
+        if (r >= 0)
+                r = TPM_CALL(ks->tpm, "TPM2_ActivateCredential",
+                             Esys_ActivateCredential(ks->tpm->esys, ak, ek, ESYS_TR_PASSWORD, session, ESYS_TR_NONE,
+                                                     &id, &enc, &cert_info));
+        if (session != ESYS_TR_NONE)
+                ek_session_release(ks, &session);
+        if (ek != ESYS_TR_NONE)
+                ek_release(ks, &ek, transient);
+        tpm_flush(ks->tpm, &ak);
+        if (r < 0)
+                return keystore_fail_tpm(ks, r, "Activating the credential");
+        r = memdup_sized(cert_info->buffer, cert_info->size, ret, ret_size);
+        erase(cert_info->buffer, cert_info->size);
+        return r;
+}

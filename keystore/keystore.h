@@ -164,3 +164,17 @@ int keystore_ak_public(Keystore *ks, uint8_t **ret, size_t *ret_size, uint8_t re
 /* The public area (TPMT_PUBLIC) of the EK that parents the AK. */
 int keystore_ek_public(Keystore *ks, uint8_t **ret, size_t *ret_size);
 KeystoreEkType keystore_ek_type(const Keystore *ks);
+
+/* The DER certificate of the EK in use, from its TCG NV index. Return: 0; -ENOENT if none. */
+int keystore_ek_certificate(Keystore *ks, uint8_t **ret, size_t *ret_size);
+
+/*
+ * keystore_activate_credential() - TPM2_ActivateCredential with the AK and the EK (enrollment)
+ * @blob: marshalled TPM2B_ID_OBJECT, @secret: marshalled TPM2B_ENCRYPTED_SECRET (size prefixes
+ *        included), as a verifier's software MakeCredential made them for Name(AK) and this EK
+ *
+ * The TPM releases the secret only if the AK is loaded in the TPM that owns the EK (Part 1 §24).
+ * Return: 0 and the secret; -EINVAL for malformed input; TPM errors (a wrong blob fails integrity).
+ */
+int keystore_activate_credential(Keystore *ks, const uint8_t *blob, size_t blob_size, const uint8_t *secret,
+                                 size_t secret_size, uint8_t **ret, size_t *ret_size);

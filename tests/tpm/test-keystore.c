@@ -933,6 +933,83 @@ static void test_owner_hierarchy_cleared(void **state) {
         keystore_free(ks);
 }
 
+static void test_enroll_tpm_side(void **state, KeystoreEkType ek) {
+        Fixture *f = *state;
+        f->opts.ek = ek;
+        Keystore *ks = open_ok(f);
+        uint8_t *cert = NULL, *ek_area = NULL, *ak = NULL, *out = NULL, name[KEY_KID_SIZE];
+        size_t cert_size = 0, ek_size = 0, ak_size = 0, out_size = 0;
+        char path[200], hexname[2 * KEY_KID_SIZE + 1];
+
+        /* The EK certificate swtpm_setup stored in NV (chunked reads). */
+        assert_int_equal(keystore_ek_certificate(ks, &cert, &cert_size), 0);
+        const unsigned char *p = cert;
+        X509 *x = d2i_X509(NULL, &p, (long) cert_size);
+        assert_non_null(x);
+        assert_int_equal(p - cert, (long) cert_size);
+        X509_free(x);
+
+        /* MakeCredential by tpm2-tools in software, for our AK's Name and our EK's public area. */
+        assert_int_equal(keystore_ek_public(ks, &ek_area, &ek_size), 0);
+        assert_int_equal(keystore_ak_public(ks, &ak, &ak_size, name), 0);
+        uint8_t tpm2b[2048];
+        tpm2b[0] = (uint8_t) (ek_size >> 8);
+        tpm2b[1] = (uint8_t) ek_size;
+        memcpy(tpm2b + 2, ek_area, ek_size);
+        write_raw(f->sim->dir, "ek.pub", tpm2b, ek_size + 2);
+        write_raw(f->sim->dir, "secret", "0123456789abcdef0123456789abcdef", 32);
+        for (size_t i = 0; i < KEY_KID_SIZE; i++)
+                sprintf(hexname + 2 * i, "%02x", name[i]);
+        char ekpub[160], sec[160], cred[160];
+        snprintf(ekpub, sizeof(ekpub), "%s/ek.pub", f->sim->dir);
+        snprintf(sec, sizeof(sec), "%s/secret", f->sim->dir);
+        snprintf(cred, sizeof(cred), "%s/cred", f->sim->dir);
+        const char *make[] = { "tpm2_makecredential", "-T", "none", "-u", ekpub, "-s", sec, "-n", hexname, "-o", cred,
+                               NULL };
+        assert_int_equal(tpm_sim_run_tool(f->sim, make), 0);
+
+        /* tpm2-tools' file: magic, version, then the two TPM2Bs as the TPM takes them. */
+        uint8_t *file = NULL;
+        size_t file_size = 0, off = 8;
+        TPM2B_ID_OBJECT id = {};
+        assert_int_equal(read_file_at(AT_FDCWD, cred, 65536, &file, &file_size), 0);
+        assert_int_equal(Tss2_MU_TPM2B_ID_OBJECT_Unmarshal(file, file_size, &off, &id), TSS2_RC_SUCCESS);
+        size_t blob_end = off;
+
+        assert_int_equal(keystore_activate_credential(ks, file + 8, blob_end - 8, file + blob_end, file_size - blob_end,
+                                                      &out, &out_size),
+                         0);
+        assert_int_equal(out_size, 32);
+        assert_memory_equal(out, "0123456789abcdef0123456789abcdef", 32);
+        free(out);
+
+        /* A credential made for another object's Name does not activate. */
+        file[8 + 4] ^= 1;
+        assert_true(keystore_activate_credential(ks, file + 8, blob_end - 8, file + blob_end, file_size - blob_end,
+                                                 &out, &out_size) < 0);
+        assert_int_equal(keystore_activate_credential(ks, file + 8, 3, file + blob_end, 2, &out, &out_size), -EINVAL);
+        /* ...and the keystore still works afterwards. */
+        KeyRecord *r = create_ok(ks, "after-activation", 1000);
+        sign_and_verify(ks, r, 9);
+        check_attestation(ks, r);
+
+        snprintf(path, sizeof(path), "%s", f->sim->dir);
+        key_record_free(r);
+        free(file);
+        free(cert);
+        free(ek_area);
+        free(ak);
+        keystore_free(ks);
+}
+
+static void test_enroll_rsa_ek(void **state) {
+        test_enroll_tpm_side(state, KEYSTORE_EK_RSA);
+}
+
+static void test_enroll_ecc_ek(void **state) {
+        test_enroll_tpm_side(state, KEYSTORE_EK_ECC);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test_setup_teardown(test_wrong_tcti, setup, teardown),
@@ -957,6 +1034,8 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_owner_hierarchy_cleared, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_attest_rsa_ek, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_attest_ecc_ek, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_enroll_rsa_ek, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_enroll_ecc_ek, setup, teardown),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
