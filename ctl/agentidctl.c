@@ -17,6 +17,7 @@
 #include <systemd/sd-bus.h>
 #include <time.h>
 
+#include "common/cbor-util.h"
 #include "common/crypto-util.h"
 #include "common/fileio.h"
 #include "common/hexutil.h"
@@ -54,6 +55,7 @@ static const char *arg_audience;
 static const char *arg_exe;
 static const char *arg_exe_sha256;
 static const char *arg_nonce;
+static const char *arg_challenge;
 static long long arg_uid = -1;
 static unsigned long long arg_ttl;
 
@@ -77,6 +79,9 @@ static void help(void) {
                "                              and the nonce (--output=, --task-id=)\n"
                "  platform-evidence --nonce=HEX  Quote and host key certification (--output=)\n"
                "  attestation-key             Write the AK public area for verifiers (--output=)\n"
+               "  enroll request              Write an enrollment request (AK, EK and its certificate)\n"
+               "  enroll respond --challenge=FILE  Activate the verifier's credential (admins) and\n"
+               "                              write the response (--output=)\n"
                "\n"
                "Options:\n"
                "  --json                      JSON output for status, list, show\n"
@@ -95,7 +100,7 @@ static int parse_argv(int argc, char *argv[]) {
         enum {
                 ARG_USER = 0x100, ARG_JSON, ARG_OWNER, ARG_UID, ARG_USER_NAME, ARG_TTL, ARG_DESCRIPTION,
                 ARG_REASON, ARG_OUTPUT, ARG_FORMAT, ARG_TASK_ID, ARG_PARENT_TASK_ID, ARG_AUDIENCE, ARG_EXE,
-                ARG_EXE_SHA256, ARG_NONCE, ARG_VERSION,
+                ARG_EXE_SHA256, ARG_NONCE, ARG_CHALLENGE, ARG_VERSION,
         };
         static const struct option options[] = {
                 { "user", no_argument, NULL, ARG_USER },
@@ -114,6 +119,7 @@ static int parse_argv(int argc, char *argv[]) {
                 { "exe", required_argument, NULL, ARG_EXE },
                 { "exe-sha256", required_argument, NULL, ARG_EXE_SHA256 },
                 { "nonce", required_argument, NULL, ARG_NONCE },
+                { "challenge", required_argument, NULL, ARG_CHALLENGE },
                 { "help", no_argument, NULL, 'h' },
                 { "version", no_argument, NULL, ARG_VERSION },
                 {},
@@ -180,6 +186,9 @@ static int parse_argv(int argc, char *argv[]) {
                         break;
                 case ARG_NONCE:
                         arg_nonce = optarg;
+                        break;
+                case ARG_CHALLENGE:
+                        arg_challenge = optarg;
                         break;
                 case 'h':
                         help();
@@ -663,6 +672,142 @@ static int verb_attestation_key(sd_bus *bus) {
         return write_binary(ak, n, true);
 }
 
+/* Deterministic CBOR of a finished map to --output (or stdout). */
+static int write_cbor(cbor_item_t *map) {
+        _cleanup_free_ uint8_t *buf = NULL;
+        size_t size = 0;
+        int r = cbor_util_encode(map, &buf, &size);
+        if (r < 0)
+                return log_error_errno(r, "Encoding failed: %m");
+        return write_binary(buf, size, false);
+}
+
+/* docs/formats.md §7: what a verifier needs to challenge this host's AK. */
+static int verb_enroll_request(sd_bus *bus) {
+        _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
+        _cleanup_cbor_ cbor_item_t *map = cbor_util_new_map(), *ek = cbor_util_new_map();
+        const void *ak, *name, *ek_pub = NULL, *ek_cert = NULL;
+        size_t ak_size, name_size, ek_pub_size = 0, ek_cert_size = 0;
+        const char *host_id = NULL, *alg = NULL, *key;
+        int r, k = 0;
+
+        if (!map || !ek)
+                return log_error_errno(ENOMEM, "Out of memory");
+        r = sd_bus_call_method(bus, BUS_NAME, MANAGER_PATH, MANAGER_IFACE, "GetAttestationKey", &error, &reply, NULL);
+        if (r < 0)
+                return report_error("Reading the attestation key failed", &error, r);
+        r = sd_bus_message_read_array(reply, 'y', &ak, &ak_size);
+        if (r >= 0)
+                r = sd_bus_message_read_array(reply, 'y', &name, &name_size);
+        if (r >= 0)
+                r = sd_bus_message_enter_container(reply, 'a', "{sv}");
+        while (r >= 0 && (r = sd_bus_message_enter_container(reply, 'e', "sv")) > 0) {
+                r = sd_bus_message_read(reply, "s", &key);
+                if (r >= 0 && streq(key, "host_id"))
+                        r = sd_bus_message_read(reply, "v", "s", &host_id);
+                else if (r >= 0 && streq(key, "eks")) {
+                        r = sd_bus_message_enter_container(reply, 'v', "a(sayay)");
+                        if (r >= 0)
+                                r = sd_bus_message_enter_container(reply, 'a', "(sayay)");
+                        if (r >= 0)
+                                r = sd_bus_message_enter_container(reply, 'r', "sayay");
+                        if (r >= 0)
+                                r = sd_bus_message_read(reply, "s", &alg);
+                        if (r >= 0)
+                                r = sd_bus_message_read_array(reply, 'y', &ek_pub, &ek_pub_size);
+                        if (r >= 0)
+                                r = sd_bus_message_read_array(reply, 'y', &ek_cert, &ek_cert_size);
+                        for (int i = 0; i < 3 && r >= 0; i++)
+                                r = sd_bus_message_exit_container(reply);
+                } else if (r >= 0)
+                        r = sd_bus_message_skip(reply, "v");
+                if (r >= 0)
+                        r = sd_bus_message_exit_container(reply);
+        }
+        if (r < 0)
+                return log_error_errno(r, "Bad reply: %m");
+        if (!host_id || !alg || ek_pub_size == 0)
+                return log_error_errno(EBADMSG, "agentidd did not report the EK and host id");
+        if (ek_cert_size == 0)
+                return log_error_errno(ENOENT, "This TPM has no EK certificate in NV: the verifier cannot check the EK");
+
+        k |= cbor_util_map_put_text(ek, "alg", cbor_util_new_text(alg));
+        k |= cbor_util_map_put_text(ek, "pub", cbor_util_new_bytes(ek_pub, ek_pub_size));
+        k |= cbor_util_map_put_text(ek, "cert", cbor_util_new_bytes(ek_cert, ek_cert_size));
+        k |= cbor_util_map_put_text(map, "v", cbor_util_new_uint(1));
+        k |= cbor_util_map_put_text(map, "type", cbor_util_new_text("enroll-request"));
+        k |= cbor_util_map_put_text(map, "host_id", cbor_util_new_text(host_id));
+        k |= cbor_util_map_put_text(map, "ak_pub", cbor_util_new_bytes(ak, ak_size));
+        k |= cbor_util_map_put_text(map, "ek", TAKE_PTR(ek));
+        if (k != 0)
+                return log_error_errno(ENOMEM, "Out of memory");
+        return write_cbor(map);
+}
+
+static int verb_enroll_respond(sd_bus *bus) {
+        static const CborLimits limits = { .max_size = 8192, .max_depth = 2, .max_items = 16,
+                                           .flags = CBOR_VALIDATE_DETERMINISTIC };
+        static const char *const fields[] = { "v", "type", "ek", "credential_blob", "encrypted_secret" };
+        _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL, *reply = NULL;
+        _cleanup_cbor_ cbor_item_t *challenge = NULL, *response = cbor_util_new_map();
+        _cleanup_free_ uint8_t *buf = NULL;
+        const uint8_t *blob, *secret;
+        const char *type, *ek;
+        size_t size = 0, blob_size, secret_size, type_size, ek_size;
+        const void *out;
+        size_t out_size;
+        uint64_t v;
+        CborError cerr = {};
+        int r;
+
+        if (!arg_challenge)
+                return log_error_errno(EINVAL, "--challenge=FILE is required");
+        r = read_input(arg_challenge, limits.max_size, &buf, &size);
+        if (r < 0)
+                return r;
+        r = cbor_util_decode(buf, size, &limits, &challenge, &cerr);
+        if (r < 0)
+                return log_error_errno(EBADMSG, "%s is not a valid challenge: %s", arg_challenge,
+                                       cerr.reason ?: "not CBOR");
+        if (!cbor_isa_map(challenge) || cbor_util_map_check_text_keys(challenge, fields, ELEMENTSOF(fields), NULL) < 0 ||
+            cbor_util_get_uint(cbor_util_map_get_text(challenge, "v"), &v) < 0 || v != 1 ||
+            cbor_util_get_text(cbor_util_map_get_text(challenge, "type"), &type, &type_size) < 0 ||
+            type_size != strlen("enroll-challenge") || memcmp(type, "enroll-challenge", type_size) != 0 ||
+            cbor_util_get_text(cbor_util_map_get_text(challenge, "ek"), &ek, &ek_size) < 0 || ek_size > 8 ||
+            cbor_util_get_bytes(cbor_util_map_get_text(challenge, "credential_blob"), &blob, &blob_size) < 0 ||
+            cbor_util_get_bytes(cbor_util_map_get_text(challenge, "encrypted_secret"), &secret, &secret_size) < 0)
+                return log_error_errno(EBADMSG, "%s is not an enrollment challenge (docs/formats.md §7)", arg_challenge);
+        _cleanup_free_ char *ek_name = memdup_cstr(ek, ek_size);
+        if (!ek_name || !response)
+                return log_error_errno(ENOMEM, "Out of memory");
+
+        r = sd_bus_message_new_method_call(bus, &m, BUS_NAME, MANAGER_PATH, MANAGER_IFACE, "ActivateCredential");
+        if (r >= 0)
+                r = sd_bus_message_append_array(m, 'y', blob, blob_size);
+        if (r >= 0)
+                r = sd_bus_message_append_array(m, 'y', secret, secret_size);
+        if (r >= 0)
+                r = sd_bus_message_append(m, "a{sv}", 1, "ek", "s", ek_name);
+        if (r < 0)
+                return log_error_errno(r, "Building the request failed: %m");
+        r = sd_bus_call(bus, m, TIMEOUT_SIGN_USEC, &error, &reply);
+        if (r < 0)
+                return report_error("Activating the credential failed", &error, r);
+        r = sd_bus_message_read_array(reply, 'y', &out, &out_size);
+        if (r < 0)
+                return log_error_errno(r, "Bad reply: %m");
+
+        int k = 0;
+        k |= cbor_util_map_put_text(response, "v", cbor_util_new_uint(1));
+        k |= cbor_util_map_put_text(response, "type", cbor_util_new_text("enroll-response"));
+        k |= cbor_util_map_put_text(response, "secret", cbor_util_new_bytes(out, out_size));
+        if (k != 0)
+                return log_error_errno(ENOMEM, "Out of memory");
+        return write_cbor(response);
+}
+
 int main(int argc, char *argv[]) {
         _cleanup_(sd_bus_flush_close_unrefp) sd_bus *bus = NULL;
         int r;
@@ -682,6 +827,7 @@ int main(int argc, char *argv[]) {
                 { "status", 0, 0 }, { "list", 0, 0 },         { "show", 1, 1 },         { "create", 1, 1 },
                 { "public-key", 1, 1 }, { "sign", 1, 2 },      { "sign-message", 1, 2 }, { "destroy", 1, 1 },
                 { "attest", 1, 1 },     { "platform-evidence", 0, 0 }, { "attestation-key", 0, 0 },
+                { "enroll", 1, 1 },
         };
         const char *verb = argv[optind];
         int nargs = argc - optind - 1;
@@ -724,8 +870,16 @@ int main(int argc, char *argv[]) {
                 r = verb_evidence(bus, args[0]);
         else if (streq(verb, "platform-evidence"))
                 r = verb_evidence(bus, NULL);
-        else
+        else if (streq(verb, "attestation-key"))
                 r = verb_attestation_key(bus);
+        else if (streq(args[0], "request"))
+                r = verb_enroll_request(bus);
+        else if (streq(args[0], "respond"))
+                r = verb_enroll_respond(bus);
+        else {
+                log_error("Unknown enroll step '%s' (request or respond).", args[0]);
+                return EXIT_USAGE;
+        }
 
         if (r == -EXIT_UNREACHABLE || r == -EXIT_REFUSED)
                 return -r;

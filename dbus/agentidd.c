@@ -184,7 +184,7 @@ static int on_jobs_done(sd_event_source *s, int fd, uint32_t revents, void *user
 
         for (Job *j = worker_take_done(m->worker), *next; j; j = next) {
                 next = j->next;
-                if (j->type == JOB_CREATE || j->type == JOB_PLATFORM)
+                if (j->type == JOB_CREATE || j->type == JOB_PLATFORM || j->type == JOB_ACTIVATE)
                         bus_manager_job_done(m, j);
                 else
                         bus_key_job_done(m, j);
@@ -233,6 +233,7 @@ static void manager_done(Manager *m) {
         free(m->host_public_der);
         free(m->ak_public);
         free(m->ek_public);
+        free(m->ek_cert);
         free(m->admin_group);
         m->bus = sd_bus_flush_close_unref(m->bus);
         m->event = sd_event_unref(m->event);
@@ -304,6 +305,10 @@ static int run(int argc, char *argv[]) {
         r = keystore_ek_public(ks, &m.ek_public, &m.ek_public_size);
         if (r < 0)
                 return log_error_errno(r, "%s", keystore_last_error(ks));
+        r = keystore_ek_certificate(ks, &m.ek_cert, &m.ek_cert_size);
+        if (r < 0)
+                log_notice("%s; enrollment needs the verifier to trust this EK by other means.",
+                           keystore_last_error(ks));
 
         m.keys = hashmap_new();
         m.exe_cache = exe_cache_new();

@@ -205,11 +205,13 @@ static int method_get_attestation_key(sd_bus_message *msg, void *userdata, sd_bu
         if (r >= 0)
                 r = sd_bus_message_append_array(reply, 'y', m->ek_public, m->ek_public_size);
         if (r >= 0)
-                r = sd_bus_message_append_array(reply, 'y', NULL, 0);
+                r = sd_bus_message_append_array(reply, 'y', m->ek_cert, m->ek_cert_size);
         for (int i = 0; i < 4 && r >= 0; i++)
                 r = sd_bus_message_close_container(reply);
         if (r >= 0)
                 r = sd_bus_message_append(reply, "{sv}", "ak_parent", "s", m->ek_type);
+        if (r >= 0)
+                r = sd_bus_message_append(reply, "{sv}", "host_id", "s", m->host_id);
         if (r >= 0)
                 r = sd_bus_message_close_container(reply);
         if (r < 0)
@@ -261,6 +263,73 @@ static int method_get_platform_evidence(sd_bus_message *msg, void *userdata, sd_
                 return r;
         TAKE_PTR(j);
         return 1;
+}
+
+/* Enrollment (DESIGN §3): the verifier's MakeCredential output goes to TPM2_ActivateCredential with the
+ * AK and the EK; the secret comes back only if the AK lives in the TPM that owns the EK. */
+static int method_activate_credential(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
+        Manager *m = userdata;
+        _cleanup_(job_freep) Job *j = NULL;
+        _cleanup_free_ char *ek = NULL;
+        const void *blob, *secret;
+        size_t blob_size, secret_size;
+        uid_t uid = (uid_t) -1;
+        Client *client;
+        int r;
+
+        if (m->stopping)
+                return sd_bus_error_setf(error, AGENTID_ERROR_BUSY, "agentidd is shutting down");
+        r = sd_bus_message_read_array(msg, 'y', &blob, &blob_size);
+        if (r >= 0)
+                r = sd_bus_message_read_array(msg, 'y', &secret, &secret_size);
+        if (r < 0)
+                return r;
+        /* TPM2B_ID_OBJECT and TPM2B_ENCRYPTED_SECRET are bounded by their TPM2B size fields. */
+        if (blob_size < 2 || blob_size > CREDENTIAL_BLOB_MAX || secret_size < 2 || secret_size > ENCRYPTED_SECRET_MAX)
+                return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS,
+                                         "credential_blob or encrypted_secret has an impossible size");
+        BusOption options[] = {
+                { .name = "ek", .type = BUS_OPTION_STRING, .ret = &ek, .max = 8 },
+        };
+        r = bus_read_options(msg, options, ELEMENTSOF(options), error);
+        if (r < 0)
+                return r;
+        if (ek && !streq(ek, m->ek_type))
+                return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS,
+                                         "The AK is under the %s EK, not '%.8s'", m->ek_type, ek);
+
+        r = caller_get_creds(msg, &uid, NULL);
+        if (r < 0)
+                return sd_bus_error_setf(error, SD_BUS_ERROR_ACCESS_DENIED, "Cannot determine the caller's identity");
+        if (!manager_uid_is_admin(m, uid))
+                return sd_bus_error_setf(error, SD_BUS_ERROR_ACCESS_DENIED, "Only administrators may activate credentials");
+
+        r = manager_client_for_message(m, msg, &client, error);
+        if (r < 0)
+                return r;
+        j = job_new(JOB_ACTIVATE, msg, client, uid, NULL);
+        if (!j)
+                return -ENOMEM;
+        if (memdup_sized(blob, blob_size, &j->credential_blob, &j->credential_blob_size) < 0 ||
+            memdup_sized(secret, secret_size, &j->encrypted_secret, &j->encrypted_secret_size) < 0)
+                return -ENOMEM;
+        r = manager_submit(m, j, error);
+        if (r < 0)
+                return r;
+        TAKE_PTR(j);
+        return 1;
+}
+
+static void activate_done(Job *j) {
+        if (j->result < 0) {
+                log_warning_errno(j->result, "Credential activation failed: %s", j->error);
+                (void) bus_reply_errno(j->call, j->result, j->error);
+                return;
+        }
+        log_info("Credential activated for uid %u (AK enrollment).", j->uid);
+        int r = bus_reply_bytes(j->call, j->activated, j->activated_size);
+        if (r < 0)
+                log_warning_errno(r, "Sending the activated secret failed, ignoring: %m");
 }
 
 static void platform_done(Job *j) {
@@ -336,6 +405,11 @@ static const sd_bus_vtable manager_vtable[] = {
                                 SD_BUS_RESULT("ay", evidence),
                                 method_get_platform_evidence,
                                 SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("ActivateCredential",
+                                SD_BUS_ARGS("ay", credential_blob, "ay", encrypted_secret, "a{sv}", options),
+                                SD_BUS_RESULT("ay", secret),
+                                method_activate_credential,
+                                SD_BUS_VTABLE_UNPRIVILEGED | SD_BUS_VTABLE_SENSITIVE),
         SD_BUS_SIGNAL_WITH_ARGS("KeyCreated", SD_BUS_ARGS("s", name, "o", key), 0),
         SD_BUS_SIGNAL_WITH_ARGS("KeyDestroyed", SD_BUS_ARGS("s", name, "o", key, "s", reason), 0),
         SD_BUS_VTABLE_END,
@@ -355,4 +429,6 @@ void bus_manager_job_done(Manager *m, Job *j) {
                 create_done(m, j);
         else if (j->type == JOB_PLATFORM)
                 platform_done(j);
+        else if (j->type == JOB_ACTIVATE)
+                activate_done(j);
 }

@@ -29,6 +29,10 @@
 #define REASON_MAX 256U
 #define KEY_TTL_MAX (100ULL * 365 * 24 * 3600)
 #define KEYS_MAX 100000U
+/* Marshalled TPM2B_ID_OBJECT / TPM2B_ENCRYPTED_SECRET: a TPM2B size and at most a digest plus an
+ * encrypted digest (ID object), or an RSA-4096 ciphertext / ECC point (secret). Generous bounds. */
+#define CREDENTIAL_BLOB_MAX 1024U
+#define ENCRYPTED_SECRET_MAX 1024U
 #define USEC_PER_SEC 1000000ULL
 
 typedef struct Manager Manager;
@@ -95,6 +99,8 @@ struct Manager {
         uint8_t *ek_public;      /* TPMT_PUBLIC of the EK that parents the AK */
         size_t ek_public_size;
         const char *ek_type;     /* "rsa" or "ecc" */
+        uint8_t *ek_cert;        /* DER EK certificate from NV, or NULL */
+        size_t ek_cert_size;
 
         unsigned n_pending;      /* jobs queued or running */
         bool stopping;

@@ -73,6 +73,11 @@ Job *job_free(Job *j) {
         key_record_free(j->tombstone);
         free(j->receipt);
         keystore_evidence_done(&j->evidence);
+        free(j->credential_blob);
+        free(j->encrypted_secret);
+        if (j->activated)
+                erase(j->activated, j->activated_size);
+        free(j->activated);
         erase(j->signature, sizeof(j->signature));
         return mfree(j);
 }
@@ -173,8 +178,15 @@ static void run_platform(Keystore *ks, Job *j) {
                 job_fail(j, r, keystore_last_error(ks));
 }
 
+static void run_activate(Keystore *ks, Job *j) {
+        int r = keystore_activate_credential(ks, j->credential_blob, j->credential_blob_size, j->encrypted_secret,
+                                             j->encrypted_secret_size, &j->activated, &j->activated_size);
+        if (r < 0)
+                job_fail(j, r, keystore_last_error(ks));
+}
+
 static bool job_is_admin(const Job *j) {
-        return j->type == JOB_CREATE || j->type == JOB_DESTROY;
+        return j->type == JOB_CREATE || j->type == JOB_DESTROY || j->type == JOB_ACTIVATE;
 }
 
 static void run_job(Keystore *ks, Job *j) {
@@ -198,6 +210,9 @@ static void run_job(Keystore *ks, Job *j) {
                 break;
         case JOB_PLATFORM:
                 run_platform(ks, j);
+                break;
+        case JOB_ACTIVATE:
+                run_activate(ks, j);
                 break;
         }
 }

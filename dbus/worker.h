@@ -33,6 +33,7 @@ typedef enum JobType {
         JOB_SIGN,          /* Sign and SignMessage */
         JOB_ATTEST,        /* Key.Attest: sign the EAT, certify the key, quote */
         JOB_PLATFORM,      /* GetPlatformEvidence: certify the host key, quote */
+        JOB_ACTIVATE,      /* ActivateCredential (admin lane) */
 } JobType;
 
 typedef struct Job {
@@ -56,6 +57,12 @@ typedef struct Job {
         /* JOB_DESTROY */
         char *reason;
         uint64_t now;
+
+        /* JOB_ACTIVATE: marshalled TPM2B_ID_OBJECT and TPM2B_ENCRYPTED_SECRET in, the secret out */
+        uint8_t *credential_blob, *encrypted_secret;
+        size_t credential_blob_size, encrypted_secret_size;
+        uint8_t *activated;
+        size_t activated_size;
 
         /* JOB_ATTEST, JOB_PLATFORM: qualifyingData of the certify and of the quote (DESIGN §5) */
         uint8_t certify_data[32];
