@@ -1,0 +1,287 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * agentid-bench-daemon: Sign over D-Bus against the TPM's own limit, in one run on one swtpm.
+ *
+ *   limit      Esys_Sign in a loop on a loaded key, in this process (tss2 directly);
+ *   dbus-N     N client threads (1, 4, 16, 64), each with its own bus connection, calling Key.Sign
+ *              back to back.
+ *
+ * Each phase runs for a fixed time after a warm-up; rounds of all phases alternate and the report
+ * gives medians over rounds. Run it through bench/run-daemon-bench.sh, which starts swtpm, a private
+ * bus and agentidd, and creates the keys.
+ */
+
+#include <getopt.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <systemd/sd-bus.h>
+#include <time.h>
+
+#include <tss2/tss2_esys.h>
+#include <tss2/tss2_tctildr.h>
+
+#include "common/macro.h"
+
+#define MAX_CLIENTS 64
+#define LAT_MAX 200000
+
+static unsigned arg_rounds = 5;
+static double arg_seconds = 3.0;
+static const char *arg_key_path = "/org/agentid1/key/bench";
+
+static double now_s(void) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (double) ts.tv_sec + (double) ts.tv_nsec / 1e9;
+}
+
+static int cmp_double(const void *a, const void *b) {
+        double x = *(const double *) a, y = *(const double *) b;
+        return x < y ? -1 : x > y;
+}
+
+static double pct(double *v, size_t n, double p) {
+        if (n == 0)
+                return 0;
+        qsort(v, n, sizeof(*v), cmp_double);
+        return v[(size_t) (p * (double) (n - 1) + 0.5)];
+}
+
+/* ---- the limit: Esys_Sign in-process ---------------------------------------------------------- */
+
+typedef struct Raw {
+        TSS2_TCTI_CONTEXT *tcti;
+        ESYS_CONTEXT *esys;
+        ESYS_TR key;
+} Raw;
+
+static void die_rc(TSS2_RC rc, const char *what) {
+        if (rc != TSS2_RC_SUCCESS) {
+                fprintf(stderr, "%s failed: 0x%x\n", what, (unsigned) rc);
+                exit(1);
+        }
+}
+
+static void raw_setup(const char *tcti, Raw *r) {
+        TPM2B_SENSITIVE_CREATE sens = {}, ksens = { .sensitive.userAuth = { .size = 32 } };
+        TPM2B_PUBLIC srk_t = { .publicArea = {
+                .type = TPM2_ALG_ECC, .nameAlg = TPM2_ALG_SHA256,
+                .objectAttributes = TPMA_OBJECT_FIXEDTPM | TPMA_OBJECT_FIXEDPARENT | TPMA_OBJECT_SENSITIVEDATAORIGIN |
+                                    TPMA_OBJECT_USERWITHAUTH | TPMA_OBJECT_NODA | TPMA_OBJECT_RESTRICTED |
+                                    TPMA_OBJECT_DECRYPT,
+                .parameters.eccDetail = { .symmetric = { .algorithm = TPM2_ALG_AES, .keyBits.aes = 128,
+                                                         .mode.aes = TPM2_ALG_CFB },
+                                          .scheme.scheme = TPM2_ALG_NULL, .curveID = TPM2_ECC_NIST_P256,
+                                          .kdf.scheme = TPM2_ALG_NULL } } };
+        TPM2B_PUBLIC key_t = { .publicArea = {
+                .type = TPM2_ALG_ECC, .nameAlg = TPM2_ALG_SHA256,
+                .objectAttributes = TPMA_OBJECT_FIXEDTPM | TPMA_OBJECT_FIXEDPARENT | TPMA_OBJECT_SENSITIVEDATAORIGIN |
+                                    TPMA_OBJECT_USERWITHAUTH | TPMA_OBJECT_NODA | TPMA_OBJECT_SIGN_ENCRYPT,
+                .parameters.eccDetail = { .symmetric.algorithm = TPM2_ALG_NULL,
+                                          .scheme = { .scheme = TPM2_ALG_ECDSA,
+                                                      .details.ecdsa.hashAlg = TPM2_ALG_SHA256 },
+                                          .curveID = TPM2_ECC_NIST_P256, .kdf.scheme = TPM2_ALG_NULL } } };
+        TPM2B_DATA outside = {};
+        TPML_PCR_SELECTION pcrs = {};
+        TPM2B_PUBLIC *pub = NULL, *spub = NULL;
+        TPM2B_PRIVATE *priv = NULL;
+        TPM2B_CREATION_DATA *cd = NULL;
+        TPM2B_DIGEST *ch = NULL;
+        TPMT_TK_CREATION *ct = NULL;
+        ESYS_TR srk = ESYS_TR_NONE;
+
+        die_rc(Tss2_TctiLdr_Initialize(tcti, &r->tcti), "TCTI");
+        die_rc(Esys_Initialize(&r->esys, r->tcti, NULL), "Esys_Initialize");
+        die_rc(Esys_CreatePrimary(r->esys, ESYS_TR_RH_OWNER, ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE, &sens,
+                                  &srk_t, &outside, &pcrs, &srk, &spub, &cd, &ch, &ct), "CreatePrimary");
+        Esys_Free(spub), Esys_Free(cd), Esys_Free(ch), Esys_Free(ct);
+        die_rc(Esys_Create(r->esys, srk, ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE, &ksens, &key_t, &outside, &pcrs,
+                           &priv, &pub, &cd, &ch, &ct), "Create");
+        die_rc(Esys_Load(r->esys, srk, ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE, priv, pub, &r->key), "Load");
+        die_rc(Esys_FlushContext(r->esys, srk), "Flush");
+        die_rc(Esys_TR_SetAuth(r->esys, r->key, &ksens.sensitive.userAuth), "SetAuth");
+        Esys_Free(pub), Esys_Free(priv), Esys_Free(cd), Esys_Free(ch), Esys_Free(ct);
+}
+
+static double raw_run(Raw *r, double seconds, double *lat, size_t *n_lat) {
+        TPM2B_DIGEST d = { .size = 32 };
+        TPMT_SIG_SCHEME scheme = { .scheme = TPM2_ALG_NULL };
+        TPMT_TK_HASHCHECK ticket = { .tag = TPM2_ST_HASHCHECK, .hierarchy = TPM2_RH_NULL };
+        double start = now_s(), end = start + seconds;
+        unsigned n = 0;
+
+        while (now_s() < end) {
+                TPMT_SIGNATURE *sig = NULL;
+                double t0 = now_s();
+                d.buffer[0] = (uint8_t) n;
+                die_rc(Esys_Sign(r->esys, r->key, ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE, &d, &scheme, &ticket,
+                                 &sig), "Sign");
+                Esys_Free(sig);
+                if (*n_lat < LAT_MAX)
+                        lat[(*n_lat)++] = now_s() - t0;
+                n++;
+        }
+        return n / (now_s() - start);
+}
+
+/* ---- D-Bus clients ------------------------------------------------------------------------------ */
+
+typedef struct Client {
+        pthread_t thread;
+        double end;
+        unsigned ok, failed;
+        double *lat;
+        size_t n_lat, max_lat;
+} Client;
+
+static atomic_bool go;
+
+static void *client_main(void *userdata) {
+        Client *c = userdata;
+        sd_bus *bus = NULL;
+        uint8_t digest[32] = { 7 };
+
+        if (sd_bus_open_system(&bus) < 0) {
+                fprintf(stderr, "cannot connect to the bus\n");
+                exit(1);
+        }
+        while (!atomic_load(&go))
+                ;
+        while (now_s() < c->end) {
+                sd_bus_error error = SD_BUS_ERROR_NULL;
+                sd_bus_message *m = NULL, *reply = NULL;
+                double t0 = now_s();
+                int r = sd_bus_message_new_method_call(bus, &m, "org.agentid1", arg_key_path, "org.agentid1.Key", "Sign");
+                if (r >= 0)
+                        r = sd_bus_message_append_array(m, 'y', digest, sizeof(digest));
+                if (r >= 0)
+                        r = sd_bus_message_append(m, "a{sv}", 1, "task_id", "s", "bench");
+                if (r >= 0)
+                        r = sd_bus_call(bus, m, 60 * 1000000ULL, &error, &reply);
+                if (r >= 0) {
+                        c->ok++;
+                        if (c->n_lat < c->max_lat)
+                                c->lat[c->n_lat++] = now_s() - t0;
+                } else
+                        c->failed++;
+                sd_bus_error_free(&error);
+                sd_bus_message_unref(m);
+                sd_bus_message_unref(reply);
+                digest[0]++;
+        }
+        sd_bus_flush_close_unref(bus);
+        return NULL;
+}
+
+typedef struct Result {
+        double throughput, p50, p99;
+        unsigned failed;
+} Result;
+
+static Result dbus_run(unsigned n_clients, double seconds) {
+        Client c[MAX_CLIENTS] = {};
+        static double lat[MAX_CLIENTS][LAT_MAX / MAX_CLIENTS];
+        static double all[LAT_MAX];
+        size_t n_all = 0;
+        Result res = {};
+        unsigned ok = 0;
+
+        atomic_store(&go, false);
+        double end = now_s() + 0.3 + seconds;
+        for (unsigned i = 0; i < n_clients; i++) {
+                c[i] = (Client) { .end = end, .lat = lat[i], .max_lat = LAT_MAX / MAX_CLIENTS };
+                pthread_create(&c[i].thread, NULL, client_main, &c[i]);
+        }
+        usleep(300000); /* connections up */
+        double start = now_s();
+        atomic_store(&go, true);
+        for (unsigned i = 0; i < n_clients; i++) {
+                pthread_join(c[i].thread, NULL);
+                ok += c[i].ok;
+                res.failed += c[i].failed;
+                for (size_t k = 0; k < c[i].n_lat; k++)
+                        all[n_all++] = c[i].lat[k];
+        }
+        res.throughput = ok / (now_s() - start);
+        res.p50 = pct(all, n_all, 0.5);
+        res.p99 = pct(all, n_all, 0.99);
+        return res;
+}
+
+int main(int argc, char *argv[]) {
+        static const struct option options[] = {
+                { "rounds", required_argument, NULL, 'r' },
+                { "seconds", required_argument, NULL, 's' },
+                { "key-path", required_argument, NULL, 'k' },
+                {},
+        };
+        static const unsigned levels[] = { 1, 4, 16, 64 };
+        static double raw_lat[LAT_MAX];
+        double raw_tp[16], tp[ELEMENTSOF(levels)][16], p50[ELEMENTSOF(levels)][16], p99[ELEMENTSOF(levels)][16];
+        int c;
+
+        while ((c = getopt_long(argc, argv, "r:s:k:", options, NULL)) >= 0)
+                switch (c) {
+                case 'r':
+                        arg_rounds = MIN((unsigned) strtoul(optarg, NULL, 10), 16U);
+                        break;
+                case 's':
+                        arg_seconds = strtod(optarg, NULL);
+                        break;
+                case 'k':
+                        arg_key_path = optarg;
+                        break;
+                default:
+                        return 2;
+                }
+        const char *tcti = getenv("AGENTID_TCTI");
+        if (!tcti || arg_rounds == 0) {
+                fprintf(stderr, "AGENTID_TCTI (the daemon's swtpm) and DBUS_SYSTEM_BUS_ADDRESS must be set\n");
+                return 2;
+        }
+
+        Raw raw = {};
+        raw_setup(tcti, &raw);
+
+        for (unsigned round = 0; round < arg_rounds; round++) {
+                size_t n = 0;
+                raw_tp[round] = raw_run(&raw, arg_seconds, raw_lat, &n);
+                for (size_t i = 0; i < ELEMENTSOF(levels); i++) {
+                        Result r = dbus_run(levels[i], arg_seconds);
+                        if (r.failed)
+                                fprintf(stderr, "warning: %u failed calls at %u clients\n", r.failed, levels[i]);
+                        tp[i][round] = r.throughput;
+                        p50[i][round] = r.p50;
+                        p99[i][round] = r.p99;
+                }
+                fprintf(stderr, "round %u/%u done\n", round + 1, arg_rounds);
+        }
+
+        double limit = pct(raw_tp, arg_rounds, 0.5);
+        size_t n = 0;
+        (void) raw_run(&raw, 1.0, raw_lat, &n);
+        printf("Sign throughput, %u rounds x %.1f s per phase, medians; one swtpm (%s)\n", arg_rounds, arg_seconds, tcti);
+        printf("%-26s %12s %10s %10s %10s\n", "", "sign/s", "x limit", "p50 ms", "p99 ms");
+        printf("%-26s %12.0f %10.3f %10.2f %10.2f\n", "limit: Esys_Sign in-process", limit, 1.0,
+               pct(raw_lat, n, 0.5) * 1e3, pct(raw_lat, n, 0.99) * 1e3);
+        for (size_t i = 0; i < ELEMENTSOF(levels); i++) {
+                char label[64];
+                snprintf(label, sizeof(label), "Sign over D-Bus, %u client%s", levels[i], levels[i] > 1 ? "s" : "");
+                double t = pct(tp[i], arg_rounds, 0.5);
+                printf("%-26s %12.0f %10.3f %10.2f %10.2f\n", label, t, t / limit, pct(p50[i], arg_rounds, 0.5) * 1e3,
+                       pct(p99[i], arg_rounds, 0.5) * 1e3);
+        }
+        printf("csv,clients,signs_per_s,ratio,p50_ms,p99_ms\ncsv,0,%.0f,1.000,%.3f,%.3f\n", limit,
+               pct(raw_lat, n, 0.5) * 1e3, pct(raw_lat, n, 0.99) * 1e3);
+        for (size_t i = 0; i < ELEMENTSOF(levels); i++)
+                printf("csv,%u,%.0f,%.3f,%.3f,%.3f\n", levels[i], pct(tp[i], arg_rounds, 0.5),
+                       pct(tp[i], arg_rounds, 0.5) / limit, pct(p50[i], arg_rounds, 0.5) * 1e3,
+                       pct(p99[i], arg_rounds, 0.5) * 1e3);
+
+        Esys_FlushContext(raw.esys, raw.key);
+        Esys_Finalize(&raw.esys);
+        Tss2_TctiLdr_Finalize(&raw.tcti);
+        return 0;
+}
