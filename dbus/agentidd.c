@@ -299,16 +299,20 @@ static int run(int argc, char *argv[]) {
                 return log_error_errno(r, "Exporting the host public key failed: %m");
         memcpy(m.host_kid, keystore_host_key(ks)->kid, KEY_KID_SIZE);
         m.ek_type = keystore_ek_type_to_string(keystore_ek_type(ks));
-        r = keystore_ak_public(ks, &m.ak_public, &m.ak_public_size, m.ak_name);
-        if (r < 0)
-                return log_error_errno(r, "Reading the attestation key failed: %m");
-        r = keystore_ek_public(ks, &m.ek_public, &m.ek_public_size);
-        if (r < 0)
-                return log_error_errno(r, "%s", keystore_last_error(ks));
-        r = keystore_ek_certificate(ks, &m.ek_cert, &m.ek_cert_size);
-        if (r < 0)
-                log_notice("%s; enrollment needs the verifier to trust this EK by other means.",
-                           keystore_last_error(ks));
+        if (keystore_attestation_error(ks))
+                log_warning("Attestation is unavailable: %s. Keys still work.", keystore_attestation_error(ks));
+        else {
+                r = keystore_ak_public(ks, &m.ak_public, &m.ak_public_size, m.ak_name);
+                if (r < 0)
+                        return log_error_errno(r, "Reading the attestation key failed: %m");
+                r = keystore_ek_public(ks, &m.ek_public, &m.ek_public_size);
+                if (r < 0)
+                        return log_error_errno(r, "%s", keystore_last_error(ks));
+                r = keystore_ek_certificate(ks, &m.ek_cert, &m.ek_cert_size);
+                if (r < 0)
+                        log_notice("%s; enrollment needs the verifier to trust this EK by other means.",
+                                   keystore_last_error(ks));
+        }
 
         m.keys = hashmap_new();
         m.exe_cache = exe_cache_new();

@@ -182,6 +182,9 @@ static int method_get_attestation_key(sd_bus_message *msg, void *userdata, sd_bu
         _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
         int r;
 
+        if (!m->ak_public)
+                return sd_bus_error_setf(error, AGENTID_ERROR_TPM_FAILURE,
+                                         "This host has no attestation key (see the agentidd log)");
         r = sd_bus_message_new_method_return(msg, &reply);
         if (r >= 0)
                 r = sd_bus_message_append_array(reply, 'y', m->ak_public, m->ak_public_size);
@@ -296,7 +299,7 @@ static int method_activate_credential(sd_bus_message *msg, void *userdata, sd_bu
                 return r;
         if (ek && !streq(ek, m->ek_type))
                 return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS,
-                                         "The AK is under the %s EK, not '%.8s'", m->ek_type, ek);
+                                         "The AK is under the %s EK, not '%.8s'", m->ek_type ?: "(none)", ek);
 
         r = caller_get_creds(msg, &uid, NULL);
         if (r < 0)

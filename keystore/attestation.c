@@ -406,12 +406,21 @@ static int ak_acquire(Keystore *ks, ESYS_TR *ret) {
         return 0;
 }
 
+static int require_ak(Keystore *ks) {
+        if (ks->ak_error)
+                return keystore_fail(ks, -EOPNOTSUPP, "No attestation key: %s", ks->ak_error);
+        return 0;
+}
+
 int keystore_ak_public(Keystore *ks, uint8_t **ret, size_t *ret_size, uint8_t ret_name[KEY_KID_SIZE]) {
         TPM2B_PUBLIC pub;
         uint8_t buf[sizeof(TPMT_PUBLIC)];
         size_t off = 0;
         int r;
 
+        r = require_ak(ks);
+        if (r < 0)
+                return r;
         r = tpm_unmarshal_public(ks->ak_pub, ks->ak_pub_size, &pub);
         if (r < 0)
                 return r;
@@ -553,7 +562,9 @@ int keystore_attest(Keystore *ks, const KeyRecord *r, const uint8_t certify_data
 
         if (r->state != KEY_STATE_ACTIVE)
                 return keystore_fail(ks, -EKEYREVOKED, "Key '%s' was destroyed", r->name);
-        k = keystore_ensure_connected(ks);
+        k = require_ak(ks);
+        if (k >= 0)
+                k = keystore_ensure_connected(ks);
         if (k < 0)
                 return k;
 
@@ -711,7 +722,9 @@ int keystore_activate_credential(Keystore *ks, const uint8_t *blob, size_t blob_
             off != secret_size)
                 return keystore_fail(ks, -EINVAL, "The encrypted secret is not a TPM2B_ENCRYPTED_SECRET");
 
-        r = keystore_ensure_connected(ks);
+        r = require_ak(ks);
+        if (r >= 0)
+                r = keystore_ensure_connected(ks);
         if (r < 0)
                 return r;
         /* Slots: AK + EK, nothing cached (Part 3 §12.5: activateHandle is the AK, keyHandle the EK). */

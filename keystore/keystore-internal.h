@@ -56,6 +56,7 @@ struct Keystore {
         uint8_t *ak_priv;
         size_t ak_priv_size;
         uint8_t ak_auth[KEY_AUTH_SIZE];
+        char *ak_error;          /* why there is no AK (attestation unavailable), or NULL */
         uint8_t *ak_context;     /* saved context of the loaded AK (valid until the next TPM reset) */
         size_t ak_context_size;
 

@@ -71,6 +71,10 @@ const KeyRecord *keystore_host_key(const Keystore *ks) {
         return ks->host_key;
 }
 
+const char *keystore_attestation_error(const Keystore *ks) {
+        return ks->ak_error;
+}
+
 bool keystore_host_key_replaced(const Keystore *ks) {
         return ks->host_key_replaced;
 }
@@ -1038,6 +1042,7 @@ Keystore *keystore_free(Keystore *ks) {
                 (void) Esys_TR_Close(ks->tpm->esys, &ks->srk_persistent);
         free(ks->srk_context);
         free(ks->ak_context);
+        free(ks->ak_error);
         free(ks->ak_pub);
         if (ks->ak_priv)
                 erase(ks->ak_priv, ks->ak_priv_size);
@@ -1136,9 +1141,15 @@ int keystore_open(const KeystoreOptions *o, Keystore **ret, char *ret_error) {
         if (r < 0)
                 goto fail;
         ks->ek_type = o->ek;
+        /* Signing does not need the AK: a TPM whose EK cannot be used (endorsement password not
+         * given, no EK) still serves keys; attestation then fails with this message. */
         r = keystore_setup_ak(ks);
-        if (r < 0)
-                goto fail;
+        if (r < 0) {
+                ks->ak_error = strdup(ks->last_error);
+                if (!ks->ak_error)
+                        return -ENOMEM;
+                ks->last_error[0] = 0;
+        }
 
         *ret = TAKE_PTR(ks);
         return 0;

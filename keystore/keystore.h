@@ -164,6 +164,8 @@ int keystore_ak_public(Keystore *ks, uint8_t **ret, size_t *ret_size, uint8_t re
 /* The public area (TPMT_PUBLIC) of the EK that parents the AK. */
 int keystore_ek_public(Keystore *ks, uint8_t **ret, size_t *ret_size);
 KeystoreEkType keystore_ek_type(const Keystore *ks);
+/* NULL when attestation works; otherwise why the AK could not be set up at open. */
+const char *keystore_attestation_error(const Keystore *ks);
 
 /* The DER certificate of the EK in use, from its TCG NV index. Return: 0; -ENOENT if none. */
 int keystore_ek_certificate(Keystore *ks, uint8_t **ret, size_t *ret_size);

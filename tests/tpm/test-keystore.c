@@ -871,6 +871,35 @@ static void test_attest(void **state, KeystoreEkType ek) {
         keystore_free(ks);
 }
 
+static void test_attest_needs_endorsement_auth(void **state) {
+        Fixture *f = *state;
+        char file[160];
+        KeystoreEvidence e = {};
+        uint8_t data[32] = {};
+
+        /* The endorsement hierarchy has a password the keystore was not given: the RSA EK's policy
+         * (PolicySecret on that hierarchy) cannot be satisfied, so there is no AK... */
+        const char *argv[] = { "tpm2_changeauth", "-c", "e", "endorse", NULL };
+        assert_int_equal(tpm_sim_run_tool(f->sim, argv), 0);
+        Keystore *ks = open_ok(f);
+        assert_non_null(keystore_attestation_error(ks));
+        KeyRecord *r = create_ok(ks, "still-signs", 1000);
+        sign_and_verify(ks, r, 1);
+        assert_int_equal(keystore_attest(ks, r, data, data, &e), -EOPNOTSUPP);
+        assert_non_null(strstr(keystore_last_error(ks), "attestation key"));
+        keystore_free(ks);
+
+        /* ...until it is given. */
+        write_raw(f->sim->dir, "endorsement-auth", "endorse\n", 8);
+        snprintf(file, sizeof(file), "%s/endorsement-auth", f->sim->dir);
+        f->opts.endorsement_auth_file = file;
+        ks = open_ok(f);
+        assert_null(keystore_attestation_error(ks));
+        check_attestation(ks, r);
+        key_record_free(r);
+        keystore_free(ks);
+}
+
 static void test_attest_rsa_ek(void **state) {
         test_attest(state, KEYSTORE_EK_RSA);
 }
@@ -1034,6 +1063,7 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_owner_hierarchy_cleared, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_attest_rsa_ek, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_attest_ecc_ek, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_attest_needs_endorsement_auth, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_enroll_rsa_ek, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_enroll_ecc_ek, setup, teardown),
         };
