@@ -124,16 +124,14 @@ int write_file_atomic(const char *path, const void *data, size_t size, mode_t mo
         _cleanup_close_ int dir_fd = -EBADF;
         const char *slash = strrchr(path, '/');
 
-        if (!slash)
-                return write_file_atomic_at(AT_FDCWD, path, data, size, mode, flags);
-
-        dir = memdup_cstr(path, (size_t) (slash - path));
+        /* A real directory fd even for "name": the rename must be fsync'd in that directory too. */
+        dir = slash ? memdup_cstr(path, (size_t) (slash - path)) : strdup(".");
         if (!dir)
                 return -ENOMEM;
         dir_fd = open(*dir ? dir : "/", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         if (dir_fd < 0)
                 return -errno;
-        return write_file_atomic_at(dir_fd, slash + 1, data, size, mode, flags);
+        return write_file_atomic_at(dir_fd, slash ? slash + 1 : path, data, size, mode, flags);
 }
 
 /* Read fd to EOF into a new buffer, at most max bytes; hint is the expected size (0: unknown). */

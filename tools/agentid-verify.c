@@ -6,10 +6,15 @@
  *   agentid-verify evidence --nonce=HEX --trusted-ak=FILE [...] EVIDENCE_FILE
  *   agentid-verify platform --nonce=HEX --trusted-ak=FILE [...] EVIDENCE_FILE
  *   agentid-verify receipt --host-key=FILE RECEIPT_FILE
+ *   agentid-verify enroll challenge --ek-ca=FILE... --request=FILE --out=CHALLENGE --state=SECRET_FILE
+ *   agentid-verify enroll finish --state=SECRET_FILE --response=FILE --out=RECORD
  *
  * The verdict is a JSON document on standard output: {"verdict": "valid"|"invalid", "reason",
  * "checks": [{"name", "ok", "detail"}], "claims": {...}} (claims only for a valid verdict). Exit status:
  * 0 valid, 1 invalid, 2 usage or I/O error. See agentid-verify(1) and docs/verifier.md.
+ *
+ * Enrollment (docs/formats.md §7, attest/enroll.h) prints the same shape with an "enrollment" object
+ * instead of "claims"; "invalid" then means the request or the response was refused.
  */
 
 #include <fcntl.h>
@@ -20,8 +25,11 @@
 #include <openssl/x509.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/stat.h>
+#include <time.h>
 
 #include "attest/cose.h"
+#include "attest/enroll.h"
 #include "attest/verify.h"
 #include "common/cbor-util.h"
 #include "common/crypto-util.h"
@@ -51,6 +59,12 @@ static char **arg_workloads;
 static size_t arg_n_workloads;
 static bool arg_require_safe;
 static const char *arg_host_key;
+static char **arg_ek_cas;
+static size_t arg_n_ek_cas;
+static const char *arg_request;
+static const char *arg_response;
+static const char *arg_out;
+static const char *arg_state;
 
 DEFINE_TRIVIAL_CLEANUP_FUNC(AgentidVerifier *, agentid_verifier_free);
 DEFINE_TRIVIAL_CLEANUP_FUNC(AgentidVerdict *, agentid_verdict_free);
@@ -66,11 +80,15 @@ static void help(void) {
                "  platform FILE          Platform evidence (Manager.GetPlatformEvidence); prints the\n"
                "                         certified host key\n"
                "  receipt FILE           Destroy receipt (Key.Destroy), signed by the host key\n"
+               "  enroll challenge       Check an enrollment request (EK certificate chain, EK and AK\n"
+               "                         public areas) and write a credential-activation challenge\n"
+               "  enroll finish          Check the host's response and write the AK record\n"
                "\n"
                "Options for evidence and platform:\n"
                "  --nonce=HEX            The nonce sent with the request (16..64 bytes; required)\n"
-               "  --trusted-ak=FILE      The attestation key's TPMT_PUBLIC as GetAttestationKey returns it\n"
-               "                         (a TPM2B_PUBLIC is accepted too); repeat to trust several\n"
+               "  --trusted-ak=FILE      The attestation key: an AK record from 'enroll finish', or its\n"
+               "                         TPMT_PUBLIC as GetAttestationKey returns it (a TPM2B_PUBLIC is\n"
+               "                         accepted too); repeat to trust several\n"
                "  --now=UNIX             Verify as of this time instead of the system clock\n"
                "  --max-age=SECONDS      How old the evidence's iat may be (default %u)\n"
                "  --pcrs=FILE            Reference PCR values, lines INDEX:HEX (SHA-256, PCRs 0-7)\n"
@@ -79,6 +97,16 @@ static void help(void) {
                "\n"
                "Options for receipt:\n"
                "  --host-key=FILE        The host public key, DER SubjectPublicKeyInfo or PEM\n"
+               "\n"
+               "Options for enroll:\n"
+               "  --ek-ca=FILE           EK certificate CA (PEM or DER): self-signed ones are trusted\n"
+               "                         roots, others intermediates; repeat for several (challenge)\n"
+               "  --request=FILE         The host's enrollment request (challenge)\n"
+               "  --response=FILE        The host's ActivateCredential response (finish)\n"
+               "  --state=SECRET_FILE    The verifier's secret state: created (mode 0600, never\n"
+               "                         overwritten) by challenge, consumed by finish\n"
+               "  --out=FILE             The challenge (challenge) or the AK record (finish)\n"
+               "  --now=UNIX             Time recorded in the state and the record\n"
                "\n"
                "  -h, --help             Show this help\n"
                "      --version          Show the version\n"
@@ -111,7 +139,7 @@ static int parse_uint(const char *s, const char *what, unsigned long long *ret) 
 static int parse_argv(int argc, char *argv[]) {
         enum {
                 ARG_NONCE = 0x100, ARG_TRUSTED_AK, ARG_NOW, ARG_MAX_AGE, ARG_PCRS, ARG_WORKLOAD, ARG_REQUIRE_SAFE,
-                ARG_HOST_KEY, ARG_VERSION,
+                ARG_HOST_KEY, ARG_VERSION, ARG_EK_CA, ARG_REQUEST, ARG_RESPONSE, ARG_OUT, ARG_STATE,
         };
         static const struct option options[] = {
                 { "nonce", required_argument, NULL, ARG_NONCE },
@@ -122,6 +150,11 @@ static int parse_argv(int argc, char *argv[]) {
                 { "workload", required_argument, NULL, ARG_WORKLOAD },
                 { "require-safe", no_argument, NULL, ARG_REQUIRE_SAFE },
                 { "host-key", required_argument, NULL, ARG_HOST_KEY },
+                { "ek-ca", required_argument, NULL, ARG_EK_CA },
+                { "request", required_argument, NULL, ARG_REQUEST },
+                { "response", required_argument, NULL, ARG_RESPONSE },
+                { "out", required_argument, NULL, ARG_OUT },
+                { "state", required_argument, NULL, ARG_STATE },
                 { "help", no_argument, NULL, 'h' },
                 { "version", no_argument, NULL, ARG_VERSION },
                 {},
@@ -163,6 +196,23 @@ static int parse_argv(int argc, char *argv[]) {
                         break;
                 case ARG_HOST_KEY:
                         arg_host_key = optarg;
+                        break;
+                case ARG_EK_CA:
+                        r = push_arg(&arg_ek_cas, &arg_n_ek_cas, optarg);
+                        if (r < 0)
+                                return r;
+                        break;
+                case ARG_REQUEST:
+                        arg_request = optarg;
+                        break;
+                case ARG_RESPONSE:
+                        arg_response = optarg;
+                        break;
+                case ARG_OUT:
+                        arg_out = optarg;
+                        break;
+                case ARG_STATE:
+                        arg_state = optarg;
                         break;
                 case 'h':
                         help();
@@ -255,6 +305,27 @@ static int load_trusted_ak(AgentidVerifier *v, const char *path) {
         r = read_input(path, KEY_FILE_MAX, &buf, &size);
         if (r < 0)
                 return r;
+
+        /* An AK record (docs/formats.md §7.5) starts with a CBOR map head; a TPMT_PUBLIC with its type's
+         * high byte, 0x00. The record's EK certificate was checked at enrollment, not here. */
+        if (enroll_is_cbor_map(buf, size)) {
+                EnrollRecord rec = {};
+                r = enroll_record_parse(buf, size, &rec);
+                if (r == -ENOMEM)
+                        return log_error_errno(r, "Out of memory");
+                if (r < 0)
+                        return log_error_errno(EBADMSG, "%s is not an AK record", path);
+                r = agentid_verifier_add_trusted_ak(v, rec.ak_pub, rec.ak_pub_size);
+                enroll_record_done(&rec);
+                if (r == -EEXIST)
+                        return 0;
+                if (r == -EBADMSG || r == -EINVAL)
+                        return log_error_errno(EBADMSG, "%s: the record's AK is not a TPMT_PUBLIC", path);
+                if (r < 0)
+                        return log_error_errno(r, "Cannot use %s: %m", path);
+                return 0;
+        }
+
         const uint8_t *p = buf;
         size_t n = size;
         /* A TPM2B_PUBLIC (tpm2-tools writes those) is the TPMT_PUBLIC with a 2-byte size in front. A bare
@@ -774,6 +845,233 @@ static int verify_receipt(const char *path) {
         return valid ? EXIT_VALID : EXIT_INVALID;
 }
 
+/* ---- enrollment ------------------------------------------------------------------------------- */
+
+/* The checks of each enrollment step, in the order they run (attest/enroll.h), and what a pass means. */
+static const char *const challenge_checks[] = { "format", "ek_certificate", "ek_public", "ak_attributes" };
+static const char *const finish_checks[] = { "state", "format", "secret" };
+
+static const char *enroll_check_passed(const char *name) {
+        static const struct {
+                const char *name, *detail;
+        } table[] = {
+                { "format", "deterministic CBOR, v1, every key and size as specified" },
+                { "ek_certificate", "EK certificate chains to a given CA" },
+                { "ek_public", "EK public area rebuilt from the certificate and the standard template; the host's copy equals it" },
+                { "ak_attributes", "restricted ECDSA-SHA256 P-256 signing key (fixedTPM, fixedParent, sensitiveDataOrigin)" },
+                { "state", "enroll-state v1" },
+                { "secret", "the TPM released the credential: the AK is resident in the EK's TPM" },
+        };
+        for (size_t i = 0; i < ELEMENTSOF(table); i++)
+                if (streq(table[i].name, name))
+                        return table[i].detail;
+        return "passed";
+}
+
+/* {"verdict", "reason", "checks", "enrollment"}: every check before the failed one passed, the ones
+ * after it were not reached. */
+static int print_enroll(const char *const *names, size_t n, const EnrollError *err, json_t *enrollment) {
+        _cleanup_(json_decrefp) json_t *doc = json_object(), *checks = json_array();
+        bool failed = !doc || !checks, reached = true;
+
+        for (size_t i = 0; i < n; i++) {
+                bool is_failed = err && err->check && streq(err->check, names[i]);
+                if (!reached)
+                        add_check(checks, names[i], false, "not checked: an earlier check failed", &failed);
+                else if (is_failed) {
+                        add_check(checks, names[i], false, err->detail, &failed);
+                        reached = false;
+                } else
+                        add_check(checks, names[i], true, enroll_check_passed(names[i]), &failed);
+        }
+        set(doc, "verdict", json_string(err ? "invalid" : "valid"), &failed);
+        set(doc, "reason", json_string(err ? err->check : "valid"), &failed);
+        set(doc, "checks", json_incref(checks), &failed);
+        set(doc, "enrollment", enrollment ? json_incref(enrollment) : json_object(), &failed);
+        if (failed)
+                return log_error_errno(ENOMEM, "Out of memory");
+        return print_json(doc);
+}
+
+static uint64_t now_seconds(void) {
+        return arg_now ? (uint64_t) arg_now : (uint64_t) time(NULL);
+}
+
+/* Split path into an O_DIRECTORY fd of its directory and its last component. */
+static int open_parent(const char *path, int *ret_fd, const char **ret_name) {
+        const char *slash = strrchr(path, '/');
+        _cleanup_free_ char *dir = NULL;
+        int fd;
+
+        if (!slash)
+                dir = strdup(".");
+        else if (slash == path)
+                dir = strdup("/");
+        else
+                dir = memdup_cstr(path, (size_t) (slash - path));
+        if (!dir)
+                return -ENOMEM;
+        if (!*(slash ? slash + 1 : path))
+                return -EISDIR;
+        fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (fd < 0)
+                return -errno;
+        *ret_fd = fd;
+        *ret_name = slash ? slash + 1 : path;
+        return 0;
+}
+
+/* write_file_atomic() for any path, a bare file name included (its directory is opened here, so
+ * the rename is fsync'd in the right directory). */
+static int write_output(const char *path, const void *data, size_t size, mode_t mode, unsigned flags) {
+        _cleanup_close_ int dir_fd = -EBADF;
+        const char *name = NULL;
+        int r = open_parent(path, &dir_fd, &name);
+        if (r < 0)
+                return r;
+        return write_file_atomic_at(dir_fd, name, data, size, mode, flags);
+}
+
+static int enroll_challenge(void) {
+        _cleanup_(enroll_request_freep) EnrollRequest *req = NULL;
+        _cleanup_free_ uint8_t *request = NULL, *challenge = NULL, *state = NULL;
+        _cleanup_(json_decrefp) json_t *info = json_object();
+        size_t request_size = 0, challenge_size = 0, state_size = 0;
+        EnrollError err = {};
+        struct stat st;
+        bool failed = !info;
+        int r;
+
+        if (arg_n_ek_cas == 0 || !arg_request || !arg_out || !arg_state)
+                return log_error_errno(EINVAL, "enroll challenge needs --ek-ca=, --request=, --out= and --state=");
+        if (arg_response)
+                return log_error_errno(EINVAL, "--response= is for enroll finish");
+        /* The state holds the only copy of a pending secret: never replace it silently. Checked first so
+         * nothing is computed for a run that cannot store its result; the write below is atomic anyway. */
+        if (lstat(arg_state, &st) >= 0)
+                return log_error_errno(EEXIST, "%s exists; finish or remove that enrollment first", arg_state);
+        if (errno != ENOENT)
+                return log_error_errno(errno, "Cannot check %s: %m", arg_state);
+
+        r = read_input(arg_request, ENROLL_DOCUMENT_MAX, &request, &request_size);
+        if (r < 0)
+                return r;
+        r = decode_input(arg_request, &request, &request_size);
+        if (r < 0)
+                return r;
+        r = enroll_check_request(request, request_size, (const char *const *) arg_ek_cas, arg_n_ek_cas, &req, &err);
+        if (r == -EKEYREJECTED || r == -EBADMSG) {
+                r = print_enroll(challenge_checks, ELEMENTSOF(challenge_checks), &err, NULL);
+                return r < 0 ? r : EXIT_INVALID;
+        }
+        if (r < 0 && err.check)
+                return log_error_errno(r, "--ek-ca: %s", err.detail);
+        if (r < 0)
+                return log_error_errno(r, "Cannot check the request: %m");
+
+        r = enroll_make_challenge(req, now_seconds(), &challenge, &challenge_size, &state, &state_size);
+        if (r < 0)
+                return log_error_errno(r, "Cannot make the challenge: %m");
+
+        r = write_output(arg_state, state, state_size, 0600, WRITE_FILE_NOREPLACE);
+        erase(state, state_size);
+        if (r == -EEXIST)
+                return log_error_errno(r, "%s exists; finish or remove that enrollment first", arg_state);
+        if (r < 0)
+                return log_error_errno(r, "Cannot write %s: %m", arg_state);
+        r = write_output(arg_out, challenge, challenge_size, 0644, 0);
+        if (r < 0) {
+                /* A state without its challenge is of no use; leave nothing behind. */
+                (void) unlink(arg_state);
+                return log_error_errno(r, "Cannot write %s: %m", arg_out);
+        }
+
+        set(info, "host_id", json_string(req->host_id), &failed);
+        set(info, "ak_name", json_hex(req->ak_name, sizeof(req->ak_name)), &failed);
+        set(info, "ek", json_string(enroll_ek_type_to_string(req->ek_type)), &failed);
+        set(info, "ek_name", json_hex(req->ek_name, req->ek_name_size), &failed);
+        set(info, "ek_subject", json_string(req->ek_subject), &failed);
+        set(info, "challenge", json_string(arg_out), &failed);
+        set(info, "state", json_string(arg_state), &failed);
+        if (failed)
+                return log_error_errno(ENOMEM, "Out of memory");
+        r = print_enroll(challenge_checks, ELEMENTSOF(challenge_checks), NULL, info);
+        return r < 0 ? r : EXIT_VALID;
+}
+
+static int enroll_finish_cmd(void) {
+        _cleanup_free_ uint8_t *state = NULL, *response = NULL, *record = NULL;
+        _cleanup_(json_decrefp) json_t *info = json_object();
+        _cleanup_close_ int dir_fd = -EBADF;
+        size_t state_size = 0, response_size = 0, record_size = 0;
+        EnrollRecord rec = {};
+        EnrollError err = {};
+        const char *state_name = NULL;
+        bool failed = !info;
+        int r;
+
+        if (!arg_state || !arg_response || !arg_out)
+                return log_error_errno(EINVAL, "enroll finish needs --state=, --response= and --out=");
+        if (arg_n_ek_cas || arg_request)
+                return log_error_errno(EINVAL, "--ek-ca= and --request= are for enroll challenge");
+
+        r = read_input(arg_state, ENROLL_DOCUMENT_MAX, &state, &state_size);
+        if (r < 0)
+                return r;
+        r = read_input(arg_response, ENROLL_DOCUMENT_MAX, &response, &response_size);
+        if (r < 0)
+                goto finish;
+        r = decode_input(arg_response, &response, &response_size);
+        if (r < 0)
+                goto finish;
+
+        r = enroll_finish(state, state_size, response, response_size, now_seconds(), &record, &record_size, &err);
+        if (r == -EKEYREJECTED || r == -EBADMSG) {
+                r = print_enroll(finish_checks, ELEMENTSOF(finish_checks), &err, NULL);
+                r = r < 0 ? r : EXIT_INVALID;
+                goto finish;
+        }
+        if (r < 0) {
+                r = log_error_errno(r, "Cannot finish the enrollment: %m");
+                goto finish;
+        }
+
+        /* The state is consumed before the record exists: a replayed response then finds no state, and
+         * a crash in between loses the enrollment (run it again) but never leaves a reusable secret. */
+        r = open_parent(arg_state, &dir_fd, &state_name);
+        if (r >= 0)
+                r = wipe_file_at(dir_fd, state_name);
+        if (r < 0) {
+                r = log_error_errno(r, "Cannot remove %s (no record written): %m", arg_state);
+                goto finish;
+        }
+        r = write_output(arg_out, record, record_size, 0644, 0);
+        if (r < 0) {
+                r = log_error_errno(r, "Cannot write %s: %m", arg_out);
+                goto finish;
+        }
+
+        r = enroll_record_parse(record, record_size, &rec);
+        if (r < 0) {
+                r = log_error_errno(r, "Cannot read back the record: %m");
+                goto finish;
+        }
+        set(info, "host_id", json_string(rec.host_id), &failed);
+        set(info, "ak_name", json_hex(rec.ak_name, sizeof(rec.ak_name)), &failed);
+        set(info, "time", json_uint(rec.time), &failed);
+        set(info, "record", json_string(arg_out), &failed);
+        enroll_record_done(&rec);
+        if (failed) {
+                r = log_error_errno(ENOMEM, "Out of memory");
+                goto finish;
+        }
+        r = print_enroll(finish_checks, ELEMENTSOF(finish_checks), NULL, info);
+        r = r < 0 ? r : EXIT_VALID;
+finish:
+        erase(state, state_size);
+        return r;
+}
+
 int main(int argc, char *argv[]) {
         int r;
 
@@ -789,7 +1087,24 @@ int main(int argc, char *argv[]) {
         }
 
         const char *verb = argv[optind], *path = argv[optind + 1];
-        if (streq(verb, "evidence"))
+        bool enroll_options = arg_n_ek_cas || arg_request || arg_response || arg_out || arg_state;
+        if (streq(verb, "enroll")) {
+                if (arg_nonce || arg_n_trusted_aks || arg_pcrs || arg_n_workloads || arg_require_safe || arg_host_key ||
+                    arg_max_age != AGENTID_DEFAULT_MAX_AGE) {
+                        log_error("Verification options do not apply to enroll; see --help.");
+                        r = -EINVAL;
+                } else if (streq(path, "challenge"))
+                        r = enroll_challenge();
+                else if (streq(path, "finish"))
+                        r = enroll_finish_cmd();
+                else {
+                        log_error("Unknown enroll step '%s': challenge or finish.", path);
+                        r = -EINVAL;
+                }
+        } else if (enroll_options) {
+                log_error("--ek-ca=, --request=, --response=, --out= and --state= are for enroll; see --help.");
+                r = -EINVAL;
+        } else if (streq(verb, "evidence"))
                 r = verify_evidence(false, path);
         else if (streq(verb, "platform"))
                 r = verify_evidence(true, path);
@@ -805,5 +1120,6 @@ int main(int argc, char *argv[]) {
 finish:
         free(arg_trusted_aks);
         free(arg_workloads);
+        free(arg_ek_cas);
         return r;
 }

@@ -61,6 +61,18 @@ static void test_atomic_write(void **state) {
         assert_int_equal(write_file_atomic_at(dir_fd, "f", "x", 1, 0600, WRITE_FILE_NOREPLACE), -EEXIST);
         assert_int_equal(count_entries(), 1);
         assert_int_equal(write_file_atomic_at(dir_fd, "a/b", "x", 1, 0600, 0), -EINVAL);
+
+        /* By path, with and without a directory part (a bare name is relative to the cwd). */
+        char path[128], cwd[4096];
+        snprintf(path, sizeof(path), "%s/by-path", dir);
+        assert_int_equal(write_file_atomic(path, "p", 1, 0600, 0), 0);
+        assert_non_null(getcwd(cwd, sizeof(cwd)));
+        assert_int_equal(chdir(dir), 0);
+        assert_int_equal(write_file_atomic("bare", "b", 1, 0600, 0), 0);
+        assert_int_equal(chdir(cwd), 0);
+        assert_int_equal(faccessat(dir_fd, "bare", F_OK, 0), 0);
+        assert_int_equal(unlinkat(dir_fd, "bare", 0), 0);
+        assert_int_equal(unlinkat(dir_fd, "by-path", 0), 0);
         assert_int_equal(write_file_atomic_at(dir_fd, "", "x", 1, 0600, 0), -EINVAL);
 }
 
