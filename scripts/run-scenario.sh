@@ -57,6 +57,24 @@ start_bus
 start_daemon "$bdir"
 "$ctl" status
 
+step "1b. A verifier enrolls this host's attestation key against the TPM's EK certificate"
+# swtpm's EK certificates come from a local CA made with the TPM: it plays the TPM manufacturer here.
+ca="$AGENTID_TMP/tpm-template/ca/var/lib/swtpm-localca"
+mkdir -p "$AGENTID_TMP/verifier"
+"$ctl" enroll request --output="$AGENTID_TMP/enroll-request.cbor"
+"$verify" enroll challenge --ek-ca="$ca/swtpm-localca-rootca-cert.pem" --ek-ca="$ca/issuercert.pem" \
+        --request="$AGENTID_TMP/enroll-request.cbor" --out="$AGENTID_TMP/challenge.cbor" \
+        --state="$AGENTID_TMP/verifier/enroll.state" >/dev/null
+"$ctl" enroll respond --challenge="$AGENTID_TMP/challenge.cbor" --output="$AGENTID_TMP/response.cbor"
+"$verify" enroll finish --state="$AGENTID_TMP/verifier/enroll.state" --response="$AGENTID_TMP/response.cbor" \
+        --out="$AGENTID_TMP/ak.record" | /usr/bin/python3 -c 'import json, sys
+d = json.load(sys.stdin)
+assert d["verdict"] == "valid", d
+print("AK enrolled: the TPM that owns the certified EK released the credential")'
+# The record is what verifiers trust from now on (--trusted-ak accepts it).
+ak="$AGENTID_TMP/ak.record"
+chmod 0644 "$ak"
+
 step "2. The admin creates an identity for each agent, with an accountable owner"
 "$ctl" create planner --owner="research-platform@example.com" --user-name=$PLANNER --ttl=86400 \
         --description="plans supplier payments"
@@ -81,19 +99,17 @@ as $PAYMENTS openssl dgst -sha256 -verify "$AGENTID_TMP/planner.pem" \
         -signature "$AGENTID_TMP/$PLANNER/request.sig" "$AGENTID_TMP/$PLANNER/request.json"
 
 step "4b. ...and checks that the key lives in this host's TPM: fresh evidence for its own nonce"
-# A real deployment enrolls the AK once against the TPM's EK certificate; here the admin hands it over.
-"$ctl" attestation-key --output="$AGENTID_TMP/ak.tpmt"
 nonce=$(openssl rand -hex 32)
 as $PLANNER "$ctl" attest planner --nonce="$nonce" --task-id=task-7f3a --output="$AGENTID_TMP/$PLANNER/evidence.cbor"
-as $PAYMENTS "$verify" evidence --nonce="$nonce" --trusted-ak="$AGENTID_TMP/ak.tpmt" \
+as $PAYMENTS "$verify" evidence --nonce="$nonce" --trusted-ak="$ak" \
         "$AGENTID_TMP/$PLANNER/evidence.cbor" | summary sub owner task_id workload.uid workload.exe_path tpm.reset_count
 "$ctl" public-key planner --format=der --output="$AGENTID_TMP/planner.der"
-as $PAYMENTS "$verify" evidence --nonce="$nonce" --trusted-ak="$AGENTID_TMP/ak.tpmt" \
+as $PAYMENTS "$verify" evidence --nonce="$nonce" --trusted-ak="$ak" \
         "$AGENTID_TMP/$PLANNER/evidence.cbor" | /usr/bin/python3 -c 'import json, sys
 certified = bytes.fromhex(json.load(sys.stdin)["claims"]["public_key"])
 assert certified == open(sys.argv[1], "rb").read(), "evidence certifies another key"
 print("  the TPM-certified key is the key that signed the request")' "$AGENTID_TMP/planner.der"
-if as $PAYMENTS "$verify" evidence --nonce="$(openssl rand -hex 32)" --trusted-ak="$AGENTID_TMP/ak.tpmt" \
+if as $PAYMENTS "$verify" evidence --nonce="$(openssl rand -hex 32)" --trusted-ak="$ak" \
         "$AGENTID_TMP/$PLANNER/evidence.cbor" >/dev/null; then
         die "evidence verified for another nonce"
 fi
@@ -124,7 +140,7 @@ step "7. payments retires: the admin destroys its key and gets a signed receipt"
 # Which key signs receipts? Platform evidence certifies the host key in the same TPM.
 nonce=$(openssl rand -hex 32)
 "$ctl" platform-evidence --nonce="$nonce" --output="$AGENTID_TMP/platform.cbor"
-"$verify" platform --nonce="$nonce" --trusted-ak="$AGENTID_TMP/ak.tpmt" "$AGENTID_TMP/platform.cbor" |
+"$verify" platform --nonce="$nonce" --trusted-ak="$ak" "$AGENTID_TMP/platform.cbor" |
         /usr/bin/python3 -c 'import json, sys
 d = json.load(sys.stdin)
 assert d["verdict"] == "valid", d["reason"]
