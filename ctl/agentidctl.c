@@ -710,15 +710,27 @@ static int verb_enroll_request(sd_bus *bus) {
                         r = sd_bus_message_enter_container(reply, 'v', "a(sayay)");
                         if (r >= 0)
                                 r = sd_bus_message_enter_container(reply, 'a', "(sayay)");
-                        if (r >= 0)
-                                r = sd_bus_message_enter_container(reply, 'r', "sayay");
-                        if (r >= 0)
-                                r = sd_bus_message_read(reply, "s", &alg);
-                        if (r >= 0)
-                                r = sd_bus_message_read_array(reply, 'y', &ek_pub, &ek_pub_size);
-                        if (r >= 0)
-                                r = sd_bus_message_read_array(reply, 'y', &ek_cert, &ek_cert_size);
-                        for (int i = 0; i < 3 && r >= 0; i++)
+                        /* The AK's parent comes first; the others are read past. */
+                        while (r >= 0 && (r = sd_bus_message_enter_container(reply, 'r', "sayay")) > 0) {
+                                const char *a;
+                                const void *p, *c;
+                                size_t np, nc;
+                                r = sd_bus_message_read(reply, "s", &a);
+                                if (r >= 0)
+                                        r = sd_bus_message_read_array(reply, 'y', &p, &np);
+                                if (r >= 0)
+                                        r = sd_bus_message_read_array(reply, 'y', &c, &nc);
+                                if (r >= 0 && !alg) {
+                                        alg = a;
+                                        ek_pub = p;
+                                        ek_pub_size = np;
+                                        ek_cert = c;
+                                        ek_cert_size = nc;
+                                }
+                                if (r >= 0)
+                                        r = sd_bus_message_exit_container(reply);
+                        }
+                        for (int i = 0; i < 2 && r >= 0; i++)
                                 r = sd_bus_message_exit_container(reply);
                 } else if (r >= 0)
                         r = sd_bus_message_skip(reply, "v");

@@ -179,6 +179,28 @@ static int load_keys(Manager *m, Keystore *ks) {
         return 0;
 }
 
+/* The EK public areas and certificates for GetAttestationKey: the AK's parent first (it must be
+ * there), then the other type if the TPM has one provisioned. */
+static int load_eks(Manager *m, Keystore *ks) {
+        KeystoreEkType parent = keystore_ek_type(ks);
+        KeystoreEkType types[] = { parent, parent == KEYSTORE_EK_RSA ? KEYSTORE_EK_ECC : KEYSTORE_EK_RSA };
+
+        for (size_t i = 0; i < ELEMENTSOF(types); i++) {
+                typeof(m->eks[0]) *e = &m->eks[m->n_eks];
+                int r = keystore_ek_public(ks, types[i], &e->pub, &e->pub_size);
+                if (r < 0) {
+                        if (i == 0)
+                                return log_error_errno(r, "%s", keystore_last_error(ks));
+                        continue;
+                }
+                e->type = keystore_ek_type_to_string(types[i]);
+                if (keystore_ek_certificate(ks, types[i], &e->cert, &e->cert_size) < 0)
+                        log_notice("%s; verifiers must trust this EK by other means.", keystore_last_error(ks));
+                m->n_eks++;
+        }
+        return 0;
+}
+
 static int on_jobs_done(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
         Manager *m = userdata;
 
@@ -232,8 +254,10 @@ static void manager_done(Manager *m) {
         m->exe_cache = exe_cache_free(m->exe_cache);
         free(m->host_public_der);
         free(m->ak_public);
-        free(m->ek_public);
-        free(m->ek_cert);
+        for (unsigned i = 0; i < m->n_eks; i++) {
+                free(m->eks[i].pub);
+                free(m->eks[i].cert);
+        }
         free(m->admin_group);
         m->bus = sd_bus_flush_close_unref(m->bus);
         m->event = sd_event_unref(m->event);
@@ -305,13 +329,9 @@ static int run(int argc, char *argv[]) {
                 r = keystore_ak_public(ks, &m.ak_public, &m.ak_public_size, m.ak_name);
                 if (r < 0)
                         return log_error_errno(r, "Reading the attestation key failed: %m");
-                r = keystore_ek_public(ks, &m.ek_public, &m.ek_public_size);
+                r = load_eks(&m, ks);
                 if (r < 0)
-                        return log_error_errno(r, "%s", keystore_last_error(ks));
-                r = keystore_ek_certificate(ks, &m.ek_cert, &m.ek_cert_size);
-                if (r < 0)
-                        log_notice("%s; enrollment needs the verifier to trust this EK by other means.",
-                                   keystore_last_error(ks));
+                        return r;
         }
 
         m.keys = hashmap_new();

@@ -192,7 +192,7 @@ static int method_get_attestation_key(sd_bus_message *msg, void *userdata, sd_bu
                 r = sd_bus_message_append_array(reply, 'y', m->ak_name, sizeof(m->ak_name));
         if (r >= 0)
                 r = sd_bus_message_open_container(reply, 'a', "{sv}");
-        /* eks: (algorithm, EK public area, DER certificate); certificates come with enrollment. */
+        /* eks: (algorithm, EK public area, DER certificate or empty), the AK's parent first. */
         if (r >= 0)
                 r = sd_bus_message_open_container(reply, 'e', "sv");
         if (r >= 0)
@@ -201,15 +201,18 @@ static int method_get_attestation_key(sd_bus_message *msg, void *userdata, sd_bu
                 r = sd_bus_message_open_container(reply, 'v', "a(sayay)");
         if (r >= 0)
                 r = sd_bus_message_open_container(reply, 'a', "(sayay)");
-        if (r >= 0)
+        for (unsigned i = 0; i < m->n_eks && r >= 0; i++) {
                 r = sd_bus_message_open_container(reply, 'r', "sayay");
-        if (r >= 0)
-                r = sd_bus_message_append(reply, "s", m->ek_type);
-        if (r >= 0)
-                r = sd_bus_message_append_array(reply, 'y', m->ek_public, m->ek_public_size);
-        if (r >= 0)
-                r = sd_bus_message_append_array(reply, 'y', m->ek_cert, m->ek_cert_size);
-        for (int i = 0; i < 4 && r >= 0; i++)
+                if (r >= 0)
+                        r = sd_bus_message_append(reply, "s", m->eks[i].type);
+                if (r >= 0)
+                        r = sd_bus_message_append_array(reply, 'y', m->eks[i].pub, m->eks[i].pub_size);
+                if (r >= 0)
+                        r = sd_bus_message_append_array(reply, 'y', m->eks[i].cert, m->eks[i].cert_size);
+                if (r >= 0)
+                        r = sd_bus_message_close_container(reply);
+        }
+        for (int i = 0; i < 3 && r >= 0; i++)
                 r = sd_bus_message_close_container(reply);
         if (r >= 0)
                 r = sd_bus_message_append(reply, "{sv}", "ak_parent", "s", m->ek_type);

@@ -96,11 +96,15 @@ struct Manager {
         uint8_t *ak_public;      /* TPMT_PUBLIC */
         size_t ak_public_size;
         uint8_t ak_name[KEY_KID_SIZE];
-        uint8_t *ek_public;      /* TPMT_PUBLIC of the EK that parents the AK */
-        size_t ek_public_size;
-        const char *ek_type;     /* "rsa" or "ecc" */
-        uint8_t *ek_cert;        /* DER EK certificate from NV, or NULL */
-        size_t ek_cert_size;
+        const char *ek_type;     /* "rsa" or "ecc": the AK's parent */
+        struct {
+                const char *type;
+                uint8_t *pub;    /* TPMT_PUBLIC */
+                size_t pub_size;
+                uint8_t *cert;   /* DER certificate from NV, or NULL */
+                size_t cert_size;
+        } eks[2];                /* the AK's parent first, then the other type if provisioned */
+        unsigned n_eks;
 
         unsigned n_pending;      /* jobs queued or running */
         bool stopping;

@@ -123,11 +123,12 @@ static int persistent_object(Keystore *ks, TPM2_HANDLE handle, ESYS_TR *ret, TPM
         return 0;
 }
 
-/* The EK of the configured type: persistent if provisioned, else re-created from its template. */
-static int ek_acquire(Keystore *ks, ESYS_TR *ret, bool *ret_transient, TPM2B_PUBLIC **ret_pub) {
+/* The EK of a type: persistent if provisioned, else (if allowed) re-created from its template. */
+static int ek_acquire_type(Keystore *ks, KeystoreEkType type, bool allow_create, ESYS_TR *ret, bool *ret_transient,
+                           TPM2B_PUBLIC **ret_pub) {
         static const TPM2_HANDLE rsa[] = { EK_RSA_PERSISTENT }, ecc[] = { EK_ECC_PERSISTENT_HIGH, EK_ECC_PERSISTENT_LOW };
-        const TPM2_HANDLE *candidates = ks->ek_type == KEYSTORE_EK_RSA ? rsa : ecc;
-        size_t n = ks->ek_type == KEYSTORE_EK_RSA ? ELEMENTSOF(rsa) : ELEMENTSOF(ecc);
+        const TPM2_HANDLE *candidates = type == KEYSTORE_EK_RSA ? rsa : ecc;
+        size_t n = type == KEYSTORE_EK_RSA ? ELEMENTSOF(rsa) : ELEMENTSOF(ecc);
         int r;
 
         for (size_t i = 0; i < n; i++) {
@@ -135,7 +136,7 @@ static int ek_acquire(Keystore *ks, ESYS_TR *ret, bool *ret_transient, TPM2B_PUB
                 if (r == -ENODEV || r == -ENXIO)
                         return r;
                 if (r >= 0) {
-                        TPMI_ALG_PUBLIC want = ks->ek_type == KEYSTORE_EK_RSA ? TPM2_ALG_RSA : TPM2_ALG_ECC;
+                        TPMI_ALG_PUBLIC want = type == KEYSTORE_EK_RSA ? TPM2_ALG_RSA : TPM2_ALG_ECC;
                         if ((*ret_pub)->publicArea.type == want &&
                             ((*ret_pub)->publicArea.objectAttributes & TPMA_OBJECT_RESTRICTED) &&
                             ((*ret_pub)->publicArea.objectAttributes & TPMA_OBJECT_DECRYPT)) {
@@ -148,6 +149,9 @@ static int ek_acquire(Keystore *ks, ESYS_TR *ret, bool *ret_transient, TPM2B_PUB
                 }
         }
 
+        if (!allow_create)
+                return -ENOENT;
+
         /* No provisioned EK: the template makes the same key every time (it is a primary key). */
         _cleanup_esys_ TPM2B_CREATION_DATA *cd = NULL;
         _cleanup_esys_ TPM2B_DIGEST *ch = NULL;
@@ -157,7 +161,7 @@ static int ek_acquire(Keystore *ks, ESYS_TR *ret, bool *ret_transient, TPM2B_PUB
         TPM2B_DATA outside = {};
         TPML_PCR_SELECTION pcrs = {};
 
-        ek_template(ks->ek_type, &template);
+        ek_template(type, &template);
         r = TPM_CALL(ks->tpm, "TPM2_CreatePrimary (EK)",
                      Esys_CreatePrimary(ks->tpm->esys, ESYS_TR_RH_ENDORSEMENT, ESYS_TR_PASSWORD, ESYS_TR_NONE,
                                         ESYS_TR_NONE, &sens, &template, &outside, &pcrs, ret, ret_pub, &cd, &ch, &ct));
@@ -165,6 +169,11 @@ static int ek_acquire(Keystore *ks, ESYS_TR *ret, bool *ret_transient, TPM2B_PUB
                 return r;
         *ret_transient = true;
         return 0;
+}
+
+/* The EK that parents the AK (--ek). */
+static int ek_acquire(Keystore *ks, ESYS_TR *ret, bool *ret_transient, TPM2B_PUBLIC **ret_pub) {
+        return ek_acquire_type(ks, ks->ek_type, true, ret, ret_transient, ret_pub);
 }
 
 static void ek_release(Keystore *ks, ESYS_TR *h, bool transient) {
@@ -602,7 +611,7 @@ int keystore_attest(Keystore *ks, const KeyRecord *r, const uint8_t certify_data
         return 0;
 }
 
-int keystore_ek_public(Keystore *ks, uint8_t **ret, size_t *ret_size) {
+int keystore_ek_public(Keystore *ks, KeystoreEkType type, uint8_t **ret, size_t *ret_size) {
         _cleanup_esys_ TPM2B_PUBLIC *pub = NULL;
         ESYS_TR ek = ESYS_TR_NONE;
         bool transient = false;
@@ -614,7 +623,10 @@ int keystore_ek_public(Keystore *ks, uint8_t **ret, size_t *ret_size) {
         if (r >= 0)
                 r = keystore_cache_make_room(ks, KEYSTORE_MAX_LOADED - 1);
         if (r >= 0)
-                r = ek_acquire(ks, &ek, &transient, &pub);
+                /* Only the AK's parent is re-created from its template; the other type only if provisioned. */
+                r = ek_acquire_type(ks, type, type == ks->ek_type, &ek, &transient, &pub);
+        if (r == -ENOENT)
+                return keystore_fail(ks, r, "No %s EK is provisioned", keystore_ek_type_to_string(type));
         if (r < 0)
                 return keystore_fail_tpm(ks, r, "Reading the EK");
         ek_release(ks, &ek, transient);
@@ -686,10 +698,10 @@ static int nv_read_all(Keystore *ks, TPM2_HANDLE index, uint8_t **ret, size_t *r
         return 0;
 }
 
-int keystore_ek_certificate(Keystore *ks, uint8_t **ret, size_t *ret_size) {
+int keystore_ek_certificate(Keystore *ks, KeystoreEkType type, uint8_t **ret, size_t *ret_size) {
         static const TPM2_HANDLE rsa[] = { EK_CERT_NV_RSA }, ecc[] = { EK_CERT_NV_ECC_P384, EK_CERT_NV_ECC_P256 };
-        const TPM2_HANDLE *list = ks->ek_type == KEYSTORE_EK_RSA ? rsa : ecc;
-        size_t n = ks->ek_type == KEYSTORE_EK_RSA ? ELEMENTSOF(rsa) : ELEMENTSOF(ecc);
+        const TPM2_HANDLE *list = type == KEYSTORE_EK_RSA ? rsa : ecc;
+        size_t n = type == KEYSTORE_EK_RSA ? ELEMENTSOF(rsa) : ELEMENTSOF(ecc);
         int r = keystore_ensure_connected(ks);
 
         for (size_t i = 0; r >= 0 && i < n; i++) {
@@ -699,7 +711,7 @@ int keystore_ek_certificate(Keystore *ks, uint8_t **ret, size_t *ret_size) {
         }
         if (r < 0)
                 return keystore_fail(ks, r == -ENODEV || r == -ENXIO ? r : -ENOENT,
-                                     "No EK certificate in NV for the %s EK", keystore_ek_type_to_string(ks->ek_type));
+                                     "No EK certificate in NV for the %s EK", keystore_ek_type_to_string(type));
         return 0;
 }
 

@@ -161,14 +161,15 @@ int keystore_attest(Keystore *ks, const KeyRecord *r, const uint8_t certify_data
 
 /* The AK's public area (TPMT_PUBLIC, no size prefix) and Name. */
 int keystore_ak_public(Keystore *ks, uint8_t **ret, size_t *ret_size, uint8_t ret_name[KEY_KID_SIZE]);
-/* The public area (TPMT_PUBLIC) of the EK that parents the AK. */
-int keystore_ek_public(Keystore *ks, uint8_t **ret, size_t *ret_size);
+/* The public area (TPMT_PUBLIC) of an EK: the AK's parent (re-created from its template if it is not
+ * provisioned), or the other type if provisioned (-ENOENT if not). */
+int keystore_ek_public(Keystore *ks, KeystoreEkType type, uint8_t **ret, size_t *ret_size);
 KeystoreEkType keystore_ek_type(const Keystore *ks);
 /* NULL when attestation works; otherwise why the AK could not be set up at open. */
 const char *keystore_attestation_error(const Keystore *ks);
 
-/* The DER certificate of the EK in use, from its TCG NV index. Return: 0; -ENOENT if none. */
-int keystore_ek_certificate(Keystore *ks, uint8_t **ret, size_t *ret_size);
+/* The DER certificate of an EK type, from its TCG NV index. Return: 0; -ENOENT if none. */
+int keystore_ek_certificate(Keystore *ks, KeystoreEkType type, uint8_t **ret, size_t *ret_size);
 
 /*
  * keystore_activate_credential() - TPM2_ActivateCredential with the AK and the EK (enrollment)

@@ -549,9 +549,13 @@ class MainTests(SharedStackTestCase):
         self.assertEqual(tpm['quote'][:6], bytes.fromhex('ff5443478018'))
         if expected_key_pub is not None:
             self.assertEqual(tpm[key_pub_field], expected_key_pub)
+        # swtpm has both EKs provisioned, with certificates; the AK's parent (rsa by default) comes first.
         eks = h.unwrap(info["eks"])
-        self.assertEqual(len(eks), 1)
-        self.assertIn(eks[0][0], ('rsa', 'ecc'))
+        self.assertEqual([e[0] for e in eks], ['rsa', 'ecc'])
+        self.assertEqual(h.unwrap(info['ak_parent']), 'rsa')
+        for alg, pub, cert in eks:
+            self.assertGreater(len(bytes(pub)), 64)
+            self.assertEqual(bytes(cert)[0], 0x30)  # DER SEQUENCE
 
     def test_attest(self):
         st = self.stack

@@ -971,7 +971,7 @@ static void test_enroll_tpm_side(void **state, KeystoreEkType ek) {
         char path[200], hexname[2 * KEY_KID_SIZE + 1];
 
         /* The EK certificate swtpm_setup stored in NV (chunked reads). */
-        assert_int_equal(keystore_ek_certificate(ks, &cert, &cert_size), 0);
+        assert_int_equal(keystore_ek_certificate(ks, ek, &cert, &cert_size), 0);
         const unsigned char *p = cert;
         X509 *x = d2i_X509(NULL, &p, (long) cert_size);
         assert_non_null(x);
@@ -979,7 +979,7 @@ static void test_enroll_tpm_side(void **state, KeystoreEkType ek) {
         X509_free(x);
 
         /* MakeCredential by tpm2-tools in software, for our AK's Name and our EK's public area. */
-        assert_int_equal(keystore_ek_public(ks, &ek_area, &ek_size), 0);
+        assert_int_equal(keystore_ek_public(ks, ek, &ek_area, &ek_size), 0);
         assert_int_equal(keystore_ak_public(ks, &ak, &ak_size, name), 0);
         uint8_t tpm2b[2048];
         tpm2b[0] = (uint8_t) (ek_size >> 8);
