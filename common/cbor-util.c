@@ -331,9 +331,11 @@ static int validate_map(Validator *v, const Head *h, unsigned depth) {
 }
 
 static int validate_tag(Validator *v, const Head *h) {
-        if (h->ai < AI_1BYTE && h->arg >= LIBCBOR_BAD_TAG_MIN && h->arg <= LIBCBOR_BAD_TAG_MAX)
+        /* Refused in every width: libcbor 0.8 cannot decode the one-byte form, and a wider form (d8 12)
+         * would re-encode as the one-byte form, so what we accept could not round-trip. */
+        if (h->arg >= LIBCBOR_BAD_TAG_MIN && h->arg <= LIBCBOR_BAD_TAG_MAX)
                 return fail(v, -EBADMSG, h->offset,
-                            "one-byte tag 6..20 (libcbor 0.8 cannot decode it; strip it first)");
+                            "tag 6..20 (libcbor 0.8 cannot decode it; strip it first)");
 
         for (size_t i = 0; i < v->limits->n_tags; i++)
                 if (v->limits->tags[i] == h->arg)

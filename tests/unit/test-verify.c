@@ -815,7 +815,7 @@ static void test_every_check_negative(void **state) {
 static void test_valid_agent(void **state) {
         _cleanup_(agentid_verifier_freep) AgentidVerifier *v = verifier_default();
         _cleanup_(agentid_verdict_freep) AgentidVerdict *d = NULL;
-        _cleanup_free_ uint8_t *ev = NULL, *spki = NULL;
+        _cleanup_free_ uint8_t *ev = NULL;
         unsigned char *der = NULL;
         FakeSpec spec;
         size_t size = 0;
