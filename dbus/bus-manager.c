@@ -242,10 +242,14 @@ static int method_get_platform_evidence(sd_bus_message *msg, void *userdata, sd_
         if (nonce_size < EVIDENCE_NONCE_MIN || nonce_size > EVIDENCE_NONCE_MAX)
                 return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS, "The nonce must be %u..%u bytes, got %zu",
                                          EVIDENCE_NONCE_MIN, EVIDENCE_NONCE_MAX, nonce_size);
-        /* Anyone may ask; the uid only picks the fair-share queue, which also bounds a flood. */
+        /* Anyone may ask, within a per-uid rate; the uid also picks the fair-share queue. */
         r = caller_get_creds(msg, &uid, NULL);
         if (r < 0)
                 return sd_bus_error_setf(error, SD_BUS_ERROR_ACCESS_DENIED, "Cannot determine the caller's identity");
+        if (!manager_rate_allow(m, uid))
+                return sd_bus_error_setf(error, AGENTID_ERROR_RATE_LIMITED,
+                                         "Platform evidence is limited to %.0f requests per second per uid (burst %.0f)",
+                                         EVIDENCE_RATE_PER_SEC, EVIDENCE_RATE_BURST);
         r = manager_client_for_message(m, msg, &client, error);
         if (r < 0)
                 return r;

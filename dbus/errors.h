@@ -17,6 +17,7 @@
 #define AGENTID_ERROR_KEY_DESTROYED "org.agentid1.Error.KeyDestroyed"
 #define AGENTID_ERROR_KEY_UNUSABLE "org.agentid1.Error.KeyUnusable"
 #define AGENTID_ERROR_BUSY "org.agentid1.Error.Busy"
+#define AGENTID_ERROR_RATE_LIMITED "org.agentid1.Error.RateLimited"
 #define AGENTID_ERROR_TPM_UNAVAILABLE "org.agentid1.Error.TpmUnavailable"
 #define AGENTID_ERROR_TPM_FAILURE "org.agentid1.Error.TpmFailure"
 #define AGENTID_ERROR_STORAGE_FAILURE "org.agentid1.Error.StorageFailure"

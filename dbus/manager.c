@@ -246,6 +246,33 @@ int manager_submit(Manager *m, Job *j, sd_bus_error *error) {
         return 1;
 }
 
+bool manager_rate_allow(Manager *m, uid_t uid) {
+        struct timespec ts;
+        RateBucket *b = NULL, *oldest = NULL;
+
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        uint64_t now = (uint64_t) ts.tv_sec * USEC_PER_SEC + (uint64_t) ts.tv_nsec / 1000;
+
+        for (unsigned i = 0; i < m->n_rate && !b; i++) {
+                if (m->rate[i].uid == uid)
+                        b = &m->rate[i];
+                else if (!oldest || m->rate[i].last_usec < oldest->last_usec)
+                        oldest = &m->rate[i];
+        }
+        if (!b) {
+                /* A full table forgets the uid seen least recently (it starts again with a full bucket). */
+                b = m->n_rate < RATE_BUCKETS_MAX ? &m->rate[m->n_rate++] : oldest;
+                *b = (RateBucket) { .uid = uid, .tokens = EVIDENCE_RATE_BURST, .last_usec = now };
+        }
+        b->tokens = MIN(EVIDENCE_RATE_BURST, b->tokens + (double) (now - b->last_usec) / USEC_PER_SEC *
+                                                                 EVIDENCE_RATE_PER_SEC);
+        b->last_usec = now;
+        if (b->tokens < 1.0)
+                return false;
+        b->tokens -= 1.0;
+        return true;
+}
+
 void manager_maybe_exit(Manager *m) {
         if (m->stopping && m->n_pending == 0)
                 (void) sd_event_exit(m->event, m->exit_code);

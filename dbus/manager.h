@@ -34,6 +34,11 @@
 #define CREDENTIAL_BLOB_MAX 1024U
 #define ENCRYPTED_SECRET_MAX 1024U
 #define USEC_PER_SEC 1000000ULL
+/* GetPlatformEvidence is open to everyone: a token bucket per uid keeps it from being a free way to
+ * keep the TPM busy. */
+#define EVIDENCE_RATE_PER_SEC 5.0
+#define EVIDENCE_RATE_BURST 10.0
+#define RATE_BUCKETS_MAX 1024U
 
 typedef struct Manager Manager;
 typedef struct Worker Worker;
@@ -75,6 +80,12 @@ typedef struct Client {
         struct Client *next;
 } Client;
 
+typedef struct RateBucket {
+        uid_t uid;
+        double tokens;
+        uint64_t last_usec;      /* CLOCK_MONOTONIC */
+} RateBucket;
+
 struct Manager {
         sd_event *event;
         sd_bus *bus;
@@ -106,6 +117,9 @@ struct Manager {
         } eks[2];                /* the AK's parent first, then the other type if provisioned */
         unsigned n_eks;
 
+        RateBucket rate[RATE_BUCKETS_MAX];
+        unsigned n_rate;
+
         unsigned n_pending;      /* jobs queued or running */
         bool stopping;
         int exit_code;
@@ -133,6 +147,9 @@ void manager_client_release(Manager *m, Client *c);
 void manager_client_free(Manager *m, Client *c);
 /* Queue a job on the worker (answering Busy when full); counts it as pending. Return 1 or < 0. */
 int manager_submit(Manager *m, Job *j, sd_bus_error *error);
+
+/* Take one token from uid's bucket. Return: true if the request may go ahead. */
+bool manager_rate_allow(Manager *m, uid_t uid);
 
 /* Stop when nothing is pending any more (after SIGTERM/SIGINT). */
 void manager_maybe_exit(Manager *m);

@@ -608,6 +608,24 @@ class MainTests(SharedStackTestCase):
         with self.assertDBusError(E_INVALID_ARGS):
             st.manager('GetPlatformEvidence', 'ay', [dbus.ByteArray(os.urandom(65))])
 
+    def test_platform_evidence_rate_limited(self):
+        st = self.stack
+        ok = limited = 0
+        for _ in range(25):
+            try:
+                st.manager('GetPlatformEvidence', 'ay', [dbus.ByteArray(os.urandom(16))])
+                ok += 1
+            except dbus.exceptions.DBusException as e:
+                self.assertEqual(e.get_dbus_name(), 'org.agentid1.Error.RateLimited', e.get_dbus_message())
+                limited += 1
+        # Burst 10 plus a refill of 5/s over the loop's duration, the rest refused.
+        self.assertGreaterEqual(ok, 10)
+        self.assertGreaterEqual(limited, 5)
+        # Buckets are per uid: another uid is not affected.
+        res = st.call_as(UID_NOBODY, MANAGER_PATH, MANAGER_IFACE, 'GetPlatformEvidence', 'ay',
+                         [dbus.ByteArray(os.urandom(16))])
+        self.assertCallOk(res)
+
     # ------------------------------------------------------------ executable pinning
 
     def test_exe_pin(self):
