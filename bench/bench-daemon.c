@@ -22,9 +22,8 @@
 #include <systemd/sd-bus.h>
 #include <time.h>
 
-#include <tss2/tss2_esys.h>
-#include <tss2/tss2_tctildr.h>
 
+#include "bench/bench-util.h"
 #include "common/macro.h"
 
 #define MAX_CLIENTS 64
@@ -34,94 +33,20 @@ static unsigned arg_rounds = 5;
 static double arg_seconds = 3.0;
 static const char *arg_key_path = "/org/agentid1/key/bench";
 
-static double now_s(void) {
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (double) ts.tv_sec + (double) ts.tv_nsec / 1e9;
-}
-
-static int cmp_double(const void *a, const void *b) {
-        double x = *(const double *) a, y = *(const double *) b;
-        return x < y ? -1 : x > y;
-}
-
-static double pct(double *v, size_t n, double p) {
-        if (n == 0)
-                return 0;
-        qsort(v, n, sizeof(*v), cmp_double);
-        return v[(size_t) (p * (double) (n - 1) + 0.5)];
-}
+#define now_s bench_now
+#define pct bench_quantile
 
 /* ---- the limit: Esys_Sign in-process ---------------------------------------------------------- */
 
-typedef struct Raw {
-        TSS2_TCTI_CONTEXT *tcti;
-        ESYS_CONTEXT *esys;
-        ESYS_TR key;
-} Raw;
-
-static void die_rc(TSS2_RC rc, const char *what) {
-        if (rc != TSS2_RC_SUCCESS) {
-                fprintf(stderr, "%s failed: 0x%x\n", what, (unsigned) rc);
-                exit(1);
-        }
-}
-
-static void raw_setup(const char *tcti, Raw *r) {
-        TPM2B_SENSITIVE_CREATE sens = {}, ksens = { .sensitive.userAuth = { .size = 32 } };
-        TPM2B_PUBLIC srk_t = { .publicArea = {
-                .type = TPM2_ALG_ECC, .nameAlg = TPM2_ALG_SHA256,
-                .objectAttributes = TPMA_OBJECT_FIXEDTPM | TPMA_OBJECT_FIXEDPARENT | TPMA_OBJECT_SENSITIVEDATAORIGIN |
-                                    TPMA_OBJECT_USERWITHAUTH | TPMA_OBJECT_NODA | TPMA_OBJECT_RESTRICTED |
-                                    TPMA_OBJECT_DECRYPT,
-                .parameters.eccDetail = { .symmetric = { .algorithm = TPM2_ALG_AES, .keyBits.aes = 128,
-                                                         .mode.aes = TPM2_ALG_CFB },
-                                          .scheme.scheme = TPM2_ALG_NULL, .curveID = TPM2_ECC_NIST_P256,
-                                          .kdf.scheme = TPM2_ALG_NULL } } };
-        TPM2B_PUBLIC key_t = { .publicArea = {
-                .type = TPM2_ALG_ECC, .nameAlg = TPM2_ALG_SHA256,
-                .objectAttributes = TPMA_OBJECT_FIXEDTPM | TPMA_OBJECT_FIXEDPARENT | TPMA_OBJECT_SENSITIVEDATAORIGIN |
-                                    TPMA_OBJECT_USERWITHAUTH | TPMA_OBJECT_NODA | TPMA_OBJECT_SIGN_ENCRYPT,
-                .parameters.eccDetail = { .symmetric.algorithm = TPM2_ALG_NULL,
-                                          .scheme = { .scheme = TPM2_ALG_ECDSA,
-                                                      .details.ecdsa.hashAlg = TPM2_ALG_SHA256 },
-                                          .curveID = TPM2_ECC_NIST_P256, .kdf.scheme = TPM2_ALG_NULL } } };
-        TPM2B_DATA outside = {};
-        TPML_PCR_SELECTION pcrs = {};
-        TPM2B_PUBLIC *pub = NULL, *spub = NULL;
-        TPM2B_PRIVATE *priv = NULL;
-        TPM2B_CREATION_DATA *cd = NULL;
-        TPM2B_DIGEST *ch = NULL;
-        TPMT_TK_CREATION *ct = NULL;
-        ESYS_TR srk = ESYS_TR_NONE;
-
-        die_rc(Tss2_TctiLdr_Initialize(tcti, &r->tcti), "TCTI");
-        die_rc(Esys_Initialize(&r->esys, r->tcti, NULL), "Esys_Initialize");
-        die_rc(Esys_CreatePrimary(r->esys, ESYS_TR_RH_OWNER, ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE, &sens,
-                                  &srk_t, &outside, &pcrs, &srk, &spub, &cd, &ch, &ct), "CreatePrimary");
-        Esys_Free(spub), Esys_Free(cd), Esys_Free(ch), Esys_Free(ct);
-        die_rc(Esys_Create(r->esys, srk, ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE, &ksens, &key_t, &outside, &pcrs,
-                           &priv, &pub, &cd, &ch, &ct), "Create");
-        die_rc(Esys_Load(r->esys, srk, ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE, priv, pub, &r->key), "Load");
-        die_rc(Esys_FlushContext(r->esys, srk), "Flush");
-        die_rc(Esys_TR_SetAuth(r->esys, r->key, &ksens.sensitive.userAuth), "SetAuth");
-        Esys_Free(pub), Esys_Free(priv), Esys_Free(cd), Esys_Free(ch), Esys_Free(ct);
-}
-
-static double raw_run(Raw *r, double seconds, double *lat, size_t *n_lat) {
-        TPM2B_DIGEST d = { .size = 32 };
-        TPMT_SIG_SCHEME scheme = { .scheme = TPM2_ALG_NULL };
-        TPMT_TK_HASHCHECK ticket = { .tag = TPM2_ST_HASHCHECK, .hierarchy = TPM2_RH_NULL };
+static double raw_run(RawKey *r, double seconds, double *lat, size_t *n_lat) {
+        uint8_t digest[32] = {};
         double start = now_s(), end = start + seconds;
         unsigned n = 0;
 
         while (now_s() < end) {
-                TPMT_SIGNATURE *sig = NULL;
                 double t0 = now_s();
-                d.buffer[0] = (uint8_t) n;
-                die_rc(Esys_Sign(r->esys, r->key, ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE, &d, &scheme, &ticket,
-                                 &sig), "Sign");
-                Esys_Free(sig);
+                digest[0] = (uint8_t) n;
+                raw_key_sign(r, digest);
                 if (*n_lat < LAT_MAX)
                         lat[(*n_lat)++] = now_s() - t0;
                 n++;
@@ -298,8 +223,8 @@ int main(int argc, char *argv[]) {
                 return 2;
         }
 
-        Raw raw = {};
-        raw_setup(tcti, &raw);
+        RawKey raw = {};
+        raw_key_setup(tcti, &raw);
 
         for (unsigned round = 0; round < arg_rounds; round++) {
                 size_t n = 0;
@@ -337,8 +262,7 @@ int main(int argc, char *argv[]) {
                        pct(p99[i], arg_rounds, 0.5) * 1e3);
 
         /* swtpm has no resource manager: give the daemon back the slot our key holds before it creates. */
-        Esys_FlushContext(raw.esys, raw.key);
-        Esys_Finalize(&raw.esys);
+        raw_key_done(&raw);
 
         double dlat[20];
         unsigned nd = ELEMENTSOF(dlat);
@@ -346,6 +270,5 @@ int main(int argc, char *argv[]) {
                 printf("Destroy under a 16-client Sign flood (%u destroys): p50 %.2f ms, p99 %.2f ms\n", nd,
                        pct(dlat, nd, 0.5) * 1e3, pct(dlat, nd, 0.99) * 1e3);
 
-        Tss2_TctiLdr_Finalize(&raw.tcti);
         return 0;
 }

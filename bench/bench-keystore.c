@@ -16,6 +16,7 @@
 #include <tss2/tss2_esys.h>
 #include <tss2/tss2_tctildr.h>
 
+#include "bench/bench-util.h"
 #include "common/macro.h"
 #include "keystore/keystore.h"
 
@@ -23,106 +24,7 @@ static unsigned arg_rounds = 15;
 static unsigned arg_batch = 200;
 
 static double now_us(void) {
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (double) ts.tv_sec * 1e6 + (double) ts.tv_nsec / 1e3;
-}
-
-static int cmp_double(const void *a, const void *b) {
-        double x = *(const double *) a, y = *(const double *) b;
-        return x < y ? -1 : x > y;
-}
-
-static double median(double *v, size_t n) {
-        qsort(v, n, sizeof(*v), cmp_double);
-        return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
-}
-
-static double percentile(double *v, size_t n, double p) {
-        qsort(v, n, sizeof(*v), cmp_double);
-        size_t i = (size_t) (p * (double) (n - 1) + 0.5);
-        return v[i];
-}
-
-#define CHECK(rc, what)                                                                 \
-        do {                                                                            \
-                if ((rc) != TSS2_RC_SUCCESS) {                                          \
-                        fprintf(stderr, "%s failed: 0x%x\n", (what), (unsigned) (rc));  \
-                        exit(1);                                                        \
-                }                                                                       \
-        } while (0)
-
-typedef struct RawKey {
-        TSS2_TCTI_CONTEXT *tcti;
-        ESYS_CONTEXT *esys;
-        ESYS_TR key;
-} RawKey;
-
-/* The limit: a key created and loaded with ESAPI directly, same template as agent keys. */
-static void raw_setup(const char *tcti_conf, RawKey *k) {
-        TPM2B_SENSITIVE_CREATE sens = {}, key_sens = { .sensitive.userAuth = { .size = 32 } };
-        TPM2B_PUBLIC srk_tmpl = { .publicArea = {
-                .type = TPM2_ALG_ECC, .nameAlg = TPM2_ALG_SHA256,
-                .objectAttributes = TPMA_OBJECT_FIXEDTPM | TPMA_OBJECT_FIXEDPARENT | TPMA_OBJECT_SENSITIVEDATAORIGIN |
-                                    TPMA_OBJECT_USERWITHAUTH | TPMA_OBJECT_NODA | TPMA_OBJECT_RESTRICTED |
-                                    TPMA_OBJECT_DECRYPT,
-                .parameters.eccDetail = {
-                        .symmetric = { .algorithm = TPM2_ALG_AES, .keyBits.aes = 128, .mode.aes = TPM2_ALG_CFB },
-                        .scheme.scheme = TPM2_ALG_NULL, .curveID = TPM2_ECC_NIST_P256, .kdf.scheme = TPM2_ALG_NULL,
-                },
-        } };
-        TPM2B_PUBLIC key_tmpl = { .publicArea = {
-                .type = TPM2_ALG_ECC, .nameAlg = TPM2_ALG_SHA256,
-                .objectAttributes = TPMA_OBJECT_FIXEDTPM | TPMA_OBJECT_FIXEDPARENT | TPMA_OBJECT_SENSITIVEDATAORIGIN |
-                                    TPMA_OBJECT_USERWITHAUTH | TPMA_OBJECT_NODA | TPMA_OBJECT_SIGN_ENCRYPT,
-                .parameters.eccDetail = {
-                        .symmetric.algorithm = TPM2_ALG_NULL,
-                        .scheme = { .scheme = TPM2_ALG_ECDSA, .details.ecdsa.hashAlg = TPM2_ALG_SHA256 },
-                        .curveID = TPM2_ECC_NIST_P256, .kdf.scheme = TPM2_ALG_NULL,
-                },
-        } };
-        TPM2B_DATA outside = {};
-        TPML_PCR_SELECTION pcrs = {};
-        TPM2B_PUBLIC *pub = NULL, *srk_pub = NULL;
-        TPM2B_PRIVATE *priv = NULL;
-        TPM2B_CREATION_DATA *cd = NULL;
-        TPM2B_DIGEST *ch = NULL;
-        TPMT_TK_CREATION *ct = NULL;
-        ESYS_TR srk = ESYS_TR_NONE;
-
-        memset(key_sens.sensitive.userAuth.buffer, 0xa5, 32);
-        CHECK(Tss2_TctiLdr_Initialize(tcti_conf, &k->tcti), "Tss2_TctiLdr_Initialize");
-        CHECK(Esys_Initialize(&k->esys, k->tcti, NULL), "Esys_Initialize");
-        CHECK(Esys_CreatePrimary(k->esys, ESYS_TR_RH_OWNER, ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE, &sens,
-                                 &srk_tmpl, &outside, &pcrs, &srk, &srk_pub, &cd, &ch, &ct),
-              "Esys_CreatePrimary");
-        Esys_Free(srk_pub);
-        Esys_Free(cd);
-        Esys_Free(ch);
-        Esys_Free(ct);
-        CHECK(Esys_Create(k->esys, srk, ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE, &key_sens, &key_tmpl, &outside,
-                          &pcrs, &priv, &pub, &cd, &ch, &ct),
-              "Esys_Create");
-        CHECK(Esys_Load(k->esys, srk, ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE, priv, pub, &k->key), "Esys_Load");
-        CHECK(Esys_FlushContext(k->esys, srk), "Esys_FlushContext");
-        CHECK(Esys_TR_SetAuth(k->esys, k->key, &key_sens.sensitive.userAuth), "Esys_TR_SetAuth");
-        Esys_Free(pub);
-        Esys_Free(priv);
-        Esys_Free(cd);
-        Esys_Free(ch);
-        Esys_Free(ct);
-}
-
-static void raw_sign(RawKey *k, const uint8_t digest[32]) {
-        TPM2B_DIGEST d = { .size = 32 };
-        TPMT_SIG_SCHEME scheme = { .scheme = TPM2_ALG_NULL };
-        TPMT_TK_HASHCHECK ticket = { .tag = TPM2_ST_HASHCHECK, .hierarchy = TPM2_RH_NULL };
-        TPMT_SIGNATURE *sig = NULL;
-
-        memcpy(d.buffer, digest, 32);
-        CHECK(Esys_Sign(k->esys, k->key, ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE, &d, &scheme, &ticket, &sig),
-              "Esys_Sign");
-        Esys_Free(sig);
+        return bench_now() * 1e6;
 }
 
 static void keystore_sign_or_die(Keystore *ks, const KeyRecord *r, const uint8_t digest[32]) {
@@ -190,10 +92,10 @@ int main(int argc, char *argv[]) {
         keystore_sign_or_die(ks, rec, digest); /* loads the key: one slot */
 
         RawKey raw = {};
-        raw_setup(tcti, &raw); /* SRK + key, then SRK flushed: one more slot */
+        raw_key_setup(tcti, &raw); /* SRK + key, then SRK flushed: one more slot */
 
         for (unsigned i = 0; i < 50; i++) {
-                raw_sign(&raw, digest);
+                raw_key_sign(&raw, digest);
                 keystore_sign_or_die(ks, rec, digest);
         }
 
@@ -215,7 +117,7 @@ int main(int argc, char *argv[]) {
                                 if (use_ks)
                                         keystore_sign_or_die(ks, rec, digest);
                                 else
-                                        raw_sign(&raw, digest);
+                                        raw_key_sign(&raw, digest);
                                 lat[round * arg_batch + i] = now_us() - t0;
                         }
                         double per_s = arg_batch / ((now_us() - start) / 1e6);
@@ -223,9 +125,9 @@ int main(int argc, char *argv[]) {
                 }
         }
 
-        double m_raw = median(tp_raw, arg_rounds), m_ks = median(tp_ks, arg_rounds);
-        double l_raw = median(lat_raw, n), l_ks = median(lat_ks, n);
-        double p99_raw = percentile(lat_raw, n, 0.99), p99_ks = percentile(lat_ks, n, 0.99);
+        double m_raw = bench_quantile(tp_raw, arg_rounds, 0.5), m_ks = bench_quantile(tp_ks, arg_rounds, 0.5);
+        double l_raw = bench_quantile(lat_raw, n, 0.5), l_ks = bench_quantile(lat_ks, n, 0.5);
+        double p99_raw = bench_quantile(lat_raw, n, 0.99), p99_ks = bench_quantile(lat_ks, n, 0.99);
 
         printf("Sign path, %u rounds x %u signatures each, alternating, one swtpm (%s)\n", arg_rounds, arg_batch, tcti);
         printf("%-28s %12s %12s %12s\n", "", "sign/s (med)", "p50 us", "p99 us");
@@ -235,9 +137,7 @@ int main(int argc, char *argv[]) {
         printf("csv,%s,%u,%u,%.0f,%.1f,%.1f,%.0f,%.1f,%.1f,%.3f\n", "keystore-sign", arg_rounds, arg_batch, m_raw,
                l_raw, p99_raw, m_ks, l_ks, p99_ks, m_ks / m_raw);
 
-        Esys_FlushContext(raw.esys, raw.key);
-        Esys_Finalize(&raw.esys);
-        Tss2_TctiLdr_Finalize(&raw.tcti);
+        raw_key_done(&raw);
         key_record_free(rec);
         keystore_free(ks);
         free(lat_raw);

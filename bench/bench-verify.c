@@ -15,6 +15,7 @@
 #include <time.h>
 
 #include "attest/verify.h"
+#include "bench/bench-util.h"
 #include "common/macro.h"
 #include "tests/lib/fake-evidence.h"
 
@@ -22,19 +23,7 @@ static unsigned arg_rounds = 15;
 static unsigned arg_batch = 1000;
 
 static double now_us(void) {
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (double) ts.tv_sec * 1e6 + (double) ts.tv_nsec / 1e3;
-}
-
-static int cmp_double(const void *a, const void *b) {
-        double x = *(const double *) a, y = *(const double *) b;
-        return x < y ? -1 : x > y;
-}
-
-static double quantile(double *v, size_t n, double q) {
-        qsort(v, n, sizeof(*v), cmp_double);
-        return v[(size_t) (q * (double) (n - 1) + 0.5)];
+        return bench_now() * 1e6;
 }
 
 static int parse_argv(int argc, char *argv[]) {
@@ -107,8 +96,8 @@ static int bench(const char *what, bool platform, EVP_PKEY *ak, EVP_PKEY *key) {
                 rates[r] = run_batch(v, platform, ev, size, spec.nonce, spec.nonce_size);
         agentid_verifier_free(v);
 
-        double p10 = quantile(rates, arg_rounds, 0.1), med = quantile(rates, arg_rounds, 0.5),
-               p90 = quantile(rates, arg_rounds, 0.9);
+        double p10 = bench_quantile(rates, arg_rounds, 0.1), med = bench_quantile(rates, arg_rounds, 0.5),
+               p90 = bench_quantile(rates, arg_rounds, 0.9);
         printf("%-18s %5zu bytes  median %7.0f/s  (%.0f µs each; p10 %.0f/s, p90 %.0f/s; %u x %u)\n", what, size,
                med, 1e6 / med, p10, p90, arg_rounds, arg_batch);
         return 0;

@@ -22,6 +22,14 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(BIGNUM *, BN_free);
 DEFINE_TRIVIAL_CLEANUP_FUNC(OSSL_PARAM_BLD *, OSSL_PARAM_BLD_free);
 DEFINE_TRIVIAL_CLEANUP_FUNC(OSSL_PARAM *, OSSL_PARAM_free);
 
+/* OpenSSL allocated der: hand out a malloc() copy, since callers free() without knowing about
+ * OPENSSL_free(). Consumes der. */
+static int take_openssl_der(unsigned char *der, int len, uint8_t **ret, size_t *ret_size) {
+        int r = memdup_sized(der, (size_t) len, ret, ret_size);
+        OPENSSL_free(der);
+        return r;
+}
+
 static int openssl_fail(int error, const char *what) {
         unsigned long e = ERR_get_error();
         log_debug("%s failed: %s", what, e ? ERR_reason_error_string(e) : "unknown error");
@@ -118,18 +126,7 @@ int ecdsa_raw_to_der(const uint8_t *raw, size_t coord_size, uint8_t **ret, size_
         int len = i2d_ECDSA_SIG(sig, &der);
         if (len <= 0)
                 return openssl_fail(-ENOMEM, "i2d_ECDSA_SIG");
-
-        /* Hand out a malloc() buffer: callers free() without knowing about OPENSSL_free(). */
-        uint8_t *copy = malloc((size_t) len);
-        if (!copy) {
-                OPENSSL_free(der);
-                return -ENOMEM;
-        }
-        memcpy(copy, der, (size_t) len);
-        OPENSSL_free(der);
-        *ret = copy;
-        *ret_size = (size_t) len;
-        return 0;
+        return take_openssl_der(der, len, ret, ret_size);
 }
 
 int ecdsa_der_to_raw(const uint8_t *der, size_t der_size, size_t coord_size, uint8_t *ret_raw) {
@@ -223,17 +220,7 @@ int pkey_to_spki_der(EVP_PKEY *pkey, uint8_t **ret, size_t *ret_size) {
         int len = i2d_PUBKEY(pkey, &der);
         if (len <= 0)
                 return openssl_fail(-EINVAL, "i2d_PUBKEY");
-
-        uint8_t *copy = malloc((size_t) len);
-        if (!copy) {
-                OPENSSL_free(der);
-                return -ENOMEM;
-        }
-        memcpy(copy, der, (size_t) len);
-        OPENSSL_free(der);
-        *ret = copy;
-        *ret_size = (size_t) len;
-        return 0;
+        return take_openssl_der(der, len, ret, ret_size);
 }
 
 int ecdsa_verify_digest(EVP_PKEY *pkey, const uint8_t digest[SHA256_DIGEST_SIZE], const uint8_t *der_sig,
