@@ -23,6 +23,7 @@
 #include "common/hexutil.h"
 #include "common/log.h"
 #include "config.h"
+#include "ctl/ctl-policy.h"
 
 #define BUS_NAME "org.agentid1"
 #define MANAGER_PATH "/org/agentid1"
@@ -44,6 +45,7 @@ enum {
 
 static bool arg_user;
 static bool arg_json;
+static bool arg_no_wait;
 static const char *arg_owner;
 static const char *arg_description;
 static const char *arg_reason;
@@ -58,6 +60,7 @@ static const char *arg_nonce;
 static const char *arg_challenge;
 static long long arg_uid = -1;
 static unsigned long long arg_ttl;
+static ExplainArgs arg_explain = { .policy = AGENTID_DEFAULT_POLICY, .login_session = -1 };
 
 static void help(void) {
         printf("Usage: agentidctl [OPTIONS] COMMAND [ARGS]\n"
@@ -82,12 +85,21 @@ static void help(void) {
                "  enroll request              Write an enrollment request (AK, EK and its certificate)\n"
                "  enroll respond --challenge=FILE  Activate the verifier's credential (admins) and\n"
                "                              write the response (--output=)\n"
+               "  policy check FILE           Validate a policy file (no daemon needed)\n"
+               "  policy explain --key= --action= --uid=  Which rule decides, and why the ones before\n"
+               "                              it do not match [--policy= --audience= --task= --unit=\n"
+               "                              --exe-sha256= --login-session=yes|no --scope= --peer=]\n"
+               "  policy reload               Make agentidd re-read its policy (admins)\n"
+               "  approvals                   Requests awaiting a human's approval (admins)\n"
+               "  approve ID / deny ID        Answer a held request (admins; not one's own)\n"
                "\n"
                "Options:\n"
                "  --json                      JSON output for status, list, show\n"
                "  --task-id=ID                Task the request belongs to (sign, sign-message)\n"
                "  --parent-task-id=ID         Task that started that task\n"
                "  --audience=AUD              Who the signature is meant for\n"
+               "  --no-wait                   Fail at once (InteractiveAuthorizationRequired) instead of\n"
+               "                              waiting when policy wants a human's approval\n"
                "  --user                      Talk to agentidd on the session bus\n"
                "  -h, --help                  Show this help\n"
                "      --version               Show the version\n"
@@ -100,7 +112,8 @@ static int parse_argv(int argc, char *argv[]) {
         enum {
                 ARG_USER = 0x100, ARG_JSON, ARG_OWNER, ARG_UID, ARG_USER_NAME, ARG_TTL, ARG_DESCRIPTION,
                 ARG_REASON, ARG_OUTPUT, ARG_FORMAT, ARG_TASK_ID, ARG_PARENT_TASK_ID, ARG_AUDIENCE, ARG_EXE,
-                ARG_EXE_SHA256, ARG_NONCE, ARG_CHALLENGE, ARG_VERSION,
+                ARG_EXE_SHA256, ARG_NONCE, ARG_CHALLENGE, ARG_VERSION, ARG_POLICY, ARG_KEY, ARG_ACTION,
+                ARG_UNIT, ARG_PEER, ARG_LOGIN_SESSION, ARG_SCOPE, ARG_NO_WAIT,
         };
         static const struct option options[] = {
                 { "user", no_argument, NULL, ARG_USER },
@@ -114,6 +127,15 @@ static int parse_argv(int argc, char *argv[]) {
                 { "output", required_argument, NULL, ARG_OUTPUT },
                 { "format", required_argument, NULL, ARG_FORMAT },
                 { "task-id", required_argument, NULL, ARG_TASK_ID },
+                { "task", required_argument, NULL, ARG_TASK_ID },
+                { "policy", required_argument, NULL, ARG_POLICY },
+                { "key", required_argument, NULL, ARG_KEY },
+                { "action", required_argument, NULL, ARG_ACTION },
+                { "unit", required_argument, NULL, ARG_UNIT },
+                { "peer", required_argument, NULL, ARG_PEER },
+                { "login-session", required_argument, NULL, ARG_LOGIN_SESSION },
+                { "scope", required_argument, NULL, ARG_SCOPE },
+                { "no-wait", no_argument, NULL, ARG_NO_WAIT },
                 { "parent-task-id", required_argument, NULL, ARG_PARENT_TASK_ID },
                 { "audience", required_argument, NULL, ARG_AUDIENCE },
                 { "exe", required_argument, NULL, ARG_EXE },
@@ -190,6 +212,34 @@ static int parse_argv(int argc, char *argv[]) {
                 case ARG_CHALLENGE:
                         arg_challenge = optarg;
                         break;
+                case ARG_POLICY:
+                        arg_explain.policy = optarg;
+                        break;
+                case ARG_KEY:
+                        arg_explain.key = optarg;
+                        break;
+                case ARG_ACTION:
+                        arg_explain.action = optarg;
+                        break;
+                case ARG_UNIT:
+                        arg_explain.unit = optarg;
+                        break;
+                case ARG_PEER:
+                        arg_explain.peer = optarg;
+                        break;
+                case ARG_LOGIN_SESSION:
+                        if (!streq(optarg, "yes") && !streq(optarg, "no"))
+                                return log_error_errno(EINVAL, "--login-session= must be yes or no");
+                        arg_explain.login_session = streq(optarg, "yes");
+                        break;
+                case ARG_SCOPE:
+                        if (arg_explain.n_scopes >= CTL_SCOPES_MAX)
+                                return log_error_errno(EINVAL, "At most %d --scope= options", CTL_SCOPES_MAX);
+                        arg_explain.scopes[arg_explain.n_scopes++] = optarg;
+                        break;
+                case ARG_NO_WAIT:
+                        arg_no_wait = true;
+                        break;
                 case 'h':
                         help();
                         return 0;
@@ -223,6 +273,31 @@ static int report_error(const char *what, const sd_bus_error *error, int r) {
         } else
                 fprintf(stderr, "%s: %s\n", what, strerror(-r));
         return -EXIT_REFUSED;
+}
+
+/*
+ * Calls a policy may hold for a human's approval: allow the daemon to hold them (the D-Bus
+ * ALLOW_INTERACTIVE_AUTHORIZATION flag, unless --no-wait) and wait longer than its approval timeout.
+ */
+static int call_may_wait_for_approval(sd_bus *bus, sd_bus_message *m, uint64_t timeout_usec, sd_bus_error *error,
+                                      sd_bus_message **reply) {
+        uint64_t approval_usec = 0;
+        int r;
+
+        if (!arg_no_wait) {
+                r = sd_bus_message_set_allow_interactive_authorization(m, true);
+                if (r < 0)
+                        return r;
+                /* An older daemon without the property: its default, 20 s. */
+                if (sd_bus_get_property_trivial(bus, BUS_NAME, MANAGER_PATH, MANAGER_IFACE, "ApprovalTimeout", NULL,
+                                                't', &approval_usec) < 0)
+                        approval_usec = 20ULL * 1000000;
+                timeout_usec = MAX(timeout_usec, approval_usec + TIMEOUT_SIGN_USEC);
+        }
+        r = sd_bus_call(bus, m, timeout_usec, error, reply);
+        if (r < 0 && sd_bus_error_has_name(error, SD_BUS_ERROR_INTERACTIVE_AUTHORIZATION_REQUIRED) && !arg_no_wait)
+                fprintf(stderr, "agentidd did not hold the request for approval.\n");
+        return r;
 }
 
 static int key_path(const char *name, char **ret) {
@@ -313,8 +388,8 @@ static int json_print(json_t *j) {
         return 0;
 }
 
-/* Read a{sv} of GetAll into JSON (or print it as "Name: value" lines). */
-static int print_properties(sd_bus_message *reply) {
+/* An a{sv} into a JSON object: strings, integers, byte arrays as hex; other types are skipped. */
+static int read_vardict(sd_bus_message *reply, json_t **ret) {
         json_t *obj = json_object();
         int r;
 
@@ -359,10 +434,22 @@ static int print_properties(sd_bus_message *reply) {
                 if (v)
                         json_object_set_new(obj, name, v);
         }
+        if (r >= 0)
+                r = sd_bus_message_exit_container(reply);
         if (r < 0) {
                 json_decref(obj);
                 return log_error_errno(r, "Bad reply: %m");
         }
+        *ret = obj;
+        return 0;
+}
+
+/* Properties of GetAll as JSON, or as "Name: value" lines. */
+static int print_properties(sd_bus_message *reply) {
+        json_t *obj;
+        int r = read_vardict(reply, &obj);
+        if (r < 0)
+                return r;
         if (arg_json)
                 return json_print(obj);
 
@@ -488,7 +575,7 @@ static int verb_create(sd_bus *bus, const char *name) {
         if (r < 0)
                 return log_error_errno(r, "Building the request failed: %m");
 
-        r = sd_bus_call(bus, m, TIMEOUT_CREATE_USEC, &error, &reply);
+        r = call_may_wait_for_approval(bus, m, TIMEOUT_CREATE_USEC, &error, &reply);
         if (r < 0)
                 return report_error("Creating the key failed", &error, r);
         r = sd_bus_message_read(reply, "o", &path);
@@ -574,7 +661,7 @@ static int sign_common(sd_bus *bus, const char *name, const char *input, bool me
         if (r < 0)
                 return log_error_errno(r, "Building the request failed: %m");
 
-        r = sd_bus_call(bus, m, TIMEOUT_SIGN_USEC, &error, &reply);
+        r = call_may_wait_for_approval(bus, m, TIMEOUT_SIGN_USEC, &error, &reply);
         if (r < 0)
                 return report_error("Signing failed", &error, r);
         r = sd_bus_message_read_array(reply, 'y', &out, &out_size);
@@ -603,7 +690,7 @@ static int verb_destroy(sd_bus *bus, const char *name) {
                 r = sd_bus_message_append(m, "s", arg_reason);
         if (r < 0)
                 return log_error_errno(r, "Building the request failed: %m");
-        r = sd_bus_call(bus, m, TIMEOUT_SIGN_USEC, &error, &reply);
+        r = call_may_wait_for_approval(bus, m, TIMEOUT_SIGN_USEC, &error, &reply);
         if (r < 0)
                 return report_error("Destroying the key failed", &error, r);
         r = sd_bus_message_read_array(reply, 'y', &receipt, &size);
@@ -647,7 +734,8 @@ static int verb_evidence(sd_bus *bus, const char *name) {
         }
         if (r < 0)
                 return log_error_errno(r, "Building the request failed: %m");
-        r = sd_bus_call(bus, m, TIMEOUT_SIGN_USEC, &error, &reply);
+        r = name ? call_may_wait_for_approval(bus, m, TIMEOUT_SIGN_USEC, &error, &reply)
+                 : sd_bus_call(bus, m, TIMEOUT_SIGN_USEC, &error, &reply);
         if (r < 0)
                 return report_error("Producing evidence failed", &error, r);
         r = sd_bus_message_read_array(reply, 'y', &out, &out_size);
@@ -820,6 +908,74 @@ static int verb_enroll_respond(sd_bus *bus) {
         return write_cbor(response);
 }
 
+static int verb_approvals(sd_bus *bus) {
+        _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
+        json_t *arr = json_array();
+        int r;
+
+        r = sd_bus_call_method(bus, BUS_NAME, MANAGER_PATH, MANAGER_IFACE, "ListApprovals", &error, &reply, NULL);
+        if (r < 0) {
+                json_decref(arr);
+                return report_error("Listing approvals", &error, r);
+        }
+        r = sd_bus_message_enter_container(reply, 'a', "(sssa{sv})");
+        while (r >= 0 && (r = sd_bus_message_enter_container(reply, 'r', "sssa{sv}")) > 0) {
+                const char *id, *key, *action;
+                json_t *context = NULL;
+                r = sd_bus_message_read(reply, "sss", &id, &key, &action);
+                if (r >= 0)
+                        r = read_vardict(reply, &context);
+                if (r >= 0)
+                        r = sd_bus_message_exit_container(reply);
+                if (r >= 0)
+                        json_array_append_new(arr, json_pack("{s:s, s:s, s:s, s:o}", "id", id, "key", key, "action",
+                                                             action, "context", context));
+        }
+        if (r < 0) {
+                json_decref(arr);
+                return log_error_errno(r, "Bad reply: %m");
+        }
+        if (arg_json)
+                return json_print(arr);
+
+        size_t i;
+        json_t *e;
+        uint64_t now = (uint64_t) time(NULL);
+        printf("%-32s %-20s %-12s %-6s %-20s %s\n", "ID", "KEY", "ACTION", "UID", "TASK", "EXPIRES IN");
+        json_array_foreach(arr, i, e) {
+                json_t *c = json_object_get(e, "context");
+                uint64_t expires = (uint64_t) json_integer_value(json_object_get(c, "expires_at")) / 1000000;
+                printf("%-32s %-20s %-12s %-6lld %-20s %llus\n", json_string_value(json_object_get(e, "id")),
+                       json_string_value(json_object_get(e, "key")), json_string_value(json_object_get(e, "action")),
+                       (long long) json_integer_value(json_object_get(c, "uid")),
+                       json_string_value(json_object_get(c, "task_id")) ?: "-",
+                       (unsigned long long) (expires > now ? expires - now : 0));
+        }
+        if (json_array_size(arr) == 0)
+                printf("(no requests await approval)\n");
+        json_decref(arr);
+        return 0;
+}
+
+static int verb_approve(sd_bus *bus, const char *id, bool allow) {
+        _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
+        int r = sd_bus_call_method(bus, BUS_NAME, MANAGER_PATH, MANAGER_IFACE, "Approve", &error, NULL, "sb", id, allow);
+        if (r < 0)
+                return report_error(allow ? "Approving failed" : "Denying failed", &error, r);
+        printf("Request %s %s.\n", id, allow ? "approved" : "denied");
+        return 0;
+}
+
+static int verb_policy_reload(sd_bus *bus) {
+        _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
+        int r = sd_bus_call_method(bus, BUS_NAME, MANAGER_PATH, MANAGER_IFACE, "ReloadPolicy", &error, NULL, NULL);
+        if (r < 0)
+                return report_error("Reloading the policy failed", &error, r);
+        printf("Policy reloaded.\n");
+        return 0;
+}
+
 int main(int argc, char *argv[]) {
         _cleanup_(sd_bus_flush_close_unrefp) sd_bus *bus = NULL;
         int r;
@@ -839,7 +995,8 @@ int main(int argc, char *argv[]) {
                 { "status", 0, 0 }, { "list", 0, 0 },         { "show", 1, 1 },         { "create", 1, 1 },
                 { "public-key", 1, 1 }, { "sign", 1, 2 },      { "sign-message", 1, 2 }, { "destroy", 1, 1 },
                 { "attest", 1, 1 },     { "platform-evidence", 0, 0 }, { "attestation-key", 0, 0 },
-                { "enroll", 1, 1 },
+                { "enroll", 1, 1 },     { "policy", 1, 2 },        { "approvals", 0, 0 },
+                { "approve", 1, 1 },    { "deny", 1, 1 },
         };
         const char *verb = argv[optind];
         int nargs = argc - optind - 1;
@@ -855,6 +1012,24 @@ int main(int argc, char *argv[]) {
         if (nargs < verbs[i].min || nargs > verbs[i].max) {
                 log_error("Wrong number of arguments for '%s'; see --help.", verb);
                 return EXIT_USAGE;
+        }
+
+        /* The offline policy commands need no daemon. */
+        if (streq(verb, "policy") && !streq(args[0], "reload")) {
+                if (streq(args[0], "check") && nargs == 2)
+                        r = ctl_policy_check(args[1], arg_json);
+                else if (streq(args[0], "explain") && nargs == 1) {
+                        arg_explain.uid = arg_uid;
+                        arg_explain.audience = arg_audience;
+                        arg_explain.task_id = arg_task_id;
+                        arg_explain.exe_sha256 = arg_exe_sha256;
+                        arg_explain.json = arg_json;
+                        r = ctl_policy_explain(&arg_explain);
+                } else {
+                        log_error("Usage: policy check FILE | policy explain OPTIONS | policy reload");
+                        return EXIT_USAGE;
+                }
+                return r < 0 ? -r : 0;
         }
 
         r = connect_bus(&bus);
@@ -884,6 +1059,14 @@ int main(int argc, char *argv[]) {
                 r = verb_evidence(bus, NULL);
         else if (streq(verb, "attestation-key"))
                 r = verb_attestation_key(bus);
+        else if (streq(verb, "policy"))
+                r = nargs == 1 ? verb_policy_reload(bus) : (log_error("policy reload takes no argument."), -EINVAL);
+        else if (streq(verb, "approvals"))
+                r = verb_approvals(bus);
+        else if (streq(verb, "approve"))
+                r = verb_approve(bus, args[0], true);
+        else if (streq(verb, "deny"))
+                r = verb_approve(bus, args[0], false);
         else if (streq(args[0], "request"))
                 r = verb_enroll_request(bus);
         else if (streq(args[0], "respond"))

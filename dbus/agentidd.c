@@ -27,6 +27,9 @@ static const char *arg_state_dir;
 static const char *arg_admin_group;
 static const char *arg_owner_auth_file;
 static const char *arg_endorsement_auth_file;
+static const char *arg_policy = AGENTID_DEFAULT_POLICY;
+static bool arg_policy_explicit;
+static uint64_t arg_approval_timeout = 20;
 static bool arg_flush_stale_handles;
 static bool arg_user;
 static KeystoreEkType arg_ek = KEYSTORE_EK_RSA;
@@ -42,6 +45,10 @@ static void help(void) {
                "  --state-dir=DIR              State directory (default $STATE_DIRECTORY or\n"
                "                               " AGENTID_DEFAULT_STATE_DIR ")\n"
                "  --admin-group=GROUP          Members may create and destroy keys (root always may)\n"
+               "  --policy=FILE                Policy (default " AGENTID_DEFAULT_POLICY "; may be\n"
+               "                               missing: then no policy; empty: no policy)\n"
+               "  --approval-timeout=SECONDS   How long a request waits for approval (1..3600,\n"
+               "                               default 20)\n"
                "  --owner-auth-file=FILE       Owner hierarchy password (default: credential owner-auth)\n"
                "  --endorsement-auth-file=FILE Endorsement hierarchy password (default: credential\n"
                "                               endorsement-auth)\n"
@@ -60,6 +67,8 @@ static int parse_argv(int argc, char *argv[]) {
                 ARG_TCTI = 0x100,
                 ARG_STATE_DIR,
                 ARG_ADMIN_GROUP,
+                ARG_POLICY,
+                ARG_APPROVAL_TIMEOUT,
                 ARG_OWNER_AUTH,
                 ARG_ENDORSEMENT_AUTH,
                 ARG_FLUSH,
@@ -72,6 +81,8 @@ static int parse_argv(int argc, char *argv[]) {
                 { "tcti", required_argument, NULL, ARG_TCTI },
                 { "state-dir", required_argument, NULL, ARG_STATE_DIR },
                 { "admin-group", required_argument, NULL, ARG_ADMIN_GROUP },
+                { "policy", required_argument, NULL, ARG_POLICY },
+                { "approval-timeout", required_argument, NULL, ARG_APPROVAL_TIMEOUT },
                 { "owner-auth-file", required_argument, NULL, ARG_OWNER_AUTH },
                 { "endorsement-auth-file", required_argument, NULL, ARG_ENDORSEMENT_AUTH },
                 { "flush-stale-handles", no_argument, NULL, ARG_FLUSH },
@@ -95,6 +106,20 @@ static int parse_argv(int argc, char *argv[]) {
                 case ARG_ADMIN_GROUP:
                         arg_admin_group = optarg;
                         break;
+                case ARG_POLICY:
+                        arg_policy = optarg[0] ? optarg : NULL;
+                        arg_policy_explicit = true;
+                        break;
+                case ARG_APPROVAL_TIMEOUT: {
+                        char *end;
+                        errno = 0;
+                        unsigned long long v = strtoull(optarg, &end, 10);
+                        if (errno || end == optarg || *end || v < 1 || v > 3600)
+                                return log_error_errno(EINVAL, "Invalid --approval-timeout (1..3600 seconds): %s",
+                                                       optarg);
+                        arg_approval_timeout = v;
+                        break;
+                }
                 case ARG_OWNER_AUTH:
                         arg_owner_auth_file = optarg;
                         break;
@@ -223,8 +248,9 @@ static int on_stop_signal(sd_event_source *s, const struct signalfd_siginfo *si,
         if (!m->stopping) {
                 log_info("Received %s; finishing key management in progress, refusing queued signing, then exiting.",
                          strsignal((int) si->ssi_signo));
-                /* Every queued request gets an answer now rather than a killed process later. */
+                /* Every queued or held request gets an answer now rather than a killed process later. */
                 worker_cancel_agent_lane(m->worker);
+                bus_approvals_cancel_all(m);
         }
         m->stopping = true;
         manager_maybe_exit(m);
@@ -236,10 +262,13 @@ static int on_reload_signal(sd_event_source *s, const struct signalfd_siginfo *s
 
         log_info("Reloading configuration.");
         (void) manager_resolve_admin_group(m);
+        (void) bus_policy_load(m, NULL);
         return 0;
 }
 
 static void manager_done(Manager *m) {
+        /* Held requests hold jobs, which hold clients and keys: answer and free them first. */
+        bus_approvals_cancel_all(m);
         /* The worker first: it finishes queued jobs, whose cleanup still needs the key table. */
         m->worker = worker_stop(m->worker);
         while (m->clients)
@@ -251,6 +280,8 @@ static void manager_done(Manager *m) {
                         key_unref(v);
                 m->keys = hashmap_free(m->keys);
         }
+        m->policy = policy_free(m->policy);
+        free(m->policy_path);
         m->exe_cache = exe_cache_free(m->exe_cache);
         free(m->host_public_der);
         free(m->ak_public);
@@ -295,6 +326,18 @@ static int run(int argc, char *argv[]) {
         }
         (void) manager_resolve_admin_group(&m);
         m.user_bus = arg_user;
+
+        /* Before the TPM: a broken policy should stop the start-up, not the first request. */
+        if (arg_policy) {
+                m.policy_path = strdup(arg_policy);
+                if (!m.policy_path)
+                        return log_error_errno(ENOMEM, "Out of memory");
+        }
+        m.policy_required = arg_policy_explicit;
+        m.approval_timeout_usec = arg_approval_timeout * USEC_PER_SEC;
+        r = bus_policy_load(&m, NULL);
+        if (r < 0)
+                return r;
 
         _cleanup_free_ char *owner_auth = NULL, *endorsement_auth = NULL;
         KeystoreOptions o = {

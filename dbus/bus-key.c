@@ -103,12 +103,13 @@ static int property_get(sd_bus *bus, const char *path, const char *interface, co
 /* ---- shared checks -------------------------------------------------------------------------- */
 
 /* A key is used only by its uid, with the pinned executable if it has one (DESIGN §3). */
-static int authorize_key_use(Manager *d, sd_bus_message *m, Key *k, uid_t *ret_uid, sd_bus_error *error) {
+static int authorize_key_use(Manager *d, sd_bus_message *m, Key *k, uid_t *ret_uid, pid_t *ret_pid,
+                             sd_bus_error *error) {
         uid_t euid;
         pid_t pid = 0;
         int r;
 
-        r = caller_get_creds(m, &euid, k->record->has_exe_digest ? &pid : NULL);
+        r = caller_get_creds(m, &euid, &pid);
         if (r < 0)
                 return sd_bus_error_setf(error, SD_BUS_ERROR_ACCESS_DENIED, "Cannot determine the caller's identity");
         if (euid != k->record->uid)
@@ -127,23 +128,8 @@ static int authorize_key_use(Manager *d, sd_bus_message *m, Key *k, uid_t *ret_u
                                                  "Key '%s' is pinned to another executable", k->record->name);
         }
         *ret_uid = euid;
+        *ret_pid = pid;
         return 0;
-}
-
-static int check_key_usable(Key *k, sd_bus_error *error) {
-        switch (key_status(k, (uint64_t) time(NULL))) {
-        case KEY_STATUS_ACTIVE:
-                return 0;
-        case KEY_STATUS_EXPIRED:
-                return bus_error_setf_errno(error, -EKEYEXPIRED, "Key '%s' expired", k->record->name);
-        case KEY_STATUS_DESTROYED:
-                return bus_error_setf_errno(error, -EKEYREVOKED, "Key '%s' was destroyed", k->record->name);
-        case KEY_STATUS_UNUSABLE:
-                return bus_error_setf_errno(error, -EMEDIUMTYPE,
-                                            "Key '%s' cannot be used with this TPM (see the daemon log)",
-                                            k->record->name);
-        }
-        return -EINVAL;
 }
 
 typedef struct SignContext {
@@ -175,7 +161,9 @@ static int method_sign_common(sd_bus_message *m, Key *k, bool message, sd_bus_er
         _cleanup_(job_freep) Job *j = NULL;
         const void *data;
         size_t size;
+        uint8_t shown[32];       /* what a reviewer sees: the digest, or SHA-256 of the payload */
         uid_t uid = (uid_t) -1;
+        pid_t pid = 0;
         Client *client;
         int r;
 
@@ -195,10 +183,10 @@ static int method_sign_common(sd_bus_message *m, Key *k, bool message, sd_bus_er
         if (r < 0)
                 return r;
 
-        r = check_key_usable(k, error);
+        r = key_check_usable(k, error);
         if (r < 0)
                 return r;
-        r = authorize_key_use(d, m, k, &uid, error);
+        r = authorize_key_use(d, m, k, &uid, &pid, error);
         if (r < 0)
                 return r;
 
@@ -221,14 +209,25 @@ static int method_sign_common(sd_bus_message *m, Key *k, bool message, sd_bus_er
                 if (r < 0)
                         return bus_error_setf_errno(error, r, "Cannot encode the message: %s", strerror(-r));
                 memcpy(j->digest, cose_sign1_digest(j->cose), KEYSTORE_DIGEST_SIZE);
-        } else
+                r = sha256(data, size, shown);
+                if (r < 0)
+                        return r;
+        } else {
                 memcpy(j->digest, data, KEYSTORE_DIGEST_SIZE);
+                memcpy(shown, data, sizeof(shown));
+        }
 
-        r = manager_submit(d, j, error);
-        if (r < 0)
-                return r;
-        TAKE_PTR(j);
-        return 1;
+        PolicyCall call = {
+                .action = message ? POLICY_ACTION_SIGN_MESSAGE : POLICY_ACTION_SIGN,
+                .key = k->name,
+                .uid = uid,
+                .pid = pid,
+                .task_id = ctx.task_id,
+                .parent_task_id = ctx.parent_task_id,
+                .audience = ctx.audience,
+                .digest = shown,
+        };
+        return bus_policy_submit(d, m, &j, &call, error);
 }
 
 static int method_sign(sd_bus_message *m, void *userdata, sd_bus_error *error) {
@@ -324,7 +323,7 @@ static int method_attest(sd_bus_message *m, void *userdata, sd_bus_error *error)
         r = bus_read_options(m, options, ELEMENTSOF(options), error);
         if (r < 0)
                 return r;
-        r = check_key_usable(k, error);
+        r = key_check_usable(k, error);
         if (r < 0)
                 return r;
 
@@ -333,7 +332,7 @@ static int method_attest(sd_bus_message *m, void *userdata, sd_bus_error *error)
         if (r < 0)
                 return sd_bus_error_setf(error, SD_BUS_ERROR_ACCESS_DENIED, "Cannot determine the caller's identity");
         if (!manager_uid_is_admin(d, uid)) {
-                r = authorize_key_use(d, m, k, &uid, error);
+                r = authorize_key_use(d, m, k, &uid, &pid, error);
                 if (r < 0)
                         return r;
         }
@@ -390,11 +389,15 @@ static int method_attest(sd_bus_message *m, void *userdata, sd_bus_error *error)
         if (r < 0)
                 return r;
 
-        r = manager_submit(d, j, error);
-        if (r < 0)
-                return r;
-        TAKE_PTR(j);
-        return 1;
+        PolicyCall call = {
+                .action = POLICY_ACTION_ATTEST,
+                .key = k->name,
+                .uid = uid,
+                .pid = pid,
+                .task_id = ctx.task_id,
+                .parent_task_id = ctx.parent_task_id,
+        };
+        return bus_policy_submit(d, m, &j, &call, error);
 }
 
 /* The TPM part of a finished attestation job, as the encoder wants it. */
@@ -448,6 +451,7 @@ static int method_destroy(sd_bus_message *m, void *userdata, sd_bus_error *error
         _cleanup_(job_freep) Job *j = NULL;
         const char *reason;
         uid_t uid = (uid_t) -1;
+        pid_t pid = 0;
         Client *client;
         int r;
 
@@ -461,10 +465,12 @@ static int method_destroy(sd_bus_message *m, void *userdata, sd_bus_error *error
                                          "The reason must be 1..%u bytes of text without control characters",
                                          REASON_MAX);
 
-        r = caller_get_creds(m, &uid, NULL);
+        r = caller_get_creds(m, &uid, &pid);
         if (r < 0)
                 return sd_bus_error_setf(error, SD_BUS_ERROR_ACCESS_DENIED, "Cannot determine the caller's identity");
-        if (!manager_uid_is_admin(d, uid))
+        bool admin = manager_uid_is_admin(d, uid);
+        /* DESIGN §3: admins always may; a "destroy" rule can extend it to a key's own uid only. */
+        if (!admin && uid != k->record->uid)
                 return sd_bus_error_setf(error, SD_BUS_ERROR_ACCESS_DENIED, "Only administrators may destroy keys");
         if (k->destroy_pending)
                 return bus_error_setf_errno(error, -EBUSY, "Key '%s' is being destroyed", k->record->name);
@@ -480,18 +486,20 @@ static int method_destroy(sd_bus_message *m, void *userdata, sd_bus_error *error
                 return -ENOMEM;
         j->now = (uint64_t) time(NULL);
 
-        /* From here the key refuses use, before the TPM and the disk have caught up (DESIGN §4). A
-         * key that already refuses (an earlier Destroy failed) keeps refusing whatever happens here. */
-        bool was_refusing = atomic_exchange(&k->refusing, true);
-        r = manager_submit(d, j, error);
-        if (r < 0) {
-                atomic_store(&k->refusing, was_refusing);
+        if (admin) {
+                r = manager_submit(d, j, error);
+                if (r >= 0)
+                        TAKE_PTR(j);
                 return r;
         }
-        k->destroy_pending = true;
-        TAKE_PTR(j);
-        log_info("Destroying key '%s' (owner %s) for uid %u: %s", k->record->name, k->record->owner, uid, reason);
-        return 1;
+        PolicyCall call = {
+                .action = POLICY_ACTION_DESTROY,
+                .key = k->name,
+                .uid = uid,
+                .pid = pid,
+                .extends_key_check = true,
+        };
+        return bus_policy_submit(d, m, &j, &call, error);
 }
 
 static void destroy_done(Manager *d, Job *j) {

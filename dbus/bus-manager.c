@@ -22,6 +22,7 @@ static int method_create_key(sd_bus_message *msg, void *userdata, sd_bus_error *
         uint32_t key_uid = 0;
         uint64_t ttl = 0;
         uid_t uid = (uid_t) -1;
+        pid_t pid = 0;
         Client *client;
         int r;
 
@@ -42,12 +43,16 @@ static int method_create_key(sd_bus_message *msg, void *userdata, sd_bus_error *
         if (r < 0)
                 return r;
 
-        /* Who first: the refusal should not depend on (or reveal) which names exist. */
-        r = caller_get_creds(msg, &uid, NULL);
+        /* Who first: the refusal should not depend on (or reveal) which names exist. DESIGN §3: admins
+         * always may; a "create" rule can extend it to non-admins, for keys of their own uid only. */
+        r = caller_get_creds(msg, &uid, &pid);
         if (r < 0)
                 return sd_bus_error_setf(error, SD_BUS_ERROR_ACCESS_DENIED, "Cannot determine the caller's identity");
-        if (!manager_uid_is_admin(m, uid))
-                return sd_bus_error_setf(error, SD_BUS_ERROR_ACCESS_DENIED, "Only administrators may create keys");
+        bool admin = manager_uid_is_admin(m, uid);
+        if (!admin && (!m->policy || (options[1].present && key_uid != (uint32_t) uid)))
+                return sd_bus_error_setf(error, SD_BUS_ERROR_ACCESS_DENIED,
+                                         "Only administrators may create keys%s",
+                                         m->policy ? " for other uids" : "");
 
         if (!key_name_is_valid(name))
                 return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS,
@@ -91,6 +96,16 @@ static int method_create_key(sd_bus_message *msg, void *userdata, sd_bus_error *
                 memcpy(j->exe_sha256, exe, KEY_EXE_DIGEST_SIZE);
         }
 
+        if (!admin) {
+                PolicyCall call = {
+                        .action = POLICY_ACTION_CREATE,
+                        .key = name,
+                        .uid = uid,
+                        .pid = pid,
+                        .extends_key_check = true,
+                };
+                return bus_policy_submit(m, msg, &j, &call, error);
+        }
         r = manager_submit(m, j, error);
         if (r < 0)
                 return r;
@@ -380,6 +395,11 @@ static int property_get(sd_bus *bus, const char *path, const char *interface, co
                 return sd_bus_message_append(reply, "u", manager_count_active_keys(m));
         if (streq(property, "QueueDepth"))
                 return sd_bus_message_append(reply, "u", worker_queue_depth(m->worker));
+        if (streq(property, "PolicyDigest"))
+                return sd_bus_message_append_array(reply, 'y', m->policy ? policy_digest(m->policy) : NULL,
+                                                   m->policy ? 32 : 0);
+        if (streq(property, "ApprovalTimeout"))
+                return sd_bus_message_append(reply, "t", m->approval_timeout_usec);
         return sd_bus_error_setf(error, SD_BUS_ERROR_UNKNOWN_PROPERTY, "Unknown property '%s'", property);
 }
 
@@ -390,6 +410,8 @@ static const sd_bus_vtable manager_vtable[] = {
         SD_BUS_PROPERTY("HostPublicKey", "ay", property_get, 0, SD_BUS_VTABLE_PROPERTY_CONST),
         SD_BUS_PROPERTY("KeyCount", "u", property_get, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
         SD_BUS_PROPERTY("QueueDepth", "u", property_get, 0, 0),
+        SD_BUS_PROPERTY("PolicyDigest", "ay", property_get, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+        SD_BUS_PROPERTY("ApprovalTimeout", "t", property_get, 0, SD_BUS_VTABLE_PROPERTY_CONST),
         SD_BUS_METHOD_WITH_ARGS("CreateKey",
                                 SD_BUS_ARGS("s", name, "a{sv}", options),
                                 SD_BUS_RESULT("o", key),
@@ -420,8 +442,25 @@ static const sd_bus_vtable manager_vtable[] = {
                                 SD_BUS_RESULT("ay", secret),
                                 method_activate_credential,
                                 SD_BUS_VTABLE_UNPRIVILEGED | SD_BUS_VTABLE_SENSITIVE),
+        SD_BUS_METHOD_WITH_ARGS("ListApprovals",
+                                SD_BUS_NO_ARGS,
+                                SD_BUS_RESULT("a(sssa{sv})", requests),
+                                method_list_approvals,
+                                SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("Approve",
+                                SD_BUS_ARGS("s", request_id, "b", allow),
+                                SD_BUS_NO_RESULT,
+                                method_approve,
+                                SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("ReloadPolicy",
+                                SD_BUS_NO_ARGS,
+                                SD_BUS_NO_RESULT,
+                                method_reload_policy,
+                                SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_SIGNAL_WITH_ARGS("KeyCreated", SD_BUS_ARGS("s", name, "o", key), 0),
         SD_BUS_SIGNAL_WITH_ARGS("KeyDestroyed", SD_BUS_ARGS("s", name, "o", key, "s", reason), 0),
+        SD_BUS_SIGNAL_WITH_ARGS("ApprovalRequested",
+                                SD_BUS_ARGS("s", request_id, "s", key, "s", action, "a{sv}", context), 0),
         SD_BUS_VTABLE_END,
 };
 

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <systemd/sd-login.h>
 #include <unistd.h>
 
 #include "common/crypto-util.h"
@@ -102,6 +103,15 @@ static int proc_euid(pid_t pid, uid_t *ret) {
         return 0;
 }
 
+/* Alive (signal 0 through the pidfd; EPERM still means alive) and still the process that started then. */
+static bool process_unchanged(int pidfd, pid_t pid, unsigned long long start) {
+        unsigned long long now;
+
+        if (syscall(SYS_pidfd_send_signal, pidfd, 0, NULL, 0) < 0 && errno != EPERM)
+                return false;
+        return proc_start_time(pid, &now) >= 0 && now == start;
+}
+
 static bool entry_matches(const ExeCacheEntry *e, const struct stat *st) {
         return e->used && e->dev == st->st_dev && e->ino == st->st_ino && e->size == st->st_size &&
                e->mtime.tv_sec == st->st_mtim.tv_sec && e->mtime.tv_nsec == st->st_mtim.tv_nsec &&
@@ -110,7 +120,7 @@ static bool entry_matches(const ExeCacheEntry *e, const struct stat *st) {
 
 int caller_exe_digest(ExeCache *cache, pid_t pid, uid_t expected_euid, uint8_t ret[32]) {
         _cleanup_close_ int pidfd = -EBADF, exe_fd = -EBADF;
-        unsigned long long start_before, start_after;
+        unsigned long long start_before;
         struct stat st, st_after;
         uint8_t digest[32];
         char path[64];
@@ -169,12 +179,8 @@ int caller_exe_digest(ExeCache *cache, pid_t pid, uid_t expected_euid, uint8_t r
 
         /* Re-check after measuring: same process (alive, same start time), same executable, and still
          * running as the uid the bus reported. */
-        /* Signal 0 only probes; EPERM (no CAP_KILL under the unit) still means "alive". */
-        if (syscall(SYS_pidfd_send_signal, pidfd, 0, NULL, 0) < 0 && errno != EPERM)
-                return log_debug_errno(ESRCH, "Process %d exited while it was measured.", (int) pid);
-        r = proc_start_time(pid, &start_after);
-        if (r < 0 || start_after != start_before)
-                return log_debug_errno(ESRCH, "Process %d was replaced while it was measured.", (int) pid);
+        if (!process_unchanged(pidfd, pid, start_before))
+                return log_debug_errno(ESRCH, "Process %d exited or was replaced while it was measured.", (int) pid);
         if (stat(path, &st_after) < 0 || st_after.st_dev != st.st_dev || st_after.st_ino != st.st_ino)
                 return log_debug_errno(ESRCH, "Process %d executed another program while it was measured.",
                                        (int) pid);
@@ -198,5 +204,35 @@ int caller_exe_digest(ExeCache *cache, pid_t pid, uid_t expected_euid, uint8_t r
         }
         hit->tick = ++cache->tick;
         memcpy(ret, digest, sizeof(digest));
+        return 0;
+}
+
+int caller_cgroup_facts(pid_t pid, char **ret_unit, int *ret_session) {
+        _cleanup_close_ int pidfd = -EBADF;
+        _cleanup_free_ char *unit = NULL, *session = NULL;
+        unsigned long long start;
+        int r;
+
+        if (pid <= 0)
+                return -ESRCH;
+        pidfd = (int) syscall(SYS_pidfd_open, pid, 0);
+        if (pidfd < 0)
+                return errno == ESRCH ? -ESRCH : -errno;
+        if (proc_start_time(pid, &start) < 0)
+                return -ESRCH;
+
+        r = sd_pid_get_unit(pid, &unit);
+        if (r == -ENOMEM)
+                return r;
+        if (r < 0)
+                unit = NULL; /* no unit: not started by systemd, or no cgroup information */
+        r = sd_pid_get_session(pid, &session);
+        if (r == -ENOMEM)
+                return r;
+
+        if (!process_unchanged(pidfd, pid, start))
+                return log_debug_errno(ESRCH, "Process %d changed while its cgroup was read.", (int) pid);
+        *ret_unit = TAKE_PTR(unit);
+        *ret_session = r >= 0;
         return 0;
 }

@@ -34,3 +34,13 @@ int caller_get_creds(sd_bus_message *m, uid_t *ret_euid, pid_t *ret_pid);
  * (exec, pid reuse) while it was measured; -EPERM if it does not run as expected_euid; -EFBIG; -errno.
  */
 int caller_exe_digest(ExeCache *cache, pid_t pid, uid_t expected_euid, uint8_t ret[32]);
+
+/*
+ * caller_cgroup_facts() - the caller's systemd unit and whether it runs in a login session
+ *
+ * Read from the process's cgroup (sd_pid_get_unit/sd_pid_get_session), then the process is checked to
+ * be the same one (alive, same start time), so a recycled pid cannot lend its cgroup to a caller that
+ * exited. *ret_unit is NULL when the process has no unit; *ret_session is 1 or 0.
+ * Return: 0; -ESRCH if the process went away or changed; -ENOMEM.
+ */
+int caller_cgroup_facts(pid_t pid, char **ret_unit, int *ret_session);

@@ -21,6 +21,11 @@
 #define AGENTID_ERROR_TPM_UNAVAILABLE "org.agentid1.Error.TpmUnavailable"
 #define AGENTID_ERROR_TPM_FAILURE "org.agentid1.Error.TpmFailure"
 #define AGENTID_ERROR_STORAGE_FAILURE "org.agentid1.Error.StorageFailure"
+#define AGENTID_ERROR_POLICY_DENIED "org.agentid1.Error.PolicyDenied"
+#define AGENTID_ERROR_POLICY_INVALID "org.agentid1.Error.PolicyInvalid"
+#define AGENTID_ERROR_APPROVAL_DENIED "org.agentid1.Error.ApprovalDenied"
+#define AGENTID_ERROR_APPROVAL_TIMEOUT "org.agentid1.Error.ApprovalTimeout"
+#define AGENTID_ERROR_NO_SUCH_APPROVAL "org.agentid1.Error.NoSuchApproval"
 
 /* The D-Bus error name for a -errno from the keystore or the daemon. */
 const char *bus_error_name_from_errno(int r);

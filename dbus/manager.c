@@ -10,6 +10,7 @@
 
 #include "common/crypto-util.h"
 #include "common/log.h"
+#include "dbus/bus.h"
 #include "dbus/errors.h"
 #include "dbus/manager.h"
 #include "dbus/worker.h"
@@ -106,6 +107,22 @@ Key *manager_find_key(Manager *m, const char *name) {
         return hashmap_get(m->keys, name);
 }
 
+int key_check_usable(Key *k, sd_bus_error *error) {
+        switch (key_status(k, (uint64_t) time(NULL))) {
+        case KEY_STATUS_ACTIVE:
+                return 0;
+        case KEY_STATUS_EXPIRED:
+                return bus_error_setf_errno(error, -EKEYEXPIRED, "Key '%s' expired", k->record->name);
+        case KEY_STATUS_DESTROYED:
+                return bus_error_setf_errno(error, -EKEYREVOKED, "Key '%s' was destroyed", k->record->name);
+        case KEY_STATUS_UNUSABLE:
+                return bus_error_setf_errno(error, -EMEDIUMTYPE,
+                                            "Key '%s' cannot be used with this TPM (see the daemon log)",
+                                            k->record->name);
+        }
+        return -EINVAL;
+}
+
 unsigned manager_count_active_keys(Manager *m) {
         uint64_t now = (uint64_t) time(NULL);
         unsigned n = 0;
@@ -133,25 +150,28 @@ int manager_resolve_admin_group(Manager *m) {
         return 0;
 }
 
-bool manager_uid_is_admin(Manager *m, uid_t uid) {
+int uid_groups(uid_t uid, gid_t *groups, int max) {
         struct passwd pw, *result = NULL;
         char buf[16384];
-        gid_t groups[256];
-        int n = ELEMENTSOF(groups);
+        int n = max;
+
+        /* From the group database for that account, never from /proc of the caller: supplementary
+         * groups there are whatever the caller's parent chose. */
+        if (getpwuid_r(uid, &pw, buf, sizeof(buf), &result) != 0 || !result)
+                return -ENOENT;
+        if (getgrouplist(pw.pw_name, pw.pw_gid, groups, &n) < 0)
+                return -E2BIG; /* refuse rather than guess */
+        return n;
+}
+
+bool manager_uid_is_admin(Manager *m, uid_t uid) {
+        gid_t groups[UID_GROUPS_MAX];
 
         if (uid == 0)
                 return true;
         if (m->admin_gid == (gid_t) -1)
                 return false;
-
-        /* Membership from the group database for that account, never from /proc of the caller:
-         * supplementary groups there can be changed by the caller's parent. */
-        if (getpwuid_r(uid, &pw, buf, sizeof(buf), &result) != 0 || !result)
-                return false;
-        if (pw.pw_gid == m->admin_gid)
-                return true;
-        if (getgrouplist(pw.pw_name, pw.pw_gid, groups, &n) < 0)
-                return false; /* more than 256 groups: refuse rather than guess */
+        int n = uid_groups(uid, groups, ELEMENTSOF(groups));
         for (int i = 0; i < n; i++)
                 if (groups[i] == m->admin_gid)
                         return true;
@@ -173,6 +193,8 @@ static int on_client_gone(sd_bus_track *track, void *userdata) {
         Client *c = userdata;
 
         log_debug("Client %s disconnected; dropping its queued work.", c->name);
+        /* Before it counts as gone: freeing its held jobs must not free the client under us. */
+        bus_approvals_client_gone(c->manager, c);
         atomic_store(&c->gone, true);
         /* Done with tracking: returning 0 would make sd-bus dispatch this empty track again and again. */
         c->track = sd_bus_track_unref(c->track);
@@ -237,11 +259,29 @@ void manager_client_release(Manager *m, Client *c) {
 }
 
 int manager_submit(Manager *m, Job *j, sd_bus_error *error) {
-        int r = worker_submit(m->worker, j);
-        if (r == -EBUSY)
-                return sd_bus_error_setf(error, AGENTID_ERROR_BUSY, "The TPM queue is full; retry later");
-        if (r < 0)
+        bool was_refusing = false;
+        int r;
+
+        if (j->type == JOB_DESTROY) {
+                if (j->key->destroy_pending)
+                        return bus_error_setf_errno(error, -EBUSY, "Key '%s' is being destroyed", j->key->name);
+                /* From here the key refuses use, before the TPM and the disk have caught up (DESIGN §4).
+                 * A key that already refuses (an earlier Destroy failed) keeps refusing. */
+                was_refusing = atomic_exchange(&j->key->refusing, true);
+        }
+        r = worker_submit(m->worker, j);
+        if (r < 0) {
+                if (j->type == JOB_DESTROY)
+                        atomic_store(&j->key->refusing, was_refusing);
+                if (r == -EBUSY)
+                        return sd_bus_error_setf(error, AGENTID_ERROR_BUSY, "The TPM queue is full; retry later");
                 return bus_error_setf_errno(error, r, "Queueing the request failed: %s", strerror(-r));
+        }
+        if (j->type == JOB_DESTROY) {
+                j->key->destroy_pending = true;
+                log_info("Destroying key '%s' (owner %s) for uid %u: %s", j->key->name, j->key->record->owner,
+                         j->uid, j->reason);
+        }
         m->n_pending++;
         return 1;
 }

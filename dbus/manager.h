@@ -14,6 +14,8 @@
 #include <systemd/sd-event.h>
 
 #include "common/hashmap.h"
+#include "governance/approval.h"
+#include "governance/policy.h"
 #include "keystore/keystore.h"
 
 #define AGENTID_BUS_NAME "org.agentid1"
@@ -117,6 +119,13 @@ struct Manager {
         } eks[2];                /* the AK's parent first, then the other type if provisioned */
         unsigned n_eks;
 
+        /* Policy (NULL: none, every key check that passes is allowed) and the requests it holds. */
+        Policy *policy;
+        char *policy_path;
+        bool policy_required;    /* an explicit --policy must exist; the default path may not */
+        uint64_t approval_timeout_usec;
+        ApprovalQueue approvals;
+
         RateBucket rate[RATE_BUCKETS_MAX];
         unsigned n_rate;
 
@@ -134,12 +143,18 @@ int manager_add_key(Manager *m, KeyRecord *record, Key **ret);
 Key *manager_find_key(Manager *m, const char *name);
 KeyStatus key_status(const Key *k, uint64_t now);
 const char *key_status_to_string(KeyStatus s);
+/* 0 if k is active now; otherwise the error (KeyExpired, KeyDestroyed, KeyUnusable) set in error. */
+int key_check_usable(Key *k, sd_bus_error *error);
 unsigned manager_count_active_keys(Manager *m);
 
 /* Resolve --admin-group now (again on SIGHUP: the group may be created after start). */
 int manager_resolve_admin_group(Manager *m);
 /* uid 0, or a member of the admin group by getgrouplist() on the account of uid. */
 bool manager_uid_is_admin(Manager *m, uid_t uid);
+/* The groups of uid's account, primary group included. Return: how many; -ENOENT (no account);
+ * -E2BIG (more than max). */
+#define UID_GROUPS_MAX 256
+int uid_groups(uid_t uid, gid_t *groups, int max);
 
 /* Get (or make) the Client of the sender of m, tracking its disconnection. */
 int manager_client_for_message(Manager *m, sd_bus_message *msg, Client **ret, sd_bus_error *error);

@@ -2,6 +2,8 @@
 # The main job, end to end on a private software TPM and a private system bus:
 #   an admin creates TPM-resident identities for two agents that run as two different uids;
 #   each agent signs a request carrying a task ID and the other verifies it with the public key alone;
+#   policy-as-code decides every request: planner must name a task, and each payment needs a human's
+#   approval, which the admin gives;
 #   the verifier also checks TPM evidence that the signing key lives in this host's TPM;
 #   a third uid is refused; one agent retires: its key is destroyed, the receipt is verified against
 #   the TPM-certified host key, and the key can no longer sign.
@@ -51,10 +53,23 @@ for u in $PLANNER $PAYMENTS; do
         chown "$u:" "$AGENTID_TMP/$u"
 done
 
-step "1. Start a private software TPM, a private system bus, and agentidd"
+step "1. Start a private software TPM, a private system bus, and agentidd with its policy"
+cat >"$AGENTID_TMP/policy.json" <<'JSON'
+{
+  "version": 1,
+  "rules": [
+    {"name": "planner-works-in-tasks", "keys": ["planner"], "actions": ["sign", "sign_message", "attest"],
+     "require_task": true, "effect": "allow"},
+    {"name": "a-human-approves-payments", "keys": ["payments"], "actions": ["sign"], "tasks": ["task-*"],
+     "effect": "confirm"},
+    {"name": "payments-evidence", "keys": ["payments"], "actions": ["attest"], "effect": "allow"}
+  ]
+}
+JSON
+"$ctl" policy check "$AGENTID_TMP/policy.json"
 start_swtpm
 start_bus
-start_daemon "$bdir"
+start_daemon "$bdir" --policy="$AGENTID_TMP/policy.json"
 "$ctl" status
 
 step "1b. A verifier enrolls this host's attestation key against the TPM's EK certificate"
@@ -115,12 +130,24 @@ if as $PAYMENTS "$verify" evidence --nonce="$(openssl rand -hex 32)" --trusted-a
 fi
 echo "  (the same evidence for another nonce is refused: it cannot be replayed)"
 
-step "5. payments answers with a signed result; planner verifies it"
+step "5. payments signs the payment; policy holds it until a human approves; planner verifies it"
 cat >"$AGENTID_TMP/$PAYMENTS/result.json" <<JSON
 {"task_id": "task-7f3a", "status": "paid", "reference": "PAY-20261125-0042"}
 JSON
 as $PAYMENTS "$ctl" sign payments "$AGENTID_TMP/$PAYMENTS/result.json" --task-id=task-7f3a \
-        --parent-task-id=task-7f3a --format=der --output="$AGENTID_TMP/$PAYMENTS/result.sig"
+        --parent-task-id=task-7f3a --format=der --output="$AGENTID_TMP/$PAYMENTS/result.sig" &
+signer=$!
+request=
+for _ in $(seq 100); do
+        request=$("$ctl" approvals --json | /usr/bin/python3 -c 'import json, sys
+print(next((a["id"] for a in json.load(sys.stdin) if a["key"] == "payments"), ""))')
+        [ -n "$request" ] && break
+        sleep 0.1
+done
+[ -n "$request" ] || die "the payment was not held for approval"
+"$ctl" approvals
+"$ctl" approve "$request"
+wait $signer || die "the approved payment was not signed"
 "$ctl" public-key payments --output="$AGENTID_TMP/payments.pem"
 as $PLANNER openssl dgst -sha256 -verify "$AGENTID_TMP/payments.pem" \
         -signature "$AGENTID_TMP/$PAYMENTS/result.sig" "$AGENTID_TMP/$PAYMENTS/result.json"
@@ -133,6 +160,11 @@ if "$ctl" sign planner "$AGENTID_TMP/$PLANNER/request.json" >/dev/null; then
         die "root signed with planner's key"
 fi
 echo "(both refused, as they must be)"
+if as $PLANNER "$ctl" sign planner "$AGENTID_TMP/$PLANNER/request.json" >/dev/null; then
+        die "planner signed outside a task"
+fi
+echo "(planner without a task ID: refused by rule planner-works-in-tasks)"
+"$ctl" policy explain --policy="$AGENTID_TMP/policy.json" --key=planner --action=sign --user-name=$PLANNER || true
 
 step "7. payments retires: the admin destroys its key and gets a signed receipt"
 "$ctl" destroy payments --reason="agent retired: supplier payments moved to a new service" \

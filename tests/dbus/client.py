@@ -9,7 +9,8 @@ into the test's temporary directory so that unprivileged uids can read it.
 
 Modes:
   call       one method call; prints one JSON line {"ok": true, "value": V} or
-             {"ok": false, "error": "<D-Bus error name>", "message": "..."}.
+             {"ok": false, "error": "<D-Bus error name>", "message": "..."}. With --interactive the
+             call allows interactive authorization (policy "confirm" holds it for approval).
   sign-loop  calls Key.Sign with random digests on one connection until stdin reaches EOF or the
              deadline passes; prints "ready" after --ready-after successes, then one JSON line
              {"unique_name", "uid", "records": [[t_send, t_recv, ok, error, digest_hex, sig_hex]]}
@@ -29,6 +30,7 @@ import sys
 import time
 
 import dbus
+import dbus.lowlevel
 
 BASIC = {
     'y': dbus.Byte, 'n': dbus.Int16, 'q': dbus.UInt16, 'i': dbus.Int32, 'u': dbus.UInt32,
@@ -173,8 +175,18 @@ def do_call(a):
         raise SystemExit('signature %r does not match %d arguments' % (a.signature, len(args)))
     values = [from_json(s, x) for s, x in zip(sigs, args)]
     try:
-        r = bus.call_blocking(a.dest, a.path, a.interface, a.method, a.signature, values,
-                              timeout=a.timeout, byte_arrays=True)
+        if a.interactive:
+            # call_blocking cannot set ALLOW_INTERACTIVE_AUTHORIZATION; build the message by hand.
+            msg = dbus.lowlevel.MethodCallMessage(a.dest, a.path, a.interface, a.method)
+            msg.set_allow_interactive_authorization(True)
+            if values:
+                msg.append(signature=a.signature, *values)
+            reply = bus.send_message_with_reply_and_block(msg, a.timeout)
+            out = reply.get_args_list(byte_arrays=True)
+            r = out[0] if len(out) == 1 else (tuple(out) if out else None)
+        else:
+            r = bus.call_blocking(a.dest, a.path, a.interface, a.method, a.signature, values,
+                                  timeout=a.timeout, byte_arrays=True)
     except dbus.exceptions.DBusException as e:
         emit({'ok': False, 'error': e.get_dbus_name(), 'message': e.get_dbus_message()})
     else:
@@ -222,6 +234,8 @@ def main():
     p.add_argument('--signature', default='')
     p.add_argument('--args', default='[]')
     p.add_argument('--timeout', type=float, default=30)
+    p.add_argument('--interactive', action='store_true',
+                   help='set ALLOW_INTERACTIVE_AUTHORIZATION (a policy "confirm" may then hold the call)')
     p.add_argument('--context', default='[]')
     p.add_argument('--ready-after', type=int, default=3)
     p.add_argument('--deadline', type=float, default=30)

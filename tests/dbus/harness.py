@@ -478,7 +478,8 @@ def _tail(path, lines, since=0, skip=None):
 class Stack:
     """swtpm + private system bus + bus monitor + agentidd. Use as a context manager."""
 
-    DEFAULT_DAEMON_ARGS = ('--log-level=debug', '--flush-stale-handles')
+    # --policy= (empty): no policy, whatever /etc/agentid/policy.json on this machine says.
+    DEFAULT_DAEMON_ARGS = ('--log-level=debug', '--flush-stale-handles', '--policy=')
 
     def __init__(self, daemon_args=(), start_daemon=True, policy=None, daemon=None):
         self.daemon_binary = daemon or os.environ.get('AGENTID_TEST_DAEMON') or \
@@ -498,6 +499,7 @@ class Stack:
         self.daemon_unique_name = None
         self.daemon_starts = 0
         self._copies = {}
+        self._cgroups = []
 
     # --- context manager
 
@@ -769,6 +771,12 @@ class Stack:
                 self._stop(proc, signal.SIGTERM, 10)
                 if proc.stdout:
                     proc.stdout.close()
+        for d in reversed(self._cgroups):
+            try:
+                os.rmdir(d)  # empty once its processes exited
+            except OSError as e:
+                problems.append('cannot remove cgroup %s: %s' % (d, e))
+        self._cgroups = []
         if problems:
             self.failed = True
             sys.stderr.write('harness: %s\n' % '; '.join(problems))
@@ -844,23 +852,73 @@ class Stack:
         return {'PATH': '/usr/bin:/bin', 'LANG': 'C.UTF-8', 'HOME': '/', 'PYTHONDONTWRITEBYTECODE': '1'}
 
     def call_as(self, uid, path, interface, method, signature='', args=(), exe=None, dest=BUS_NAME,
-                timeout=CALL_TIMEOUT):
+                timeout=CALL_TIMEOUT, interactive=False, cgroup=None, background=False):
         """Make one call as `uid` (an existing account) from a child process running `exe` (default
-        /usr/bin/python3). Arguments are dbus-typed as for call(); returns a CallResult."""
+        /usr/bin/python3). Arguments are dbus-typed as for call(); returns a CallResult.
+
+        interactive: allow interactive authorization (a policy "confirm" then holds the call).
+        cgroup: a directory of the cgroup2 hierarchy (see fake_cgroup()) the child joins before it
+        executes, which is where agentidd reads its unit and login session from.
+        background: return the running child (a Popen) at once; finish_call() collects the result."""
         sigs = client_codec.split_signature(signature)
         if len(sigs) != len(args):
             raise ValueError('signature %r does not match %d arguments' % (signature, len(args)))
         jargs = [client_codec.to_json(s, a) for s, a in zip(sigs, args)]
         argv = self._client_argv(uid, exe, ['call', '--dest', dest, '--path', path, '--interface', interface,
                                             '--method', method, '--signature', signature,
-                                            '--args', json.dumps(jargs), '--timeout', str(timeout)])
-        r = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, env=self._client_env(),
-                           timeout=timeout + 30)
-        out = r.stdout.decode(errors='replace').strip().splitlines()
-        if r.returncode != 0 or not out:
+                                            '--args', json.dumps(jargs), '--timeout', str(timeout)] +
+                                 (['--interactive'] if interactive else []))
+
+        def join_cgroup():
+            _child_setup()
+            if cgroup:
+                with open(os.path.join(cgroup, 'cgroup.procs'), 'w') as f:
+                    f.write('%d\n' % os.getpid())
+
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                env=self._client_env(), preexec_fn=join_cgroup)
+        proc.agentid_argv = argv
+        proc.agentid_timeout = timeout
+        if background:
+            return proc
+        return self.finish_call(proc)
+
+    @staticmethod
+    def finish_call(proc):
+        out, err = proc.communicate(timeout=proc.agentid_timeout + 30)
+        lines = out.decode(errors='replace').strip().splitlines()
+        if proc.returncode != 0 or not lines:
             raise StackError('client failed (status %d): %s\nstderr: %s' %
-                             (r.returncode, ' '.join(argv), r.stderr.decode(errors='replace')))
-        return CallResult(json.loads(out[-1]), argv)
+                             (proc.returncode, ' '.join(proc.agentid_argv), err.decode(errors='replace')))
+        return CallResult(json.loads(lines[-1]), proc.agentid_argv)
+
+    # --- fake systemd cgroups (for the policy's "units" and "no_login_sessions")
+
+    @staticmethod
+    def cgroup2_root():
+        """Where the cgroup2 hierarchy is mounted writable (/sys/fs/cgroup, or .../unified on hybrid
+        systems), or None. sd_pid_get_unit()/sd_pid_get_session() read a process's path there."""
+        with open('/proc/self/mountinfo') as f:
+            for line in f:
+                fields = line.split()
+                sep = fields.index('-')
+                if fields[sep + 1] == 'cgroup2' and 'rw' in fields[5].split(','):
+                    return fields[4]
+        return None
+
+    def fake_cgroup(self, relpath):
+        """Make the cgroup relpath (e.g. 'system.slice/agentid-test-x.service' or
+        'user.slice/user-1.slice/session-7.scope'); removed at close(). Returns its directory."""
+        root = self.cgroup2_root()
+        if root is None:
+            raise StackError('no writable cgroup2 hierarchy')
+        d = root
+        for part in relpath.split('/'):
+            d = os.path.join(d, part)
+            if not os.path.isdir(d):
+                os.mkdir(d)
+                self._cgroups.append(d)  # created here, so removed here (children first)
+        return d
 
     def sign_as(self, uid, path, digest, exe=None, **ctx):
         return self.call_as(uid, path, KEY_IFACE, 'Sign', 'aya{sv}',
