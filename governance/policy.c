@@ -22,6 +22,7 @@
 #include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <jansson.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -495,7 +496,7 @@ typedef struct RateTable {
 typedef struct Rule {
         /* What a decision reads first, together: a rule with no matcher besides "actions" and "keys"
          * is then decided from one cache line. */
-        uint32_t actions; /* bit per PolicyAction; all when the rule has no "actions" */
+        uint32_t actions; /* bit per PolicyAction; without "actions": all but create, destroy, rotate */
         bool has_more;    /* a matcher other than "actions" and "keys" */
         GlobList keys;
         char *name;
@@ -906,7 +907,11 @@ static int parse_matchers(json_t *obj, const char *path, Rule *rule, char *error
                 if (r < 0)
                         return r;
         } else
-                rule->actions = (1U << _POLICY_ACTION_MAX) - 1;
+                /* Key management is never extended by accident: a rule without "actions" covers the
+                 * agent actions only; create, destroy and rotate must be named (DESIGN §3). */
+                rule->actions = ((1U << _POLICY_ACTION_MAX) - 1) &
+                                ~((1U << POLICY_ACTION_CREATE) | (1U << POLICY_ACTION_DESTROY) |
+                                  (1U << POLICY_ACTION_ROTATE));
 
         for (size_t i = 0; i < ELEMENTSOF(glob_fields); i++)
                 if ((v = field(obj, path, glob_fields[i].name, p))) {
@@ -1415,15 +1420,21 @@ static bool exe_match(const Rule *r, const PolicyRequest *req) {
         return false;
 }
 
-/* Every requested scope must be allowed by one of the rule's globs: a request for no scope at all
- * asks for nothing the rule could refuse. */
+/* An allowing rule (allow, confirm) matches when every requested scope is one of its globs — a
+ * request for no scope asks for nothing it could refuse. A deny rule matches when any requested scope
+ * is: "deny admin" must catch ["admin", "read"], and must not catch a request for no scope. */
 static bool scopes_match(const Rule *r, const PolicyRequest *req) {
+        bool deny = r->effect == POLICY_DENY;
+
         for (size_t i = 0; i < req->n_scopes; i++) {
                 const char *s = req->scopes ? req->scopes[i] : NULL;
-                if (!s || !glob_list_match(&r->scopes, s, strlen(s)))
+                bool hit = s && glob_list_match(&r->scopes, s, strlen(s));
+                if (deny && hit)
+                        return true;
+                if (!deny && !hit)
                         return false;
         }
-        return true;
+        return !deny;
 }
 
 static bool optional_glob_match(const GlobList *l, const char *s, size_t n) {
@@ -1547,6 +1558,15 @@ static Bucket *rate_bucket(Rule *rule, const char *key, uint64_t now) {
         return b;
 }
 
+/* Buckets are per key — except for "create", whose key does not exist yet: every new name would get
+ * a full bucket, so creations are counted per caller uid instead. */
+static const char *rate_bucket_key(const PolicyRequest *req, char *buf, size_t size) {
+        if (req->action != POLICY_ACTION_CREATE)
+                return req->key;
+        (void) snprintf(buf, size, "uid:%" PRIu32, req->uid);
+        return buf;
+}
+
 static bool rate_take(Rule *rule, const char *key, uint64_t now) {
         uint64_t interval = rule->rate_interval * USEC_PER_SEC;
         uint64_t capacity = rule->rate_limit * interval;
@@ -1601,6 +1621,7 @@ void policy_decide(Policy *p, const PolicyRequest *req, PolicyDecision *ret) {
         size_t i = 0, j = 0, n_exact = 0;
         uint64_t head, tail;
         uint32_t key_len;
+        char uid_key[32];
         Facts f;
 
         assert(p);
@@ -1645,7 +1666,7 @@ void policy_decide(Policy *p, const PolicyRequest *req, PolicyDecision *ret) {
 
                 decision_for_rule(rule, req, ret);
                 if (ret->effect != POLICY_DENY && rule->rate_limit > 0 &&
-                    !rate_take(rule, req->key, req->now_usec)) {
+                    !rate_take(rule, rate_bucket_key(req, uid_key, sizeof(uid_key)), req->now_usec)) {
                         ret->effect = POLICY_DENY;
                         ret->reason = REASON_RATE;
                         ret->max_token_ttl = 0;

@@ -278,6 +278,74 @@ static void test_match_scopes(void **state) {
         policy_free(p);
 }
 
+/* Deny rules catch a request if any scope it asks for is listed; asking for none is not caught. */
+static void test_deny_scopes(void **state) {
+        PolicyRequest req = base_request();
+        const char *admin_read[] = { "admin", "read" };
+        const char *read[] = { "read" };
+        PolicyDecision d;
+        Policy *p;
+
+        p = parse_ok("{\"version\": 1, \"rules\": ["
+                     "{\"name\": \"no-admin\", \"scopes\": [\"admin\"], \"effect\": \"deny\"},"
+                     "{\"name\": \"rest\", \"effect\": \"allow\"}]}");
+        assert_int_equal(decide(p, &req, &d), POLICY_ALLOW);
+        assert_string_equal(d.rule, "rest");
+        req.action = POLICY_ACTION_ISSUE_TOKEN;
+        req.scopes = admin_read;
+        req.n_scopes = 2;
+        assert_int_equal(decide(p, &req, &d), POLICY_DENY);
+        assert_string_equal(d.rule, "no-admin");
+        req.scopes = read;
+        req.n_scopes = 1;
+        assert_int_equal(decide(p, &req, &d), POLICY_ALLOW);
+        policy_free(p);
+}
+
+/* A rule without "actions" never extends key management (DESIGN §3): create, destroy and rotate must
+ * be named. */
+static void test_key_management_must_be_named(void **state) {
+        PolicyRequest req = base_request();
+        PolicyDecision d;
+        Policy *p;
+
+        p = one_rule("\"name\": \"everything\", \"effect\": \"allow\"");
+        assert_int_equal(decide(p, &req, &d), POLICY_ALLOW);
+        for (PolicyAction a = POLICY_ACTION_CREATE; a <= POLICY_ACTION_ROTATE; a++) {
+                req.action = a;
+                assert_int_equal(decide(p, &req, &d), POLICY_DENY);
+                assert_null(d.rule);
+        }
+        req.action = POLICY_ACTION_START_TASK;
+        assert_int_equal(decide(p, &req, &d), POLICY_ALLOW);
+        policy_free(p);
+
+        p = one_rule("\"actions\": [\"create\"], \"effect\": \"allow\"");
+        req.action = POLICY_ACTION_CREATE;
+        assert_int_equal(decide(p, &req, &d), POLICY_ALLOW);
+        policy_free(p);
+}
+
+/* "create" is rate-limited per caller uid: every new name would otherwise bring a full bucket. */
+static void test_create_rate_per_uid(void **state) {
+        PolicyRequest req = base_request();
+        const char *names[] = { "a", "b", "c" };
+        Policy *p;
+
+        p = one_rule("\"actions\": [\"create\"], \"rate\": {\"limit\": 2, \"interval\": 3600}, "
+                     "\"effect\": \"allow\"");
+        req.action = POLICY_ACTION_CREATE;
+        for (size_t i = 0; i < ELEMENTSOF(names); i++) {
+                PolicyDecision d;
+                req.key = names[i];
+                policy_decide(p, &req, &d);
+                assert_int_equal(d.effect, i < 2 ? POLICY_ALLOW : POLICY_DENY);
+        }
+        req.uid = 1001;
+        assert_true(allowed(p, &req));
+        policy_free(p);
+}
+
 static void test_effects_and_reasons(void **state) {
         PolicyRequest req = base_request();
         PolicyDecision d;
@@ -1029,10 +1097,11 @@ static void test_doc_examples(void **state) {
         assert_string_equal(d.reason, "the rule requires a task_id");
         req.task_id = "t";
         assert_int_equal(decide(examples[1], &req, &d), POLICY_ALLOW);
+        /* A rule without "actions" does not cover key management: no rule matches create. */
         req.key = "dev-x";
         req.action = POLICY_ACTION_CREATE;
         assert_int_equal(decide(examples[1], &req, &d), POLICY_DENY);
-        assert_string_equal(d.rule, "default-deny");
+        assert_null(d.rule);
 
         /* Units: the service may sign, a shell needs approval, a user service nothing. */
         req = base_request();
@@ -1269,6 +1338,9 @@ int main(void) {
                 cmocka_unit_test(test_match_exe_unit_session),
                 cmocka_unit_test(test_match_audience_peer_task),
                 cmocka_unit_test(test_match_scopes),
+                cmocka_unit_test(test_deny_scopes),
+                cmocka_unit_test(test_key_management_must_be_named),
+                cmocka_unit_test(test_create_rate_per_uid),
                 cmocka_unit_test(test_effects_and_reasons),
                 cmocka_unit_test(test_first_match_and_no_match),
                 cmocka_unit_test(test_require_task),
