@@ -215,11 +215,12 @@ static int claim_text_check(const cbor_item_t *v) {
 
 /* Label 15 exactly as protected_encode() writes it: 6 => uint (required), 3 => tstr,
  * "task_id" => tstr, "parent_task_id" => tstr, nothing else. */
-static int claims_check(const cbor_item_t *claims) {
+static int claims_check(const cbor_item_t *claims, const char **reason) {
         struct cbor_pair *pairs;
         bool have_iat = false;
         size_t n;
 
+        *reason = "CWT claims (label 15) are not a map";
         if (!claims || !cbor_isa_map(claims))
                 return -EBADMSG;
         n = cbor_map_size(claims);
@@ -234,6 +235,7 @@ static int claims_check(const cbor_item_t *claims) {
                 int64_t label;
                 uint64_t u;
 
+                *reason = "CWT claims (label 15): a claim has the wrong type or size";
                 if (cbor_util_get_int(key, &label) >= 0) {
                         if (label == CWT_CLAIM_IAT) {
                                 if (cbor_util_get_uint(value, &u) < 0)
@@ -242,77 +244,100 @@ static int claims_check(const cbor_item_t *claims) {
                         } else if (label == CWT_CLAIM_AUD) {
                                 if (claim_text_check(value) < 0)
                                         return -EBADMSG;
-                        } else
+                        } else {
+                                *reason = "CWT claims (label 15): unknown claim";
                                 return -EBADMSG;
+                        }
                 } else if (cbor_util_get_text(key, &s, &l) >= 0) {
                         bool known = (l == strlen("task_id") && memcmp(s, "task_id", l) == 0) ||
                                      (l == strlen("parent_task_id") && memcmp(s, "parent_task_id", l) == 0);
-                        if (!known || claim_text_check(value) < 0)
+                        if (!known) {
+                                *reason = "CWT claims (label 15): unknown claim";
                                 return -EBADMSG;
-                } else
+                        }
+                        if (claim_text_check(value) < 0)
+                                return -EBADMSG;
+                } else {
+                        *reason = "CWT claims (label 15): a key is neither an integer nor a text";
                         return -EBADMSG;
+                }
         }
 
+        *reason = "CWT claims (label 15) lack iat (6)";
         return have_iat ? 0 : -EBADMSG;
 }
 
 /* The protected header bytes: a deterministic map with alg ES256, a kid, optionally label 15, and no
  * other label (RFC 9052 §3.1: a label we do not understand might be listed in crit). */
-static int protected_check(const uint8_t *buf, size_t size) {
+static int protected_parse(const uint8_t *buf, size_t size, CoseSign1Parsed *p, const char **reason) {
         static const CborLimits limits = {
                 .max_size = COSE_PROTECTED_MAX,
                 .max_depth = 2,         /* the header map and the claims map inside it */
                 .max_items = 32,
                 .flags = CBOR_VALIDATE_DETERMINISTIC,
         };
-        _cleanup_cbor_ cbor_item_t *map = NULL;
         bool have_alg = false, have_kid = false;
         int r;
 
         /* RFC 9052 §4.2 allows a zero-length protected header, but ours always carries alg and kid. */
-        r = cbor_util_decode(buf, size, &limits, &map, NULL);
+        r = cbor_util_decode(buf, size, &limits, &p->header, NULL);
         if (r == -ENOMEM)
                 return r;
-        if (r < 0 || !cbor_isa_map(map))
+        if (r < 0 || !cbor_isa_map(p->header)) {
+                *reason = "protected header is not a deterministic CBOR map";
                 return -EBADMSG;
+        }
 
-        size_t n = cbor_map_size(map);
-        struct cbor_pair *pairs = cbor_map_handle(map);
-        if (n > 0 && !pairs)
+        size_t n = cbor_map_size(p->header);
+        struct cbor_pair *pairs = cbor_map_handle(p->header);
+        if (n > 0 && !pairs) {
+                *reason = "protected header is not a deterministic CBOR map";
                 return -EBADMSG;
+        }
 
         for (size_t i = 0; i < n; i++) {
                 const cbor_item_t *value = pairs[i].value;
-                const uint8_t *kid;
-                size_t kid_size;
                 int64_t label, alg;
 
                 /* Labels are unique: the validator refuses duplicate keys. */
-                if (cbor_util_get_int(pairs[i].key, &label) < 0)
+                if (cbor_util_get_int(pairs[i].key, &label) < 0) {
+                        *reason = "protected header has a label that is not an integer";
                         return -EBADMSG;
+                }
                 switch (label) {
                 case COSE_HEADER_ALG:
                         /* The algorithm is protected so it cannot be swapped (RFC 9052 §3.1). */
-                        if (cbor_util_get_int(value, &alg) < 0 || alg != COSE_ALG_ES256)
+                        if (cbor_util_get_int(value, &alg) < 0 || alg != COSE_ALG_ES256) {
+                                *reason = "alg (1) is not ES256 (-7)";
                                 return -EBADMSG;
+                        }
                         have_alg = true;
                         break;
                 case COSE_HEADER_KID:
-                        if (cbor_util_get_bytes(value, &kid, &kid_size) < 0 || kid_size < 1 ||
-                            kid_size > COSE_KID_MAX)
+                        if (cbor_util_get_bytes(value, &p->kid, &p->kid_size) < 0 || p->kid_size < 1 ||
+                            p->kid_size > COSE_KID_MAX) {
+                                *reason = "kid (4) is not a byte string of 1..64 bytes";
                                 return -EBADMSG;
+                        }
                         have_kid = true;
                         break;
                 case COSE_HEADER_CWT_CLAIMS:
-                        if (claims_check(value) < 0)
-                                return -EBADMSG;
+                        r = claims_check(value, reason);
+                        if (r < 0)
+                                return r;
+                        p->claims = value;
                         break;
                 default:
+                        *reason = "protected header has a label other than 1, 4 and 15";
                         return -EBADMSG;
                 }
         }
 
-        return have_alg && have_kid ? 0 : -EBADMSG;
+        if (!have_alg || !have_kid) {
+                *reason = !have_alg ? "protected header lacks alg (1)" : "protected header lacks kid (4)";
+                return -EBADMSG;
+        }
+        return 0;
 }
 
 static bool pkey_is_p256(EVP_PKEY *pkey) {
@@ -328,8 +353,24 @@ static bool pkey_is_p256(EVP_PKEY *pkey) {
         return nid == NID_X9_62_prime256v1;
 }
 
-int cose_sign1_check(const uint8_t *cose, size_t size, EVP_PKEY *pkey, uint8_t **ret_protected,
-                     size_t *ret_protected_size, uint8_t **ret_payload, size_t *ret_payload_size) {
+void cose_sign1_parsed_done(CoseSign1Parsed *p) {
+        if (!p)
+                return;
+        if (p->message)
+                cbor_decref(&p->message);
+        if (p->header)
+                cbor_decref(&p->header);
+        *p = (CoseSign1Parsed) {};
+}
+
+/* -EBADMSG, saying why when the caller asked. */
+static int refuse(const char **ret_reason, const char *reason) {
+        if (ret_reason)
+                *ret_reason = reason;
+        return -EBADMSG;
+}
+
+int cose_sign1_parse(const uint8_t *cose, size_t size, CoseSign1Parsed *ret, const char **ret_reason) {
         static const CborLimits limits = {
                 .max_size = COSE_PAYLOAD_MAX + COSE_ENVELOPE_MAX,
                 .max_depth = 4,
@@ -338,61 +379,76 @@ int cose_sign1_check(const uint8_t *cose, size_t size, EVP_PKEY *pkey, uint8_t *
                 .max_items = 16,
                 .flags = CBOR_VALIDATE_DETERMINISTIC,
         };
-        _cleanup_cbor_ cbor_item_t *msg = NULL;
-        _cleanup_free_ uint8_t *der = NULL, *prot_copy = NULL, *payload_copy = NULL;
-        const uint8_t *inner, *prot, *payload, *sig;
-        size_t inner_size, prot_size, payload_size, sig_size, der_size;
-        uint8_t digest[SHA256_DIGEST_SIZE];
+        _cleanup_(cose_sign1_parsed_done) CoseSign1Parsed p = {};
+        const char *reason = NULL;
+        const uint8_t *inner;
+        size_t inner_size, sig_size;
+        CborError error = {};
         int r;
 
-        if ((!cose && size > 0) || !pkey)
-                return -EINVAL;
-        if ((ret_protected && !ret_protected_size) || (ret_payload && !ret_payload_size))
-                return -EINVAL;
-        /* ES256 is ECDSA with SHA-256 on P-256 here: r and s are 32 bytes each (RFC 9053 §2.1). */
-        if (!pkey_is_p256(pkey))
+        if ((!cose && size > 0) || !ret)
                 return -EINVAL;
 
         /* libcbor 0.8 cannot decode the one-byte tag 18, so it is checked and removed by hand
          * (RFC 9052 §2: COSE_Sign1_Tagged; DESIGN §5). */
         if (cbor_util_strip_tag(cose, size, COSE_SIGN1_TAG, &inner, &inner_size) < 0)
-                return -EBADMSG;
+                return refuse(ret_reason, "not tagged 18 (COSE_Sign1_Tagged starts with d2)");
 
-        r = cbor_util_decode(inner, inner_size, &limits, &msg, NULL);
+        r = cbor_util_decode(inner, inner_size, &limits, &p.message, &error);
         if (r == -ENOMEM)
                 return r;
         if (r < 0)
-                return -EBADMSG;
+                /* The validator's reasons are static strings too. */
+                return refuse(ret_reason, error.reason ?: "not a single deterministic CBOR item");
 
         /* RFC 9052 §4.2: [protected, unprotected, payload, signature]. */
-        if (!cbor_isa_array(msg) || cbor_array_size(msg) != 4 || !cbor_array_handle(msg))
-                return -EBADMSG;
-        cbor_item_t **e = cbor_array_handle(msg);
+        if (!cbor_isa_array(p.message) || cbor_array_size(p.message) != 4 || !cbor_array_handle(p.message))
+                return refuse(ret_reason, "not an array of four (RFC 9052 §4.2)");
+        cbor_item_t **e = cbor_array_handle(p.message);
 
-        if (cbor_util_get_bytes(e[0], &prot, &prot_size) < 0 || prot_size > COSE_PROTECTED_MAX)
-                return -EBADMSG;
+        if (cbor_util_get_bytes(e[0], &p.protected, &p.protected_size) < 0 || p.protected_size > COSE_PROTECTED_MAX)
+                return refuse(ret_reason, "protected header is not a byte string of at most 2048 bytes");
         /* Unprotected parameters are not signed; agentid sends none and accepts none (DESIGN §5). */
         if (!cbor_isa_map(e[1]) || cbor_map_size(e[1]) != 0)
-                return -EBADMSG;
+                return refuse(ret_reason, "unprotected header is not the empty map");
         /* A detached payload (nil, RFC 9052 §4.1) is refused by the validator already (no null). */
-        if (cbor_util_get_bytes(e[2], &payload, &payload_size) < 0 || payload_size > COSE_PAYLOAD_MAX)
-                return -EBADMSG;
-        if (cbor_util_get_bytes(e[3], &sig, &sig_size) < 0 || sig_size != COSE_ES256_SIG_SIZE)
-                return -EBADMSG;
+        if (cbor_util_get_bytes(e[2], &p.payload, &p.payload_size) < 0 || p.payload_size > COSE_PAYLOAD_MAX)
+                return refuse(ret_reason, "payload is not a byte string of at most 1 MiB");
+        if (cbor_util_get_bytes(e[3], &p.signature, &sig_size) < 0 || sig_size != COSE_ES256_SIG_SIZE)
+                return refuse(ret_reason, "signature is not a byte string of 64 bytes (ES256 r || s)");
 
-        r = protected_check(prot, prot_size);
-        if (r < 0)
+        r = protected_parse(p.protected, p.protected_size, &p, &reason);
+        if (r == -ENOMEM)
                 return r;
+        if (r < 0)
+                return refuse(ret_reason, reason);
+
+        *ret = p;
+        p = (CoseSign1Parsed) {};
+        return 0;
+}
+
+int cose_sign1_verify_parsed(const CoseSign1Parsed *p, EVP_PKEY *pkey) {
+        _cleanup_free_ uint8_t *der = NULL;
+        uint8_t digest[SHA256_DIGEST_SIZE];
+        size_t der_size;
+        int r;
+
+        if (!p || !p->protected || !p->payload || !p->signature || !pkey)
+                return -EINVAL;
+        /* ES256 is ECDSA with SHA-256 on P-256 here: r and s are 32 bytes each (RFC 9053 §2.1). */
+        if (!pkey_is_p256(pkey))
+                return -EINVAL;
 
         /* Rebuilt from the bytes received, never from a re-encoding of the parsed header: the
          * signature covers the protected header exactly as it was sent (RFC 9052 §4.4). */
-        r = sig_structure_digest(prot, prot_size, payload, payload_size, digest);
+        r = sig_structure_digest(p->protected, p->protected_size, p->payload, p->payload_size, digest);
         if (r == -ENOMEM)
                 return r;
         if (r < 0)
                 return -EBADMSG;
 
-        r = ecdsa_raw_to_der(sig, COSE_ES256_SIG_SIZE / 2, &der, &der_size);
+        r = ecdsa_raw_to_der(p->signature, COSE_ES256_SIG_SIZE / 2, &der, &der_size);
         if (r == -ENOMEM)
                 return r;
         if (r < 0)
@@ -401,21 +457,41 @@ int cose_sign1_check(const uint8_t *cose, size_t size, EVP_PKEY *pkey, uint8_t *
         r = ecdsa_verify_digest(pkey, digest, der, der_size);
         if (r < 0)
                 return r;
-        if (r == 0)
-                return -EKEYREJECTED;
+        return r == 0 ? -EKEYREJECTED : 0;
+}
 
-        if (ret_protected && memdup_out(prot, prot_size, &prot_copy) < 0)
+int cose_sign1_check(const uint8_t *cose, size_t size, EVP_PKEY *pkey, uint8_t **ret_protected,
+                     size_t *ret_protected_size, uint8_t **ret_payload, size_t *ret_payload_size) {
+        _cleanup_(cose_sign1_parsed_done) CoseSign1Parsed p = {};
+        _cleanup_free_ uint8_t *prot_copy = NULL, *payload_copy = NULL;
+        int r;
+
+        if ((!cose && size > 0) || !pkey)
+                return -EINVAL;
+        if ((ret_protected && !ret_protected_size) || (ret_payload && !ret_payload_size))
+                return -EINVAL;
+        if (!pkey_is_p256(pkey))
+                return -EINVAL;
+
+        r = cose_sign1_parse(cose, size, &p, NULL);
+        if (r < 0)
+                return r;
+        r = cose_sign1_verify_parsed(&p, pkey);
+        if (r < 0)
+                return r;
+
+        if (ret_protected && memdup_out(p.protected, p.protected_size, &prot_copy) < 0)
                 return -ENOMEM;
-        if (ret_payload && memdup_out(payload, payload_size, &payload_copy) < 0)
+        if (ret_payload && memdup_out(p.payload, p.payload_size, &payload_copy) < 0)
                 return -ENOMEM;
 
         if (ret_protected) {
                 *ret_protected = TAKE_PTR(prot_copy);
-                *ret_protected_size = prot_size;
+                *ret_protected_size = p.protected_size;
         }
         if (ret_payload) {
                 *ret_payload = TAKE_PTR(payload_copy);
-                *ret_payload_size = payload_size;
+                *ret_payload_size = p.payload_size;
         }
         return 0;
 }

@@ -103,6 +103,48 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(CoseSign1 *, cose_sign1_free);
 int cose_sign1_sig_structure(const uint8_t *protected, size_t protected_size, const uint8_t *payload,
                              size_t payload_size, uint8_t **ret, size_t *ret_size);
 
+struct cbor_item_t;
+
+/*
+ * A COSE_Sign1_Tagged whose structure cose_sign1_parse() accepted. The pointers borrow from the two
+ * decoded items, which the object owns; release it with cose_sign1_parsed_done().
+ */
+typedef struct CoseSign1Parsed {
+        struct cbor_item_t *message;            /* the COSE_Sign1 array */
+        struct cbor_item_t *header;             /* the protected header map */
+        const uint8_t *protected;               /* the protected bytes exactly as received */
+        size_t protected_size;
+        const uint8_t *payload;
+        size_t payload_size;
+        const uint8_t *signature;               /* COSE_ES256_SIG_SIZE bytes, r || s */
+        const uint8_t *kid;                     /* 1..COSE_KID_MAX bytes */
+        size_t kid_size;
+        const struct cbor_item_t *claims;       /* label 15, already checked as cose_sign1_check() says; or NULL */
+} CoseSign1Parsed;
+
+/*
+ * cose_sign1_parse() - the structure checks of cose_sign1_check(), without the signature
+ * @ret_reason: on -EBADMSG, a static string naming the first problem (may be NULL)
+ *
+ * For callers that must look at the header before they know the key (which kid?) or that check the
+ * signature as a step of their own (cose_sign1_verify_parsed()). Everything cose_sign1_check()
+ * refuses before the signature, this refuses the same way.
+ *
+ * Return: 0 and *ret filled; -EBADMSG; -EINVAL for bad arguments; -ENOMEM.
+ */
+int cose_sign1_parse(const uint8_t *cose, size_t size, CoseSign1Parsed *ret, const char **ret_reason);
+
+/*
+ * cose_sign1_verify_parsed() - verify the ES256 signature of a parsed message with pkey
+ *
+ * The Sig_structure is rebuilt from the protected bytes and the payload as received.
+ *
+ * Return: 0 if valid; -EKEYREJECTED if not; -EINVAL (also a pkey that is not EC P-256); -ENOMEM; -EIO.
+ */
+int cose_sign1_verify_parsed(const CoseSign1Parsed *p, EVP_PKEY *pkey);
+
+void cose_sign1_parsed_done(CoseSign1Parsed *p);
+
 /*
  * cose_sign1_check() - parse an agentid COSE_Sign1_Tagged and verify its ES256 signature
  * @pkey: the EC P-256 public key the message must be signed with

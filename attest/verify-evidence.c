@@ -20,6 +20,7 @@
 
 #include "attest/cose.h"
 #include "attest/tpm2-types.h"
+#include "attest/verify-internal.h"
 #include "attest/verify.h"
 #include "common/cbor-util.h"
 #include "common/crypto-util.h"
@@ -148,6 +149,19 @@ static const char *const reason_names[] = {
         [AGENTID_REASON_HOST_ID] = "host_id",
         [AGENTID_REASON_KEY_EXPIRY] = "key_expiry",
         [AGENTID_REASON_WORKLOAD] = "workload",
+        [AGENTID_REASON_TOKEN_FORMAT] = "token_format",
+        [AGENTID_REASON_TOKEN_SIGNATURE] = "token_signature",
+        [AGENTID_REASON_TOKEN_KID] = "token_kid",
+        [AGENTID_REASON_TOKEN_CLAIMS] = "token_claims",
+        [AGENTID_REASON_TOKEN_AUDIENCE] = "token_audience",
+        [AGENTID_REASON_TOKEN_NOT_BEFORE] = "token_not_before",
+        [AGENTID_REASON_TOKEN_EXPIRY] = "token_expiry",
+        [AGENTID_REASON_TOKEN_HOPS] = "token_hops",
+        [AGENTID_REASON_MESSAGE_FORMAT] = "message_format",
+        [AGENTID_REASON_MESSAGE_SIGNATURE] = "message_signature",
+        [AGENTID_REASON_MESSAGE_KID] = "message_kid",
+        [AGENTID_REASON_MESSAGE_AUDIENCE] = "message_audience",
+        [AGENTID_REASON_MESSAGE_FRESHNESS] = "message_freshness",
 };
 
 PUBLIC const char *agentid_reason_to_string(AgentidReason reason) {
@@ -320,6 +334,7 @@ typedef struct CheckResult {
 } CheckResult;
 
 struct AgentidVerdict {
+        VerdictKind kind;
         bool platform;
         bool valid;
         AgentidReason reason;
@@ -333,6 +348,10 @@ struct AgentidVerdict {
         char *sub, *host_id, *key_name, *profile, *owner, *unit, *task_id, *parent_task_id, *daemon;
         uint8_t *exe_path;
         uint8_t spki[TPM2P_P256_SPKI_SIZE];
+
+        /* Token and message verdicts keep their outputs here (verify-token.c). */
+        void *extra;
+        void (*free_extra)(void *extra);
 };
 
 PUBLIC AgentidVerdict *agentid_verdict_free(AgentidVerdict *d) {
@@ -348,6 +367,8 @@ PUBLIC AgentidVerdict *agentid_verdict_free(AgentidVerdict *d) {
         free(d->parent_task_id);
         free(d->daemon);
         free(d->exe_path);
+        if (d->free_extra)
+                d->free_extra(d->extra);
         return mfree(d);
 }
 DEFINE_TRIVIAL_CLEANUP_FUNC(AgentidVerdict *, agentid_verdict_free);
@@ -383,11 +404,83 @@ PUBLIC int agentid_verdict_get_check(const AgentidVerdict *d, size_t i, AgentidR
 }
 
 PUBLIC const AgentidClaims *agentid_verdict_get_claims(const AgentidVerdict *d) {
-        return d && d->valid && !d->platform ? &d->claims : NULL;
+        return d && d->valid && d->kind == VERDICT_EVIDENCE && !d->platform ? &d->claims : NULL;
 }
 
 PUBLIC const AgentidPlatform *agentid_verdict_get_platform(const AgentidVerdict *d) {
-        return d && d->valid && d->platform ? &d->platform_info : NULL;
+        return d && d->valid && d->kind == VERDICT_EVIDENCE && d->platform ? &d->platform_info : NULL;
+}
+
+AgentidVerdict *verdict_new(VerdictKind kind, const AgentidReason *order, size_t n_order, const char *not_checked) {
+        AgentidVerdict *d;
+
+        if (n_order > CHECKS_MAX)
+                return NULL;
+        d = calloc(1, sizeof(*d));
+        if (!d)
+                return NULL;
+        d->kind = kind;
+        d->n_checks = n_order;
+        for (size_t i = 0; i < n_order; i++) {
+                d->checks[i].reason = order[i];
+                snprintf(d->checks[i].detail, sizeof(d->checks[i].detail), "%s", not_checked);
+        }
+        return d;
+}
+
+void verdict_record_v(AgentidVerdict *d, AgentidReason reason, bool ok, const char *fmt, va_list ap) {
+        for (size_t i = 0; i < d->n_checks; i++) {
+                CheckResult *c = &d->checks[i];
+                if (c->reason != reason)
+                        continue;
+                /* A failure sticks: nothing recorded later can turn it into a pass. */
+                if (c->done && !c->ok)
+                        return;
+                c->ok = ok;
+                c->done = true;
+                vsnprintf(c->detail, sizeof(c->detail), fmt, ap);
+                return;
+        }
+}
+
+void verdict_conclude(AgentidVerdict *d) {
+        /* Valid only if every check in the list ran and passed; the reason is the first that did not. */
+        d->valid = true;
+        d->reason = AGENTID_REASON_VALID;
+        for (size_t i = 0; i < d->n_checks; i++)
+                if (!d->checks[i].done || !d->checks[i].ok) {
+                        d->valid = false;
+                        d->reason = d->checks[i].reason;
+                        break;
+                }
+}
+
+void verdict_set_extra(AgentidVerdict *d, void *extra, void (*free_extra)(void *extra)) {
+        if (d->free_extra)
+                d->free_extra(d->extra);
+        d->extra = extra;
+        d->free_extra = free_extra;
+}
+
+void *verdict_get_extra(const AgentidVerdict *d, VerdictKind kind) {
+        return d && d->valid && d->kind == kind ? d->extra : NULL;
+}
+
+int verifier_now(const AgentidVerifier *v, uint64_t *ret) {
+        struct timespec ts;
+
+        if (v->now != 0) {
+                *ret = v->now;
+                return 0;
+        }
+        if (clock_gettime(CLOCK_REALTIME, &ts) < 0)
+                return -errno;
+        *ret = (uint64_t) ts.tv_sec;
+        return 0;
+}
+
+uint64_t verifier_max_age(const AgentidVerifier *v) {
+        return v->max_age;
 }
 
 /* ------------------------------------------------------------------------------------------------ */
@@ -447,34 +540,17 @@ static void verification_done(Verification *x) {
         free(x->payload);
 }
 
-static CheckResult *result_of(Verification *x, AgentidReason reason) {
-        for (size_t i = 0; i < x->d->n_checks; i++)
-                if (x->d->checks[i].reason == reason)
-                        return &x->d->checks[i];
-        return NULL;
-}
-
-static void _printf_(4, 0) record_v(Verification *x, AgentidReason reason, bool ok, const char *fmt, va_list ap) {
-        CheckResult *c = result_of(x, reason);
-        /* A failure sticks: nothing recorded later can turn it into a pass. */
-        if (!c || (c->done && !c->ok))
-                return;
-        c->ok = ok;
-        c->done = true;
-        vsnprintf(c->detail, sizeof(c->detail), fmt, ap);
-}
-
 static void _printf_(3, 4) pass(Verification *x, AgentidReason reason, const char *fmt, ...) {
         va_list ap;
         va_start(ap, fmt);
-        record_v(x, reason, true, fmt, ap);
+        verdict_record_v(x->d, reason, true, fmt, ap);
         va_end(ap);
 }
 
 static void _printf_(3, 4) fail(Verification *x, AgentidReason reason, const char *fmt, ...) {
         va_list ap;
         va_start(ap, fmt);
-        record_v(x, reason, false, fmt, ap);
+        verdict_record_v(x->d, reason, false, fmt, ap);
         va_end(ap);
 }
 
@@ -1226,7 +1302,19 @@ static bool key_name_valid(const char *s, size_t n) {
         return true;
 }
 
-/* sub = "agentid://" 32 lower-case hex "/" key-name (DESIGN §2 agent URI). */
+/* "agentid://" 32 lower-case hex "/" key-name (DESIGN §2 agent URI). */
+bool agent_uri_is_valid(const char *s, size_t n) {
+        size_t prefix = strlen(AGENT_URI_PREFIX);
+
+        bool ok = n > prefix + HOST_ID_HEX + 1 && memcmp(s, AGENT_URI_PREFIX, prefix) == 0 &&
+                  s[prefix + HOST_ID_HEX] == '/';
+        for (size_t i = 0; ok && i < HOST_ID_HEX; i++) {
+                char c = s[prefix + i];
+                ok = (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
+        }
+        return ok && key_name_valid(s + prefix + HOST_ID_HEX + 1, n - prefix - HOST_ID_HEX - 1);
+}
+
 static int claim_sub(Verification *x, const cbor_item_t *item) {
         AgentidVerdict *d = x->d;
         const char *s;
@@ -1238,13 +1326,7 @@ static int claim_sub(Verification *x, const cbor_item_t *item) {
                 return r;
         s = d->sub;
         n = strlen(s);
-        bool ok = n > prefix + HOST_ID_HEX + 1 && memcmp(s, AGENT_URI_PREFIX, prefix) == 0 &&
-                  s[prefix + HOST_ID_HEX] == '/';
-        for (size_t i = 0; ok && i < HOST_ID_HEX; i++) {
-                char c = s[prefix + i];
-                ok = (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
-        }
-        if (!ok || !key_name_valid(s + prefix + HOST_ID_HEX + 1, n - prefix - HOST_ID_HEX - 1)) {
+        if (!agent_uri_is_valid(s, n)) {
                 fail(x, AGENTID_REASON_CLAIMS, "\"sub\" is not agentid://<32 hex digits>/<key name>");
                 return -EBADMSG;
         }
@@ -1756,15 +1838,10 @@ static int verify(const AgentidVerifier *v, bool platform, const uint8_t *eviden
         if (nonce_size < AGENTID_NONCE_MIN || nonce_size > AGENTID_NONCE_MAX)
                 return -EINVAL;
 
-        d = calloc(1, sizeof(*d));
+        d = verdict_new(VERDICT_EVIDENCE, order, n_order, "not checked: evidence malformed");
         if (!d)
                 return -ENOMEM;
         d->platform = platform;
-        d->n_checks = n_order;
-        for (size_t i = 0; i < n_order; i++) {
-                d->checks[i].reason = order[i];
-                snprintf(d->checks[i].detail, sizeof(d->checks[i].detail), "not checked: evidence malformed");
-        }
 
         x = (Verification) {
                 .v = v,
@@ -1772,28 +1849,16 @@ static int verify(const AgentidVerifier *v, bool platform, const uint8_t *eviden
                 .platform = platform,
                 .nonce = nonce,
                 .nonce_size = nonce_size,
-                .now = v->now,
         };
-        if (x.now == 0) {
-                struct timespec ts;
-                if (clock_gettime(CLOCK_REALTIME, &ts) < 0)
-                        return -errno;
-                x.now = (uint64_t) ts.tv_sec;
-        }
+        r = verifier_now(v, &x.now);
+        if (r < 0)
+                return r;
 
         r = run_checks(&x, evidence, size);
         if (r < 0)
                 return r;
 
-        /* Valid only if every check in the list ran and passed; the reason is the first that did not. */
-        d->valid = true;
-        d->reason = AGENTID_REASON_VALID;
-        for (size_t i = 0; i < d->n_checks; i++)
-                if (!d->checks[i].done || !d->checks[i].ok) {
-                        d->valid = false;
-                        d->reason = d->checks[i].reason;
-                        break;
-                }
+        verdict_conclude(d);
 
         if (d->valid) {
                 r = fill_outputs(&x);

@@ -3,8 +3,8 @@
 #define AGENTID_VERIFY_H
 
 /*
- * libagentid-verify: offline verification of agentid attestation evidence (installed as
- * <agentid/verify.h>; pkg-config name libagentid-verify).
+ * libagentid-verify: offline verification of agentid attestation evidence, task tokens and signed
+ * messages (installed as <agentid/verify.h>; pkg-config name libagentid-verify).
  *
  * Agent evidence (org.agentid1.Key.Attest) proves that a signing key lives in a genuine TPM, was
  * certified by that TPM's attestation key (AK) for the verifier's nonce, and that the key itself
@@ -102,6 +102,23 @@ typedef enum AgentidReason {
         AGENTID_REASON_HOST_ID = 25,            /* "host_id": host-id in sub = this TPM's SRK */
         AGENTID_REASON_KEY_EXPIRY = 26,         /* "key_expiry": not_after not passed */
         AGENTID_REASON_WORKLOAD = 27,           /* "workload": executable on the allow-list */
+
+        /* Task tokens (agentid_verify_token()), in the order they run */
+        AGENTID_REASON_TOKEN_FORMAT = 28,       /* "token_format": COSE_Sign1 envelope in the token profile */
+        AGENTID_REASON_TOKEN_SIGNATURE = 29,    /* "token_signature": ES256 by the given key */
+        AGENTID_REASON_TOKEN_KID = 30,          /* "token_kid": kid = the expected TPM Name */
+        AGENTID_REASON_TOKEN_CLAIMS = 31,       /* "token_claims": exactly the token claims, iss an agent URI */
+        AGENTID_REASON_TOKEN_AUDIENCE = 32,     /* "token_audience": aud = the verifier's audience */
+        AGENTID_REASON_TOKEN_NOT_BEFORE = 33,   /* "token_not_before": nbf <= now + skew */
+        AGENTID_REASON_TOKEN_EXPIRY = 34,       /* "token_expiry": now < exp */
+        AGENTID_REASON_TOKEN_HOPS = 35,         /* "token_hops": delegation chain well-formed */
+
+        /* Signed messages (agentid_verify_message()), in the order they run */
+        AGENTID_REASON_MESSAGE_FORMAT = 36,     /* "message_format": COSE_Sign1 with label 15 claims */
+        AGENTID_REASON_MESSAGE_SIGNATURE = 37,  /* "message_signature": ES256 by the given key */
+        AGENTID_REASON_MESSAGE_KID = 38,        /* "message_kid": kid = the expected TPM Name */
+        AGENTID_REASON_MESSAGE_AUDIENCE = 39,   /* "message_audience": aud = the audience, if one is required */
+        AGENTID_REASON_MESSAGE_FRESHNESS = 40,  /* "message_freshness": iat within max-age of now */
 } AgentidReason;
 
 /* The name of a reason code ("valid", "format", ...), or NULL for an unknown code. */
@@ -129,9 +146,10 @@ AGENTID_EXPORT AgentidVerifier *agentid_verifier_free(AgentidVerifier *v);
 AGENTID_EXPORT int agentid_verifier_add_trusted_ak(AgentidVerifier *v, const uint8_t *tpmt_public, size_t size);
 
 /* Verify as of this time (seconds since the epoch) instead of the system clock; 0 restores the
- * system clock. Return: 0 or -EINVAL. */
+ * system clock. Applies to evidence, tokens and signed messages. Return: 0 or -EINVAL. */
 AGENTID_EXPORT int agentid_verifier_set_now(AgentidVerifier *v, uint64_t unix_seconds);
-/* How old an agent evidence's iat may be (default AGENTID_DEFAULT_MAX_AGE). Return: 0 or -EINVAL. */
+/* How old an agent evidence's or a signed message's iat may be (default AGENTID_DEFAULT_MAX_AGE).
+ * Return: 0 or -EINVAL. */
 AGENTID_EXPORT int agentid_verifier_set_max_age(AgentidVerifier *v, uint64_t seconds);
 /* Require clockInfo.safe = 1 in both attestations (default: reported only; after an unclean power
  * loss a real TPM reports safe = 0 for a while). Return: 0 or -EINVAL. */
@@ -173,13 +191,62 @@ AGENTID_EXPORT int agentid_verify_evidence(const AgentidVerifier *v, const uint8
 AGENTID_EXPORT int agentid_verify_platform(const AgentidVerifier *v, const uint8_t *evidence, size_t size,
                                            const uint8_t *nonce, size_t nonce_size, AgentidVerdict **ret);
 
+/* ------------------------------------------------------------------------------------------------
+ * Task tokens (org.agentid1.Key.IssueToken) and signed messages (Key.SignMessage): COSE_Sign1 by an
+ * agent key (docs/formats.md §3 and §8). The key is the caller's: pinned, or the certified key of
+ * valid agent evidence (AgentidClaims.public_key and .kid), which is how a peer learns that the key
+ * lives in a TPM. Only the clock and max-age of the verifier are used.
+ */
+
+/* Largest token accepted, in bytes; hops in a delegation chain; size of a cti. */
+#define AGENTID_TOKEN_MAX (8U * 1024U)
+#define AGENTID_TOKEN_HOPS_MAX 8U
+#define AGENTID_TOKEN_CTI_SIZE 16U
+/* Largest payload of a signed message accepted, in bytes. */
+#define AGENTID_MESSAGE_PAYLOAD_MAX (1024U * 1024U)
+
+/*
+ * agentid_verify_token() - verify a task token for an audience
+ * @token: the token (COSE_Sign1_Tagged, CWT) as IssueToken returned it
+ * @spki_der: the issuer's public key, DER SubjectPublicKeyInfo of an EC P-256 key; copied
+ * @expected_kid: the TPM Name (AGENTID_TPM_NAME_SIZE bytes) the token's kid must equal, or NULL to
+ *         accept any kid (then only the key vouches for the issuer)
+ * @audience: the verifier's own name; the token's aud must be exactly this string (required)
+ * @ret: the verdict, valid or invalid; free with agentid_verdict_free()
+ *
+ * Checks, in order: token_format, token_signature, token_kid, token_claims, token_audience,
+ * token_not_before (nbf <= now + AGENTID_MAX_CLOCK_SKEW), token_expiry (now < exp) and token_hops
+ * (docs/verifier.md). The claims are looked at only after the signature verified.
+ *
+ * Return: 0 and a verdict; -EINVAL for bad arguments (NULL pointers, an empty audience, a key that is
+ *         not a DER EC P-256 public key); -ENOMEM; -EIO. An invalid token returns 0.
+ */
+AGENTID_EXPORT int agentid_verify_token(const AgentidVerifier *v, const uint8_t *token, size_t size,
+                                        const uint8_t *spki_der, size_t spki_size,
+                                        const uint8_t *expected_kid, const char *audience, AgentidVerdict **ret);
+
+/*
+ * agentid_verify_message() - verify a signed message
+ * @msg: the COSE_Sign1_Tagged SignMessage returned
+ * @audience: if not NULL, the message's aud (label 15) must be present and exactly this string
+ *
+ * As agentid_verify_token(), with the checks message_format, message_signature, message_kid,
+ * message_audience and message_freshness (iat at most max-age before now and at most
+ * AGENTID_MAX_CLOCK_SKEW after it). The payload is the caller's to interpret.
+ *
+ * Return: 0 and a verdict; -EINVAL (also an empty audience); -ENOMEM; -EIO.
+ */
+AGENTID_EXPORT int agentid_verify_message(const AgentidVerifier *v, const uint8_t *msg, size_t size,
+                                          const uint8_t *spki_der, size_t spki_size,
+                                          const uint8_t *expected_kid, const char *audience, AgentidVerdict **ret);
+
 AGENTID_EXPORT AgentidVerdict *agentid_verdict_free(AgentidVerdict *d);
 
 AGENTID_EXPORT bool agentid_verdict_is_valid(const AgentidVerdict *d);
 /* AGENTID_REASON_VALID, or the first failed check (AGENTID_REASON_FORMAT for a NULL verdict). */
 AGENTID_EXPORT AgentidReason agentid_verdict_reason(const AgentidVerdict *d);
 
-/* Number of check results: always the full list for the evidence type, in order. */
+/* Number of check results: always the full list for the verdict's type, in order. */
 AGENTID_EXPORT size_t agentid_verdict_n_checks(const AgentidVerdict *d);
 /*
  * agentid_verdict_get_check() - the i-th check result
@@ -255,10 +322,55 @@ typedef struct AgentidPlatform {
         AgentidTpmState tpm;
 } AgentidPlatform;
 
-/* Claims of a valid agent-evidence verdict; NULL for an invalid one or for platform evidence. */
+/* One step of a delegation chain: the parent token (DESIGN §5: [parent.iss, parent.cti, parent.kid]). */
+typedef struct AgentidTokenHop {
+        const char *iss;                /* the parent's issuer, an agent URI */
+        uint8_t cti[AGENTID_TOKEN_CTI_SIZE];
+        uint8_t kid[AGENTID_TPM_NAME_SIZE];     /* the key that signed the parent */
+} AgentidTokenHop;
+
+/*
+ * Claims of a valid token, all covered by its signature. Strings are NUL-terminated UTF-8 owned by the
+ * verdict; absent optional claims are NULL / 0. Allocated by the library; fields may be appended.
+ */
+typedef struct AgentidToken {
+        const char *iss;                /* = sub: the issuing agent's URI */
+        const char *aud;
+        uint64_t exp, nbf, iat;         /* NumericDate */
+        uint8_t cti[AGENTID_TOKEN_CTI_SIZE];
+        const char *scope;              /* space-separated scope tokens, or NULL */
+        const char *task_id;
+        const char *parent_task_id;     /* NULL if absent */
+        const char *owner;
+        uint8_t kid[AGENTID_TPM_NAME_SIZE];     /* from the protected header */
+        uint8_t spki_sha256[AGENTID_SHA256_SIZE]; /* of the key it verified with (revocation entries use it) */
+        size_t n_hops;                  /* 0 for a root token */
+        const AgentidTokenHop *hops;    /* oldest ancestor first; the last is the direct parent */
+        bool has_credential;            /* issued by a task key: its task credential (COSE_Sign1_Tagged) */
+        const uint8_t *credential;
+        size_t credential_size;
+} AgentidToken;
+
+/* What a valid signed message says, all covered by its signature. */
+typedef struct AgentidMessage {
+        uint64_t iat;                   /* NumericDate */
+        const char *aud;                /* NULL if absent */
+        const char *task_id;            /* NULL if absent */
+        const char *parent_task_id;     /* NULL if absent */
+        uint8_t kid[AGENTID_TPM_NAME_SIZE];
+        uint8_t spki_sha256[AGENTID_SHA256_SIZE];
+        const uint8_t *payload;         /* the signed bytes */
+        size_t payload_size;
+} AgentidMessage;
+
+/* Claims of a valid agent-evidence verdict; NULL for an invalid one or for any other kind. */
 AGENTID_EXPORT const AgentidClaims *agentid_verdict_get_claims(const AgentidVerdict *d);
 /* Certified host key of a valid platform verdict; NULL otherwise. */
 AGENTID_EXPORT const AgentidPlatform *agentid_verdict_get_platform(const AgentidVerdict *d);
+/* Claims of a valid token verdict; NULL otherwise. */
+AGENTID_EXPORT const AgentidToken *agentid_verdict_get_token(const AgentidVerdict *d);
+/* Claims and payload of a valid signed-message verdict; NULL otherwise. */
+AGENTID_EXPORT const AgentidMessage *agentid_verdict_get_message(const AgentidVerdict *d);
 
 #ifdef __cplusplus
 }

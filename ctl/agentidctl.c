@@ -23,6 +23,7 @@
 #include "common/hexutil.h"
 #include "common/log.h"
 #include "config.h"
+#include "ctl/ctl-audit.h"
 #include "ctl/ctl-policy.h"
 
 #define BUS_NAME "org.agentid1"
@@ -58,6 +59,7 @@ static const char *arg_exe;
 static const char *arg_exe_sha256;
 static const char *arg_nonce;
 static const char *arg_challenge;
+static const char *arg_parent_token;
 static long long arg_uid = -1;
 static unsigned long long arg_ttl;
 static ExplainArgs arg_explain = { .policy = AGENTID_DEFAULT_POLICY, .login_session = -1 };
@@ -77,6 +79,9 @@ static void help(void) {
                "  sign NAME [FILE|-]          SHA-256 the input and sign the digest with the key\n"
                "                              (--format=base64|der, --output=, --task-id= ...)\n"
                "  sign-message NAME [FILE|-]  Sign the input as a COSE_Sign1 message (--output=, or base64)\n"
+               "  issue-token NAME --audience=AUD --task-id=ID  A task token (CWT) for a peer\n"
+               "                              [--scope=S ... --ttl=SECONDS --parent-token=FILE]\n"
+               "  audit-head --nonce=HEX      A signed head of the audit log (admins; --output=)\n"
                "  destroy NAME --reason=TEXT  Destroy a key (admins); writes the receipt (--output=)\n"
                "  attest NAME --nonce=HEX     Evidence that the key lives in this TPM, bound to the caller\n"
                "                              and the nonce (--output=, --task-id=)\n"
@@ -92,6 +97,8 @@ static void help(void) {
                "  policy reload               Make agentidd re-read its policy (admins)\n"
                "  approvals                   Requests awaiting a human's approval (admins)\n"
                "  approve ID / deny ID        Answer a held request (admins; not one's own)\n"
+               "  audit show|verify           Read or check the audit log (--state-dir=, --json,\n"
+               "                              --host-key=DER_FILE, --head=FILE; no daemon needed)\n"
                "\n"
                "Options:\n"
                "  --json                      JSON output for status, list, show\n"
@@ -113,7 +120,7 @@ static int parse_argv(int argc, char *argv[]) {
                 ARG_USER = 0x100, ARG_JSON, ARG_OWNER, ARG_UID, ARG_USER_NAME, ARG_TTL, ARG_DESCRIPTION,
                 ARG_REASON, ARG_OUTPUT, ARG_FORMAT, ARG_TASK_ID, ARG_PARENT_TASK_ID, ARG_AUDIENCE, ARG_EXE,
                 ARG_EXE_SHA256, ARG_NONCE, ARG_CHALLENGE, ARG_VERSION, ARG_POLICY, ARG_KEY, ARG_ACTION,
-                ARG_UNIT, ARG_PEER, ARG_LOGIN_SESSION, ARG_SCOPE, ARG_NO_WAIT,
+                ARG_UNIT, ARG_PEER, ARG_LOGIN_SESSION, ARG_SCOPE, ARG_NO_WAIT, ARG_PARENT_TOKEN,
         };
         static const struct option options[] = {
                 { "user", no_argument, NULL, ARG_USER },
@@ -136,6 +143,7 @@ static int parse_argv(int argc, char *argv[]) {
                 { "login-session", required_argument, NULL, ARG_LOGIN_SESSION },
                 { "scope", required_argument, NULL, ARG_SCOPE },
                 { "no-wait", no_argument, NULL, ARG_NO_WAIT },
+                { "parent-token", required_argument, NULL, ARG_PARENT_TOKEN },
                 { "parent-task-id", required_argument, NULL, ARG_PARENT_TASK_ID },
                 { "audience", required_argument, NULL, ARG_AUDIENCE },
                 { "exe", required_argument, NULL, ARG_EXE },
@@ -240,6 +248,9 @@ static int parse_argv(int argc, char *argv[]) {
                 case ARG_NO_WAIT:
                         arg_no_wait = true;
                         break;
+                case ARG_PARENT_TOKEN:
+                        arg_parent_token = optarg;
+                        break;
                 case 'h':
                         help();
                         return 0;
@@ -277,7 +288,7 @@ static int report_error(const char *what, const sd_bus_error *error, int r) {
 
 /*
  * Calls a policy may hold for a human's approval: allow the daemon to hold them (the D-Bus
- * ALLOW_INTERACTIVE_AUTHORIZATION flag, unless --no-wait) and wait longer than its approval timeout.
+ * ALLOW_INTERACTIVE_AUTHORIZATION flag, unless --no-wait) and wait for the approval on top of the work.
  */
 static int call_may_wait_for_approval(sd_bus *bus, sd_bus_message *m, uint64_t timeout_usec, sd_bus_error *error,
                                       sd_bus_message **reply) {
@@ -292,7 +303,7 @@ static int call_may_wait_for_approval(sd_bus *bus, sd_bus_message *m, uint64_t t
                 if (sd_bus_get_property_trivial(bus, BUS_NAME, MANAGER_PATH, MANAGER_IFACE, "ApprovalTimeout", NULL,
                                                 't', &approval_usec) < 0)
                         approval_usec = 20ULL * 1000000;
-                timeout_usec = MAX(timeout_usec, approval_usec + TIMEOUT_SIGN_USEC);
+                timeout_usec += approval_usec;
         }
         r = sd_bus_call(bus, m, timeout_usec, error, reply);
         if (r < 0 && sd_bus_error_has_name(error, SD_BUS_ERROR_INTERACTIVE_AUTHORIZATION_REQUIRED) && !arg_no_wait)
@@ -670,6 +681,136 @@ static int sign_common(sd_bus *bus, const char *name, const char *input, bool me
         return write_binary(out, out_size, true);
 }
 
+/* Read a token file: binary CBOR, or the base64 text agentidctl prints without --output. */
+static int read_token_file(const char *path, uint8_t **ret, size_t *ret_size) {
+        _cleanup_free_ uint8_t *data = NULL;
+        size_t size = 0;
+        int r;
+
+        r = read_input(path, 3 * 8192, &data, &size);
+        if (r < 0)
+                return r;
+        if (size > 0 && data[0] != 0xd2) {
+                /* base64 (RFC 4648 §4), possibly with a trailing newline */
+                while (size > 0 && (data[size - 1] == '\n' || data[size - 1] == '\r'))
+                        size--;
+                _cleanup_free_ uint8_t *raw = malloc(size / 4 * 3 + 3);
+                if (!raw)
+                        return -ENOMEM;
+                int n = EVP_DecodeBlock(raw, data, (int) size);
+                if (n < 0 || size % 4 != 0)
+                        return log_error_errno(EINVAL, "%s is neither a token nor base64 of one", path);
+                /* EVP_DecodeBlock counts the padding as zero bytes. */
+                if (size >= 1 && data[size - 1] == '=')
+                        n--;
+                if (size >= 2 && data[size - 2] == '=')
+                        n--;
+                *ret = TAKE_PTR(raw);
+                *ret_size = (size_t) n;
+                return 0;
+        }
+        *ret = TAKE_PTR(data);
+        *ret_size = size;
+        return 0;
+}
+
+static int verb_issue_token(sd_bus *bus, const char *name) {
+        _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL, *reply = NULL;
+        _cleanup_free_ char *path = NULL;
+        _cleanup_free_ uint8_t *parent = NULL;
+        size_t parent_size = 0;
+        const void *out;
+        size_t out_size;
+        int r;
+
+        if (!arg_audience)
+                return log_error_errno(EINVAL, "--audience= is required: a token is for one recipient");
+        if (!arg_task_id && !arg_parent_token)
+                return log_error_errno(EINVAL, "--task-id= is required (or --parent-token= to inherit its task)");
+        r = key_path(name, &path);
+        if (r < 0)
+                return r;
+        if (arg_parent_token) {
+                r = read_token_file(arg_parent_token, &parent, &parent_size);
+                if (r < 0)
+                        return r;
+        }
+
+        r = sd_bus_message_new_method_call(bus, &m, BUS_NAME, path, KEY_IFACE, "IssueToken");
+        if (r >= 0)
+                r = sd_bus_message_open_container(m, 'a', "{sv}");
+        if (r >= 0)
+                r = sd_bus_message_append(m, "{sv}", "audience", "s", arg_audience);
+        if (r >= 0 && arg_task_id)
+                r = sd_bus_message_append(m, "{sv}", "task_id", "s", arg_task_id);
+        if (r >= 0 && arg_parent_task_id)
+                r = sd_bus_message_append(m, "{sv}", "parent_task_id", "s", arg_parent_task_id);
+        if (r >= 0 && arg_ttl)
+                r = sd_bus_message_append(m, "{sv}", "ttl", "t", (uint64_t) arg_ttl);
+        if (r >= 0 && arg_explain.n_scopes > 0) {
+                r = sd_bus_message_open_container(m, 'e', "sv");
+                if (r >= 0)
+                        r = sd_bus_message_append(m, "s", "scope");
+                if (r >= 0)
+                        r = sd_bus_message_open_container(m, 'v', "as");
+                if (r >= 0)
+                        r = sd_bus_message_open_container(m, 'a', "s");
+                for (unsigned i = 0; r >= 0 && i < arg_explain.n_scopes; i++)
+                        r = sd_bus_message_append(m, "s", arg_explain.scopes[i]);
+                for (int i = 0; r >= 0 && i < 3; i++)
+                        r = sd_bus_message_close_container(m);
+        }
+        if (r >= 0 && parent) {
+                r = sd_bus_message_open_container(m, 'e', "sv");
+                if (r >= 0)
+                        r = sd_bus_message_append(m, "s", "parent_token");
+                if (r >= 0)
+                        r = sd_bus_message_open_container(m, 'v', "ay");
+                if (r >= 0)
+                        r = sd_bus_message_append_array(m, 'y', parent, parent_size);
+                for (int i = 0; r >= 0 && i < 2; i++)
+                        r = sd_bus_message_close_container(m);
+        }
+        if (r >= 0)
+                r = sd_bus_message_close_container(m);
+        if (r < 0)
+                return log_error_errno(r, "Building the request failed: %m");
+
+        r = call_may_wait_for_approval(bus, m, TIMEOUT_SIGN_USEC, &error, &reply);
+        if (r < 0)
+                return report_error("Issuing the token failed", &error, r);
+        r = sd_bus_message_read_array(reply, 'y', &out, &out_size);
+        if (r < 0)
+                return log_error_errno(r, "Bad reply: %m");
+        return write_binary(out, out_size, true);
+}
+
+static int verb_audit_head(sd_bus *bus) {
+        _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
+        _cleanup_free_ uint8_t *nonce = NULL;
+        const void *out;
+        size_t n = 0, out_size;
+        int r;
+
+        if (!arg_nonce || hex_decode(arg_nonce, &nonce, &n) < 0 || n < 16 || n > 64)
+                return log_error_errno(EINVAL, "--nonce= must be 16..64 bytes in hex");
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL;
+        r = sd_bus_message_new_method_call(bus, &m, BUS_NAME, MANAGER_PATH, MANAGER_IFACE, "GetAuditHead");
+        if (r >= 0)
+                r = sd_bus_message_append_array(m, 'y', nonce, n);
+        if (r < 0)
+                return log_error_errno(r, "Building the request failed: %m");
+        r = sd_bus_call(bus, m, TIMEOUT_SIGN_USEC, &error, &reply);
+        if (r < 0)
+                return report_error("Reading the audit head failed", &error, r);
+        r = sd_bus_message_read_array(reply, 'y', &out, &out_size);
+        if (r < 0)
+                return log_error_errno(r, "Bad reply: %m");
+        return write_binary(out, out_size, true);
+}
+
 static int verb_destroy(sd_bus *bus, const char *name) {
         _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
         _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
@@ -980,6 +1121,14 @@ int main(int argc, char *argv[]) {
         _cleanup_(sd_bus_flush_close_unrefp) sd_bus *bus = NULL;
         int r;
 
+        /* "audit" reads files, not the bus, and has options of its own (ctl-audit.c). */
+        for (int i = 1; i < argc; i++)
+                if (argv[i][0] != '-') {
+                        if (streq(argv[i], "audit"))
+                                return ctl_audit(argc - i, argv + i);
+                        break;
+                }
+
         r = parse_argv(argc, argv);
         if (r <= 0)
                 return r < 0 ? EXIT_USAGE : 0;
@@ -996,7 +1145,8 @@ int main(int argc, char *argv[]) {
                 { "public-key", 1, 1 }, { "sign", 1, 2 },      { "sign-message", 1, 2 }, { "destroy", 1, 1 },
                 { "attest", 1, 1 },     { "platform-evidence", 0, 0 }, { "attestation-key", 0, 0 },
                 { "enroll", 1, 1 },     { "policy", 1, 2 },        { "approvals", 0, 0 },
-                { "approve", 1, 1 },    { "deny", 1, 1 },
+                { "approve", 1, 1 },    { "deny", 1, 1 },          { "issue-token", 1, 1 },
+                { "audit-head", 0, 0 },
         };
         const char *verb = argv[optind];
         int nargs = argc - optind - 1;
@@ -1063,6 +1213,10 @@ int main(int argc, char *argv[]) {
                 r = nargs == 1 ? verb_policy_reload(bus) : (log_error("policy reload takes no argument."), -EINVAL);
         else if (streq(verb, "approvals"))
                 r = verb_approvals(bus);
+        else if (streq(verb, "issue-token"))
+                r = verb_issue_token(bus, args[0]);
+        else if (streq(verb, "audit-head"))
+                r = verb_audit_head(bus);
         else if (streq(verb, "approve"))
                 r = verb_approve(bus, args[0], true);
         else if (streq(verb, "deny"))

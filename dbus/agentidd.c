@@ -9,6 +9,7 @@
  * admin group).
  */
 
+#include <fcntl.h>
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
@@ -30,6 +31,7 @@ static const char *arg_endorsement_auth_file;
 static const char *arg_policy = AGENTID_DEFAULT_POLICY;
 static bool arg_policy_explicit;
 static uint64_t arg_approval_timeout = 20;
+static uint64_t arg_audit_checkpoint_every = 1000;
 static bool arg_flush_stale_handles;
 static bool arg_user;
 static KeystoreEkType arg_ek = KEYSTORE_EK_RSA;
@@ -47,8 +49,10 @@ static void help(void) {
                "  --admin-group=GROUP          Members may create and destroy keys (root always may)\n"
                "  --policy=FILE                Policy (default " AGENTID_DEFAULT_POLICY "; may be\n"
                "                               missing: then no policy; empty: no policy)\n"
-               "  --approval-timeout=SECONDS   How long a request waits for approval (1..3600,\n"
+               "  --approval-timeout=SECONDS   How long a request waits for approval (1..300,\n"
                "                               default 20)\n"
+               "  --audit-checkpoint-every=N   Sign an audit checkpoint every N records (default 1000;\n"
+               "                               0: only at stop)\n"
                "  --owner-auth-file=FILE       Owner hierarchy password (default: credential owner-auth)\n"
                "  --endorsement-auth-file=FILE Endorsement hierarchy password (default: credential\n"
                "                               endorsement-auth)\n"
@@ -69,6 +73,7 @@ static int parse_argv(int argc, char *argv[]) {
                 ARG_ADMIN_GROUP,
                 ARG_POLICY,
                 ARG_APPROVAL_TIMEOUT,
+                ARG_AUDIT_CHECKPOINT_EVERY,
                 ARG_OWNER_AUTH,
                 ARG_ENDORSEMENT_AUTH,
                 ARG_FLUSH,
@@ -83,6 +88,7 @@ static int parse_argv(int argc, char *argv[]) {
                 { "admin-group", required_argument, NULL, ARG_ADMIN_GROUP },
                 { "policy", required_argument, NULL, ARG_POLICY },
                 { "approval-timeout", required_argument, NULL, ARG_APPROVAL_TIMEOUT },
+                { "audit-checkpoint-every", required_argument, NULL, ARG_AUDIT_CHECKPOINT_EVERY },
                 { "owner-auth-file", required_argument, NULL, ARG_OWNER_AUTH },
                 { "endorsement-auth-file", required_argument, NULL, ARG_ENDORSEMENT_AUTH },
                 { "flush-stale-handles", no_argument, NULL, ARG_FLUSH },
@@ -114,10 +120,21 @@ static int parse_argv(int argc, char *argv[]) {
                         char *end;
                         errno = 0;
                         unsigned long long v = strtoull(optarg, &end, 10);
-                        if (errno || end == optarg || *end || v < 1 || v > 3600)
-                                return log_error_errno(EINVAL, "Invalid --approval-timeout (1..3600 seconds): %s",
+                        /* Capped: held evidence and messages carry the time they were asked for, and
+                                 * verifiers accept evidence up to 300 s old by default. */
+                        if (errno || end == optarg || *end || v < 1 || v > 300)
+                                return log_error_errno(EINVAL, "Invalid --approval-timeout (1..300 seconds): %s",
                                                        optarg);
                         arg_approval_timeout = v;
+                        break;
+                }
+                case ARG_AUDIT_CHECKPOINT_EVERY: {
+                        char *end;
+                        errno = 0;
+                        unsigned long long v = strtoull(optarg, &end, 10);
+                        if (errno || end == optarg || *end || v > 1000000000ULL)
+                                return log_error_errno(EINVAL, "Invalid --audit-checkpoint-every: %s", optarg);
+                        arg_audit_checkpoint_every = v;
                         break;
                 }
                 case ARG_OWNER_AUTH:
@@ -231,12 +248,7 @@ static int on_jobs_done(sd_event_source *s, int fd, uint32_t revents, void *user
 
         for (Job *j = worker_take_done(m->worker), *next; j; j = next) {
                 next = j->next;
-                if (j->type == JOB_CREATE || j->type == JOB_PLATFORM || j->type == JOB_ACTIVATE)
-                        bus_manager_job_done(m, j);
-                else
-                        bus_key_job_done(m, j);
-                job_free(j);
-                m->n_pending--;
+                bus_job_finished(m, j);
         }
         manager_maybe_exit(m);
         return 0;
@@ -269,6 +281,7 @@ static int on_reload_signal(sd_event_source *s, const struct signalfd_siginfo *s
 static void manager_done(Manager *m) {
         /* Held requests hold jobs, which hold clients and keys: answer and free them first. */
         bus_approvals_cancel_all(m);
+        bus_audit_close(m);
         /* The worker first: it finishes queued jobs, whose cleanup still needs the key table. */
         m->worker = worker_stop(m->worker);
         while (m->clients)
@@ -399,6 +412,15 @@ static int run(int argc, char *argv[]) {
             (r = sd_event_add_io(m.event, NULL, done_fd, EPOLLIN, on_jobs_done, &m)) < 0)
                 return log_error_errno(r, "Setting up the event loop failed: %m");
         (void) sd_event_set_watchdog(m.event, true);
+
+        /* The keystore checked the state directory's owner and mode; the audit log lives beside it. */
+        _cleanup_close_ int state_fd = open(o.state_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (state_fd < 0)
+                return log_error_errno(errno, "Opening %s failed: %m", o.state_dir);
+        m.audit_checkpoint_every = arg_audit_checkpoint_every;
+        r = bus_audit_open(&m, state_fd);
+        if (r < 0)
+                return r;
 
         r = arg_user ? sd_bus_open_user(&m.bus) : sd_bus_open_system(&m.bus);
         if (r < 0)

@@ -12,6 +12,7 @@
 #include <systemd/sd-login.h>
 
 #include "attest/evidence.h"
+#include "attest/token.h"
 #include "common/crypto-util.h"
 #include "config.h"
 #include "common/log.h"
@@ -220,6 +221,7 @@ static int method_sign_common(sd_bus_message *m, Key *k, bool message, sd_bus_er
         PolicyCall call = {
                 .action = message ? POLICY_ACTION_SIGN_MESSAGE : POLICY_ACTION_SIGN,
                 .key = k->name,
+                .kid = k->record->kid,
                 .uid = uid,
                 .pid = pid,
                 .task_id = ctx.task_id,
@@ -230,12 +232,17 @@ static int method_sign_common(sd_bus_message *m, Key *k, bool message, sd_bus_er
         return bus_policy_submit(d, m, &j, &call, error);
 }
 
+/* Every refusal of a key method is audited (bus_audit_refused) under the action's policy word. */
+static int audited(Key *k, sd_bus_message *m, PolicyAction action, int r, sd_bus_error *error) {
+        return bus_audit_refused(k->manager, m, policy_action_to_string(action), k->name, k->record->kid, r, error);
+}
+
 static int method_sign(sd_bus_message *m, void *userdata, sd_bus_error *error) {
-        return method_sign_common(m, userdata, false, error);
+        return audited(userdata, m, POLICY_ACTION_SIGN, method_sign_common(m, userdata, false, error), error);
 }
 
 static int method_sign_message(sd_bus_message *m, void *userdata, sd_bus_error *error) {
-        return method_sign_common(m, userdata, true, error);
+        return audited(userdata, m, POLICY_ACTION_SIGN_MESSAGE, method_sign_common(m, userdata, true, error), error);
 }
 
 static void sign_done(Job *j) {
@@ -267,6 +274,281 @@ static void sign_done(Job *j) {
                 log_warning_errno(r, "Sending a signature reply failed, ignoring: %m");
 }
 
+/* ---- IssueToken ----------------------------------------------------------------------------- */
+
+typedef struct TokenRequest {
+        char *audience, *task_id, *parent_task_id;
+        char **scope;
+        uint64_t ttl;
+        uint8_t *parent_token;
+        size_t parent_token_size;
+} TokenRequest;
+
+static void token_request_done(TokenRequest *t) {
+        free(t->audience);
+        free(t->task_id);
+        free(t->parent_task_id);
+        strv_free(t->scope);
+        free(t->parent_token);
+}
+
+/* scope tokens -> the space-separated claim (RFC 8693 §4.2); NULL for none. */
+static int scope_join(char **scope, char **ret) {
+        size_t len = 0;
+
+        *ret = NULL;
+        if (!scope || !scope[0])
+                return 0;
+        for (char **i = scope; *i; i++)
+                len += strlen(*i) + 1;
+        char *s = malloc(len);
+        if (!s)
+                return -ENOMEM;
+        s[0] = 0;
+        for (char **i = scope; *i; i++) {
+                if (i != scope)
+                        strcat(s, " ");
+                strcat(s, *i);
+        }
+        *ret = s;
+        return 0;
+}
+
+/* An active key of this host whose TPM Name is kid, or NULL. */
+static Key *find_key_by_kid(Manager *d, const uint8_t kid[KEY_KID_SIZE]) {
+        size_t i = 0;
+        void *v;
+
+        while (hashmap_iterate(d->keys, &i, &v)) {
+                Key *k = v;
+                if (k->public_der && memcmp(k->record->kid, kid, KEY_KID_SIZE) == 0)
+                        return k;
+        }
+        return NULL;
+}
+
+/*
+ * Delegation (DESIGN §5 "Task token"): the parent must be a token of an active key of this host,
+ * addressed to this key (aud = our URI) and valid now. The child inherits the task, may only narrow
+ * the scope, must not outlive the parent, and records the parent in its hops.
+ */
+static int check_parent_token(Manager *d, Key *k, const TokenRequest *t, uint64_t now, TokenVerified **ret,
+                              Key **ret_issuer, sd_bus_error *error) {
+        _cleanup_(token_verified_freep) TokenVerified *parent = NULL;
+        _cleanup_(EVP_PKEY_freep) EVP_PKEY *pkey = NULL;
+        uint8_t kid[TOKEN_KID_SIZE];
+        const char *reason = NULL;
+        int r;
+
+        r = token_peek_kid(t->parent_token, t->parent_token_size, kid, &reason);
+        if (r < 0)
+                return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS, "parent_token is not a token: %s",
+                                         reason ?: strerror(-r));
+        Key *issuer = find_key_by_kid(d, kid);
+        if (!issuer)
+                return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS,
+                                         "parent_token was not issued by a key of this host");
+        if (key_status(issuer, now) != KEY_STATUS_ACTIVE || atomic_load(&issuer->refusing))
+                return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS,
+                                         "parent_token's key '%s' is not active (destroyed or expired)",
+                                         issuer->record->name);
+        r = p256_pkey_from_xy(issuer->x, issuer->y, &pkey);
+        if (r < 0)
+                return r;
+        r = token_verify(t->parent_token, t->parent_token_size, pkey, &parent, &reason);
+        if (r == -ENOMEM)
+                return r;
+        if (r < 0)
+                return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS, "parent_token does not verify: %s",
+                                         reason ?: strerror(-r));
+
+        const TokenClaims *p = &parent->claims;
+        if (!streq(p->aud, k->uri))
+                return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS,
+                                         "parent_token is addressed to '%.256s', not to this key (%s)", p->aud, k->uri);
+        if (now < p->nbf || now >= p->exp)
+                return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS, "parent_token is not valid now");
+        if (p->n_hops >= TOKEN_HOPS_MAX)
+                return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS,
+                                         "parent_token already has %u hops; a token carries at most %u",
+                                         TOKEN_HOPS_MAX, TOKEN_HOPS_MAX);
+        if (t->task_id && !streq(t->task_id, p->task_id))
+                return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS,
+                                         "A delegated token inherits the task '%s'", p->task_id);
+        if (t->parent_task_id && !streq_ptr(t->parent_task_id, p->parent_task_id))
+                return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS,
+                                         "A delegated token inherits the parent task of its parent token");
+        *ret = TAKE_PTR(parent);
+        *ret_issuer = issuer;
+        return 0;
+}
+
+static int method_issue_token_impl(sd_bus_message *m, void *userdata, sd_bus_error *error) {
+        Key *k = userdata;
+        Manager *d = k->manager;
+        _cleanup_(token_request_done) TokenRequest t = {};
+        _cleanup_(token_verified_freep) TokenVerified *parent = NULL;
+        _cleanup_(job_freep) Job *j = NULL;
+        _cleanup_free_ char *scope = NULL;
+        _cleanup_free_ TokenHop *hops = NULL;
+        _cleanup_free_ uint8_t *payload = NULL;
+        size_t payload_size = 0;
+        uint64_t now = (uint64_t) time(NULL);
+        uid_t uid = (uid_t) -1;
+        pid_t pid = 0;
+        Key *issuer = NULL;
+        Client *client;
+        int r;
+
+        if (d->stopping)
+                return sd_bus_error_setf(error, AGENTID_ERROR_BUSY, "agentidd is shutting down");
+        BusOption options[] = {
+                { .name = "audience", .type = BUS_OPTION_STRING, .ret = &t.audience, .max = AUDIENCE_MAX, .printable = true },
+                { .name = "task_id", .type = BUS_OPTION_STRING, .ret = &t.task_id, .max = CONTEXT_ID_MAX, .printable = true },
+                { .name = "parent_task_id", .type = BUS_OPTION_STRING, .ret = &t.parent_task_id, .max = CONTEXT_ID_MAX, .printable = true },
+                { .name = "scope", .type = BUS_OPTION_STRV, .ret = &t.scope, .max = TOKEN_SCOPES_MAX },
+                { .name = "ttl", .type = BUS_OPTION_UINT64, .ret = &t.ttl },
+                { .name = "parent_token", .type = BUS_OPTION_BYTES, .ret = &t.parent_token, .max = TOKEN_MAX },
+        };
+        r = bus_read_options(m, options, ELEMENTSOF(options), error);
+        if (r < 0)
+                return r;
+        t.parent_token_size = options[5].size;
+        if (!t.audience)
+                return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS, "Option 'audience' is required");
+        if (!options[4].present)
+                t.ttl = TOKEN_TTL_DEFAULT;
+        if (t.ttl == 0 || t.ttl > KEY_TTL_MAX)
+                return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS, "Option 'ttl' must be 1..%llu seconds",
+                                         KEY_TTL_MAX);
+        for (char **i = t.scope; i && *i; i++)
+                if (strchr(*i, ' ') || !token_scope_is_valid(*i))
+                        return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS,
+                                                 "Invalid scope token '%.64s' (printable ASCII; no space, quote or "
+                                                 "backslash)", *i);
+        r = scope_join(t.scope, &scope);
+        if (r < 0)
+                return r;
+        if (scope && !token_scope_is_valid(scope))
+                return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS,
+                                         "Option 'scope' must be 1..%u distinct scope tokens (printable ASCII, no "
+                                         "space, quote or backslash)", TOKEN_SCOPES_MAX);
+
+        r = key_check_usable(k, error);
+        if (r < 0)
+                return r;
+        r = authorize_key_use(d, m, k, &uid, &pid, error);
+        if (r < 0)
+                return r;
+
+        uint64_t exp = now + t.ttl;
+        if (k->record->not_after && exp > k->record->not_after)
+                return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS,
+                                         "The token would outlive key '%s' (NotAfter %llu); ask for a ttl of at most %llu s",
+                                         k->record->name, (unsigned long long) k->record->not_after,
+                                         (unsigned long long) (k->record->not_after > now ? k->record->not_after - now : 0));
+
+        size_t n_hops = 0;
+        if (t.parent_token) {
+                r = check_parent_token(d, k, &t, now, &parent, &issuer, error);
+                if (r < 0)
+                        return r;
+                const TokenClaims *p = &parent->claims;
+                if (exp > p->exp)
+                        return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS,
+                                                 "The token would outlive its parent; ask for a ttl of at most %llu s",
+                                                 (unsigned long long) (p->exp - now));
+                if (scope && !token_scope_is_subset(scope, p->scope))
+                        return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS,
+                                                 "A delegated token may only narrow its parent's scope ('%s')",
+                                                 p->scope ?: "");
+                if (!scope && p->scope) {
+                        scope = strdup(p->scope);
+                        if (!scope)
+                                return -ENOMEM;
+                }
+                /* child.hops = parent.hops || [[parent.iss, parent.cti, parent.kid]] */
+                n_hops = p->n_hops + 1;
+                hops = calloc(n_hops, sizeof(TokenHop));
+                if (!hops)
+                        return -ENOMEM;
+                memcpy(hops, p->hops, p->n_hops * sizeof(TokenHop));
+                hops[p->n_hops].iss = p->iss;
+                memcpy(hops[p->n_hops].cti, p->cti, TOKEN_CTI_SIZE);
+                memcpy(hops[p->n_hops].kid, parent->kid, TOKEN_KID_SIZE);
+        } else if (!t.task_id)
+                return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS,
+                                         "Option 'task_id' is required (a token belongs to a task)");
+
+        TokenClaims claims = {
+                .iss = k->uri,
+                .aud = t.audience,
+                .exp = exp,
+                .nbf = now,
+                .iat = now,
+                .scope = scope,
+                .task_id = parent ? parent->claims.task_id : t.task_id,
+                .parent_task_id = parent ? parent->claims.parent_task_id : t.parent_task_id,
+                .owner = k->record->owner,
+                .hops = hops,
+                .n_hops = n_hops,
+        };
+        r = random_bytes(claims.cti, sizeof(claims.cti));
+        if (r >= 0)
+                r = token_claims_encode(&claims, &payload, &payload_size);
+        if (r < 0)
+                return bus_error_setf_errno(error, r, "Encoding the token failed: %s", strerror(-r));
+
+        r = manager_client_for_message(d, m, &client, error);
+        if (r < 0)
+                return r;
+        j = job_new(JOB_SIGN, m, client, uid, k);
+        if (!j)
+                return -ENOMEM;
+        r = cose_sign1_prepare(k->record->kid, KEY_KID_SIZE, NULL, payload, payload_size, &j->cose);
+        if (r < 0)
+                return bus_error_setf_errno(error, r, "Encoding the token failed: %s", strerror(-r));
+        memcpy(j->digest, cose_sign1_digest(j->cose), KEYSTORE_DIGEST_SIZE);
+
+        /* The scope tokens as policy sees them: the claim's, which a delegated token may inherit. */
+        _cleanup_free_ const char **scopes = NULL;
+        size_t n_scopes = 0;
+        _cleanup_free_ char *scope_copy = scope ? strdup(scope) : NULL;
+        if (scope) {
+                if (!scope_copy)
+                        return -ENOMEM;
+                scopes = calloc(TOKEN_SCOPES_MAX + 1, sizeof(char *));
+                if (!scopes)
+                        return -ENOMEM;
+                for (char *save = NULL, *tok = strtok_r(scope_copy, " ", &save); tok && n_scopes < TOKEN_SCOPES_MAX;
+                     tok = strtok_r(NULL, " ", &save))
+                        scopes[n_scopes++] = tok;
+        }
+        PolicyCall call = {
+                .action = POLICY_ACTION_ISSUE_TOKEN,
+                .key = k->name,
+                .uid = uid,
+                .pid = pid,
+                .task_id = claims.task_id,
+                .parent_task_id = claims.parent_task_id,
+                .audience = t.audience,
+                .digest = j->digest,
+                .scopes = scopes,
+                .n_scopes = n_scopes,
+                .peer = parent ? parent->claims.iss : NULL,
+                .ttl = t.ttl,
+                .kid = k->record->kid,
+                .scope = scope,
+                .exp = exp,
+                .cti = claims.cti,
+        };
+        return bus_policy_submit(d, m, &j, &call, error);
+}
+
+static int method_issue_token(sd_bus_message *m, void *userdata, sd_bus_error *error) {
+        return audited(userdata, m, POLICY_ACTION_ISSUE_TOKEN, method_issue_token_impl(m, userdata, error), error);
+}
+
 /* ---- Attest --------------------------------------------------------------------------------- */
 
 /* What the caller runs, for the workload claims. Best effort: a process that cannot be measured
@@ -289,12 +571,13 @@ static void measure_workload(Manager *d, pid_t pid, uid_t euid, Workload *w) {
         snprintf(link, sizeof(link), "/proc/%d/exe", (int) pid);
         ssize_t n = readlink(link, w->exe_path, sizeof(w->exe_path) - 1);
         w->exe_path[n > 0 ? n : 0] = 0;
-        /* The unit comes from /proc/PID/cgroup: informational only, never used to authorise. */
+        /* The unit comes from /proc/PID/cgroup; here it is a claim in the evidence (policy measures
+         * it separately, with re-checks, when a rule looks at it). */
         if (sd_pid_get_unit(pid, &w->unit) < 0)
                 w->unit = NULL;
 }
 
-static int method_attest(sd_bus_message *m, void *userdata, sd_bus_error *error) {
+static int method_attest_impl(sd_bus_message *m, void *userdata, sd_bus_error *error) {
         Key *k = userdata;
         Manager *d = k->manager;
         _cleanup_(sign_context_done) SignContext ctx = {};
@@ -392,12 +675,17 @@ static int method_attest(sd_bus_message *m, void *userdata, sd_bus_error *error)
         PolicyCall call = {
                 .action = POLICY_ACTION_ATTEST,
                 .key = k->name,
+                .kid = k->record->kid,
                 .uid = uid,
                 .pid = pid,
                 .task_id = ctx.task_id,
                 .parent_task_id = ctx.parent_task_id,
         };
         return bus_policy_submit(d, m, &j, &call, error);
+}
+
+static int method_attest(sd_bus_message *m, void *userdata, sd_bus_error *error) {
+        return audited(userdata, m, POLICY_ACTION_ATTEST, method_attest_impl(m, userdata, error), error);
 }
 
 /* The TPM part of a finished attestation job, as the encoder wants it. */
@@ -445,7 +733,7 @@ static void attest_done(Job *j) {
 
 /* ---- Destroy -------------------------------------------------------------------------------- */
 
-static int method_destroy(sd_bus_message *m, void *userdata, sd_bus_error *error) {
+static int method_destroy_impl(sd_bus_message *m, void *userdata, sd_bus_error *error) {
         Key *k = userdata;
         Manager *d = k->manager;
         _cleanup_(job_freep) Job *j = NULL;
@@ -486,20 +774,21 @@ static int method_destroy(sd_bus_message *m, void *userdata, sd_bus_error *error
                 return -ENOMEM;
         j->now = (uint64_t) time(NULL);
 
-        if (admin) {
-                r = manager_submit(d, j, error);
-                if (r >= 0)
-                        TAKE_PTR(j);
-                return r;
-        }
         PolicyCall call = {
                 .action = POLICY_ACTION_DESTROY,
                 .key = k->name,
+                .kid = k->record->kid,
                 .uid = uid,
                 .pid = pid,
-                .extends_key_check = true,
+                .reason = reason,
+                .admin_exempt = admin,
+                .extends_key_check = !admin,
         };
         return bus_policy_submit(d, m, &j, &call, error);
+}
+
+static int method_destroy(sd_bus_message *m, void *userdata, sd_bus_error *error) {
+        return audited(userdata, m, POLICY_ACTION_DESTROY, method_destroy_impl(m, userdata, error), error);
 }
 
 static void destroy_done(Manager *d, Job *j) {
@@ -564,6 +853,11 @@ static const sd_bus_vtable key_vtable[] = {
                                 SD_BUS_ARGS("ay", payload, "a{sv}", context),
                                 SD_BUS_RESULT("ay", cose_sign1),
                                 method_sign_message,
+                                SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("IssueToken",
+                                SD_BUS_ARGS("a{sv}", request),
+                                SD_BUS_RESULT("ay", token),
+                                method_issue_token,
                                 SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_ARGS("Attest",
                                 SD_BUS_ARGS("ay", nonce, "a{sv}", context),

@@ -13,7 +13,7 @@
 #include "dbus/caller.h"
 #include "dbus/errors.h"
 
-static int method_create_key(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
+static int method_create_key_impl(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
         Manager *m = userdata;
         _cleanup_(job_freep) Job *j = NULL;
         _cleanup_free_ char *owner = NULL, *description = NULL;
@@ -77,6 +77,23 @@ static int method_create_key(sd_bus_message *msg, void *userdata, sd_bus_error *
                                             name);
         if (hashmap_size(m->keys) >= KEYS_MAX)
                 return bus_error_setf_errno(error, -EBUSY, "The key limit (%u) is reached", KEYS_MAX);
+        /* Self-service (a "create" rule) must never use up what admins need: names are never freed, so
+         * non-admins get a quota per uid and stop short of the global limit. */
+        if (!admin) {
+                unsigned mine = 0;
+                size_t i = 0;
+                void *v;
+                while (hashmap_iterate(m->keys, &i, &v))
+                        mine += ((Key *) v)->record->uid == (uint32_t) uid;
+                if (mine >= SELF_SERVICE_KEYS_PER_UID)
+                        return bus_error_setf_errno(error, -EBUSY,
+                                                    "uid %u has %u keys (destroyed ones included), the most a "
+                                                    "non-administrator may create", uid, mine);
+                if (hashmap_size(m->keys) >= KEYS_MAX - KEYS_ADMIN_RESERVE)
+                        return bus_error_setf_errno(error, -EBUSY,
+                                                    "The last %u key names are reserved for administrators",
+                                                    KEYS_ADMIN_RESERVE);
+        }
 
         r = manager_client_for_message(m, msg, &client, error);
         if (r < 0)
@@ -96,21 +113,24 @@ static int method_create_key(sd_bus_message *msg, void *userdata, sd_bus_error *
                 memcpy(j->exe_sha256, exe, KEY_EXE_DIGEST_SIZE);
         }
 
-        if (!admin) {
-                PolicyCall call = {
-                        .action = POLICY_ACTION_CREATE,
-                        .key = name,
-                        .uid = uid,
-                        .pid = pid,
-                        .extends_key_check = true,
-                };
-                return bus_policy_submit(m, msg, &j, &call, error);
-        }
-        r = manager_submit(m, j, error);
-        if (r < 0)
-                return r;
-        TAKE_PTR(j);
-        return 1;
+        PolicyCall call = {
+                .action = POLICY_ACTION_CREATE,
+                .key = name,
+                .uid = uid,
+                .pid = pid,
+                .admin_exempt = admin,
+                .extends_key_check = !admin,
+        };
+        return bus_policy_submit(m, msg, &j, &call, error);
+}
+
+static int method_create_key(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
+        const char *name = NULL;
+        /* The name for the refusal's record; the handler validates it. */
+        (void) sd_bus_message_read(msg, "s", &name);
+        (void) sd_bus_message_rewind(msg, true);
+        return bus_audit_refused(userdata, msg, "create", name, NULL,
+                                 method_create_key_impl(msg, userdata, error), error);
 }
 
 static void create_done(Manager *m, Job *j) {
@@ -451,6 +471,11 @@ static const sd_bus_vtable manager_vtable[] = {
                                 SD_BUS_ARGS("s", request_id, "b", allow),
                                 SD_BUS_NO_RESULT,
                                 method_approve,
+                                SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("GetAuditHead",
+                                SD_BUS_ARGS("ay", nonce),
+                                SD_BUS_RESULT("ay", head),
+                                method_get_audit_head,
                                 SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_ARGS("ReloadPolicy",
                                 SD_BUS_NO_ARGS,

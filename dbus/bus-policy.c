@@ -8,6 +8,7 @@
  * TPM worker, so held requests take no queue space; they are bounded by governance/approval.h instead.
  */
 
+#include <stdio.h>
 #include <time.h>
 
 #include "common/hexutil.h"
@@ -29,6 +30,9 @@ static uint64_t now_usec(clockid_t clock) {
         return (uint64_t) ts.tv_sec * USEC_PER_SEC + (uint64_t) ts.tv_nsec / 1000;
 }
 
+static void held_fail(HeldRequest *h, const char *decision, const uid_t *by_uid, const char *name,
+                      const char *message);
+
 /* ---- loading ------------------------------------------------------------------------------- */
 
 int bus_policy_load(Manager *m, sd_bus_error *error) {
@@ -46,17 +50,34 @@ int bus_policy_load(Manager *m, sd_bus_error *error) {
         }
         if (r < 0) {
                 /* The old policy (or none) stays: a typo must not open or close everything. */
-                log_error("Refusing policy %s: %s%s", m->policy_path, err,
+                log_error("Refusing policy %s%s%s%s", r == -EINVAL ? m->policy_path : "", r == -EINVAL ? ": " : "", err,
                           m->policy ? " (the previous policy stays in force)" : "");
-                return sd_bus_error_setf(error, AGENTID_ERROR_POLICY_INVALID, "%s: %s", m->policy_path, err);
+                AuditEntry e = { .action = "policy_reload", .decision = "failed", .reason = err };
+                (void) bus_audit(m, &e, NULL);
+                /* policy_load_file() names the file itself except for an invalid document. */
+                if (r == -EINVAL)
+                        return sd_bus_error_setf(error, AGENTID_ERROR_POLICY_INVALID, "%s: %s", m->policy_path, err);
+                return sd_bus_error_setf(error, AGENTID_ERROR_POLICY_INVALID, "%s", err);
         }
 
         bool changed = !m->policy || memcmp(policy_digest(m->policy), policy_digest(p), 32) != 0;
         policy_free(m->policy);
         m->policy = TAKE_PTR(p);
+        /* Held requests were decided by the old rules; an emergency change must stop them too. */
+        if (changed)
+                while (m->approvals.head)
+                        held_fail(m->approvals.head->data, "withdrawn", NULL, AGENTID_ERROR_POLICY_DENIED,
+                                  "The policy changed while the request waited for approval; ask again");
         char hex[65];
         hex_encode_to(policy_digest(m->policy), 32, hex);
         log_info("Policy %s loaded: %zu rule(s), sha256 %s.", m->policy_path, policy_rule_count(m->policy), hex);
+        AuditEntry e = {
+                .action = "policy_reload",
+                .decision = "done",
+                .reason = m->policy_path,
+                .policy_sha256 = policy_digest(m->policy),
+        };
+        (void) bus_audit(m, &e, NULL);
         if (changed && m->bus)
                 (void) sd_bus_emit_properties_changed(m->bus, AGENTID_MANAGER_PATH, AGENTID_MANAGER_INTERFACE,
                                                       "PolicyDigest", NULL);
@@ -79,23 +100,55 @@ static void facts_done(Facts *f) {
         free(f->unit);
 }
 
-/* Measure what the policy looks at (and for held requests, what a reviewer wants to see). Facts that
- * cannot be measured stay absent, and absent facts never match a rule that asks for them. */
-static void facts_gather(Manager *m, const PolicyCall *call, unsigned needs, Facts *f) {
+/* Measure what the policy looks at, and nothing else. Return: NULL, or the name of a fact a rule
+ * needs that could not be measured — the caller then refuses: "unknown" must not slip past a deny rule
+ * that would have matched (a caller can make itself unmeasurable, e.g. by exiting after connecting). */
+static const char *facts_gather(Manager *m, const PolicyCall *call, unsigned needs, Facts *f) {
         f->n_gids = -1;
         f->session = -1;
         if (needs & POLICY_NEED_GIDS) {
                 f->n_gids = uid_groups(call->uid, f->groups, UID_GROUPS_MAX);
+                if (f->n_gids < 0)
+                        return "groups";
                 for (int i = 0; i < f->n_gids; i++)
                         f->gids[i] = (uint32_t) f->groups[i];
         }
-        if (needs & POLICY_NEED_EXE)
+        if (needs & POLICY_NEED_EXE) {
                 f->has_exe = caller_exe_digest(m->exe_cache, call->pid, call->uid, f->exe_sha256) >= 0;
+                if (!f->has_exe)
+                        return "executable";
+        }
         if (needs & (POLICY_NEED_UNIT | POLICY_NEED_SESSION))
-                if (caller_cgroup_facts(call->pid, &f->unit, &f->session) < 0) {
+                if (caller_cgroup_facts(call->pid, call->uid, &f->unit, &f->session) < 0) {
                         f->unit = NULL;
                         f->session = -1;
+                        return "unit and login session";
                 }
+        return NULL;
+}
+
+/* The audit record of call: what was asked, by whom, and (filled by the caller) what was decided. */
+static void audit_entry_for(const PolicyCall *call, const Facts *f, AuditCaller *caller, AuditEntry *e) {
+        *caller = (AuditCaller) {
+                .uid = (uint32_t) call->uid,
+                .pid = (uint32_t) call->pid,
+                .exe_sha256 = f && f->has_exe ? f->exe_sha256 : NULL,
+                .unit = f ? f->unit : NULL,
+        };
+        *e = (AuditEntry) {
+                .action = policy_action_to_string(call->action),
+                .caller = caller,
+                .key = call->key,
+                .kid = call->kid,
+                .task_id = call->task_id,
+                .parent_task_id = call->parent_task_id,
+                .audience = call->audience,
+                .digest = call->digest,
+                .reason = call->reason,
+                .scope = call->scope,
+                .exp = call->exp,
+                .cti = call->cti,
+        };
 }
 
 /* ---- holding -------------------------------------------------------------------------------- */
@@ -111,8 +164,37 @@ static HeldRequest *held_free(HeldRequest *h) {
         return NULL;
 }
 
-/* Answer the held call with an error and forget it. */
-static void held_fail(HeldRequest *h, const char *name, const char *message) {
+/* Record what became of a held request: approved, denied, timeout, withdrawn. */
+static int audit_held(HeldRequest *h, const char *decision, const uid_t *by_uid, uint64_t *ret_seq) {
+        const Approval *a = h->approval;
+        AuditCaller caller = {
+                .uid = (uint32_t) a->uid,
+                .pid = (uint32_t) a->pid,
+                .exe_sha256 = a->has_exe ? a->exe_sha256 : NULL,
+                .unit = a->unit,
+        };
+        AuditEntry e = {
+                .action = policy_action_to_string(a->action),
+                .decision = decision,
+                .caller = &caller,
+                .key = a->key,
+                .kid = h->job->key ? h->job->key->record->kid : NULL,
+                .task_id = a->task_id,
+                .parent_task_id = a->parent_task_id,
+                .audience = a->audience,
+                .digest = a->has_digest ? a->digest : NULL,
+                .rule = a->rule,
+                .request = a->id,
+                .has_by_uid = by_uid != NULL,
+                .by_uid = by_uid ? (uint32_t) *by_uid : 0,
+        };
+        return bus_audit(h->manager, &e, ret_seq);
+}
+
+/* Answer the held call with an error (none if name is NULL), record why, and forget it. */
+static void held_fail(HeldRequest *h, const char *decision, const uid_t *by_uid, const char *name,
+                      const char *message) {
+        (void) audit_held(h, decision, by_uid, NULL);
         if (name)
                 (void) sd_bus_reply_method_errorf(h->job->call, name, "%s", message);
         held_free(h);
@@ -123,7 +205,7 @@ static int on_approval_timeout(sd_event_source *s, uint64_t usec, void *userdata
 
         log_info("Request %s (%s with key '%s' by uid %u) was not approved in time.", h->approval->id,
                  policy_action_to_string(h->approval->action), h->approval->key, h->approval->uid);
-        held_fail(h, AGENTID_ERROR_APPROVAL_TIMEOUT, "Nobody approved the request in time");
+        held_fail(h, "timeout", NULL, AGENTID_ERROR_APPROVAL_TIMEOUT, "Nobody approved the request in time");
         return 0;
 }
 
@@ -174,6 +256,8 @@ static int append_context(sd_bus_message *reply, const Approval *a) {
         return r;
 }
 
+/* Signals reach every peer on the bus: the announcement carries only who asked, under which rule and
+ * until when; the rest (digest, task, audience, workload) is for admins, through ListApprovals. */
 static int emit_approval_requested(Manager *m, const Approval *a) {
         _cleanup_(sd_bus_message_unrefp) sd_bus_message *signal = NULL;
         int r;
@@ -183,7 +267,8 @@ static int emit_approval_requested(Manager *m, const Approval *a) {
         if (r >= 0)
                 r = sd_bus_message_append(signal, "sss", a->id, a->key, policy_action_to_string(a->action));
         if (r >= 0)
-                r = append_context(signal, a);
+                r = sd_bus_message_append(signal, "a{sv}", 3, "uid", "u", (uint32_t) a->uid, "rule", "s", a->rule,
+                                          "expires_at", "t", a->expires_usec);
         if (r >= 0)
                 r = sd_bus_send(m->bus, signal, NULL);
         return r;
@@ -195,21 +280,15 @@ static int hold(Manager *m, sd_bus_message *msg, Job **job, const PolicyCall *ca
         _cleanup_free_ char *unit = NULL;
         int session = -1, r;
 
-        if (!sd_bus_message_get_allow_interactive_authorization(msg))
-                return sd_bus_error_setf(error, SD_BUS_ERROR_INTERACTIVE_AUTHORIZATION_REQUIRED,
-                                         "Policy rule '%s' requires a human's approval for %s with key '%s'; "
-                                         "call again allowing interactive authorization (agentidctl does)",
-                                         d->rule, policy_action_to_string(call->action), call->key);
-
         r = approval_new(call->action, call->key, d->rule, call->uid, &a);
         if (r < 0)
                 return bus_error_setf_errno(error, r, "Cannot hold the request: %s", strerror(-r));
         /* What a reviewer is shown: the workload as well as the request. */
-        if (!facts->unit && call->pid > 0 && caller_cgroup_facts(call->pid, &unit, &session) < 0)
+        if (facts->session < 0 && call->pid > 0 && caller_cgroup_facts(call->pid, call->uid, &unit, &session) < 0)
                 unit = NULL;
         r = approval_set_context(a, facts->unit ?: unit, call->task_id, call->parent_task_id, call->audience);
         if (r < 0)
-                return r;
+                return bus_error_setf_errno(error, r, "Cannot hold the request: %s", strerror(-r));
         a->pid = call->pid;
         a->has_exe = facts->has_exe ||
                      (call->pid > 0 && caller_exe_digest(m->exe_cache, call->pid, call->uid, a->exe_sha256) >= 0);
@@ -224,13 +303,13 @@ static int hold(Manager *m, sd_bus_message *msg, Job **job, const PolicyCall *ca
 
         HeldRequest *h = calloc(1, sizeof(*h));
         if (!h)
-                return -ENOMEM;
+                return bus_error_setf_errno(error, -ENOMEM, "Cannot hold the request: out of memory");
         h->manager = m;
         r = sd_event_add_time_relative(m->event, &h->timer, CLOCK_MONOTONIC, m->approval_timeout_usec, 0,
                                        on_approval_timeout, h);
         if (r < 0) {
                 free(h);
-                return r;
+                return bus_error_setf_errno(error, r, "Cannot hold the request: %s", strerror(-r));
         }
         r = approval_queue_add(&m->approvals, a);
         if (r < 0) {
@@ -247,6 +326,13 @@ static int hold(Manager *m, sd_bus_message *msg, Job **job, const PolicyCall *ca
 
         log_info("Request %s: %s with key '%s' by uid %u awaits approval (rule '%s').", h->approval->id,
                  policy_action_to_string(call->action), call->key, call->uid, d->rule);
+        AuditCaller caller;
+        AuditEntry e;
+        audit_entry_for(call, facts, &caller, &e);
+        e.decision = "confirm";
+        e.rule = d->rule;
+        e.request = h->approval->id;
+        (void) bus_audit(m, &e, NULL);
         r = emit_approval_requested(m, h->approval);
         if (r < 0)
                 log_warning_errno(r, "Emitting ApprovalRequested failed, ignoring: %m");
@@ -255,58 +341,108 @@ static int hold(Manager *m, sd_bus_message *msg, Job **job, const PolicyCall *ca
 
 /* ---- deciding ------------------------------------------------------------------------------- */
 
+/* Refuse with error (already set), recording the refusal. */
+static int refuse(Manager *m, AuditEntry *e, const char *rule, const char *reason, int r) {
+        e->decision = "deny";
+        e->rule = rule;
+        e->reason = reason;
+        bus_audit_record_refusal(m, e);
+        m->refusal_recorded = true;
+        return r;
+}
+
 int bus_policy_submit(Manager *m, sd_bus_message *msg, Job **job, const PolicyCall *call, sd_bus_error *error) {
-        _cleanup_(facts_done) Facts f = {};
-        PolicyDecision d;
+        _cleanup_(facts_done) Facts f = { .n_gids = -1, .session = -1 };
+        char ttl_reason[128];
+        PolicyDecision d = { .effect = POLICY_ALLOW };
+        AuditCaller caller;
+        AuditEntry e;
+        uint64_t seq = 0;
         int r;
 
-        if (!m->policy) {
-                if (call->extends_key_check)
-                        return sd_bus_error_setf(error, SD_BUS_ERROR_ACCESS_DENIED,
-                                                 "Only administrators may %s keys (no policy extends it)",
-                                                 policy_action_to_string(call->action));
-                goto submit;
+        const char *unmeasured = NULL;
+        if (m->policy && !call->admin_exempt) {
+                unmeasured = facts_gather(m, call, policy_needs(m->policy), &f);
+                PolicyRequest req = {
+                        .action = call->action,
+                        .key = call->key,
+                        .uid = (uint32_t) call->uid,
+                        .gids = f.n_gids >= 0 ? f.gids : NULL,
+                        .n_gids = f.n_gids >= 0 ? (size_t) f.n_gids : 0,
+                        .exe_sha256 = f.has_exe ? f.exe_sha256 : NULL,
+                        .unit = f.unit,
+                        .login_session = f.session,
+                        .audience = call->audience,
+                        .peer = call->peer,
+                        .task_id = call->task_id,
+                        .scopes = call->scopes,
+                        .n_scopes = call->n_scopes,
+                        .now_usec = now_usec(CLOCK_MONOTONIC),
+                };
+                policy_decide(m->policy, &req, &d);
+                if (unmeasured) {
+                        (void) snprintf(ttl_reason, sizeof(ttl_reason),
+                                        "the caller's %s, which the policy looks at, cannot be measured", unmeasured);
+                        d = (PolicyDecision) { .effect = POLICY_DENY, .reason = ttl_reason };
+                }
+                /* DESIGN §3: a request beyond a limit is refused naming the rule, never capped. */
+                if (d.effect != POLICY_DENY && call->ttl > 0 && d.max_token_ttl > 0 && call->ttl > d.max_token_ttl) {
+                        (void) snprintf(ttl_reason, sizeof(ttl_reason),
+                                        "ttl %llu s is over the rule's max_token_ttl of %llu s",
+                                        (unsigned long long) call->ttl, (unsigned long long) d.max_token_ttl);
+                        d.effect = POLICY_DENY;
+                        d.reason = ttl_reason;
+                }
+        } else if (!m->policy && call->extends_key_check) {
+                d.effect = POLICY_DENY;
+                d.reason = "no policy extends key management to non-administrators";
         }
-
-        facts_gather(m, call, policy_needs(m->policy), &f);
-        PolicyRequest req = {
-                .action = call->action,
-                .key = call->key,
-                .uid = (uint32_t) call->uid,
-                .gids = f.n_gids >= 0 ? f.gids : NULL,
-                .n_gids = f.n_gids >= 0 ? (size_t) f.n_gids : 0,
-                .exe_sha256 = f.has_exe ? f.exe_sha256 : NULL,
-                .unit = f.unit,
-                .login_session = f.session,
-                .audience = call->audience,
-                .task_id = call->task_id,
-                .now_usec = now_usec(CLOCK_MONOTONIC),
-        };
-        policy_decide(m->policy, &req, &d);
+        audit_entry_for(call, &f, &caller, &e);
 
         switch (d.effect) {
         case POLICY_ALLOW:
                 break;
         case POLICY_CONFIRM:
-                return hold(m, msg, job, call, &d, &f, error);
+                if (!sd_bus_message_get_allow_interactive_authorization(msg)) {
+                        r = sd_bus_error_setf(error, SD_BUS_ERROR_INTERACTIVE_AUTHORIZATION_REQUIRED,
+                                              "Policy rule '%s' requires a human's approval for %s with key '%s'; "
+                                              "call again allowing interactive authorization (agentidctl does)",
+                                              d.rule, policy_action_to_string(call->action), call->key);
+                        return refuse(m, &e, d.rule, "approval required, but the call does not allow waiting", r);
+                }
+                r = hold(m, msg, job, call, &d, &f, error);
+                if (r < 0)
+                        return refuse(m, &e, d.rule, "cannot hold the request for approval", r);
+                return r;
         case POLICY_DENY:
         default:
                 log_info("Policy denies %s with key '%s' to uid %u: %s%s%s.", policy_action_to_string(call->action),
                          call->key, call->uid, d.reason, d.rule ? " by rule " : "", d.rule ?: "");
                 if (call->extends_key_check)
-                        return sd_bus_error_setf(error, SD_BUS_ERROR_ACCESS_DENIED,
-                                                 "Only administrators may %s keys (policy: %s%s%s)",
-                                                 policy_action_to_string(call->action), d.reason,
-                                                 d.rule ? ", rule " : "", d.rule ?: "");
-                if (d.rule)
-                        return sd_bus_error_setf(error, AGENTID_ERROR_POLICY_DENIED,
-                                                 "Policy rule '%s' refuses %s with key '%s': %s", d.rule,
-                                                 policy_action_to_string(call->action), call->key, d.reason);
-                return sd_bus_error_setf(error, AGENTID_ERROR_POLICY_DENIED, "Policy refuses %s with key '%s': %s",
-                                         policy_action_to_string(call->action), call->key, d.reason);
+                        r = sd_bus_error_setf(error, SD_BUS_ERROR_ACCESS_DENIED,
+                                              "Only administrators may %s keys (policy: %s%s%s)",
+                                              policy_action_to_string(call->action), d.reason,
+                                              d.rule ? ", rule " : "", d.rule ?: "");
+                else if (d.rule)
+                        r = sd_bus_error_setf(error, AGENTID_ERROR_POLICY_DENIED,
+                                              "Policy rule '%s' refuses %s with key '%s': %s", d.rule,
+                                              policy_action_to_string(call->action), call->key, d.reason);
+                else
+                        r = sd_bus_error_setf(error, AGENTID_ERROR_POLICY_DENIED, "Policy refuses %s with key '%s': %s",
+                                              policy_action_to_string(call->action), call->key, d.reason);
+                return refuse(m, &e, d.rule, d.reason, r);
         }
 
-submit:
+        /* Fail closed: what cannot be recorded is not done. */
+        e.decision = "allow";
+        e.rule = d.rule;
+        r = bus_audit(m, &e, &seq);
+        if (r < 0) {
+                m->refusal_recorded = true;
+                return bus_error_setf_errno(error, r, "The decision cannot be recorded in the audit log: %s",
+                                            strerror(-r));
+        }
+        (*job)->audit_seq = seq;
         r = manager_submit(m, *job, error);
         if (r < 0)
                 return r;
@@ -381,13 +517,25 @@ int method_approve(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
         log_info("Request %s (%s with key '%s' by uid %u) %s by uid %u.", a->id, policy_action_to_string(a->action),
                  a->key, a->uid, allow ? "approved" : "denied", uid);
         if (!allow) {
-                held_fail(h, AGENTID_ERROR_APPROVAL_DENIED, "An administrator denied the request");
+                held_fail(h, "denied", &uid, AGENTID_ERROR_APPROVAL_DENIED, "An administrator denied the request");
                 return sd_bus_reply_method_return(msg, NULL);
         }
 
-        /* The key may have expired or been destroyed while the request waited. */
-        if (h->job->key)
+        /* The key may have expired or been destroyed while the request waited. An expired key may
+         * still be destroyed (that is offboarding); a destroyed one only once. */
+        r = 0;
+        if (h->job->type == JOB_DESTROY) {
+                if (key_status(h->job->key, (uint64_t) time(NULL)) == KEY_STATUS_DESTROYED)
+                        r = bus_error_setf_errno(&submit_error, -EKEYREVOKED, "Key '%s' was destroyed meanwhile",
+                                                 h->job->key->name);
+                h->job->now = (uint64_t) time(NULL); /* the receipt tells when it happened, not when asked */
+        } else if (h->job->key)
                 r = key_check_usable(h->job->key, &submit_error);
+        if (r >= 0) {
+                r = audit_held(h, "approved", &uid, &h->job->audit_seq);
+                if (r < 0)
+                        r = bus_error_setf_errno(&submit_error, r, "The approval cannot be recorded: %s", strerror(-r));
+        }
         if (r >= 0)
                 r = manager_submit(m, h->job, &submit_error);
         if (r < 0) {
@@ -421,11 +569,11 @@ void bus_approvals_client_gone(Manager *m, Client *c) {
                 if (h->job->client != c)
                         continue;
                 log_info("Request %s withdrawn: its caller disconnected.", a->id);
-                held_fail(h, NULL, NULL);
+                held_fail(h, "withdrawn", NULL, NULL, NULL);
         }
 }
 
 void bus_approvals_cancel_all(Manager *m) {
         while (m->approvals.head)
-                held_fail(m->approvals.head->data, AGENTID_ERROR_BUSY, "agentidd is shutting down");
+                held_fail(m->approvals.head->data, "withdrawn", NULL, AGENTID_ERROR_BUSY, "agentidd is shutting down");
 }

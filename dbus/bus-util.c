@@ -29,6 +29,8 @@ static const char *type_signature(BusOptionType t) {
                 return "t";
         case BUS_OPTION_BYTES:
                 return "ay";
+        case BUS_OPTION_STRV:
+                return "as";
         }
         return "";
 }
@@ -74,6 +76,23 @@ static int read_value(sd_bus_message *m, BusOption *o, sd_bus_error *error) {
                 *(uint8_t **) o->ret = buf;
                 o->size = n;
                 return 0;
+        case BUS_OPTION_STRV: {
+                char **l = NULL;
+                r = sd_bus_message_read_strv(m, &l);
+                if (r < 0)
+                        return r;
+                size_t count = 0;
+                while (l && l[count])
+                        count++;
+                if (count > o->max) {
+                        strv_free(l);
+                        return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS,
+                                                 "Option '%s' has more than %zu entries", o->name, o->max);
+                }
+                *(char ***) o->ret = l;
+                o->size = count;
+                return 0;
+        }
         }
         return -EINVAL;
 }
@@ -123,12 +142,23 @@ int bus_read_options(sd_bus_message *m, BusOption *options, size_t n_options, sd
 }
 
 void bus_options_done(BusOption *options, size_t n_options) {
-        for (size_t i = 0; i < n_options; i++)
-                if (options[i].present &&
-                    (options[i].type == BUS_OPTION_STRING || options[i].type == BUS_OPTION_BYTES)) {
+        for (size_t i = 0; i < n_options; i++) {
+                if (!options[i].present)
+                        continue;
+                if (options[i].type == BUS_OPTION_STRV)
+                        *(char ***) options[i].ret = strv_free(*(char ***) options[i].ret);
+                else if (options[i].type == BUS_OPTION_STRING || options[i].type == BUS_OPTION_BYTES) {
                         free(*(void **) options[i].ret);
                         *(void **) options[i].ret = NULL;
                 }
+        }
+}
+
+char **strv_free(char **l) {
+        for (char **i = l; i && *i; i++)
+                free(*i);
+        free(l);
+        return NULL;
 }
 
 int bus_reply_bytes(sd_bus_message *call, const void *data, size_t size) {

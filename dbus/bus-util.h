@@ -12,11 +12,14 @@
 #include <stdint.h>
 #include <systemd/sd-bus.h>
 
+#include "common/macro.h"
+
 typedef enum BusOptionType {
         BUS_OPTION_STRING,   /* "s" -> char ** (malloc'd) */
         BUS_OPTION_UINT32,   /* "u" -> uint32_t * */
         BUS_OPTION_UINT64,   /* "t" -> uint64_t * */
         BUS_OPTION_BYTES,    /* "ay" -> uint8_t ** (malloc'd) + size */
+        BUS_OPTION_STRV,     /* "as" -> char *** (NULL-terminated, malloc'd); max: entries */
 } BusOptionType;
 
 typedef struct BusOption {
@@ -34,6 +37,9 @@ typedef struct BusOption {
 int bus_read_options(sd_bus_message *m, BusOption *options, size_t n_options, sd_bus_error *error);
 /* Free what bus_read_options() allocated. */
 void bus_options_done(BusOption *options, size_t n_options);
+
+char **strv_free(char **l);
+DEFINE_TRIVIAL_CLEANUP_FUNC(char **, strv_free);
 
 /* Printable ASCII (0x20..0x7e), 1..max bytes. */
 bool string_is_printable_id(const char *s, size_t max);

@@ -26,6 +26,18 @@ typedef struct PolicyCall {
         pid_t pid;                    /* for measured facts; 0 = unknown */
         const char *task_id, *parent_task_id, *audience;
         const uint8_t *digest;        /* 32 bytes shown to reviewers, or NULL */
+        const char *const *scopes;    /* IssueToken: requested scope tokens */
+        size_t n_scopes;
+        const char *peer;             /* IssueToken with a parent token: the parent's issuer */
+        uint64_t ttl;                 /* IssueToken: seconds, checked against max_token_ttl */
+        /* For the audit record */
+        const uint8_t *kid;           /* the key's TPM Name */
+        const char *scope;            /* IssueToken: the scope claim */
+        uint64_t exp;                 /* IssueToken: the exp claim */
+        const uint8_t *cti;           /* IssueToken: 16 bytes */
+        const char *reason;           /* Destroy */
+        /* An admin's CreateKey/Destroy: recorded, never decided by policy (DESIGN §3). */
+        bool admin_exempt;
         /* create/destroy by a non-admin: the key check said no, only a rule can extend it (and a
          * policy's refusal is then AccessDenied, as without a policy). */
         bool extends_key_check;
@@ -49,3 +61,25 @@ int method_reload_policy(sd_bus_message *msg, void *userdata, sd_bus_error *erro
 void bus_approvals_client_gone(Manager *m, Client *c);
 /* Shutting down: answer every held request with Busy. */
 void bus_approvals_cancel_all(Manager *m);
+
+/* ---- the audit log (bus-audit.c) ---- */
+
+/* Open <state>/audit, start its sync thread, record the start. */
+int bus_audit_open(Manager *m, int state_fd);
+/* At exit: answer what is parked, sync, close. */
+void bus_audit_close(Manager *m);
+/* Stopping: write the stop record and queue the final checkpoint. Return: true while that work is
+ * outstanding (the daemon must not exit yet). */
+bool bus_audit_stop(Manager *m);
+/* Append a decision (copied to the journal; checkpoints as due). Return: 0 or -errno (logged). */
+int bus_audit(Manager *m, const AuditEntry *e, uint64_t *ret_seq);
+/* Append or count (aggregation) a refusal. */
+void bus_audit_record_refusal(Manager *m, const AuditEntry *e);
+/* Handlers return through this: a refusal (r < 0) is audited with the error as its reason, unless
+ * bus_policy_submit() already recorded it. Returns r. */
+int bus_audit_refused(Manager *m, sd_bus_message *msg, const char *action, const char *key, const uint8_t *kid,
+                      int r, sd_bus_error *error);
+/* A job came back from the worker: answer it now, or once its audit record is durable. */
+void bus_job_finished(Manager *m, Job *j);
+void bus_audit_job_done(Manager *m, Job *j);
+int method_get_audit_head(sd_bus_message *msg, void *userdata, sd_bus_error *error);

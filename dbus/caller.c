@@ -207,11 +207,18 @@ int caller_exe_digest(ExeCache *cache, pid_t pid, uid_t expected_euid, uint8_t r
         return 0;
 }
 
-int caller_cgroup_facts(pid_t pid, char **ret_unit, int *ret_session) {
+/* "No such thing" from sd-login: the process is in no unit / no session (ENXIO: its cgroup path has
+ * none; ENODATA: no cgroup information for it at all). */
+static bool sd_login_none(int r) {
+        return r == -ENXIO || r == -ENODATA;
+}
+
+int caller_cgroup_facts(pid_t pid, uid_t expected_euid, char **ret_unit, int *ret_session) {
         _cleanup_close_ int pidfd = -EBADF;
         _cleanup_free_ char *unit = NULL, *session = NULL;
         unsigned long long start;
-        int r;
+        uid_t euid;
+        int r, s;
 
         if (pid <= 0)
                 return -ESRCH;
@@ -222,17 +229,19 @@ int caller_cgroup_facts(pid_t pid, char **ret_unit, int *ret_session) {
                 return -ESRCH;
 
         r = sd_pid_get_unit(pid, &unit);
-        if (r == -ENOMEM)
-                return r;
-        if (r < 0)
-                unit = NULL; /* no unit: not started by systemd, or no cgroup information */
-        r = sd_pid_get_session(pid, &session);
-        if (r == -ENOMEM)
-                return r;
+        if (r < 0 && !sd_login_none(r))
+                return r == -ENOMEM ? r : -EIO;
+        s = sd_pid_get_session(pid, &session);
+        if (s < 0 && !sd_login_none(s))
+                return s == -ENOMEM ? s : -EIO;
 
+        /* The same process, still running as the caller: a pid reused by another uid's process must
+         * not lend the caller its unit. */
         if (!process_unchanged(pidfd, pid, start))
                 return log_debug_errno(ESRCH, "Process %d changed while its cgroup was read.", (int) pid);
-        *ret_unit = TAKE_PTR(unit);
-        *ret_session = r >= 0;
+        if (proc_euid(pid, &euid) < 0 || euid != expected_euid)
+                return log_debug_errno(ESRCH, "Process %d no longer runs as uid %u.", (int) pid, expected_euid);
+        *ret_unit = r >= 0 ? TAKE_PTR(unit) : NULL;
+        *ret_session = s >= 0;
         return 0;
 }

@@ -38,9 +38,11 @@ int caller_exe_digest(ExeCache *cache, pid_t pid, uid_t expected_euid, uint8_t r
 /*
  * caller_cgroup_facts() - the caller's systemd unit and whether it runs in a login session
  *
- * Read from the process's cgroup (sd_pid_get_unit/sd_pid_get_session), then the process is checked to
- * be the same one (alive, same start time), so a recycled pid cannot lend its cgroup to a caller that
- * exited. *ret_unit is NULL when the process has no unit; *ret_session is 1 or 0.
- * Return: 0; -ESRCH if the process went away or changed; -ENOMEM.
+ * Read from the process's cgroup (sd_pid_get_unit/sd_pid_get_session); afterwards the process must be
+ * the same one (alive, same start time) and still run as expected_euid, so a recycled pid cannot lend
+ * its cgroup to a caller that exited. *ret_unit is NULL when the process is in no unit; *ret_session
+ * is 1 or 0.
+ * Return: 0; -ESRCH if the process went away or changed; -EIO if the cgroup could not be read;
+ *         -ENOMEM. Any error means "unknown", never "none".
  */
-int caller_cgroup_facts(pid_t pid, char **ret_unit, int *ret_session);
+int caller_cgroup_facts(pid_t pid, uid_t expected_euid, char **ret_unit, int *ret_session);

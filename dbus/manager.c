@@ -159,8 +159,10 @@ int uid_groups(uid_t uid, gid_t *groups, int max) {
          * groups there are whatever the caller's parent chose. */
         if (getpwuid_r(uid, &pw, buf, sizeof(buf), &result) != 0 || !result)
                 return -ENOENT;
-        if (getgrouplist(pw.pw_name, pw.pw_gid, groups, &n) < 0)
-                return -E2BIG; /* refuse rather than guess */
+        if (getgrouplist(pw.pw_name, pw.pw_gid, groups, &n) < 0) {
+                groups[0] = pw.pw_gid; /* the primary group, certain even when the rest is too long */
+                return -E2BIG;
+        }
         return n;
 }
 
@@ -172,6 +174,8 @@ bool manager_uid_is_admin(Manager *m, uid_t uid) {
         if (m->admin_gid == (gid_t) -1)
                 return false;
         int n = uid_groups(uid, groups, ELEMENTSOF(groups));
+        if (n == -E2BIG)
+                return groups[0] == m->admin_gid; /* more groups than we read: trust only the primary */
         for (int i = 0; i < n; i++)
                 if (groups[i] == m->admin_gid)
                         return true;
@@ -314,6 +318,10 @@ bool manager_rate_allow(Manager *m, uid_t uid) {
 }
 
 void manager_maybe_exit(Manager *m) {
-        if (m->stopping && m->n_pending == 0)
-                (void) sd_event_exit(m->event, m->exit_code);
+        if (!m->stopping || m->n_pending > 0)
+                return;
+        /* The audit log's stop record and final checkpoint come last. */
+        if (bus_audit_stop(m))
+                return;
+        (void) sd_event_exit(m->event, m->exit_code);
 }

@@ -15,6 +15,7 @@
 
 #include "common/hashmap.h"
 #include "governance/approval.h"
+#include "governance/audit.h"
 #include "governance/policy.h"
 #include "keystore/keystore.h"
 
@@ -31,6 +32,9 @@
 #define REASON_MAX 256U
 #define KEY_TTL_MAX (100ULL * 365 * 24 * 3600)
 #define KEYS_MAX 100000U
+#define KEYS_ADMIN_RESERVE 1000U     /* names only admins may take */
+#define SELF_SERVICE_KEYS_PER_UID 64U /* keys a non-admin may create under a "create" rule */
+#define TOKEN_TTL_DEFAULT 300U       /* IssueToken without "ttl", seconds */
 /* Marshalled TPM2B_ID_OBJECT / TPM2B_ENCRYPTED_SECRET: a TPM2B size and at most a digest plus an
  * encrypted digest (ID object), or an RSA-4096 ciphertext / ECC point (secret). Generous bounds. */
 #define CREDENTIAL_BLOB_MAX 1024U
@@ -126,6 +130,17 @@ struct Manager {
         uint64_t approval_timeout_usec;
         ApprovalQueue approvals;
 
+        /* The audit log (bus-audit.c). Replies wait in `parked` until their record is durable. */
+        AuditLog *audit;
+        sd_event_source *audit_flush_timer;
+        Job *parked_head, *parked_tail;
+        uint64_t audit_checkpoint_every;
+        bool checkpoint_pending;
+        bool audit_stopping;     /* the stop record is written */
+        bool audit_final_checkpoint; /* the final checkpoint was queued (once) */
+        bool refusal_recorded;   /* bus_policy_submit() audited the refusal it returns */
+        bool journal;            /* a journal is there to copy records to */
+
         RateBucket rate[RATE_BUCKETS_MAX];
         unsigned n_rate;
 
@@ -152,7 +167,7 @@ int manager_resolve_admin_group(Manager *m);
 /* uid 0, or a member of the admin group by getgrouplist() on the account of uid. */
 bool manager_uid_is_admin(Manager *m, uid_t uid);
 /* The groups of uid's account, primary group included. Return: how many; -ENOENT (no account);
- * -E2BIG (more than max). */
+ * -E2BIG (more than max; groups[0] is still the primary group). */
 #define UID_GROUPS_MAX 256
 int uid_groups(uid_t uid, gid_t *groups, int max);
 

@@ -129,6 +129,8 @@ static int build_receipt(Keystore *ks, Job *j) {
                 .spki_sha256 = k->spki_sha256,
                 .time = j->now,
                 .by_uid = (uint32_t) j->uid,
+                .has_audit_seq = j->audit_seq > 0,
+                .audit_seq = j->audit_seq,
         };
         r = receipt_destroy_prepare(&receipt, host->kid, KEY_KID_SIZE, &cose);
         if (r < 0)
@@ -186,7 +188,15 @@ static void run_activate(Keystore *ks, Job *j) {
 }
 
 static bool job_is_admin(const Job *j) {
-        return j->type == JOB_CREATE || j->type == JOB_DESTROY || j->type == JOB_ACTIVATE;
+        return j->type == JOB_CREATE || j->type == JOB_DESTROY || j->type == JOB_ACTIVATE ||
+               j->type == JOB_HOST_SIGN;
+}
+
+/* Audit checkpoints and heads: statements by the host key, like receipts. */
+static void run_host_sign(Keystore *ks, Job *j) {
+        int r = keystore_sign(ks, keystore_host_key(ks), j->digest, j->signature);
+        if (r < 0)
+                job_fail(j, r, keystore_last_error(ks));
 }
 
 static void run_job(Keystore *ks, Job *j) {
@@ -213,6 +223,9 @@ static void run_job(Keystore *ks, Job *j) {
                 break;
         case JOB_ACTIVATE:
                 run_activate(ks, j);
+                break;
+        case JOB_HOST_SIGN:
+                run_host_sign(ks, j);
                 break;
         }
 }

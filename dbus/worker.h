@@ -34,6 +34,7 @@ typedef enum JobType {
         JOB_ATTEST,        /* Key.Attest: sign the EAT, certify the key, quote */
         JOB_PLATFORM,      /* GetPlatformEvidence: certify the host key, quote */
         JOB_ACTIVATE,      /* ActivateCredential (admin lane) */
+        JOB_HOST_SIGN,     /* the host key signs cose: audit checkpoints, GetAuditHead (admin lane) */
 } JobType;
 
 typedef struct Job {
@@ -42,6 +43,9 @@ typedef struct Job {
         Client *client;          /* its sender */
         uid_t uid;               /* caller's euid: fairness and receipts */
         Key *key;                /* SIGN/DESTROY: the key (a reference) */
+        /* The audit record of the decision: the reply waits until it is durable; a destroy
+         * receipt names it. 0 = none. */
+        uint64_t audit_seq;
 
         /* JOB_CREATE */
         char *name, *owner, *description;
@@ -52,7 +56,8 @@ typedef struct Job {
 
         /* JOB_SIGN */
         uint8_t digest[KEYSTORE_DIGEST_SIZE];
-        CoseSign1 *cose;         /* SignMessage: finished with the signature by the event loop */
+        CoseSign1 *cose;         /* SignMessage, IssueToken, Attest, HOST_SIGN: finished with the
+                                  * signature by the event loop */
 
         /* JOB_DESTROY */
         char *reason;

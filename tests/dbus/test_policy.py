@@ -29,7 +29,7 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness as h  # noqa: E402
-from harness import (E_ACCESS_DENIED, KEY_IFACE, MANAGER_IFACE, MANAGER_PATH, UID_BIN, UID_DAEMON,  # noqa: E402
+from harness import (E_ACCESS_DENIED, E_BUSY, KEY_IFACE, MANAGER_IFACE, MANAGER_PATH, UID_BIN, UID_DAEMON,  # noqa: E402
                      UID_NOBODY, UID_SYS)
 from test_daemon import OWNER, DaemonTestCase, LogTailResult, python_sha256, sha256  # noqa: E402
 
@@ -64,7 +64,8 @@ def policy(python_digest):
              'effect': 'allow'},
             {'name': 'rate', 'actions': ['sign'], 'keys': ['rated-1'], 'rate': {'limit': 3, 'interval': 3600},
              'effect': 'allow'},
-            {'name': 'sensitive', 'actions': ['sign', 'attest'], 'keys': ['sensitive-*'], 'effect': 'confirm'},
+            {'name': 'sensitive', 'actions': ['sign', 'sign_message', 'attest'], 'keys': ['sensitive-*'],
+             'effect': 'confirm'},
             {'name': 'no-attest', 'actions': ['attest'], 'keys': ['noattest-1'], 'effect': 'deny'},
             {'name': 'self-service', 'actions': ['create'], 'keys': ['self-*'], 'uids': [UID_DAEMON],
              'effect': 'allow'},
@@ -327,6 +328,76 @@ class PolicyTests(DaemonTestCase):
         self.assertCallOk(self.approve_as(UID_SYS, request_id, True))
         self.assertCallOk(h.Stack.finish_call(proc))
 
+    def test_confirm_sign_message_shows_payload_digest(self):
+        path = self.create('sensitive-msg', uid=UID_DAEMON)
+        payload = b'{"pay": "ACME", "amount": "120.00"}'
+        proc = self.stack.call_as(UID_DAEMON, path, KEY_IFACE, 'SignMessage', 'aya{sv}',
+                                  [dbus.ByteArray(payload), h.options()], interactive=True, background=True)
+        request_id, _, action, ctx = self.wait_approval('sensitive-msg')
+        self.assertEqual(action, 'sign_message')
+        self.assertEqual(ctx['digest'], sha256(payload))
+        self.assertCallOk(self.approve_as(UID_SYS, request_id, True))
+        h.verify_cose_sign1(self.assertCallOk(h.Stack.finish_call(proc)).bytes, self.stack.prop(path, 'PublicKey'))
+
+    def test_approval_signal_is_terse(self):
+        path = self.create('sensitive-signal', uid=UID_DAEMON)
+        mark = self.stack.monitor_mark()
+        proc = self.sign_as(UID_DAEMON, path, interactive=True, background=True, task_id='secret-task')
+        request_id = self.wait_approval('sensitive-signal')[0]
+        sig = self.stack.wait_signal('ApprovalRequested', mark, args=[request_id])
+        self.assertIsNotNone(sig)
+        body = '\n'.join(sig.body)
+        self.assertNotIn('secret-task', body, 'the broadcast must not carry the task or the digest')
+        self.assertNotIn('digest', body)
+        self.stack.manager('Approve', 'sb', [request_id, False])
+        self.assertCallError(h.Stack.finish_call(proc), E_APPROVAL_DENIED)
+
+    def test_held_requests_per_uid_bounded(self):
+        path = self.create('sensitive-many', uid=UID_BIN)
+        procs = [self.sign_as(UID_BIN, path, interactive=True, background=True) for _ in range(16)]
+        try:
+            deadline = time.monotonic() + 20
+            while len([a for a in self.approvals() if a[1] == 'sensitive-many']) < 16:
+                self.assertLess(time.monotonic(), deadline, 'not all 16 requests were held')
+                time.sleep(0.1)
+            self.assertCallError(self.sign_as(UID_BIN, path, interactive=True), E_BUSY)
+        finally:
+            for p in procs:
+                p.kill()
+                p.communicate()
+        deadline = time.monotonic() + 5
+        while [a for a in self.approvals() if a[1] == 'sensitive-many']:
+            self.assertLess(time.monotonic(), deadline)
+            time.sleep(0.05)
+
+    def test_reload_withdraws_held_requests(self):
+        path = self.create('sensitive-reload', uid=UID_DAEMON)
+        proc = self.sign_as(UID_DAEMON, path, interactive=True, background=True)
+        self.wait_approval('sensitive-reload')
+        changed = policy(python_sha256())
+        changed['comment'] = 'changed'
+        write_json(self.policy_path, changed)
+        try:
+            self.stack.manager('ReloadPolicy')
+            res = h.Stack.finish_call(proc)
+            self.assertCallError(res, E_POLICY_DENIED)
+            self.assertIn('policy changed', res.message)
+        finally:
+            write_json(self.policy_path, policy(python_sha256()))
+            self.stack.manager('ReloadPolicy')
+
+    def test_held_destroy_of_expired_key(self):
+        res = self.create_as(UID_DAEMON, 'self-expiring', owner=OWNER, ttl=dbus.UInt64(1))
+        path = self.assertCallOk(res).value
+        time.sleep(2.1)
+        self.assertEqual(self.stack.prop(path, 'State'), 'expired')
+        proc = self.stack.call_as(UID_DAEMON, path, KEY_IFACE, 'Destroy', 's', [dbus.String('expired anyway')],
+                                  interactive=True, background=True)
+        request_id = self.wait_approval('self-expiring')[0]
+        self.assertCallOk(self.approve_as(UID_SYS, request_id, True))
+        receipt = self.assertCallOk(h.Stack.finish_call(proc)).bytes
+        h.verify_cose_sign1(receipt, self.stack.manager_props()['HostPublicKey'])
+
     def test_approval_admin_only(self):
         self.assertCallError(self.approve_as(UID_NOBODY, 'f' * 32, True), E_ACCESS_DENIED)
         self.assertCallError(self.approvals(UID_NOBODY), E_ACCESS_DENIED)
@@ -403,6 +474,34 @@ class PolicyTests(DaemonTestCase):
             self.stack.manager('ReloadPolicy')
         self.assertEqual(self.stack.manager_props()['PolicyDigest'], sha256(self.policy_bytes))
         self.assertDenied(self.sign_as(UID_DAEMON, path), rule='frozen')
+
+
+class CatchAllPolicyTests(DaemonTestCase):
+    """A policy whose only rule has no "actions": it covers the agent actions, never key management."""
+
+    def test_catch_all_and_shutdown(self):
+        with h.Stack(start_daemon=False) as st:
+            self.stack = st
+            path = st.path('policy.json')
+            write_json(path, {'version': 1, 'rules': [
+                {'name': 'held', 'keys': ['held-*'], 'effect': 'confirm'},
+                {'name': 'anything', 'effect': 'allow'}]})
+            st.start_daemon(('--policy=' + path,))
+            self.assertCallError(self.create_as(UID_DAEMON, 'mine-1', owner=OWNER), E_ACCESS_DENIED)
+            key = self.create('anything-1', uid=UID_DAEMON)
+            self.assertCallOk(st.sign_as(UID_DAEMON, key, b'\1' * 32))
+            self.assertCallError(self.destroy_as(UID_DAEMON, key, 'x'), E_ACCESS_DENIED)
+
+            # SIGTERM answers held requests (Busy) and still exits cleanly.
+            held = self.create('held-1', uid=UID_DAEMON)
+            proc = st.call_as(UID_DAEMON, held, KEY_IFACE, 'Sign', 'aya{sv}', [dbus.ByteArray(b'\2' * 32),
+                              h.options()], interactive=True, background=True)
+            deadline = time.monotonic() + 10
+            while not h.unwrap(st.manager('ListApprovals')):
+                self.assertLess(time.monotonic(), deadline)
+                time.sleep(0.05)
+            st.stop_daemon()
+            self.assertCallError(h.Stack.finish_call(proc), E_BUSY)
 
 
 class PolicyStartupTests(DaemonTestCase):
