@@ -456,7 +456,8 @@ static int claims_parse(const uint8_t *payload, size_t size, TokenStorage *s, co
                                 if (r == -ENOMEM)
                                         return r;
                                 if (r < 0)
-                                        return bad(reason, "\"credential\" is not a COSE_Sign1_Tagged of at most 4096 bytes");
+                                        return bad(reason, "\"credential\" is not a COSE_Sign1_Tagged of at most "
+                                                           "4096 bytes");
                                 c->credential = arena_copy(s, p, m, false);
                                 if (!c->credential)
                                         return bad(reason, "\"credential\" does not fit");

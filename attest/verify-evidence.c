@@ -11,6 +11,9 @@
  *
  * Input reaches libcbor only after cbor_util_validate() (deterministic encoding, size and depth
  * limits); TPM structures are parsed by attest/tpm2-types.c. Only OpenSSL, libcbor and common/.
+ *
+ * The verifier and the verdict machinery here also serve tokens and signed messages
+ * (verify-token.c), through verify-internal.h.
  */
 
 #include <stdarg.h>

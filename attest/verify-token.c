@@ -15,7 +15,6 @@
 #include <limits.h>
 #include <openssl/err.h>
 #include <openssl/x509.h>
-#include <stdio.h>
 #include <string.h>
 
 #include "attest/cose.h"
@@ -176,7 +175,8 @@ static void check_token_claims(AgentidVerdict *d, const TokenVerified *t) {
         /* token.c checked the key set, the types and sizes, iss = sub, nbf <= exp and iat <= exp;
          * what it does not know is the agent URI form (DESIGN §2). */
         if (!uri_is_valid(c->iss)) {
-                fail(d, AGENTID_REASON_TOKEN_CLAIMS, "iss \"%.120s\" is not agentid://<32 hex digits>/<key name>", c->iss);
+                fail(d, AGENTID_REASON_TOKEN_CLAIMS, "iss \"%.120s\" is not agentid://<32 hex digits>/<key name>",
+                     c->iss);
                 return;
         }
         pass(d, AGENTID_REASON_TOKEN_CLAIMS, "iss = sub = %s, task %.120s, owner %.120s%s%s", c->iss, c->task_id,
@@ -499,7 +499,7 @@ PUBLIC int agentid_verify_message(const AgentidVerifier *v, const uint8_t *msg, 
 
                 /* cose.c checked label 15: iat a uint, the others texts of 1..256 bytes, nothing else. */
                 if (cbor_util_get_uint(cbor_util_map_get_int(claims, CWT_CLAIM_IAT), &iat) < 0)
-                        return -EBADMSG;        /* cannot happen */
+                        return -EIO;            /* cannot happen: cose.c requires it */
                 r = label15_text(cbor_util_map_get_int(claims, CWT_CLAIM_AUD), &o->aud);
                 if (r >= 0)
                         r = label15_text(cbor_util_map_get_text(claims, "task_id"), &o->task_id);

@@ -10,8 +10,9 @@
  * certified by that TPM's attestation key (AK) for the verifier's nonce, and that the key itself
  * signed a set of claims (owner, workload, task) bound to a PCR quote. Platform evidence
  * (org.agentid1.Manager.GetPlatformEvidence) does the same for the host key that signs receipts and
- * revocation lists. The formats are in docs/formats.md §5 and §6; every check, its name and its
- * reason code are listed in docs/verifier.md.
+ * revocation lists. Task tokens and signed messages are checked against the agent key such evidence
+ * certifies (or a pinned one). The formats are in docs/formats.md §5, §6, §8 and §3; every check, its
+ * name and its reason code are listed in docs/verifier.md.
  *
  * Use:
  *

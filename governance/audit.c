@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * The audit log (see audit.h; the format is in docs/formats.md "Audit log", operating it in
+ * The audit log (see audit.h; the format is in docs/formats.md §9 "Audit log", operating it in
  * docs/audit.md).
  *
  * Writing: one fd on the newest file, opened O_APPEND, and each record goes out in a single write(2),
@@ -88,13 +88,71 @@ static const CborLimits head_limits = {
         .flags = CBOR_VALIDATE_DETERMINISTIC,
 };
 
-static const char *const record_keys[] = {
-        "seq", "time", "prev", "action", "decision", "caller", "key", "kid", "task_id", "parent_task_id",
-        "audience", "digest", "rule", "reason", "request", "by_uid", "count", "scope", "exp", "cti",
-        "policy_sha256", "checkpoint",
+/* The keys a map may hold, each with its type and bounds (docs/formats.md §9 CDDL). */
+typedef enum FieldType {
+        FIELD_UINT,                     /* min..max is the value */
+        FIELD_TEXT,                     /* min..max is the size in bytes */
+        FIELD_BYTES,
+        FIELD_MAP,
+} FieldType;
+
+typedef struct Field {
+        const char *name;
+        FieldType type;
+        uint64_t min, max;
+        bool required;
+} Field;
+
+enum {
+        R_SEQ, R_TIME, R_PREV, R_ACTION, R_DECISION, R_CALLER, R_KEY, R_KID, R_TASK_ID, R_PARENT_TASK_ID,
+        R_AUDIENCE, R_DIGEST, R_RULE, R_REASON, R_REQUEST, R_BY_UID, R_COUNT, R_SCOPE, R_EXP, R_CTI,
+        R_POLICY_SHA256, R_CHECKPOINT, _R_MAX,
 };
-static const char *const caller_keys[] = { "uid", "pid", "exe_sha256", "unit" };
-static const char *const head_keys[] = { "type", "seq", "head", "time", "nonce" };
+
+static const Field record_fields[_R_MAX] = {
+        [R_SEQ] = { "seq", FIELD_UINT, 1, UINT64_MAX, true },
+        [R_TIME] = { "time", FIELD_UINT, 0, UINT64_MAX, true },
+        [R_PREV] = { "prev", FIELD_BYTES, AUDIT_HEAD_SIZE, AUDIT_HEAD_SIZE, true },
+        [R_ACTION] = { "action", FIELD_TEXT, 1, AUDIT_TEXT_MAX, true },
+        [R_DECISION] = { "decision", FIELD_TEXT, 1, AUDIT_TEXT_MAX, true },
+        [R_CALLER] = { "caller", FIELD_MAP, 0, 0, false },
+        [R_KEY] = { "key", FIELD_TEXT, 0, AUDIT_TEXT_MAX, false },
+        [R_KID] = { "kid", FIELD_BYTES, 34, 34, false },
+        [R_TASK_ID] = { "task_id", FIELD_TEXT, 0, AUDIT_TEXT_MAX, false },
+        [R_PARENT_TASK_ID] = { "parent_task_id", FIELD_TEXT, 0, AUDIT_TEXT_MAX, false },
+        [R_AUDIENCE] = { "audience", FIELD_TEXT, 0, AUDIT_TEXT_MAX, false },
+        [R_DIGEST] = { "digest", FIELD_BYTES, SHA256_DIGEST_SIZE, SHA256_DIGEST_SIZE, false },
+        [R_RULE] = { "rule", FIELD_TEXT, 0, AUDIT_TEXT_MAX, false },
+        [R_REASON] = { "reason", FIELD_TEXT, 0, AUDIT_TEXT_MAX, false },
+        [R_REQUEST] = { "request", FIELD_TEXT, 0, AUDIT_TEXT_MAX, false },
+        [R_BY_UID] = { "by_uid", FIELD_UINT, 0, UINT32_MAX, false },
+        /* A record stands for one decision unless it says otherwise: 0 and 1 are never written. */
+        [R_COUNT] = { "count", FIELD_UINT, 2, UINT64_MAX, false },
+        [R_SCOPE] = { "scope", FIELD_TEXT, 0, AUDIT_TEXT_MAX, false },
+        [R_EXP] = { "exp", FIELD_UINT, 1, UINT64_MAX, false },
+        [R_CTI] = { "cti", FIELD_BYTES, 16, 16, false },
+        [R_POLICY_SHA256] = { "policy_sha256", FIELD_BYTES, SHA256_DIGEST_SIZE, SHA256_DIGEST_SIZE, false },
+        [R_CHECKPOINT] = { "checkpoint", FIELD_BYTES, 1, AUDIT_CHECKPOINT_MAX, false },
+};
+
+enum { C_UID, C_PID, C_EXE_SHA256, C_UNIT, _C_MAX };
+
+static const Field caller_fields[_C_MAX] = {
+        [C_UID] = { "uid", FIELD_UINT, 0, UINT32_MAX, true },
+        [C_PID] = { "pid", FIELD_UINT, 1, UINT32_MAX, false },
+        [C_EXE_SHA256] = { "exe_sha256", FIELD_BYTES, SHA256_DIGEST_SIZE, SHA256_DIGEST_SIZE, false },
+        [C_UNIT] = { "unit", FIELD_TEXT, 0, AUDIT_TEXT_MAX, false },
+};
+
+enum { H_TYPE, H_SEQ, H_HEAD, H_TIME, H_NONCE, _H_MAX };
+
+static const Field head_fields[_H_MAX] = {
+        [H_TYPE] = { "type", FIELD_TEXT, 1, 64, true },
+        [H_SEQ] = { "seq", FIELD_UINT, 0, UINT64_MAX, true },
+        [H_HEAD] = { "head", FIELD_BYTES, AUDIT_HEAD_SIZE, AUDIT_HEAD_SIZE, true },
+        [H_TIME] = { "time", FIELD_UINT, 0, UINT64_MAX, true },
+        [H_NONCE] = { "nonce", FIELD_BYTES, HEAD_NONCE_MIN, HEAD_NONCE_MAX, false },
+};
 
 /* A refusal window (audit_log_refusal()): the identity of the refusal and what was counted. */
 typedef struct RefusalWindow {
@@ -107,6 +165,38 @@ typedef struct RefusalWindow {
         char *key, *action, *decision, *rule, *reason;
 } RefusalWindow;
 
+/*
+ * The hashes of the most recent records. A checkpoint is signed by the TPM while other requests go on
+ * (20-200 ms on hardware), so by the time it is appended it names a recent record, not necessarily the
+ * one right before it; writer and verifier both check it against this window.
+ */
+#define CHECKPOINT_WINDOW 4096U
+typedef struct HeadRing {
+        uint64_t first;                 /* lowest seq stored since the run of consecutive puts began */
+        uint64_t last;                  /* 0: empty */
+        uint8_t hash[CHECKPOINT_WINDOW][AUDIT_HEAD_SIZE];
+} HeadRing;
+
+static void ring_put(HeadRing *ring, uint64_t seq, const uint8_t hash[AUDIT_HEAD_SIZE]) {
+        if (!ring)
+                return;
+        if (ring->last == 0 || seq != ring->last + 1)
+                ring->first = seq;
+        ring->last = seq;
+        memcpy(ring->hash[seq % CHECKPOINT_WINDOW], hash, AUDIT_HEAD_SIZE);
+}
+
+/* The hash of record seq. Return: 0; -ENOENT if seq was never put (before ring->first); -ERANGE if it
+ * is older than the window. */
+static int ring_get(const HeadRing *ring, uint64_t seq, const uint8_t **ret) {
+        if (!ring || ring->last == 0 || seq > ring->last || seq < ring->first)
+                return -ENOENT;
+        if (ring->last - seq >= CHECKPOINT_WINDOW)
+                return -ERANGE;
+        *ret = ring->hash[seq % CHECKPOINT_WINDOW];
+        return 0;
+}
+
 struct AuditLog {
         int dir_fd;
         int fd;                         /* the newest file; -EBADF while the log is empty */
@@ -115,6 +205,7 @@ struct AuditLog {
         uint64_t seq;                   /* last record written */
         uint8_t head[AUDIT_HEAD_SIZE];  /* SHA-256 of its bytes */
         uint64_t checkpoint_seq;        /* last checkpoint seen or written, 0 if none */
+        HeadRing *ring;
 
         RefusalWindow *windows;         /* in the order they were opened */
         size_t n_windows;
@@ -295,40 +386,106 @@ int audit_head_payload(uint64_t seq, const uint8_t head[AUDIT_HEAD_SIZE], uint64
 
 /* ---- decoding ---------------------------------------------------------------------------------- */
 
+static bool field_valid(const Field *f, const cbor_item_t *v) {
+        const uint8_t *p;
+        const char *s;
+        uint64_t u;
+        size_t n;
+
+        switch (f->type) {
+        case FIELD_UINT:
+                return cbor_util_get_uint(v, &u) >= 0 && u >= f->min && u <= f->max;
+        case FIELD_TEXT:
+                return cbor_util_get_text(v, &s, &n) >= 0 && n >= f->min && n <= f->max;
+        case FIELD_BYTES:
+                return cbor_util_get_bytes(v, &p, &n) >= 0 && n >= f->min && n <= f->max;
+        case FIELD_MAP:
+                return cbor_isa_map(v);
+        }
+        return false;
+}
+
+/*
+ * map_fields() - take a decoded map apart by a schema, in one pass
+ *
+ * Every key must be a text naming one of fields[], with a value of its type and bounds, and every
+ * required field must be there; ret[i] is the value of fields[i], or NULL. The validator has refused
+ * duplicate keys already.
+ *
+ * Return: 0; -EBADMSG with *ret_bad naming the field missing or out of bounds (NULL: not a map, or a
+ *         key that is not one of fields[]).
+ */
+static int map_fields(const cbor_item_t *map, const Field *fields, size_t n_fields, const cbor_item_t **ret,
+                      const char **ret_bad) {
+        struct cbor_pair *pairs;
+        size_t n;
+
+        *ret_bad = NULL;
+        if (!map || !cbor_isa_map(map))
+                return -EBADMSG;
+        n = cbor_map_size(map);
+        pairs = cbor_map_handle(map);
+        if (n > 0 && !pairs)
+                return -EBADMSG;
+        for (size_t j = 0; j < n_fields; j++)
+                ret[j] = NULL;
+
+        for (size_t i = 0; i < n; i++) {
+                const char *s;
+                size_t l, j;
+
+                if (cbor_util_get_text(pairs[i].key, &s, &l) < 0)
+                        return -EBADMSG;
+                /* s holds no NUL, so a match of l bytes means the name is at least that long. */
+                for (j = 0; j < n_fields; j++)
+                        if (strncmp(fields[j].name, s, l) == 0 && fields[j].name[l] == 0)
+                                break;
+                if (j == n_fields)
+                        return -EBADMSG;
+                if (!field_valid(&fields[j], pairs[i].value)) {
+                        *ret_bad = fields[j].name;
+                        return -EBADMSG;
+                }
+                ret[j] = pairs[i].value;
+        }
+
+        for (size_t j = 0; j < n_fields; j++)
+                if (fields[j].required && !ret[j]) {
+                        *ret_bad = fields[j].name;
+                        return -EBADMSG;
+                }
+        return 0;
+}
+
 typedef struct HeadPayload {
         uint64_t seq, time;
         uint8_t head[AUDIT_HEAD_SIZE];
         bool has_nonce;
 } HeadPayload;
 
+static bool text_equals(const char *s, size_t n, const char *want) {
+        return n == strlen(want) && memcmp(s, want, n) == 0;
+}
+
 static int head_payload_parse(const uint8_t *p, size_t n, HeadPayload *ret) {
         _cleanup_cbor_ cbor_item_t *map = NULL;
-        const uint8_t *head, *nonce;
-        const char *type;
-        size_t head_size, nonce_size, type_size;
-        const cbor_item_t *v;
+        const cbor_item_t *v[_H_MAX];
+        const uint8_t *head;
+        const char *type, *bad;
+        size_t head_size, type_size;
         HeadPayload h = {};
 
         if (cbor_util_decode(p, n, &head_limits, &map, NULL) < 0 ||
-            cbor_util_map_check_text_keys(map, head_keys, ELEMENTSOF(head_keys), NULL) < 0)
+            map_fields(map, head_fields, _H_MAX, v, &bad) < 0)
                 return -EBADMSG;
-        if (cbor_util_get_text(cbor_util_map_get_text(map, "type"), &type, &type_size) < 0 ||
-            type_size != strlen("audit_head") || memcmp(type, "audit_head", type_size) != 0)
+        /* "type" keeps other host-key statements (receipts, revocation lists) from passing for a head. */
+        if (cbor_util_get_text(v[H_TYPE], &type, &type_size) < 0 || !text_equals(type, type_size, "audit_head"))
                 return -EBADMSG;
-        if (cbor_util_get_uint(cbor_util_map_get_text(map, "seq"), &h.seq) < 0 ||
-            cbor_util_get_uint(cbor_util_map_get_text(map, "time"), &h.time) < 0 ||
-            cbor_util_get_bytes(cbor_util_map_get_text(map, "head"), &head, &head_size) < 0 ||
-            head_size != AUDIT_HEAD_SIZE)
+        if (cbor_util_get_uint(v[H_SEQ], &h.seq) < 0 || cbor_util_get_uint(v[H_TIME], &h.time) < 0 ||
+            cbor_util_get_bytes(v[H_HEAD], &head, &head_size) < 0)
                 return -EBADMSG;
         memcpy(h.head, head, AUDIT_HEAD_SIZE);
-
-        v = cbor_util_map_get_text(map, "nonce");
-        if (v) {
-                if (cbor_util_get_bytes(v, &nonce, &nonce_size) < 0 || nonce_size < HEAD_NONCE_MIN ||
-                    nonce_size > HEAD_NONCE_MAX)
-                        return -EBADMSG;
-                h.has_nonce = true;
-        }
+        h.has_nonce = !!v[H_NONCE];
 
         *ret = h;
         return 0;
@@ -487,62 +644,19 @@ static void record_fields_done(RecordFields *f) {
         f->checkpoint = mfree(f->checkpoint);
 }
 
-static int get_text_limited(const cbor_item_t *map, const char *key, size_t min, bool required,
-                            const char **ret, size_t *ret_size) {
-        const cbor_item_t *v = cbor_util_map_get_text(map, key);
-        const char *s;
-        size_t n;
-
-        if (!v)
-                return required ? -EBADMSG : 0;
-        if (cbor_util_get_text(v, &s, &n) < 0 || n < min || n > AUDIT_TEXT_MAX)
-                return -EBADMSG;
-        if (ret) {
-                *ret = s;
-                *ret_size = n;
-        }
-        return 1;
-}
-
-static int check_bytes(const cbor_item_t *map, const char *key, size_t size) {
-        const uint8_t *p;
-        size_t n;
-        const cbor_item_t *v = cbor_util_map_get_text(map, key);
-
-        if (!v)
-                return 0;
-        return cbor_util_get_bytes(v, &p, &n) < 0 || n != size ? -EBADMSG : 0;
-}
-
-static int check_uint(const cbor_item_t *map, const char *key, uint64_t min, uint64_t max) {
-        const cbor_item_t *v = cbor_util_map_get_text(map, key);
-        uint64_t u;
-
-        if (!v)
-                return 0;
-        return cbor_util_get_uint(v, &u) < 0 || u < min || u > max ? -EBADMSG : 0;
-}
-
-static bool text_equals(const char *s, size_t n, const char *want) {
-        return n == strlen(want) && memcmp(s, want, n) == 0;
-}
-
 /*
- * record_parse() - is p[0..n) one record of docs/formats.md "Audit log"?
+ * record_parse() - is p[0..n) one record of docs/formats.md §9?
  *
  * The validator first (deterministic encoding, the record bounds), then the keys and their types.
  * Chaining is not looked at here.
  *
- * Return: 0; -EBADMSG with *ret_why; -ENOMEM.
+ * Return: 0; -EBADMSG with why; -ENOMEM.
  */
-static int record_parse(const uint8_t *p, size_t n, RecordFields *ret, const char **ret_why) {
-        static const char *const texts[] = {
-                "key", "task_id", "parent_task_id", "audience", "rule", "reason", "request", "scope",
-        };
+static int record_parse(const uint8_t *p, size_t n, RecordFields *ret, char why[static WHY_MAX]) {
         _cleanup_cbor_ cbor_item_t *map = NULL;
-        const cbor_item_t *caller, *v;
+        const cbor_item_t *v[_R_MAX], *c[_C_MAX];
         const uint8_t *prev, *cp = NULL;
-        const char *action, *decision;
+        const char *action, *decision, *bad;
         size_t prev_size, action_size, decision_size, cp_size = 0;
         RecordFields f = {};
         int r;
@@ -551,64 +665,40 @@ static int record_parse(const uint8_t *p, size_t n, RecordFields *ret, const cha
         if (r == -ENOMEM)
                 return r;
         if (r < 0) {
-                *ret_why = "not a record: CBOR that is malformed, not deterministic or over the limits";
+                (void) snprintf(why, WHY_MAX,
+                                "not a record: CBOR that is malformed, not deterministic or over the limits");
                 return -EBADMSG;
         }
-        if (cbor_util_map_check_text_keys(map, record_keys, ELEMENTSOF(record_keys), NULL) < 0) {
-                *ret_why = "not a record: a key that is not in the format";
+        if (map_fields(map, record_fields, _R_MAX, v, &bad) < 0) {
+                if (bad)
+                        (void) snprintf(why, WHY_MAX, "not a record: \"%s\" missing, or of the wrong type or size",
+                                        bad);
+                else
+                        (void) snprintf(why, WHY_MAX, "not a record: a key that is not in the format");
+                return -EBADMSG;
+        }
+        if (v[R_CALLER] && map_fields(v[R_CALLER], caller_fields, _C_MAX, c, &bad) < 0) {
+                (void) snprintf(why, WHY_MAX, "not a record: caller is not {uid, ? pid, ? exe_sha256, ? unit}");
                 return -EBADMSG;
         }
 
-        if (cbor_util_get_uint(cbor_util_map_get_text(map, "seq"), &f.seq) < 0 || f.seq == 0 ||
-            check_uint(map, "time", 0, UINT64_MAX) < 0 || !cbor_util_map_get_text(map, "time") ||
-            cbor_util_get_bytes(cbor_util_map_get_text(map, "prev"), &prev, &prev_size) < 0 ||
-            prev_size != AUDIT_HEAD_SIZE) {
-                *ret_why = "not a record: seq, time or prev missing or of the wrong type";
-                return -EBADMSG;
-        }
+        /* The schema checked them all; these only fetch. */
+        (void) cbor_util_get_uint(v[R_SEQ], &f.seq);
+        (void) cbor_util_get_bytes(v[R_PREV], &prev, &prev_size);
+        (void) cbor_util_get_text(v[R_ACTION], &action, &action_size);
+        (void) cbor_util_get_text(v[R_DECISION], &decision, &decision_size);
         memcpy(f.prev, prev, AUDIT_HEAD_SIZE);
 
-        if (get_text_limited(map, "action", 1, true, &action, &action_size) < 0 ||
-            get_text_limited(map, "decision", 1, true, &decision, &decision_size) < 0) {
-                *ret_why = "not a record: action or decision missing or not a text of 1..1024 bytes";
-                return -EBADMSG;
-        }
-        for (size_t i = 0; i < ELEMENTSOF(texts); i++)
-                if (get_text_limited(map, texts[i], 0, false, NULL, NULL) < 0) {
-                        *ret_why = "not a record: a text that is not 0..1024 bytes";
-                        return -EBADMSG;
-                }
-        if (check_bytes(map, "kid", 34) < 0 || check_bytes(map, "digest", SHA256_DIGEST_SIZE) < 0 ||
-            check_bytes(map, "cti", 16) < 0 || check_bytes(map, "policy_sha256", SHA256_DIGEST_SIZE) < 0 ||
-            check_uint(map, "by_uid", 0, UINT32_MAX) < 0 || check_uint(map, "count", 2, UINT64_MAX) < 0 ||
-            check_uint(map, "exp", 1, UINT64_MAX) < 0) {
-                *ret_why = "not a record: a value of the wrong type or size";
-                return -EBADMSG;
-        }
-
-        caller = cbor_util_map_get_text(map, "caller");
-        if (caller && (cbor_util_map_check_text_keys(caller, caller_keys, ELEMENTSOF(caller_keys), NULL) < 0 ||
-                       !cbor_util_map_get_text(caller, "uid") || check_uint(caller, "uid", 0, UINT32_MAX) < 0 ||
-                       check_uint(caller, "pid", 1, UINT32_MAX) < 0 ||
-                       check_bytes(caller, "exe_sha256", SHA256_DIGEST_SIZE) < 0 ||
-                       get_text_limited(caller, "unit", 0, false, NULL, NULL) < 0)) {
-                *ret_why = "not a record: caller is not {uid, ? pid, ? exe_sha256, ? unit}";
-                return -EBADMSG;
-        }
-
         /* A checkpoint is exactly that and nothing else, and only a checkpoint carries one. */
-        v = cbor_util_map_get_text(map, "checkpoint");
-        if (v && (cbor_util_get_bytes(v, &cp, &cp_size) < 0 || cp_size == 0 || cp_size > AUDIT_CHECKPOINT_MAX)) {
-                *ret_why = "not a record: checkpoint is not a byte string of 1..4096 bytes";
+        if (v[R_CHECKPOINT])
+                (void) cbor_util_get_bytes(v[R_CHECKPOINT], &cp, &cp_size);
+        if (!!cp != text_equals(action, action_size, "checkpoint") ||
+            (cp && (!text_equals(decision, decision_size, "done") || cbor_map_size(map) != 6))) {
+                (void) snprintf(why, WHY_MAX, "not a record: a checkpoint is exactly {seq, time, prev, "
+                                "action: \"checkpoint\", decision: \"done\", checkpoint}");
                 return -EBADMSG;
         }
-        if (!!v != text_equals(action, action_size, "checkpoint") ||
-            (v && (!text_equals(decision, decision_size, "done") || cbor_map_size(map) != 6))) {
-                *ret_why = "not a record: a checkpoint must be {seq, time, prev, action: \"checkpoint\", "
-                           "decision: \"done\", checkpoint}";
-                return -EBADMSG;
-        }
-        if (v && memdup_sized(cp, cp_size, &f.checkpoint, &f.checkpoint_size) < 0)
+        if (cp && memdup_sized(cp, cp_size, &f.checkpoint, &f.checkpoint_size) < 0)
                 return -ENOMEM;
 
         *ret = f;
@@ -623,6 +713,7 @@ typedef struct Chain {
         bool head_known;                /* false: that record is in a file we did not read */
         uint64_t checkpoint_seq;
         uint64_t records, checkpoints;
+        HeadRing *ring;                 /* recent hashes, for checkpoints */
 } Chain;
 
 typedef struct RecordInfo {
@@ -640,8 +731,8 @@ enum {
  * record_check() - can p[0..n) come next in the chain?
  *
  * seq is one more than the last, prev is the SHA-256 of the last record's bytes, and a checkpoint
- * names the record before it — its seq and its hash, which is this record's prev — in a head payload
- * without nonce, signed by host_key when one is given.
+ * names one of the CHECKPOINT_WINDOW records before it with its hash (for the one right before:
+ * this record's prev) in a head payload without nonce, signed by host_key when one is given.
  *
  * Return: 0 and *ret; RECORD_MALFORMED or RECORD_BROKEN with why; -ENOMEM, -EIO.
  */
@@ -651,11 +742,9 @@ static int record_check(const Chain *c, const uint8_t *p, size_t n, EVP_PKEY *ho
         const char *w = NULL;
         int r;
 
-        r = record_parse(p, n, &f, &w);
-        if (r == -EBADMSG) {
-                (void) snprintf(why, WHY_MAX, "%s", w);
+        r = record_parse(p, n, &f, why);
+        if (r == -EBADMSG)
                 return RECORD_MALFORMED;
-        }
         if (r < 0)
                 return r;
 
@@ -681,10 +770,17 @@ static int record_check(const Chain *c, const uint8_t *p, size_t n, EVP_PKEY *ho
                         (void) snprintf(why, WHY_MAX, "checkpoint: %s", w);
                         return RECORD_BROKEN;
                 }
-                if (h.has_nonce || h.seq != f.seq - 1 || memcmp(h.head, f.prev, AUDIT_HEAD_SIZE) != 0) {
+                const uint8_t *named = NULL;
+                int g = h.seq + 1 == f.seq ? 0 : ring_get(c->ring, h.seq, &named);
+                if (h.seq + 1 == f.seq)
+                        named = f.prev;
+                /* A record before what was read (-ENOENT) cannot be compared here; audit_verify_dir(),
+                 * which reads from the first file, has them all within the window. */
+                if (h.has_nonce || h.seq >= f.seq || g == -ERANGE ||
+                    (named && memcmp(h.head, named, AUDIT_HEAD_SIZE) != 0)) {
                         (void) snprintf(why, WHY_MAX,
-                                        "checkpoint: does not name the record before it (it names seq %" PRIu64 ")",
-                                        h.seq);
+                                        "checkpoint: does not name one of the %u records before it with its hash "
+                                        "(it names seq %" PRIu64 ")", CHECKPOINT_WINDOW, h.seq);
                         return RECORD_BROKEN;
                 }
         }
@@ -698,6 +794,7 @@ static int record_check(const Chain *c, const uint8_t *p, size_t n, EVP_PKEY *ho
 }
 
 static void chain_commit(Chain *c, const RecordInfo *ri) {
+        ring_put(c->ring, ri->seq, ri->hash);
         c->seq = ri->seq;
         memcpy(c->head, ri->hash, AUDIT_HEAD_SIZE);
         c->head_known = true;
@@ -771,7 +868,7 @@ static int file_reader_record_after(FileReader *fr, uint64_t from) {
         for (uint64_t q = from; q < fr->size; q++) {
                 _cleanup_(record_fields_done) RecordFields f = {};
                 const uint8_t *p;
-                const char *why;
+                char why[WHY_MAX];
                 size_t n, len;
                 int r;
 
@@ -784,7 +881,7 @@ static int file_reader_record_after(FileReader *fr, uint64_t from) {
                         continue;
                 if (record_extent(p, n, &len) <= 0)
                         continue;
-                r = record_parse(p, len, &f, &why);
+                r = record_parse(p, len, &f, why);
                 if (r == -ENOMEM)
                         return r;
                 if (r == 0)
@@ -1058,7 +1155,7 @@ AuditLog *audit_log_close(AuditLog *l) {
 
         if (l->fd >= 0 && atomic_load(&l->sync_error) == 0) {
                 if (fdatasync(l->fd) < 0)
-                        log_debug("audit: final fdatasync failed: %m");
+                        log_debug_errno(errno, "audit: final fdatasync failed: %m");
                 else
                         durable_publish(l, l->seq);
         }
@@ -1066,6 +1163,7 @@ AuditLog *audit_log_close(AuditLog *l) {
         for (size_t i = 0; i < l->n_windows; i++)
                 refusal_window_done(&l->windows[i]);
         free(l->windows);
+        free(l->ring);
 
         safe_close(l->fd);
         safe_close(l->dir_fd);
@@ -1100,6 +1198,9 @@ int audit_log_open(int state_fd, uint64_t file_max, AuditLog **ret, uint64_t *re
         if (!l)
                 return -ENOMEM;
         l->dir_fd = l->fd = l->event_fd = -EBADF;
+        l->ring = calloc(1, sizeof(HeadRing));
+        if (!l->ring)
+                return -ENOMEM;
         l->file_max = file_max > 0 ? file_max : AUDIT_FILE_MAX_DEFAULT;
         l->lock = (pthread_mutex_t) PTHREAD_MUTEX_INITIALIZER;
         l->cond = (pthread_cond_t) PTHREAD_COND_INITIALIZER;
@@ -1142,7 +1243,7 @@ int audit_log_open(int state_fd, uint64_t file_max, AuditLog **ret, uint64_t *re
                                 return r;
                         }
                         /* Its first record's prev is in a file we do not read. */
-                        c = (Chain) { .seq = first - 1, .head_known = first == 1 };
+                        c = (Chain) { .seq = first - 1, .head_known = first == 1, .ring = l->ring };
                         r = scan_file(prev_fd, &c, &s);
                         if (r < 0) {
                                 set_error(error, AUDIT_DIR "/%s: %s", name, strerror(-r));
@@ -1164,7 +1265,7 @@ int audit_log_open(int state_fd, uint64_t file_max, AuditLog **ret, uint64_t *re
                 } else
                         /* Before seq 1 there is nothing (prev = zeros); before any other first record
                          * there is a file no longer here, which only verify would miss. */
-                        c = (Chain) { .seq = newest - 1, .head_known = newest == 1 };
+                        c = (Chain) { .seq = newest - 1, .head_known = newest == 1, .ring = l->ring };
 
                 format_file_name(newest, name);
                 r = open_audit_file(l->dir_fd, name, O_RDWR | O_APPEND, &l->fd);
@@ -1207,6 +1308,7 @@ int audit_log_open(int state_fd, uint64_t file_max, AuditLog **ret, uint64_t *re
                 l->file_size = s.good_end;
                 l->seq = c.seq;
                 memcpy(l->head, c.head, AUDIT_HEAD_SIZE);
+                /* 0 when the files read hold none: a checkpoint is due then anyway. */
                 l->checkpoint_seq = c.checkpoint_seq;
         }
 
@@ -1287,7 +1389,7 @@ static int append_record(AuditLog *l, const uint8_t *buf, size_t size) {
                 r = n < 0 ? -errno : -EIO;
                 if (n > 0 && ftruncate(l->fd, (off_t) l->file_size) < 0) {
                         /* The file now ends in a torn record: stop here, the next open cuts it off. */
-                        log_debug("audit: undoing a failed write failed: %m");
+                        log_debug_errno(errno, "audit: undoing a failed write failed: %m");
                         return sync_set_error(l, r);
                 }
                 return r;
@@ -1296,6 +1398,7 @@ static int append_record(AuditLog *l, const uint8_t *buf, size_t size) {
         l->file_size += size;
         l->seq++;
         memcpy(l->head, hash, AUDIT_HEAD_SIZE);
+        ring_put(l->ring, l->seq, hash);
 
         pthread_mutex_lock(&l->lock);
         l->written_seq = l->seq;
@@ -1346,14 +1449,15 @@ int audit_log_append_checkpoint(AuditLog *l, const uint8_t *cose, size_t size, u
         if (!l || !cose || size == 0 || size > AUDIT_CHECKPOINT_MAX)
                 return -EINVAL;
 
-        /* Written only if it names the current head, so verify can check it against the record before
-         * it; the signature is the signer's business (and the verifier's). */
+        /* Written only if it names a record in the window with its hash, so verify can check it; the
+         * signature is the signer's business (and the verifier's). */
         r = cose_payload_unverified(cose, size, &payload, &payload_size);
         if (r == -ENOMEM)
                 return r;
         if (r < 0 || head_payload_parse(payload, payload_size, &h) < 0 || h.has_nonce)
                 return -EINVAL;
-        if (h.seq != l->seq || memcmp(h.head, l->head, AUDIT_HEAD_SIZE) != 0)
+        const uint8_t *named = NULL;
+        if (h.seq > l->seq || ring_get(l->ring, h.seq, &named) < 0 || memcmp(h.head, named, AUDIT_HEAD_SIZE) != 0)
                 return -ESTALE;
 
         const AuditEntry e = {
@@ -1559,8 +1663,9 @@ static void *sync_thread(void *userdata) {
         AuditLog *l = userdata;
         uint64_t synced;
 
+        /* From what is durable, not from what is written: appends may come before we first run. */
         pthread_mutex_lock(&l->lock);
-        synced = l->written_seq;
+        synced = atomic_load(&l->durable_seq);
         for (;;) {
                 while (!l->stop && l->written_seq <= synced)
                         pthread_cond_wait(&l->cond, &l->lock);
@@ -1700,12 +1805,17 @@ int audit_verify_dir(int audit_dir_fd, const AuditVerifyOptions *o, AuditRecordF
         _cleanup_free_ uint64_t *seqs = NULL;
         char name[AUDIT_FILE_NAME_MAX], unexpected[256];
         VerifyState v = { .fn = fn, .userdata = userdata };
+        _cleanup_free_ HeadRing *ring = NULL;
         Chain c = { .head_known = true };
         size_t n_seqs = 0;
         int r;
 
         if (audit_dir_fd < 0 || !res)
                 return -EINVAL;
+        ring = calloc(1, sizeof(HeadRing));
+        if (!ring)
+                return -ENOMEM;
+        c.ring = ring;
         if (!o)
                 o = &no_options;
         *res = (AuditVerifyResult) {};

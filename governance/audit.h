@@ -14,7 +14,8 @@
  * with the highest seq is appended to, and a new file starts when it would grow over file_max — its
  * first record's "prev" continues the chain, so rotation never breaks it. A checkpoint is a record
  * (action "checkpoint") carrying a COSE_Sign1 by the host key over the audit head payload
- * (audit_head_payload()) of the record before it; GetAuditHead returns the same payload, with the
+ * (audit_head_payload()) of one of the 4096 records before it (the TPM signs while other records
+ * are appended); GetAuditHead returns the same payload, with the
  * verifier's nonce, signed fresh, so a verifier holding one can detect truncation later.
  *
  * Durability: audit_log_append() writes (O_APPEND) and returns the record's seq at once; a background
@@ -100,7 +101,8 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(AuditLog *, audit_log_close);
  * -EINVAL (action or decision missing). A failed write leaves the log as it was. */
 int audit_log_append(AuditLog *l, const AuditEntry *e, uint64_t *ret_seq);
 /* Append a checkpoint record holding cose (a COSE_Sign1_Tagged by the host key over the
- * audit_head_payload() of the current head, without nonce). */
+ * audit_head_payload(), without nonce, of the head when it was asked for). Return: 0; -ESTALE if it
+ * names no record of the last 4096 with that hash; -EINVAL (malformed); -errno as append. */
 int audit_log_append_checkpoint(AuditLog *l, const uint8_t *cose, size_t size, uint64_t *ret_seq);
 /* The last written record: its seq (0 for an empty log) and SHA-256 of its bytes. */
 void audit_log_head(const AuditLog *l, uint64_t *ret_seq, uint8_t ret_head[AUDIT_HEAD_SIZE]);
@@ -172,8 +174,8 @@ typedef int (*AuditRecordFn)(uint64_t seq, const uint8_t *record, size_t size, v
  *
  * Checks: each file parses as a sequence of valid records (AUDIT_RECORD_MAX each, the CBOR validator
  * first); seq starts at 1 and grows by one across files; each file is named by its first seq; "prev"
- * chains every record to the one before; checkpoints name the seq and head of the record before them
- * and (with host_key) verify; with a head: it verifies with host_key, and the log holds its seq with
+ * chains every record to the one before; checkpoints name the seq and head of one of the 4096 records
+ * before them and (with host_key) verify; with a head: it verifies with host_key, and the log holds its seq with
  * that head (a shorter log was truncated, another head was rewritten). A torn tail is reported as a
  * problem like any other. fn (if set) sees each record that passed.
  *

@@ -58,8 +58,8 @@ cat >"$AGENTID_TMP/policy.json" <<'JSON'
 {
   "version": 1,
   "rules": [
-    {"name": "planner-works-in-tasks", "keys": ["planner"], "actions": ["sign", "sign_message", "attest"],
-     "require_task": true, "effect": "allow"},
+    {"name": "planner-works-in-tasks", "keys": ["planner"],
+     "actions": ["sign", "sign_message", "issue_token", "attest"], "require_task": true, "effect": "allow"},
     {"name": "a-human-approves-payments", "keys": ["payments"], "actions": ["sign"], "tasks": ["task-*"],
      "effect": "confirm"},
     {"name": "payments-evidence", "keys": ["payments"], "actions": ["attest"], "effect": "allow"}
@@ -130,6 +130,20 @@ if as $PAYMENTS "$verify" evidence --nonce="$(openssl rand -hex 32)" --trusted-a
 fi
 echo "  (the same evidence for another nonce is refused: it cannot be replayed)"
 
+step "4c. planner hands payments a task token; payments checks it against the same evidence"
+payments_uri=$("$ctl" show payments --json | /usr/bin/python3 -c 'import json, sys; print(json.load(sys.stdin)["Uri"])')
+as $PLANNER "$ctl" issue-token planner --audience="$payments_uri" --task-id=task-7f3a --scope=payments:execute \
+        --ttl=600 --output="$AGENTID_TMP/$PLANNER/task.cwt"
+chmod 0644 "$AGENTID_TMP/$PLANNER/task.cwt" "$AGENTID_TMP/$PLANNER/evidence.cbor"
+as $PAYMENTS "$verify" token --evidence="$AGENTID_TMP/$PLANNER/evidence.cbor" --nonce="$nonce" --trusted-ak="$ak" \
+        --audience="$payments_uri" "$AGENTID_TMP/$PLANNER/task.cwt" |
+        summary iss aud task_id scope owner
+if as $PAYMENTS "$verify" token --public-key="$AGENTID_TMP/planner.der" --audience="agentid://someone-else" \
+        "$AGENTID_TMP/$PLANNER/task.cwt" >/dev/null; then
+        die "a token verified for another audience"
+fi
+echo "  (the same token presented to anyone else is refused: its audience is payments)"
+
 step "5. payments signs the payment; policy holds it until a human approves; planner verifies it"
 cat >"$AGENTID_TMP/$PAYMENTS/result.json" <<JSON
 {"task_id": "task-7f3a", "status": "paid", "reference": "PAY-20261125-0042"}
@@ -181,6 +195,12 @@ print("host key certified by the TPM:", d["claims"]["host_kid"])' "$AGENTID_TMP/
 "$verify" receipt --host-key="$AGENTID_TMP/host.der" "$AGENTID_TMP/payments.receipt" | summary name owner reason by_uid
 
 "$ctl" list
+
+step "7b. The audit log: every decision above, hash-chained, checked against a signed head"
+"$ctl" audit-head --nonce="$(openssl rand -hex 32)" --output="$AGENTID_TMP/audit-head.cose"
+"$ctl" audit show --state-dir="$AGENTID_TMP/state" | tail -n 8
+"$ctl" audit verify --state-dir="$AGENTID_TMP/state" --host-key="$AGENTID_TMP/host.der" \
+        --head="$AGENTID_TMP/audit-head.cose"
 
 step "8. The destroyed key can no longer sign"
 if as $PAYMENTS "$ctl" sign payments "$AGENTID_TMP/$PAYMENTS/result.json" >/dev/null; then

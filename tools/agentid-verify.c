@@ -1,11 +1,16 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * agentid-verify: offline verification of agentid evidence and receipts, for peers, gateways and
- * registries. No TPM, no D-Bus: everything it needs is in the files it is given and the options.
+ * agentid-verify: offline verification of agentid evidence, receipts, task tokens and signed messages,
+ * for peers, gateways and registries. No TPM, no D-Bus: everything it needs is in the files it is
+ * given and the options.
  *
  *   agentid-verify evidence --nonce=HEX --trusted-ak=FILE [...] EVIDENCE_FILE
  *   agentid-verify platform --nonce=HEX --trusted-ak=FILE [...] EVIDENCE_FILE
  *   agentid-verify receipt --host-key=FILE RECEIPT_FILE
+ *   agentid-verify token (--public-key=FILE [--kid=HEX] | --evidence=FILE --nonce=HEX --trusted-ak=FILE [...])
+ *           --audience=AUD [--now=UNIX] TOKEN_FILE
+ *   agentid-verify message (--public-key=FILE [--kid=HEX] | --evidence=FILE ...) [--audience=AUD]
+ *           [--max-age=SECONDS] [--now=UNIX] MESSAGE_FILE
  *   agentid-verify enroll challenge --ek-ca=FILE... --request=FILE --out=CHALLENGE --state=SECRET_FILE
  *   agentid-verify enroll finish --state=SECRET_FILE --response=FILE --out=RECORD
  *
@@ -15,6 +20,11 @@
  *
  * Enrollment (docs/formats.md §7, attest/enroll.h) prints the same shape with an "enrollment" object
  * instead of "claims"; "invalid" then means the request or the response was refused.
+ *
+ * Tokens and messages with --evidence: the evidence is verified first, and the token or message must
+ * then verify with the key it certifies and carry that key's TPM Name as kid. The verdict is valid only
+ * if both are; "checks" lists the evidence's checks and then the token's (or message's), and the
+ * objects "evidence" and "token" (or "message") give each verdict on its own.
  */
 
 #include <fcntl.h>
@@ -44,8 +54,10 @@ enum {
         EXIT_USAGE = 2,
 };
 
-/* Inputs are small: evidence is at most 16 KiB, a receipt a few hundred bytes; base64 adds a third. */
+/* Inputs are small: evidence is at most 16 KiB, a receipt a few hundred bytes, a token 8 KiB; base64
+ * adds a third. A signed message carries up to 1 MiB of payload. */
 #define INPUT_MAX (64U * 1024U)
+#define MESSAGE_INPUT_MAX (2U * 1024U * 1024U)
 #define KEY_FILE_MAX (16U * 1024U)
 #define RECEIPT_TEXT_MAX 1024U
 
@@ -65,6 +77,10 @@ static const char *arg_request;
 static const char *arg_response;
 static const char *arg_out;
 static const char *arg_state;
+static const char *arg_public_key;
+static const char *arg_kid;
+static const char *arg_evidence;
+static const char *arg_audience;
 
 DEFINE_TRIVIAL_CLEANUP_FUNC(AgentidVerifier *, agentid_verifier_free);
 DEFINE_TRIVIAL_CLEANUP_FUNC(AgentidVerdict *, agentid_verdict_free);
@@ -73,13 +89,15 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(FILE *, fclose);
 static void help(void) {
         printf("Usage: agentid-verify COMMAND [OPTIONS] FILE\n"
                "\n"
-               "Verify agentid attestation evidence and receipts offline.\n"
+               "Verify agentid attestation evidence, receipts, task tokens and signed messages offline.\n"
                "\n"
                "Commands:\n"
                "  evidence FILE          Agent evidence (org.agentid1.Key.Attest)\n"
                "  platform FILE          Platform evidence (Manager.GetPlatformEvidence); prints the\n"
                "                         certified host key\n"
                "  receipt FILE           Destroy receipt (Key.Destroy), signed by the host key\n"
+               "  token FILE             Task token (Key.IssueToken), for an audience\n"
+               "  message FILE           Signed message (Key.SignMessage)\n"
                "  enroll challenge       Check an enrollment request (EK certificate chain, EK and AK\n"
                "                         public areas) and write a credential-activation challenge\n"
                "  enroll finish          Check the host's response and write the AK record\n"
@@ -98,6 +116,18 @@ static void help(void) {
                "Options for receipt:\n"
                "  --host-key=FILE        The host public key, DER SubjectPublicKeyInfo or PEM\n"
                "\n"
+               "Options for token and message (the key: --public-key, or --evidence):\n"
+               "  --public-key=FILE      The agent key, DER SubjectPublicKeyInfo or PEM (pinned)\n"
+               "  --kid=HEX              With --public-key: the TPM Name (34 bytes) the kid must be\n"
+               "  --evidence=FILE        Agent evidence certifying the key: verified first with\n"
+               "                         --nonce, --trusted-ak and the evidence options above; the\n"
+               "                         kid must then be the certified key's TPM Name\n"
+               "  --audience=AUD         Token: its aud must be exactly AUD (required). Message:\n"
+               "                         if given, its aud must be present and exactly AUD\n"
+               "  --now=UNIX             Verify as of this time instead of the system clock\n"
+               "  --max-age=SECONDS      How old a message's iat may be (default %u); with\n"
+               "                         --evidence also the evidence's\n"
+               "\n"
                "Options for enroll:\n"
                "  --ek-ca=FILE           EK certificate CA (PEM or DER): self-signed ones are trusted\n"
                "                         roots, others intermediates; repeat for several (challenge)\n"
@@ -113,7 +143,7 @@ static void help(void) {
                "\n"
                "FILE may be '-' for standard input, and binary CBOR or base64. The verdict is printed\n"
                "as JSON. Exit status: 0 valid, 1 invalid, 2 usage or I/O error. See agentid-verify(1).\n",
-               AGENTID_DEFAULT_MAX_AGE);
+               AGENTID_DEFAULT_MAX_AGE, AGENTID_DEFAULT_MAX_AGE);
 }
 
 static int push_arg(char ***list, size_t *n, char *value) {
@@ -140,6 +170,7 @@ static int parse_argv(int argc, char *argv[]) {
         enum {
                 ARG_NONCE = 0x100, ARG_TRUSTED_AK, ARG_NOW, ARG_MAX_AGE, ARG_PCRS, ARG_WORKLOAD, ARG_REQUIRE_SAFE,
                 ARG_HOST_KEY, ARG_VERSION, ARG_EK_CA, ARG_REQUEST, ARG_RESPONSE, ARG_OUT, ARG_STATE,
+                ARG_PUBLIC_KEY, ARG_KID, ARG_EVIDENCE, ARG_AUDIENCE,
         };
         static const struct option options[] = {
                 { "nonce", required_argument, NULL, ARG_NONCE },
@@ -155,6 +186,10 @@ static int parse_argv(int argc, char *argv[]) {
                 { "response", required_argument, NULL, ARG_RESPONSE },
                 { "out", required_argument, NULL, ARG_OUT },
                 { "state", required_argument, NULL, ARG_STATE },
+                { "public-key", required_argument, NULL, ARG_PUBLIC_KEY },
+                { "kid", required_argument, NULL, ARG_KID },
+                { "evidence", required_argument, NULL, ARG_EVIDENCE },
+                { "audience", required_argument, NULL, ARG_AUDIENCE },
                 { "help", no_argument, NULL, 'h' },
                 { "version", no_argument, NULL, ARG_VERSION },
                 {},
@@ -213,6 +248,20 @@ static int parse_argv(int argc, char *argv[]) {
                         break;
                 case ARG_STATE:
                         arg_state = optarg;
+                        break;
+                case ARG_PUBLIC_KEY:
+                        arg_public_key = optarg;
+                        break;
+                case ARG_KID:
+                        arg_kid = optarg;
+                        break;
+                case ARG_EVIDENCE:
+                        arg_evidence = optarg;
+                        break;
+                case ARG_AUDIENCE:
+                        if (!*optarg)
+                                return log_error_errno(EINVAL, "--audience= must not be empty");
+                        arg_audience = optarg;
                         break;
                 case 'h':
                         help();
@@ -518,12 +567,8 @@ static int print_json(json_t *doc) {
         return 0;
 }
 
-/* {"verdict", "reason", "checks", "claims"} for an evidence verdict. */
-static int print_verdict(const AgentidVerdict *d) {
-        _cleanup_(json_decrefp) json_t *doc = json_object();
-        json_t *checks = json_array();
-        bool failed = !doc || !checks, valid = agentid_verdict_is_valid(d);
-
+/* Append a verdict's checks, {"name", "ok", "detail"} each, in order. */
+static void append_checks(json_t *checks, const AgentidVerdict *d, bool *failed) {
         for (size_t i = 0; i < agentid_verdict_n_checks(d); i++) {
                 const char *name, *detail;
                 bool ok;
@@ -531,15 +576,25 @@ static int print_verdict(const AgentidVerdict *d) {
 
                 if (!c || agentid_verdict_get_check(d, i, NULL, &name, &ok, &detail) < 0) {
                         json_decref(c);
-                        failed = true;
+                        *failed = true;
                         continue;
                 }
-                set(c, "name", json_string(name), &failed);
-                set(c, "ok", json_boolean(ok), &failed);
-                set(c, "detail", json_string(detail), &failed);
+                set(c, "name", json_string(name), failed);
+                set(c, "ok", json_boolean(ok), failed);
+                set(c, "detail", json_string(detail), failed);
                 if (json_array_append_new(checks, c) < 0)
-                        failed = true;
+                        *failed = true;
         }
+}
+
+/* {"verdict", "reason", "checks", "claims"} for an evidence verdict. */
+static int print_verdict(const AgentidVerdict *d) {
+        _cleanup_(json_decrefp) json_t *doc = json_object();
+        json_t *checks = json_array();
+        bool failed = !doc || !checks, valid = agentid_verdict_is_valid(d);
+
+        if (checks)
+                append_checks(checks, d, &failed);
         if (failed) {
                 json_decref(checks);
                 return log_error_errno(ENOMEM, "Out of memory");
@@ -564,7 +619,8 @@ static int print_verdict(const AgentidVerdict *d) {
 
 /* ---- commands --------------------------------------------------------------------------------- */
 
-static int verify_evidence(bool platform, const char *path) {
+/* Configure a verifier from the evidence options and verify the evidence in path. */
+static int evidence_verify(bool platform, const char *path, AgentidVerifier **ret_v, AgentidVerdict **ret_d) {
         _cleanup_(agentid_verifier_freep) AgentidVerifier *v = NULL;
         _cleanup_(agentid_verdict_freep) AgentidVerdict *d = NULL;
         _cleanup_free_ uint8_t *nonce = NULL, *evidence = NULL;
@@ -619,6 +675,23 @@ static int verify_evidence(bool platform, const char *path) {
                        agentid_verify_evidence(v, evidence, size, nonce, nonce_size, &d);
         if (r < 0)
                 return log_error_errno(r, "Verification failed: %m");
+
+        *ret_v = TAKE_PTR(v);
+        *ret_d = TAKE_PTR(d);
+        return 0;
+}
+
+static int verify_evidence(bool platform, const char *path) {
+        _cleanup_(agentid_verifier_freep) AgentidVerifier *v = NULL;
+        _cleanup_(agentid_verdict_freep) AgentidVerdict *d = NULL;
+        int r;
+
+        if (arg_public_key || arg_kid || arg_evidence || arg_audience)
+                return log_error_errno(EINVAL, "--public-key=, --kid=, --evidence= and --audience= are for tokens "
+                                       "and messages");
+        r = evidence_verify(platform, path, &v, &d);
+        if (r < 0)
+                return r;
         r = print_verdict(d);
         if (r < 0)
                 return r;
@@ -790,6 +863,9 @@ static int verify_receipt(const char *path) {
                 return log_error_errno(EINVAL, "--host-key= is required");
         if (arg_nonce || arg_n_trusted_aks || arg_pcrs || arg_n_workloads || arg_now || arg_require_safe)
                 return log_error_errno(EINVAL, "Evidence options do not apply to receipts");
+        if (arg_public_key || arg_kid || arg_evidence || arg_audience)
+                return log_error_errno(EINVAL, "--public-key=, --kid=, --evidence= and --audience= are for tokens "
+                                       "and messages");
         r = load_host_key(arg_host_key, &key);
         if (r < 0)
                 return r;
@@ -843,6 +919,220 @@ static int verify_receipt(const char *path) {
         if (r < 0)
                 return r;
         return valid ? EXIT_VALID : EXIT_INVALID;
+}
+
+/* ---- tokens and signed messages --------------------------------------------------------------- */
+
+static json_t *token_json(const AgentidToken *t, bool *failed) {
+        json_t *o = json_object(), *hops = json_array();
+
+        if (!o || !hops) {
+                json_decref(o);
+                json_decref(hops);
+                *failed = true;
+                return NULL;
+        }
+        set(o, "iss", json_string(t->iss), failed);
+        set(o, "sub", json_string(t->iss), failed);
+        set(o, "aud", json_string(t->aud), failed);
+        set(o, "exp", json_uint(t->exp), failed);
+        set(o, "nbf", json_uint(t->nbf), failed);
+        set(o, "iat", json_uint(t->iat), failed);
+        set(o, "cti", json_hex(t->cti, sizeof(t->cti)), failed);
+        if (t->scope)
+                set(o, "scope", json_string(t->scope), failed);
+        set(o, "task_id", json_string(t->task_id), failed);
+        if (t->parent_task_id)
+                set(o, "parent_task_id", json_string(t->parent_task_id), failed);
+        set(o, "owner", json_string(t->owner), failed);
+        set(o, "kid", json_hex(t->kid, sizeof(t->kid)), failed);
+        set(o, "spki_sha256", json_hex(t->spki_sha256, sizeof(t->spki_sha256)), failed);
+        for (size_t i = 0; i < t->n_hops; i++) {
+                json_t *h = json_object();
+                if (!h) {
+                        *failed = true;
+                        continue;
+                }
+                set(h, "iss", json_string(t->hops[i].iss), failed);
+                set(h, "cti", json_hex(t->hops[i].cti, sizeof(t->hops[i].cti)), failed);
+                set(h, "kid", json_hex(t->hops[i].kid, sizeof(t->hops[i].kid)), failed);
+                if (json_array_append_new(hops, h) < 0)
+                        *failed = true;
+        }
+        set(o, "hops", hops, failed);
+        if (t->has_credential)
+                set(o, "credential", json_hex(t->credential, t->credential_size), failed);
+        return o;
+}
+
+static json_t *message_json(const AgentidMessage *m, bool *failed) {
+        json_t *o = json_object();
+
+        if (!o) {
+                *failed = true;
+                return NULL;
+        }
+        set(o, "iat", json_uint(m->iat), failed);
+        if (m->aud)
+                set(o, "aud", json_string(m->aud), failed);
+        if (m->task_id)
+                set(o, "task_id", json_string(m->task_id), failed);
+        if (m->parent_task_id)
+                set(o, "parent_task_id", json_string(m->parent_task_id), failed);
+        set(o, "kid", json_hex(m->kid, sizeof(m->kid)), failed);
+        set(o, "spki_sha256", json_hex(m->spki_sha256, sizeof(m->spki_sha256)), failed);
+        set(o, "payload", json_hex(m->payload, m->payload_size), failed);
+        set(o, "payload_size", json_uint(m->payload_size), failed);
+        return o;
+}
+
+/* {"verdict", "reason", "checks", "claims"} for a token or message verdict d; with evidence ev, its
+ * checks come first, and "evidence" and "token"/"message" give each verdict. d is NULL when invalid
+ * evidence left no key to verify with: its checks are then listed as not checked. */
+static int print_signed(bool message, const AgentidVerdict *ev, const AgentidVerdict *d) {
+        _cleanup_(json_decrefp) json_t *doc = json_object(), *checks = json_array();
+        const char *what = message ? "message" : "token";
+        bool failed = !doc || !checks;
+        bool valid = (!ev || agentid_verdict_is_valid(ev)) && d && agentid_verdict_is_valid(d);
+        AgentidReason reason;
+        json_t *claims;
+
+        if (failed)
+                return log_error_errno(ENOMEM, "Out of memory");
+        if (ev)
+                append_checks(checks, ev, &failed);
+        if (d)
+                append_checks(checks, d, &failed);
+        else {
+                /* The reason codes of each kind are consecutive, in the order the checks run. */
+                AgentidReason first = message ? AGENTID_REASON_MESSAGE_FORMAT : AGENTID_REASON_TOKEN_FORMAT,
+                              last = message ? AGENTID_REASON_MESSAGE_FRESHNESS : AGENTID_REASON_TOKEN_HOPS;
+                for (AgentidReason r = first; r <= last; r++)
+                        add_check(checks, agentid_reason_to_string(r), false, "not checked: evidence invalid", &failed);
+        }
+
+        reason = ev && !agentid_verdict_is_valid(ev) ? agentid_verdict_reason(ev) : agentid_verdict_reason(d);
+        if (!valid)
+                claims = json_object();         /* nothing in an invalid verdict is vouched for */
+        else if (message)
+                claims = message_json(agentid_verdict_get_message(d), &failed);
+        else
+                claims = token_json(agentid_verdict_get_token(d), &failed);
+
+        set(doc, "verdict", json_string(valid ? "valid" : "invalid"), &failed);
+        set(doc, "reason", json_string(agentid_reason_to_string(reason)), &failed);
+        set(doc, "checks", json_incref(checks), &failed);
+        set(doc, "claims", claims, &failed);
+        if (ev) {
+                json_t *e = json_object(), *own = json_object();
+                const AgentidClaims *c = agentid_verdict_get_claims(ev);
+
+                if (e && own) {
+                        set(e, "verdict", json_string(agentid_verdict_is_valid(ev) ? "valid" : "invalid"), &failed);
+                        set(e, "reason", json_string(agentid_reason_to_string(agentid_verdict_reason(ev))), &failed);
+                        set(e, "claims", c ? claims_json(c, &failed) : json_object(), &failed);
+                        const char *verdict = !d ? "not_checked" : agentid_verdict_is_valid(d) ? "valid" : "invalid";
+                        set(own, "verdict", json_string(verdict), &failed);
+                        set(own, "reason", json_string(d ? agentid_reason_to_string(agentid_verdict_reason(d)) :
+                                                           "evidence"), &failed);
+                }
+                set(doc, "evidence", e, &failed);
+                set(doc, what, own, &failed);
+        }
+        if (failed)
+                return log_error_errno(ENOMEM, "Out of memory");
+        return print_json(doc);
+}
+
+/* The pinned key of --public-key (DER or PEM) as DER SubjectPublicKeyInfo. */
+static int load_public_key_der(const char *path, uint8_t **ret, size_t *ret_size) {
+        _cleanup_(EVP_PKEY_freep) EVP_PKEY *pkey = NULL;
+        int r;
+
+        r = load_host_key(path, &pkey);
+        if (r < 0)
+                return r;
+        r = pkey_to_spki_der(pkey, ret, ret_size);
+        if (r < 0)
+                return log_error_errno(r, "Cannot encode the key of %s: %m", path);
+        return 0;
+}
+
+static int verify_signed(bool message, const char *path) {
+        _cleanup_(agentid_verifier_freep) AgentidVerifier *v = NULL;
+        _cleanup_(agentid_verdict_freep) AgentidVerdict *ev = NULL, *d = NULL;
+        _cleanup_free_ uint8_t *key = NULL, *kid = NULL, *input = NULL;
+        const uint8_t *spki = NULL, *expected_kid = NULL;
+        size_t key_size = 0, kid_size = 0, spki_size = 0, size = 0;
+        const char *what = message ? "message" : "token";
+        int r;
+
+        if (!message && !arg_audience)
+                return log_error_errno(EINVAL, "--audience= is required: a token is only valid for its audience");
+        if (!arg_public_key == !arg_evidence)
+                return log_error_errno(EINVAL, "Exactly one of --public-key= and --evidence= is required");
+        if (arg_host_key)
+                return log_error_errno(EINVAL, "--host-key= is for receipts");
+
+        if (arg_public_key) {
+                if (arg_nonce || arg_n_trusted_aks || arg_pcrs || arg_n_workloads || arg_require_safe)
+                        return log_error_errno(EINVAL, "Evidence options need --evidence=");
+                /* A token has no iat rule: max-age would silently do nothing. */
+                if (!message && arg_max_age != AGENTID_DEFAULT_MAX_AGE)
+                        return log_error_errno(EINVAL, "--max-age= applies to a token only with --evidence=");
+                r = load_public_key_der(arg_public_key, &key, &key_size);
+                if (r < 0)
+                        return r;
+                spki = key;
+                spki_size = key_size;
+                if (arg_kid) {
+                        r = parse_hex_exact(arg_kid, AGENTID_TPM_NAME_SIZE, AGENTID_TPM_NAME_SIZE, "--kid", &kid,
+                                            &kid_size);
+                        if (r < 0)
+                                return r;
+                        expected_kid = kid;
+                }
+                v = agentid_verifier_new();
+                if (!v)
+                        return log_error_errno(ENOMEM, "Out of memory");
+                if (agentid_verifier_set_now(v, arg_now) < 0 || agentid_verifier_set_max_age(v, arg_max_age) < 0)
+                        return log_error_errno(EINVAL, "Cannot configure the verifier");
+        } else {
+                if (arg_kid)
+                        return log_error_errno(EINVAL, "--kid= is for --public-key=: with --evidence= the kid must be "
+                                               "the certified key's Name");
+                /* The evidence path exactly as "agentid-verify evidence" runs it. */
+                r = evidence_verify(false, arg_evidence, &v, &ev);
+                if (r < 0)
+                        return r;
+                const AgentidClaims *c = agentid_verdict_get_claims(ev);
+                if (c) {
+                        spki = c->public_key;
+                        spki_size = c->public_key_size;
+                        expected_kid = c->kid;
+                }
+        }
+
+        r = read_input(path, message ? MESSAGE_INPUT_MAX : INPUT_MAX, &input, &size);
+        if (r < 0)
+                return r;
+        r = decode_input(path, &input, &size);
+        if (r < 0)
+                return r;
+
+        if (spki) {
+                r = message ? agentid_verify_message(v, input, size, spki, spki_size, expected_kid, arg_audience, &d) :
+                              agentid_verify_token(v, input, size, spki, spki_size, expected_kid, arg_audience, &d);
+                if (r == -EINVAL && arg_public_key)
+                        return log_error_errno(r, "%s is not an EC P-256 public key", arg_public_key);
+                if (r < 0)
+                        return log_error_errno(r, "Cannot verify the %s: %m", what);
+        }
+
+        r = print_signed(message, ev, d);
+        if (r < 0)
+                return r;
+        return (!ev || agentid_verdict_is_valid(ev)) && agentid_verdict_is_valid(d) ? EXIT_VALID : EXIT_INVALID;
 }
 
 /* ---- enrollment ------------------------------------------------------------------------------- */
@@ -1090,7 +1380,7 @@ int main(int argc, char *argv[]) {
         bool enroll_options = arg_n_ek_cas || arg_request || arg_response || arg_out || arg_state;
         if (streq(verb, "enroll")) {
                 if (arg_nonce || arg_n_trusted_aks || arg_pcrs || arg_n_workloads || arg_require_safe || arg_host_key ||
-                    arg_max_age != AGENTID_DEFAULT_MAX_AGE) {
+                    arg_max_age != AGENTID_DEFAULT_MAX_AGE || arg_public_key || arg_kid || arg_evidence || arg_audience) {
                         log_error("Verification options do not apply to enroll; see --help.");
                         r = -EINVAL;
                 } else if (streq(path, "challenge"))
@@ -1110,6 +1400,10 @@ int main(int argc, char *argv[]) {
                 r = verify_evidence(true, path);
         else if (streq(verb, "receipt"))
                 r = verify_receipt(path);
+        else if (streq(verb, "token"))
+                r = verify_signed(false, path);
+        else if (streq(verb, "message"))
+                r = verify_signed(true, path);
         else {
                 log_error("Unknown command '%s'; see --help.", verb);
                 r = -EINVAL;
