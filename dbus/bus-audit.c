@@ -79,6 +79,7 @@ static int submit_head(Manager *m, sd_bus_message *call, Client *client, uid_t u
         j = job_new(JOB_HOST_SIGN, call, client, uid, NULL);
         if (!j)
                 return -ENOMEM;
+        j->checkpoint = !call;
         r = cose_sign1_prepare(m->host_kid, KEY_KID_SIZE, NULL, payload, payload_size, &j->cose);
         if (r < 0)
                 return bus_error_setf_errno(error, r, "Encoding the audit head failed: %s", strerror(-r));
@@ -108,7 +109,7 @@ void bus_audit_job_done(Manager *m, Job *j) {
         size_t size = 0;
         int r;
 
-        if (!j->call)
+        if (j->checkpoint)
                 m->checkpoint_pending = false;
         if (j->result < 0) {
                 log_error_errno(j->result, "Signing the audit head failed: %s", j->error);
@@ -123,7 +124,7 @@ void bus_audit_job_done(Manager *m, Job *j) {
                         (void) bus_reply_errno(j->call, r, "Encoding the audit head failed");
                 return;
         }
-        if (!j->call) {
+        if (j->checkpoint) {
                 uint64_t seq;
                 r = audit_log_append_checkpoint(m->audit, cose, size, &seq);
                 if (r < 0)
@@ -188,10 +189,14 @@ int bus_audit(Manager *m, const AuditEntry *e, uint64_t *ret_seq) {
 
 static int on_flush_timer(sd_event_source *s, uint64_t usec, void *userdata) {
         Manager *m = userdata;
-        int r = audit_log_flush_refusals(m->audit, monotonic_usec(), false);
+        uint64_t now = monotonic_usec();
+        int r = audit_log_flush_refusals(m->audit, now, false);
         if (r < 0)
                 log_error_errno(r, "Writing aggregated refusals failed: %m");
         uint64_t next = audit_log_next_flush(m->audit);
+        /* A window that could not be written stays open: try again a window later, not at once. */
+        if (next > 0 && next <= now)
+                next = now + AUDIT_AGGREGATE_WINDOW_USEC;
         if (next > 0) {
                 (void) sd_event_source_set_time(s, next);
                 (void) sd_event_source_set_enabled(s, SD_EVENT_ONESHOT);
@@ -246,10 +251,12 @@ int bus_audit_refused(Manager *m, sd_bus_message *msg, const char *action, const
                 m->refusal_recorded = false;
                 return r;
         }
+        /* The error's name, not its message: messages quote what the caller sent, and a refusal's
+         * reason is part of its aggregation identity — varying it would defeat the aggregation. */
         if (sd_bus_error_is_set(error))
-                (void) snprintf(reason, sizeof(reason), "%s: %s", error->name, error->message ?: "");
+                (void) snprintf(reason, sizeof(reason), "%s", error->name);
         else
-                (void) snprintf(reason, sizeof(reason), "%s", strerror(-r));
+                (void) snprintf(reason, sizeof(reason), "%s", bus_error_name_from_errno(r));
         (void) caller_get_creds(msg, &uid, &pid);
         AuditCaller caller = { .uid = (uint32_t) uid, .pid = (uint32_t) pid };
         AuditEntry e = {
@@ -284,51 +291,49 @@ static void job_finish(Manager *m, Job *j) {
         m->n_pending--;
 }
 
+static void release_parked(Manager *m);
+
 void bus_job_finished(Manager *m, Job *j) {
-        if (!m->audit || j->audit_seq <= audit_log_durable_seq(m->audit)) {
+        if (!m->audit || (!m->parked_head && j->audit_seq <= audit_log_durable_seq(m->audit))) {
                 job_finish(m, j);
                 return;
         }
+        /* Behind whatever is parked already, so answers keep the order their jobs finished in (a
+         * signature made before a Destroy is answered before the Destroy). */
         j->next = NULL;
         if (m->parked_tail)
                 m->parked_tail->next = j;
         else
                 m->parked_head = j;
         m->parked_tail = j;
+        release_parked(m);
 }
 
 /* Release parked jobs whose records are durable; if the log cannot be synced, fail them closed: a
  * signature whose decision is not on disk is not handed out. */
-static void release_parked(Manager *m, bool all) {
+static void release_parked(Manager *m) {
         uint64_t durable = audit_log_durable_seq(m->audit);
         int error = audit_log_sync_error(m->audit);
-        Job *keep_head = NULL, *keep_tail = NULL;
 
-        for (Job *j = m->parked_head, *next; j; j = next) {
-                next = j->next;
+        while (m->parked_head) {
+                Job *j = m->parked_head;
+                if (j->audit_seq > durable && error == 0)
+                        break; /* in order: later ones wait behind it */
+                m->parked_head = j->next;
+                if (!m->parked_head)
+                        m->parked_tail = NULL;
                 j->next = NULL;
-                if (j->audit_seq <= durable || all) {
-                        job_finish(m, j);
-                        continue;
-                }
-                if (error < 0) {
+                if (j->audit_seq > durable) {
+                        /* The record will never be durable: fail closed, the result is not handed out. */
                         if (j->call)
                                 (void) bus_reply_errno(j->call, error,
                                                        "The audit record of this request could not be written");
-                        /* Nothing else to answer: the done handler must not reply again. */
+                        /* The done handler still updates state (a Destroy did happen) but must not
+                         * answer a second time. */
                         j->call = sd_bus_message_unref(j->call);
-                        j->result = j->result < 0 ? j->result : error;
-                        job_finish(m, j);
-                        continue;
                 }
-                if (keep_tail)
-                        keep_tail->next = j;
-                else
-                        keep_head = j;
-                keep_tail = j;
+                job_finish(m, j);
         }
-        m->parked_head = keep_head;
-        m->parked_tail = keep_tail;
 }
 
 static int on_audit_durable(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
@@ -338,7 +343,7 @@ static int on_audit_durable(sd_event_source *s, int fd, uint32_t revents, void *
         (void) read(fd, &v, sizeof(v));
         if (audit_log_sync_error(m->audit) < 0)
                 log_error_errno(audit_log_sync_error(m->audit), "The audit log cannot be synced: %m");
-        release_parked(m, false);
+        release_parked(m);
         manager_maybe_exit(m);
         return 0;
 }
@@ -356,7 +361,7 @@ int bus_audit_open(Manager *m, int state_fd) {
         r = audit_log_start_sync(m->audit, &fd);
         if (r < 0)
                 return log_error_errno(r, "Starting the audit sync thread failed: %m");
-        r = sd_event_add_io(m->event, NULL, fd, EPOLLIN, on_audit_durable, m);
+        r = sd_event_add_io(m->event, &m->audit_source, fd, EPOLLIN, on_audit_durable, m);
         if (r < 0)
                 return log_error_errno(r, "Watching the audit log failed: %m");
         m->journal = access("/run/systemd/journal/socket", F_OK) >= 0;
@@ -406,11 +411,20 @@ bool bus_audit_stop(Manager *m) {
 void bus_audit_close(Manager *m) {
         if (!m->audit)
                 return;
-        /* Whatever is still parked was signed; the log is being closed, so answer it now. */
-        release_parked(m, true);
+        /* Sync first, then answer only what is on disk; the rest is failed, never sent unrecorded. */
         int r = audit_log_sync(m->audit);
         if (r < 0)
                 log_error_errno(r, "Syncing the audit log at exit failed: %m");
+        release_parked(m);
+        for (Job *j = m->parked_head, *next; j; j = next) {
+                next = j->next;
+                if (j->call)
+                        (void) bus_reply_errno(j->call, -EIO, "The audit record of this request could not be written");
+                j->call = sd_bus_message_unref(j->call);
+                job_finish(m, j);
+        }
+        m->parked_head = m->parked_tail = NULL;
+        m->audit_source = sd_event_source_disable_unref(m->audit_source);
         m->audit_flush_timer = sd_event_source_disable_unref(m->audit_flush_timer);
         m->audit = audit_log_close(m->audit);
 }

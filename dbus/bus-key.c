@@ -363,6 +363,20 @@ static int check_parent_token(Manager *d, Key *k, const TokenRequest *t, uint64_
                                          reason ?: strerror(-r));
 
         const TokenClaims *p = &parent->claims;
+        /* The signature proves which key signed, not what it claims to be: any holder of a key can
+         * sign a CWT naming another issuer (Key.Sign signs any digest). iss must be the signer's. */
+        if (!streq(p->iss, issuer->uri))
+                return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS,
+                                         "parent_token claims issuer '%.256s' but was signed by key '%s'", p->iss,
+                                         issuer->record->name);
+        for (size_t i = 0; i < p->n_hops; i++) {
+                if (memcmp(p->hops[i].cti, p->cti, TOKEN_CTI_SIZE) == 0)
+                        return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS, "parent_token's hops repeat it");
+                for (size_t j = i + 1; j < p->n_hops; j++)
+                        if (memcmp(p->hops[i].cti, p->hops[j].cti, TOKEN_CTI_SIZE) == 0)
+                                return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS,
+                                                         "parent_token's hops repeat a token");
+        }
         if (!streq(p->aud, k->uri))
                 return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS,
                                          "parent_token is addressed to '%.256s', not to this key (%s)", p->aud, k->uri);
@@ -472,8 +486,9 @@ static int method_issue_token_impl(sd_bus_message *m, void *userdata, sd_bus_err
                 hops = calloc(n_hops, sizeof(TokenHop));
                 if (!hops)
                         return -ENOMEM;
-                memcpy(hops, p->hops, p->n_hops * sizeof(TokenHop));
-                hops[p->n_hops].iss = p->iss;
+                if (p->n_hops > 0)
+                        memcpy(hops, p->hops, p->n_hops * sizeof(TokenHop));
+                hops[p->n_hops].iss = issuer->uri;
                 memcpy(hops[p->n_hops].cti, p->cti, TOKEN_CTI_SIZE);
                 memcpy(hops[p->n_hops].kid, parent->kid, TOKEN_KID_SIZE);
         } else if (!t.task_id)
@@ -509,6 +524,8 @@ static int method_issue_token_impl(sd_bus_message *m, void *userdata, sd_bus_err
         if (r < 0)
                 return bus_error_setf_errno(error, r, "Encoding the token failed: %s", strerror(-r));
         memcpy(j->digest, cose_sign1_digest(j->cose), KEYSTORE_DIGEST_SIZE);
+        j->issuer = issuer ? key_ref(issuer) : NULL;
+        j->token_exp = exp;
 
         /* The scope tokens as policy sees them: the claim's, which a delegated token may inherit. */
         _cleanup_free_ const char **scopes = NULL;
@@ -535,7 +552,7 @@ static int method_issue_token_impl(sd_bus_message *m, void *userdata, sd_bus_err
                 .digest = j->digest,
                 .scopes = scopes,
                 .n_scopes = n_scopes,
-                .peer = parent ? parent->claims.iss : NULL,
+                .peer = issuer ? issuer->uri : NULL,
                 .ttl = t.ttl,
                 .kid = k->record->kid,
                 .scope = scope,

@@ -125,12 +125,19 @@ static int method_create_key_impl(sd_bus_message *msg, void *userdata, sd_bus_er
 }
 
 static int method_create_key(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
+        Manager *m = userdata;
         const char *name = NULL;
-        /* The name for the refusal's record; the handler validates it. */
-        (void) sd_bus_message_read(msg, "s", &name);
+        uid_t uid = (uid_t) -1;
+
+        int r = method_create_key_impl(msg, userdata, error);
+        if (r >= 0)
+                return r;
+        /* The refusal's record names the key only for admins: the name is the caller's choice, and a
+         * new one with each call would defeat the aggregation of refusals. */
         (void) sd_bus_message_rewind(msg, true);
-        return bus_audit_refused(userdata, msg, "create", name, NULL,
-                                 method_create_key_impl(msg, userdata, error), error);
+        if (caller_get_creds(msg, &uid, NULL) >= 0 && manager_uid_is_admin(m, uid))
+                (void) sd_bus_message_read(msg, "s", &name);
+        return bus_audit_refused(m, msg, "create", name, NULL, r, error);
 }
 
 static void create_done(Manager *m, Job *j) {

@@ -185,6 +185,8 @@ static int audit_held(HeldRequest *h, const char *decision, const uid_t *by_uid,
                 .digest = a->has_digest ? a->digest : NULL,
                 .rule = a->rule,
                 .request = a->id,
+                .scope = a->scope,
+                .exp = a->exp,
                 .has_by_uid = by_uid != NULL,
                 .by_uid = by_uid ? (uint32_t) *by_uid : 0,
         };
@@ -224,10 +226,14 @@ static int append_context(sd_bus_message *reply, const Approval *a) {
                 { "task_id", a->task_id },
                 { "parent_task_id", a->parent_task_id },
                 { "audience", a->audience },
+                { "scope", a->scope },
+                { "peer", a->peer },
         };
         for (size_t i = 0; i < ELEMENTSOF(strings) && r >= 0; i++)
                 if (strings[i].value)
                         r = sd_bus_message_append(reply, "{sv}", strings[i].name, "s", strings[i].value);
+        if (r >= 0 && a->exp > 0)
+                r = sd_bus_message_append(reply, "{sv}", "token_exp", "t", a->exp * USEC_PER_SEC);
         const struct {
                 const char *name;
                 bool present;
@@ -287,6 +293,8 @@ static int hold(Manager *m, sd_bus_message *msg, Job **job, const PolicyCall *ca
         if (facts->session < 0 && call->pid > 0 && caller_cgroup_facts(call->pid, call->uid, &unit, &session) < 0)
                 unit = NULL;
         r = approval_set_context(a, facts->unit ?: unit, call->task_id, call->parent_task_id, call->audience);
+        if (r >= 0 && call->action == POLICY_ACTION_ISSUE_TOKEN)
+                r = approval_set_token(a, call->scope, call->exp, call->peer);
         if (r < 0)
                 return bus_error_setf_errno(error, r, "Cannot hold the request: %s", strerror(-r));
         a->pid = call->pid;
@@ -353,7 +361,7 @@ static int refuse(Manager *m, AuditEntry *e, const char *rule, const char *reaso
 
 int bus_policy_submit(Manager *m, sd_bus_message *msg, Job **job, const PolicyCall *call, sd_bus_error *error) {
         _cleanup_(facts_done) Facts f = { .n_gids = -1, .session = -1 };
-        char ttl_reason[128];
+        char unmeasured_reason[128];
         PolicyDecision d = { .effect = POLICY_ALLOW };
         AuditCaller caller;
         AuditEntry e;
@@ -381,17 +389,16 @@ int bus_policy_submit(Manager *m, sd_bus_message *msg, Job **job, const PolicyCa
                 };
                 policy_decide(m->policy, &req, &d);
                 if (unmeasured) {
-                        (void) snprintf(ttl_reason, sizeof(ttl_reason),
+                        (void) snprintf(unmeasured_reason, sizeof(unmeasured_reason),
                                         "the caller's %s, which the policy looks at, cannot be measured", unmeasured);
-                        d = (PolicyDecision) { .effect = POLICY_DENY, .reason = ttl_reason };
+                        d = (PolicyDecision) { .effect = POLICY_DENY, .reason = unmeasured_reason };
                 }
                 /* DESIGN §3: a request beyond a limit is refused naming the rule, never capped. */
                 if (d.effect != POLICY_DENY && call->ttl > 0 && d.max_token_ttl > 0 && call->ttl > d.max_token_ttl) {
-                        (void) snprintf(ttl_reason, sizeof(ttl_reason),
-                                        "ttl %llu s is over the rule's max_token_ttl of %llu s",
-                                        (unsigned long long) call->ttl, (unsigned long long) d.max_token_ttl);
+                        /* Static text: a refusal's reason is part of its aggregation identity, so
+                         * nothing the caller chooses may go into it. */
                         d.effect = POLICY_DENY;
-                        d.reason = ttl_reason;
+                        d.reason = "the token's ttl is over the rule's max_token_ttl";
                 }
         } else if (!m->policy && call->extends_key_check) {
                 d.effect = POLICY_DENY;
@@ -433,15 +440,18 @@ int bus_policy_submit(Manager *m, sd_bus_message *msg, Job **job, const PolicyCa
                 return refuse(m, &e, d.rule, d.reason, r);
         }
 
-        /* Fail closed: what cannot be recorded is not done. */
+        /* Fail closed: what cannot be recorded is not done — except an administrator's Destroy, since
+         * a full or broken log must not keep a compromised key alive (it goes to the journal). */
         e.decision = "allow";
         e.rule = d.rule;
         r = bus_audit(m, &e, &seq);
-        if (r < 0) {
+        if (r < 0 && !(call->action == POLICY_ACTION_DESTROY && call->admin_exempt)) {
                 m->refusal_recorded = true;
                 return bus_error_setf_errno(error, r, "The decision cannot be recorded in the audit log: %s",
                                             strerror(-r));
         }
+        if (r < 0)
+                log_error("Destroying key '%s' although the audit log cannot record it.", call->key);
         (*job)->audit_seq = seq;
         r = manager_submit(m, *job, error);
         if (r < 0)
@@ -509,9 +519,20 @@ int method_approve(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
                 return sd_bus_error_setf(error, AGENTID_ERROR_NO_SUCH_APPROVAL,
                                          "No request '%.64s' awaits approval (answered, timed out, or withdrawn)", id);
         /* Four eyes: whoever asked cannot also say yes (or no). */
-        if (a->uid == uid)
+        if (a->uid == uid) {
+                AuditCaller caller = { .uid = (uint32_t) uid };
+                AuditEntry e = {
+                        .action = policy_action_to_string(a->action),
+                        .decision = "deny",
+                        .caller = &caller,
+                        .key = a->key,
+                        .request = a->id,
+                        .reason = "an administrator tried to approve their own request",
+                };
+                bus_audit_record_refusal(m, &e);
                 return sd_bus_error_setf(error, SD_BUS_ERROR_ACCESS_DENIED,
                                          "uid %u may not approve its own request", uid);
+        }
 
         HeldRequest *h = a->data;
         log_info("Request %s (%s with key '%s' by uid %u) %s by uid %u.", a->id, policy_action_to_string(a->action),
@@ -531,6 +552,15 @@ int method_approve(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
                 h->job->now = (uint64_t) time(NULL); /* the receipt tells when it happened, not when asked */
         } else if (h->job->key)
                 r = key_check_usable(h->job->key, &submit_error);
+        /* A delegated token needs its parent's key still active, and must not be born expired. */
+        if (r >= 0 && h->job->issuer &&
+            (key_status(h->job->issuer, (uint64_t) time(NULL)) != KEY_STATUS_ACTIVE ||
+             atomic_load(&h->job->issuer->refusing)))
+                r = bus_error_setf_errno(&submit_error, -EKEYREVOKED,
+                                         "The parent token's key is no longer active");
+        if (r >= 0 && h->job->token_exp > 0 && h->job->token_exp <= (uint64_t) time(NULL))
+                r = sd_bus_error_setf(&submit_error, SD_BUS_ERROR_INVALID_ARGS,
+                                      "The token would be expired by now; ask again");
         if (r >= 0) {
                 r = audit_held(h, "approved", &uid, &h->job->audit_seq);
                 if (r < 0)
@@ -539,9 +569,9 @@ int method_approve(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
         if (r >= 0)
                 r = manager_submit(m, h->job, &submit_error);
         if (r < 0) {
-                /* Both sides learn why the approved work could not be queued. */
+                /* Both sides learn why the approved work could not be queued; the log too. */
                 (void) sd_bus_reply_method_error(h->job->call, &submit_error);
-                held_free(h);
+                held_fail(h, "failed", &uid, NULL, NULL);
                 return sd_bus_reply_method_error(msg, &submit_error);
         }
         h->job = NULL; /* the worker's now */

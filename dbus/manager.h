@@ -132,6 +132,7 @@ struct Manager {
 
         /* The audit log (bus-audit.c). Replies wait in `parked` until their record is durable. */
         AuditLog *audit;
+        sd_event_source *audit_source;    /* its eventfd: records became durable */
         sd_event_source *audit_flush_timer;
         Job *parked_head, *parked_tail;
         uint64_t audit_checkpoint_every;

@@ -64,6 +64,7 @@ Job *job_free(Job *j) {
         if (j->client)
                 manager_client_release(j->client->manager, j->client);
         key_unref(j->key);
+        key_unref(j->issuer);
         free(j->name);
         free(j->owner);
         free(j->description);
@@ -105,6 +106,11 @@ static void run_sign(Keystore *ks, Job *j) {
         /* Destroy takes effect before its own job runs: queued signing for the key is refused here. */
         if (atomic_load(&j->key->refusing)) {
                 job_fail(j, -EKEYREVOKED, "The key was destroyed");
+                return;
+        }
+        /* A delegated token falls with its parent's key, also while it waited in the queue. */
+        if (j->issuer && atomic_load(&j->issuer->refusing)) {
+                job_fail(j, -EKEYREVOKED, "The parent token's key was destroyed");
                 return;
         }
         int r = keystore_sign(ks, j->key->record, j->digest, j->signature);

@@ -46,6 +46,7 @@ typedef struct Job {
         /* The audit record of the decision: the reply waits until it is durable; a destroy
          * receipt names it. 0 = none. */
         uint64_t audit_seq;
+        bool checkpoint;         /* JOB_HOST_SIGN: an audit checkpoint, not a GetAuditHead answer */
 
         /* JOB_CREATE */
         char *name, *owner, *description;
@@ -56,6 +57,9 @@ typedef struct Job {
 
         /* JOB_SIGN */
         uint8_t digest[KEYSTORE_DIGEST_SIZE];
+        Key *issuer;             /* IssueToken with a parent token: the parent's key, which must stay
+                                  * active until the child is signed (a reference) */
+        uint64_t token_exp;      /* IssueToken: the exp claim */
         CoseSign1 *cose;         /* SignMessage, IssueToken, Attest, HOST_SIGN: finished with the
                                   * signature by the event loop */
 

@@ -42,6 +42,8 @@ Approval *approval_free(Approval *a) {
         free(a->task_id);
         free(a->parent_task_id);
         free(a->audience);
+        free(a->scope);
+        free(a->peer);
         free(a);
         return NULL;
 }
@@ -57,6 +59,13 @@ int approval_set_context(Approval *a, const char *unit, const char *task_id, con
                          const char *audience) {
         if (strdup_optional(unit, &a->unit) < 0 || strdup_optional(task_id, &a->task_id) < 0 ||
             strdup_optional(parent_task_id, &a->parent_task_id) < 0 || strdup_optional(audience, &a->audience) < 0)
+                return -ENOMEM;
+        return 0;
+}
+
+int approval_set_token(Approval *a, const char *scope, uint64_t exp, const char *peer) {
+        a->exp = exp;
+        if (strdup_optional(scope, &a->scope) < 0 || strdup_optional(peer, &a->peer) < 0)
                 return -ENOMEM;
         return 0;
 }

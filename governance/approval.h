@@ -33,6 +33,9 @@ typedef struct Approval {
         char *task_id, *parent_task_id, *audience;
         bool has_digest;
         uint8_t digest[32];       /* what would be signed (SignMessage: SHA-256 of the payload) */
+        char *scope;              /* IssueToken: what the token grants, until when, delegated by whom */
+        uint64_t exp;
+        char *peer;
         uint64_t requested_usec;  /* CLOCK_REALTIME, for reviewers */
         uint64_t expires_usec;    /* CLOCK_REALTIME */
         void *data;               /* the daemon's held request */
@@ -56,6 +59,8 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(Approval *, approval_free);
 /* Copy the optional context strings in (NULL stays NULL). Return: 0; -ENOMEM. */
 int approval_set_context(Approval *a, const char *unit, const char *task_id, const char *parent_task_id,
                          const char *audience);
+/* IssueToken: the scope and parent issuer (NULL: none) and exp. Return: 0; -ENOMEM. */
+int approval_set_token(Approval *a, const char *scope, uint64_t exp, const char *peer);
 
 /* Queue a (ownership passes on success). Return: 0; -EBUSY (queue full); -EDQUOT (uid has too many). */
 int approval_queue_add(ApprovalQueue *q, Approval *a);

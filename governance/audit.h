@@ -55,8 +55,8 @@ typedef struct AuditCaller {
 typedef struct AuditEntry {
         uint64_t time;                  /* NumericDate; 0 = now */
         const char *action;             /* the policy words (create, destroy, rotate, sign, sign_message,
-                                         * issue_token, attest, start_task) and approve, policy_reload,
-                                         * start, stop, recovered, audit_head */
+                                         * issue_token, attest, start_task) and policy_reload, start,
+                                         * stop, recovered */
         const char *decision;           /* allow, deny, confirm, approved, denied, timeout, withdrawn,
                                          * done, failed */
         const AuditCaller *caller;

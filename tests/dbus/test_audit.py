@@ -33,7 +33,8 @@ import cbor2
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness as h  # noqa: E402
-from harness import E_ACCESS_DENIED, KEY_IFACE, MANAGER_IFACE, MANAGER_PATH, UID_BIN, UID_DAEMON  # noqa: E402
+from harness import (E_ACCESS_DENIED, KEY_IFACE, MANAGER_IFACE, MANAGER_PATH, UID_BIN, UID_DAEMON,  # noqa: E402
+                     UID_SYS)
 from test_daemon import DaemonTestCase, LogTailResult, sha256  # noqa: E402
 
 CHECKPOINT_EVERY = 8
@@ -41,6 +42,7 @@ POLICY = {
     'version': 1,
     'rules': [
         {'name': 'frozen', 'keys': ['frozen-*'], 'effect': 'deny'},
+        {'name': 'held', 'keys': ['held-*'], 'effect': 'confirm'},
         {'name': 'rest', 'effect': 'allow'},
     ],
 }
@@ -178,6 +180,46 @@ class AuditTests(DaemonTestCase):
         self.assertEqual(len(recs), 1, 'the first refusal is written, the rest counted: %r' % recs)
         self.assertLess(len(self.records()) - before, 20)
         # The count is written when the window closes (10 s) or at stop; see test_z_stop.
+
+    def test_held_requests_recorded(self):
+        path = self.create('held-aud', uid=UID_DAEMON)
+        outcomes = []
+        for answer in (True, False, None):
+            proc = self.stack.call_as(UID_DAEMON, path, KEY_IFACE, 'Sign', 'aya{sv}',
+                                      [dbus.ByteArray(b'\4' * 32), h.options(task_id='t-held')],
+                                      interactive=True, background=True)
+            deadline = time.monotonic() + 10
+            while not [a for a in h.unwrap(self.stack.manager('ListApprovals')) if a[1] == 'held-aud']:
+                self.assertLess(time.monotonic(), deadline)
+                time.sleep(0.05)
+            request = [a for a in h.unwrap(self.stack.manager('ListApprovals')) if a[1] == 'held-aud'][0][0]
+            if answer is None:
+                proc.kill()
+                proc.communicate()
+                expected = 'withdrawn'
+            else:
+                self.stack.call_as(UID_SYS, MANAGER_PATH, MANAGER_IFACE, 'Approve', 'sb',
+                                   [dbus.String(request), dbus.Boolean(answer)])
+                h.Stack.finish_call(proc)
+                expected = 'approved' if answer else 'denied'
+            outcomes.append((request, expected))
+        for request, expected in outcomes:
+            recs = self.wait_find(request=request, decision=expected)
+            self.assertEqual(len(recs), 1, (request, expected))
+            self.assertEqual(len(self.find(request=request, decision='confirm')), 1)
+            self.assertEqual(recs[0]['task_id'], 't-held')
+            if expected != 'withdrawn':
+                self.assertEqual(recs[0]['by_uid'], UID_SYS)
+
+    def test_refusal_flood_with_varying_input_is_aggregated(self):
+        path = self.create('aud-vary', uid=UID_DAEMON)
+        procs = [self.stack.call_as(UID_BIN, path, KEY_IFACE, 'Sign', 'aya{sv}',
+                                    [dbus.ByteArray(b'\5' * n), h.options()], background=True)
+                 for n in range(1, 21)]
+        for p in procs:
+            h.Stack.finish_call(p)
+        recs = self.find(action='sign', key='aud-vary', decision='deny')
+        self.assertEqual(len(recs), 1, 'refusals differing only in what the caller sent: %r' % recs)
 
     def test_token_recorded(self):
         path = self.create('aud-token', uid=UID_DAEMON)

@@ -21,6 +21,7 @@ except ImportError:
         os.execv('/usr/bin/python3', ['/usr/bin/python3'] + sys.argv)
     raise
 
+import hashlib
 import json
 import signal
 import subprocess
@@ -31,6 +32,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness as h  # noqa: E402
 from harness import E_ACCESS_DENIED, E_INVALID_ARGS, KEY_IFACE, UID_BIN, UID_DAEMON  # noqa: E402
 from test_daemon import OWNER, DaemonTestCase, LogTailResult  # noqa: E402
+from cryptography.hazmat.primitives.asymmetric import utils  # noqa: E402
 
 E_POLICY_DENIED = 'org.agentid1.Error.PolicyDenied'
 
@@ -40,6 +42,9 @@ POLICY = {
         {'name': 'peer-tokens', 'actions': ['issue_token'], 'keys': ['pol-*'], 'audiences': ['agentid://*/peer-*'],
          'scopes': ['read', 'write'], 'max_token_ttl': 600, 'require_task': True, 'effect': 'allow'},
         {'name': 'no-other-tokens', 'actions': ['issue_token'], 'keys': ['pol-*'], 'effect': 'deny'},
+        {'name': 'peer-allowed', 'actions': ['issue_token'], 'keys': ['peerchild-*'],
+         'peers': ['agentid://*/peerparent-ok'], 'effect': 'allow'},
+        {'name': 'peer-other', 'actions': ['issue_token'], 'keys': ['peerchild-*'], 'effect': 'deny'},
         {'name': 'everything-else', 'effect': 'allow'},
     ],
 }
@@ -231,6 +236,57 @@ class TokenTests(DaemonTestCase):
         res = self.issue_as(uid, path, audience='z', parent_token=token, ttl=60)
         self.assertCallError(res, E_INVALID_ARGS)
         self.assertIn('hops', res.message)
+
+    def test_delegation_more_refusals(self):
+        a, b, parent = self.delegation_pair()
+        a2 = self.key('tok-noscope-a', UID_DAEMON)
+        noscope = self.issue_ok(UID_DAEMON, a2, audience=self.uri(b), task_id='t', ttl=600)
+        message = self.assertCallOk(self.stack.call_as(UID_DAEMON, a, KEY_IFACE, 'SignMessage', 'aya{sv}',
+                                                       [dbus.ByteArray(b'x'), h.options(audience=self.uri(b))])).bytes
+        cases = {
+            'another parent task': dict(audience='y', parent_token=parent, parent_task_id='other', ttl=60),
+            'scope where the parent has none': dict(audience='y', parent_token=noscope, scope=['read'], ttl=60),
+            'a signed message is no token': dict(audience='y', parent_token=message, ttl=60),
+        }
+        for what, req in cases.items():
+            with self.subTest(what):
+                self.assertCallError(self.issue_as(UID_BIN, b, **req), E_INVALID_ARGS)
+
+    def test_delegation_forged_issuer(self):
+        """A key holder signs, with plain Sign, a CWT that names another key as its issuer."""
+        forger = self.key('tok-forger', UID_DAEMON)
+        victim = self.key('tok-victim', UID_DAEMON)
+        b = self.key('tok-forged-b', UID_BIN)
+        now = int(time.time())
+        claims = {1: self.uri(victim), 2: self.uri(victim), 3: self.uri(b), 4: now + 600, 5: now, 6: now,
+                  7: os.urandom(16), 'task_id': 't', 'owner': OWNER}
+        protected = h.det_encode({1: -7, 4: self.stack.prop(forger, 'TpmName')})
+        payload = h.det_encode(claims)
+        sig_structure = h.det_encode(['Signature1', protected, b'', payload])
+        der = self.stack.sign_as(UID_DAEMON, forger, hashlib.sha256(sig_structure).digest())
+        r, s_ = utils.decode_dss_signature(self.assertCallOk(der).bytes)
+        token = b'\xd2' + h.det_encode([protected, {}, payload, r.to_bytes(32, 'big') + s_.to_bytes(32, 'big')])
+        h.verify_cose_sign1(token, self.stack.prop(forger, 'PublicKey'))  # a valid signature...
+        res = self.issue_as(UID_BIN, b, audience='y', parent_token=token, ttl=60)
+        self.assertCallError(res, E_INVALID_ARGS)  # ...but not the issuer it names
+        self.assertIn('claims issuer', res.message)
+
+    def test_policy_peers(self):
+        child = self.key('peerchild-1', UID_BIN)
+        ok = self.key('peerparent-ok', UID_DAEMON)
+        bad = self.key('peerparent-bad', UID_DAEMON)
+        for parent_key, expected in ((ok, None), (bad, 'peer-other')):
+            parent = self.issue_ok(UID_DAEMON, parent_key, audience=self.uri(child), task_id='t', ttl=600)
+            res = self.issue_as(UID_BIN, child, audience='y', parent_token=parent, ttl=60)
+            if expected is None:
+                self.assertCallOk(res)
+            else:
+                self.assertCallError(res, E_POLICY_DENIED)
+                self.assertIn("'%s'" % expected, res.message)
+        # Without a parent there is no peer: the peers rule does not match.
+        res = self.issue_as(UID_BIN, child, audience='y', task_id='t', ttl=60)
+        self.assertCallError(res, E_POLICY_DENIED)
+        self.assertIn("'peer-other'", res.message)
 
     # --- policy fields for tokens
 
