@@ -24,11 +24,6 @@
 #include "dbus/caller.h"
 #include "dbus/errors.h"
 
-static uint64_t monotonic_usec(void) {
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (uint64_t) ts.tv_sec * USEC_PER_SEC + (uint64_t) ts.tv_nsec / 1000;
-}
 
 /* ---- the journal copy ------------------------------------------------------------------------ */
 
@@ -189,7 +184,7 @@ int bus_audit(Manager *m, const AuditEntry *e, uint64_t *ret_seq) {
 
 static int on_flush_timer(sd_event_source *s, uint64_t usec, void *userdata) {
         Manager *m = userdata;
-        uint64_t now = monotonic_usec();
+        uint64_t now = clock_now_usec(CLOCK_MONOTONIC);
         int r = audit_log_flush_refusals(m->audit, now, false);
         if (r < 0)
                 log_error_errno(r, "Writing aggregated refusals failed: %m");
@@ -210,7 +205,7 @@ void bus_audit_record_refusal(Manager *m, const AuditEntry *e) {
 
         if (!m->audit)
                 return;
-        r = audit_log_refusal(m->audit, e, monotonic_usec(), &seq);
+        r = audit_log_refusal(m->audit, e, clock_now_usec(CLOCK_MONOTONIC), &seq);
         if (r < 0) {
                 log_error_errno(r, "Writing the audit record of a refusal failed: %m");
                 return;

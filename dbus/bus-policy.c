@@ -24,11 +24,6 @@ typedef struct HeldRequest {
         sd_event_source *timer;
 } HeldRequest;
 
-static uint64_t now_usec(clockid_t clock) {
-        struct timespec ts;
-        clock_gettime(clock, &ts);
-        return (uint64_t) ts.tv_sec * USEC_PER_SEC + (uint64_t) ts.tv_nsec / 1000;
-}
 
 static void held_fail(HeldRequest *h, const char *decision, const uid_t *by_uid, const char *name,
                       const char *message);
@@ -306,7 +301,7 @@ static int hold(Manager *m, sd_bus_message *msg, Job **job, const PolicyCall *ca
                 a->has_digest = true;
                 memcpy(a->digest, call->digest, 32);
         }
-        a->requested_usec = now_usec(CLOCK_REALTIME);
+        a->requested_usec = clock_now_usec(CLOCK_REALTIME);
         a->expires_usec = a->requested_usec + m->approval_timeout_usec;
 
         HeldRequest *h = calloc(1, sizeof(*h));
@@ -385,7 +380,7 @@ int bus_policy_submit(Manager *m, sd_bus_message *msg, Job **job, const PolicyCa
                         .task_id = call->task_id,
                         .scopes = call->scopes,
                         .n_scopes = call->n_scopes,
-                        .now_usec = now_usec(CLOCK_MONOTONIC),
+                        .now_usec = clock_now_usec(CLOCK_MONOTONIC),
                 };
                 policy_decide(m->policy, &req, &d);
                 if (unmeasured) {

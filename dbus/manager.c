@@ -290,12 +290,15 @@ int manager_submit(Manager *m, Job *j, sd_bus_error *error) {
         return 1;
 }
 
-bool manager_rate_allow(Manager *m, uid_t uid) {
+uint64_t clock_now_usec(clockid_t clock) {
         struct timespec ts;
-        RateBucket *b = NULL, *oldest = NULL;
+        clock_gettime(clock, &ts);
+        return (uint64_t) ts.tv_sec * USEC_PER_SEC + (uint64_t) ts.tv_nsec / 1000;
+}
 
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        uint64_t now = (uint64_t) ts.tv_sec * USEC_PER_SEC + (uint64_t) ts.tv_nsec / 1000;
+bool manager_rate_allow(Manager *m, uid_t uid) {
+        RateBucket *b = NULL, *oldest = NULL;
+        uint64_t now = clock_now_usec(CLOCK_MONOTONIC);
 
         for (unsigned i = 0; i < m->n_rate && !b; i++) {
                 if (m->rate[i].uid == uid)

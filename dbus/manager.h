@@ -179,6 +179,9 @@ void manager_client_free(Manager *m, Client *c);
 /* Queue a job on the worker (answering Busy when full); counts it as pending. Return 1 or < 0. */
 int manager_submit(Manager *m, Job *j, sd_bus_error *error);
 
+/* Microseconds on clock (CLOCK_MONOTONIC, CLOCK_REALTIME). */
+uint64_t clock_now_usec(clockid_t clock);
+
 /* Take one token from uid's bucket. Return: true if the request may go ahead. */
 bool manager_rate_allow(Manager *m, uid_t uid);
 
