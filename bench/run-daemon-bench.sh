@@ -3,6 +3,9 @@
 # private bus, twice in one run: agentidd without a policy, then agentidd with a 1,000-rule policy whose
 # last rule decides. The audit log is on in both (it cannot be switched off): every signature's record
 # is durable before its reply. Usage: run-daemon-bench.sh [--rounds=N] [--seconds=S]
+#
+# AGENTID_BENCH_BASELINE=BUILD_DIR adds a first run with BUILD_DIR/dbus/agentidd, e.g. a build of an
+# older commit (the daemon before the audit log existed: the "bare path" of docs/performance.md).
 . "$(dirname "$0")/../scripts/lib.sh"
 
 install_deps
@@ -19,15 +22,20 @@ rules.append({"name": "bench", "keys": ["bench"], "actions": ["sign"], "effect":
 json.dump({"version": 1, "rules": rules}, open(sys.argv[1], "w"))
 PY
 
-for policy in "" "$AGENTID_TMP/policy.json"; do
-        start_daemon "$AGENTID_SRC/build" --policy="$policy"
-        if [ -z "$policy" ]; then
+run() {
+        what=$1 bdir=$2
+        shift 2
+        start_daemon "$bdir" "$@"
+        [ -f "$AGENTID_TMP/state/keys/bench" ] ||
                 "$AGENTID_SRC/build/ctl/agentidctl" create bench --owner=bench --uid=0 >/dev/null
-                say "agentidd without a policy (audit on)"
-        else
-                say "agentidd with 1,000 policy rules, the last one deciding (audit on)"
-        fi
-        "$AGENTID_SRC/build/bench/agentid-bench-daemon" "$@"
+        say "$what"
+        "$AGENTID_SRC/build/bench/agentid-bench-daemon" $bench_args
         kill "$AGENTID_DAEMON_PID"
         wait "$AGENTID_DAEMON_PID" 2>/dev/null || true
-done
+}
+bench_args="$*"
+[ -n "${AGENTID_BENCH_BASELINE:-}" ] &&
+        run "baseline: $AGENTID_BENCH_BASELINE/dbus/agentidd without a policy" "$AGENTID_BENCH_BASELINE" --policy=
+run "agentidd without a policy (audit on)" "$AGENTID_SRC/build" --policy=
+run "agentidd with 1,000 policy rules, the last one deciding (audit on)" "$AGENTID_SRC/build" \
+        --policy="$AGENTID_TMP/policy.json"
