@@ -89,8 +89,11 @@ static int submit_head(Manager *m, sd_bus_message *call, Client *client, uid_t u
 }
 
 static void maybe_checkpoint(Manager *m) {
+        uint64_t seq;
+
+        audit_log_head(m->audit, &seq, NULL);
         if (m->checkpoint_pending || m->audit_checkpoint_every == 0 ||
-            audit_log_since_checkpoint(m->audit) < m->audit_checkpoint_every)
+            audit_log_since_checkpoint(m->audit) < m->audit_checkpoint_every || seq < m->checkpoint_retry_seq)
                 return;
         int r = submit_head(m, NULL, NULL, 0, NULL, 0, NULL);
         if (r < 0)
@@ -104,8 +107,14 @@ void bus_audit_job_done(Manager *m, Job *j) {
         size_t size = 0;
         int r;
 
-        if (j->checkpoint)
+        if (j->checkpoint) {
                 m->checkpoint_pending = false;
+                /* If this one fails, the next try waits for a tenth of the interval more records,
+                 * rather than taking the admin lane again at once. */
+                uint64_t seq;
+                audit_log_head(m->audit, &seq, NULL);
+                m->checkpoint_retry_seq = seq + MAX(m->audit_checkpoint_every / 10, 1U);
+        }
         if (j->result < 0) {
                 log_error_errno(j->result, "Signing the audit head failed: %s", j->error);
                 if (j->call)

@@ -137,6 +137,7 @@ struct Manager {
         Job *parked_head, *parked_tail;
         uint64_t audit_checkpoint_every;
         bool checkpoint_pending;
+        uint64_t checkpoint_retry_seq; /* no new checkpoint job before the log reaches this seq */
         bool audit_stopping;     /* the stop record is written */
         bool audit_final_checkpoint; /* the final checkpoint was queued (once) */
         bool refusal_recorded;   /* bus_policy_submit() audited the refusal it returns */
