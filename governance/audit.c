@@ -862,38 +862,28 @@ static int file_reader_window(FileReader *fr, uint64_t off, const uint8_t **ret,
         return 0;
 }
 
-/* Whether a complete, well-formed record starts anywhere in [from, size): then the bytes before it
- * are damage in the middle of the log, not a torn tail. Only map heads of 5..22 pairs can start one. */
-static int file_reader_record_after(FileReader *fr, uint64_t from) {
-        for (uint64_t q = from; q < fr->size; q++) {
-                _cleanup_(record_fields_done) RecordFields f = {};
-                const uint8_t *p;
-                char why[WHY_MAX];
-                size_t n, len;
-                int r;
+/* Whether the bytes from off to the end are what a crash in the middle of an append leaves: zeros, or
+ * a strict prefix of a record followed by nothing but zeros. Return: 1, 0, or -errno. */
+static int file_reader_torn_tail(FileReader *fr, uint64_t off) {
+        const uint8_t *p;
+        size_t n, used, len;
+        int r;
 
-                r = file_reader_window(fr, q, &p, &n);
-                if (r < 0)
-                        return r;
-                if (n == 0)
-                        break;
-                if (p[0] < (0xa0 | RECORD_KEYS_MIN) || p[0] > (0xa0 | RECORD_KEYS_MAX))
-                        continue;
-                if (record_extent(p, n, &len) <= 0)
-                        continue;
-                r = record_parse(p, len, &f, why);
-                if (r == -ENOMEM)
-                        return r;
-                if (r == 0)
-                        return 1;
-        }
-        return 0;
+        r = file_reader_window(fr, off, &p, &n);
+        if (r < 0)
+                return r;
+        if (fr->size - off > n || n > AUDIT_RECORD_MAX)
+                return 0; /* more than one record's worth: not one interrupted append */
+        used = n;
+        while (used > 0 && p[used - 1] == 0)
+                used--;
+        return used == 0 || record_extent(p, used, &len) == 0;
 }
 
 typedef enum ScanStatus {
         SCAN_CLEAN,                     /* every byte belongs to a record that passed */
-        SCAN_TORN,                      /* trailing bytes with no valid record in them */
-        SCAN_CORRUPT,                   /* bytes that are no record, with a valid record after them */
+        SCAN_TORN,                      /* a record cut short (and zeros) at the end */
+        SCAN_CORRUPT,                   /* other bytes that are no record */
         SCAN_BROKEN,                    /* a well-formed record that does not continue the chain */
 } ScanStatus;
 
@@ -915,9 +905,10 @@ typedef struct Scan {
  * scan_file() - read fd's records from the start, continuing c
  *
  * Stops at the first offset that does not hold a record continuing the chain. What is there decides
- * the status: the file ends inside an item (a strict prefix), or no valid record follows the bytes
- * that fail (e.g. zeros a crash left), is SCAN_TORN; a valid record later on makes it SCAN_CORRUPT; a
- * well-formed record that does not chain is SCAN_BROKEN, never torn — a crash cannot write one.
+ * the status: the file ends inside an item (a strict prefix), or such a prefix or nothing is followed
+ * only by zeros (what a crash leaves on some file systems), is SCAN_TORN; anything else malformed is
+ * SCAN_CORRUPT; a well-formed record that does not chain is SCAN_BROKEN, never torn — a crash cannot
+ * write one.
  *
  * Return: 0 with s->status; -errno on I/O errors; a hook's negative return.
  */
@@ -972,12 +963,14 @@ static int scan_file(int fd, Chain *c, Scan *s) {
                 } else
                         (void) snprintf(s->why, WHY_MAX, "not a record: no CBOR map of a record's size and shape");
 
-                /* Malformed here: torn unless a valid record follows. */
-                r = file_reader_record_after(&fr, off + 1);
+                /* Malformed here. A crash leaves a strict prefix of a record (above), possibly followed
+                 * by zeros where the data never landed. Only that is torn; a complete item that is no
+                 * record — a bit flipped in the last record, say — is damage and is never cut. */
+                r = file_reader_torn_tail(&fr, off);
                 if (r < 0)
                         return r;
-                s->status = r > 0 ? SCAN_CORRUPT : SCAN_TORN;
-                if (r == 0) {
+                s->status = r > 0 ? SCAN_TORN : SCAN_CORRUPT;
+                if (r > 0) {
                         size_t l = strlen(s->why);
                         (void) snprintf(s->why + l, WHY_MAX - l, " (%" PRIu64 " bytes at the end)", fr.size - off);
                 }

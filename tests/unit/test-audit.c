@@ -606,6 +606,15 @@ static void test_torn_tail(void **state) {
         assert_int_equal(recovered, size + 100 - offsets[4]);
         audit_log_close(l);
         assert_verify_ok(f, NULL, 4);
+
+        /* A whole last record with a flipped byte is no interrupted append: open refuses, cuts
+         * nothing. */
+        char error[AUDIT_ERROR_MAX] = "";
+        memcpy(padded, bytes, size);
+        padded[offsets[4] + 3] ^= 0x01;
+        write_audit_file(f, name, padded, size);
+        assert_int_equal(open_log_error(f, error), -EBADMSG);
+        assert_int_equal(audit_file_size(f, name), size);
 }
 
 /* ---- tests: what a verifier detects ------------------------------------------------------------ */
@@ -1071,9 +1080,10 @@ static void test_verify_empty_and_garbage(void **state) {
         write_audit_file(f, "00000000000000000001.cbor", huge, sizeof(huge));
         assert_verify_bad(f, NULL, 1, "not a record");
 
+        /* A complete item that is no record is damage, not a torn append: never cut. */
         static const uint8_t not_a_map[] = { 0x82, 0x01, 0x02 };
         write_audit_file(f, "00000000000000000001.cbor", not_a_map, sizeof(not_a_map));
-        assert_verify_bad(f, NULL, 1, "torn");
+        assert_verify_bad(f, NULL, 1, "not a record");
 }
 
 /* ---- tests: golden vectors --------------------------------------------------------------------- */
