@@ -295,7 +295,7 @@ static void job_finish(Manager *m, Job *j) {
         m->n_pending--;
 }
 
-static void release_parked(Manager *m);
+static void release_parked(Manager *m, bool closing);
 
 void bus_job_finished(Manager *m, Job *j) {
         if (!m->audit || (!m->parked_head && j->audit_seq <= audit_log_durable_seq(m->audit))) {
@@ -310,18 +310,18 @@ void bus_job_finished(Manager *m, Job *j) {
         else
                 m->parked_head = j;
         m->parked_tail = j;
-        release_parked(m);
+        release_parked(m, false);
 }
 
-/* Release parked jobs whose records are durable; if the log cannot be synced, fail them closed: a
- * signature whose decision is not on disk is not handed out. */
-static void release_parked(Manager *m) {
+/* Release parked jobs whose records are durable; if the log cannot be synced (or is being closed),
+ * fail the others closed: a signature whose decision is not on disk is not handed out. */
+static void release_parked(Manager *m, bool closing) {
         uint64_t durable = audit_log_durable_seq(m->audit);
         int error = audit_log_sync_error(m->audit);
 
         while (m->parked_head) {
                 Job *j = m->parked_head;
-                if (j->audit_seq > durable && error == 0)
+                if (j->audit_seq > durable && error == 0 && !closing)
                         break; /* in order: later ones wait behind it */
                 m->parked_head = j->next;
                 if (!m->parked_head)
@@ -330,7 +330,7 @@ static void release_parked(Manager *m) {
                 if (j->audit_seq > durable) {
                         /* The record will never be durable: fail closed, the result is not handed out. */
                         if (j->call)
-                                (void) bus_reply_errno(j->call, error,
+                                (void) bus_reply_errno(j->call, error < 0 ? error : -EIO,
                                                        "The audit record of this request could not be written");
                         /* The done handler still updates state (a Destroy did happen) but must not
                          * answer a second time. */
@@ -347,7 +347,7 @@ static int on_audit_durable(sd_event_source *s, int fd, uint32_t revents, void *
         (void) read(fd, &v, sizeof(v));
         if (audit_log_sync_error(m->audit) < 0)
                 log_error_errno(audit_log_sync_error(m->audit), "The audit log cannot be synced: %m");
-        release_parked(m);
+        release_parked(m, false);
         manager_maybe_exit(m);
         return 0;
 }
@@ -419,15 +419,7 @@ void bus_audit_close(Manager *m) {
         int r = audit_log_sync(m->audit);
         if (r < 0)
                 log_error_errno(r, "Syncing the audit log at exit failed: %m");
-        release_parked(m);
-        for (Job *j = m->parked_head, *next; j; j = next) {
-                next = j->next;
-                if (j->call)
-                        (void) bus_reply_errno(j->call, -EIO, "The audit record of this request could not be written");
-                j->call = sd_bus_message_unref(j->call);
-                job_finish(m, j);
-        }
-        m->parked_head = m->parked_tail = NULL;
+        release_parked(m, true);
         m->audit_source = sd_event_source_disable_unref(m->audit_source);
         m->audit_flush_timer = sd_event_source_disable_unref(m->audit_flush_timer);
         m->audit = audit_log_close(m->audit);
