@@ -328,6 +328,10 @@ static int run(int argc, char *argv[]) {
 
         /* Key material passes through this process: no core dumps, no ptrace by other users. */
         (void) prctl(PR_SET_DUMPABLE, 0);
+        /* Nothing inherited beyond stdio: a descriptor leaked by whoever started us (a socket, a file
+         * of another user) must not be usable through this process. */
+        if (close_range(3, ~0U, 0) < 0)
+                log_debug_errno(errno, "close_range() failed, ignoring: %m");
         umask(0077);
         /* tss2 would print every TPM error itself; the keystore reports each one once, with context. */
         (void) setenv("TSS2_LOG", "all+none", 0);

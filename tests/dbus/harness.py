@@ -646,7 +646,7 @@ class Stack:
         return bool(self.conn.call_blocking('org.freedesktop.DBus', '/org/freedesktop/DBus', 'org.freedesktop.DBus',
                                             'NameHasOwner', 's', [name]))
 
-    def start_daemon(self, extra_args=()):
+    def start_daemon(self, extra_args=(), pass_fds=()):
         if self.daemon is not None:
             raise StackError('daemon already running')
         if not os.access(self.daemon_binary, os.X_OK):
@@ -662,7 +662,7 @@ class Stack:
         self.daemon_starts += 1
         with open(self.path('daemon.log'), 'ab') as f:
             f.write(('==== harness: start #%d: %s\n' % (self.daemon_starts, ' '.join(argv))).encode())
-        self.daemon = self._spawn(argv, 'daemon.log', env=env)
+        self.daemon = self._spawn(argv, 'daemon.log', env=env, pass_fds=tuple(pass_fds))
         deadline = time.monotonic() + 20
         while not self.name_has_owner():
             rc = self.daemon.poll()

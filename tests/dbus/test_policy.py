@@ -505,7 +505,24 @@ class CatchAllPolicyTests(DaemonTestCase):
 
 
 class PolicyStartupTests(DaemonTestCase):
-    """An explicit --policy must exist and be valid; the daemon refuses to start otherwise."""
+    """An explicit --policy must exist and be valid; the daemon refuses to start otherwise. (And a
+    descriptor the daemon inherits is closed at start.)"""
+
+    def test_inherited_fds_closed(self):
+        with h.Stack(start_daemon=False) as st:
+            self.stack = st
+            secret = st.path('inherited')
+            with open(secret, 'w') as f:
+                f.write('not for agentidd')
+            fd = os.open(secret, os.O_RDONLY)
+            try:
+                st.start_daemon(pass_fds=(fd,))
+            finally:
+                os.close(fd)
+            fd_dir = '/proc/%d/fd' % st.daemon.pid
+            targets = [os.readlink(os.path.join(fd_dir, n)) for n in os.listdir(fd_dir)]
+            self.assertNotIn(secret, targets, 'agentidd kept a descriptor it inherited')
+            st.stop_daemon()
 
     def test_refuses_to_start(self):
         with h.Stack(start_daemon=False) as st:
