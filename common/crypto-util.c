@@ -4,6 +4,7 @@
  * a stale error never surfaces in a later, unrelated call.
  */
 
+#include <limits.h>
 #include <openssl/core_names.h>
 #include <openssl/crypto.h>
 #include <openssl/ec.h>
@@ -84,6 +85,41 @@ int sha256_fd(int fd, uint64_t max, uint8_t ret[SHA256_DIGEST_SIZE]) {
         }
         if (EVP_DigestFinal_ex(ctx, ret, &len) != 1 || len != SHA256_DIGEST_SIZE)
                 return openssl_fail(-EIO, "EVP_DigestFinal_ex");
+        return 0;
+}
+
+bool base64_is_char(uint8_t c) {
+        return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '+' || c == '/' ||
+               c == '=';
+}
+
+int base64_decode(const void *text, size_t size, uint8_t **ret, size_t *ret_size) {
+        _cleanup_free_ uint8_t *clean = NULL, *out = NULL;
+        const uint8_t *in = text;
+        size_t n = 0;
+
+        clean = malloc(size + 1);
+        if (!clean)
+                return -ENOMEM;
+        for (size_t i = 0; i < size; i++) {
+                if (in[i] == ' ' || in[i] == '\n' || in[i] == '\r' || in[i] == '\t')
+                        continue;
+                if (!base64_is_char(in[i]))
+                        return -EINVAL;
+                clean[n++] = in[i];
+        }
+        if (n == 0 || n % 4 != 0 || n > INT_MAX)
+                return -EINVAL;
+        out = malloc(n / 4 * 3);
+        if (!out)
+                return -ENOMEM;
+        int k = EVP_DecodeBlock(out, clean, (int) n);
+        if (k < 0)
+                return -EINVAL;
+        /* EVP_DecodeBlock counts the padding as zero bytes. */
+        size_t len = (size_t) k - (clean[n - 1] == '=') - (clean[n - 2] == '=');
+        *ret = TAKE_PTR(out);
+        *ret_size = len;
         return 0;
 }
 

@@ -31,6 +31,12 @@ int sha256_fd(int fd, uint64_t max, uint8_t ret[SHA256_DIGEST_SIZE]);
 /* Fill buf from the kernel CSPRNG (getrandom). Return: 0 or -errno. */
 int random_bytes(void *buf, size_t n);
 
+/* A character of the base64 alphabet or its padding (RFC 4648 §4). */
+bool base64_is_char(uint8_t c);
+/* Decode base64 text (RFC 4648 §4) as the CLIs print it; white space (line breaks) is skipped.
+ * Return: 0 and a malloc'd buffer; -EINVAL if it is not base64; -ENOMEM. */
+int base64_decode(const void *text, size_t size, uint8_t **ret, size_t *ret_size);
+
 /* Constant-time equality of two equally long buffers (for secrets; CRYPTO_memcmp). */
 bool memeq_secret(const void *a, const void *b, size_t n);
 

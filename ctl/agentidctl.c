@@ -348,6 +348,25 @@ static int write_binary(const void *data, size_t size, bool base64_default) {
         return 0;
 }
 
+/* Send m — letting a policy hold it for approval if holdable — and write the byte array it returns
+ * (base64 on a terminal unless --output or --format=der). */
+static int call_and_write_bytes(sd_bus *bus, sd_bus_message *m, bool holdable, const char *failed) {
+        _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
+        const void *out;
+        size_t size;
+        int r;
+
+        r = holdable ? call_may_wait_for_approval(bus, m, TIMEOUT_SIGN_USEC, &error, &reply)
+                     : sd_bus_call(bus, m, TIMEOUT_SIGN_USEC, &error, &reply);
+        if (r < 0)
+                return report_error(failed, &error, r);
+        r = sd_bus_message_read_array(reply, 'y', &out, &size);
+        if (r < 0)
+                return log_error_errno(r, "Bad reply: %m");
+        return write_binary(out, size, true);
+}
+
 static int append_context(sd_bus_message *m) {
         struct {
                 const char *key, *value;
@@ -632,13 +651,11 @@ static int verb_public_key(sd_bus *bus, const char *name) {
 }
 
 static int sign_common(sd_bus *bus, const char *name, const char *input, bool message) {
-        _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
-        _cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL, *reply = NULL;
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL;
         _cleanup_free_ char *path = NULL;
         _cleanup_free_ uint8_t *data = NULL;
         uint8_t digest[32];
-        const void *out;
-        size_t size = 0, out_size;
+        size_t size = 0;
         int r;
 
         if (arg_format && !streq(arg_format, "base64") && !streq(arg_format, "der"))
@@ -672,13 +689,7 @@ static int sign_common(sd_bus *bus, const char *name, const char *input, bool me
         if (r < 0)
                 return log_error_errno(r, "Building the request failed: %m");
 
-        r = call_may_wait_for_approval(bus, m, TIMEOUT_SIGN_USEC, &error, &reply);
-        if (r < 0)
-                return report_error("Signing failed", &error, r);
-        r = sd_bus_message_read_array(reply, 'y', &out, &out_size);
-        if (r < 0)
-                return log_error_errno(r, "Bad reply: %m");
-        return write_binary(out, out_size, true);
+        return call_and_write_bytes(bus, m, true, "Signing failed");
 }
 
 /* Read a token file: binary CBOR, or the base64 text agentidctl prints without --output. */
@@ -691,23 +702,10 @@ static int read_token_file(const char *path, uint8_t **ret, size_t *ret_size) {
         if (r < 0)
                 return r;
         if (size > 0 && data[0] != 0xd2) {
-                /* base64 (RFC 4648 §4), possibly with a trailing newline */
-                while (size > 0 && (data[size - 1] == '\n' || data[size - 1] == '\r'))
-                        size--;
-                _cleanup_free_ uint8_t *raw = malloc(size / 4 * 3 + 3);
-                if (!raw)
-                        return -ENOMEM;
-                int n = EVP_DecodeBlock(raw, data, (int) size);
-                if (n < 0 || size % 4 != 0)
-                        return log_error_errno(EINVAL, "%s is neither a token nor base64 of one", path);
-                /* EVP_DecodeBlock counts the padding as zero bytes. */
-                if (size >= 1 && data[size - 1] == '=')
-                        n--;
-                if (size >= 2 && data[size - 2] == '=')
-                        n--;
-                *ret = TAKE_PTR(raw);
-                *ret_size = (size_t) n;
-                return 0;
+                r = base64_decode(data, size, ret, ret_size);
+                if (r == -EINVAL)
+                        return log_error_errno(r, "%s is neither a token nor base64 of one", path);
+                return r;
         }
         *ret = TAKE_PTR(data);
         *ret_size = size;
@@ -715,13 +713,10 @@ static int read_token_file(const char *path, uint8_t **ret, size_t *ret_size) {
 }
 
 static int verb_issue_token(sd_bus *bus, const char *name) {
-        _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
-        _cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL, *reply = NULL;
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL;
         _cleanup_free_ char *path = NULL;
         _cleanup_free_ uint8_t *parent = NULL;
         size_t parent_size = 0;
-        const void *out;
-        size_t out_size;
         int r;
 
         if (!arg_audience)
@@ -777,21 +772,12 @@ static int verb_issue_token(sd_bus *bus, const char *name) {
         if (r < 0)
                 return log_error_errno(r, "Building the request failed: %m");
 
-        r = call_may_wait_for_approval(bus, m, TIMEOUT_SIGN_USEC, &error, &reply);
-        if (r < 0)
-                return report_error("Issuing the token failed", &error, r);
-        r = sd_bus_message_read_array(reply, 'y', &out, &out_size);
-        if (r < 0)
-                return log_error_errno(r, "Bad reply: %m");
-        return write_binary(out, out_size, true);
+        return call_and_write_bytes(bus, m, true, "Issuing the token failed");
 }
 
 static int verb_audit_head(sd_bus *bus) {
-        _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
-        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
         _cleanup_free_ uint8_t *nonce = NULL;
-        const void *out;
-        size_t n = 0, out_size;
+        size_t n = 0;
         int r;
 
         if (!arg_nonce || hex_decode(arg_nonce, &nonce, &n) < 0 || n < 16 || n > 64)
@@ -802,13 +788,7 @@ static int verb_audit_head(sd_bus *bus) {
                 r = sd_bus_message_append_array(m, 'y', nonce, n);
         if (r < 0)
                 return log_error_errno(r, "Building the request failed: %m");
-        r = sd_bus_call(bus, m, TIMEOUT_SIGN_USEC, &error, &reply);
-        if (r < 0)
-                return report_error("Reading the audit head failed", &error, r);
-        r = sd_bus_message_read_array(reply, 'y', &out, &out_size);
-        if (r < 0)
-                return log_error_errno(r, "Bad reply: %m");
-        return write_binary(out, out_size, true);
+        return call_and_write_bytes(bus, m, false, "Reading the audit head failed");
 }
 
 static int verb_destroy(sd_bus *bus, const char *name) {
@@ -844,12 +824,10 @@ static int verb_destroy(sd_bus *bus, const char *name) {
 
 /* Attest and GetPlatformEvidence: a verifier-chosen nonce in, CBOR evidence out. */
 static int verb_evidence(sd_bus *bus, const char *name) {
-        _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
-        _cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL, *reply = NULL;
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL;
         _cleanup_free_ char *path = NULL;
         _cleanup_free_ uint8_t *nonce = NULL;
-        const void *out;
-        size_t n = 0, out_size;
+        size_t n = 0;
         int r;
 
         if (!arg_nonce || hex_decode(arg_nonce, &nonce, &n) < 0 || n < 16 || n > 64)
@@ -875,14 +853,7 @@ static int verb_evidence(sd_bus *bus, const char *name) {
         }
         if (r < 0)
                 return log_error_errno(r, "Building the request failed: %m");
-        r = name ? call_may_wait_for_approval(bus, m, TIMEOUT_SIGN_USEC, &error, &reply)
-                 : sd_bus_call(bus, m, TIMEOUT_SIGN_USEC, &error, &reply);
-        if (r < 0)
-                return report_error("Producing evidence failed", &error, r);
-        r = sd_bus_message_read_array(reply, 'y', &out, &out_size);
-        if (r < 0)
-                return log_error_errno(r, "Bad reply: %m");
-        return write_binary(out, out_size, true);
+        return call_and_write_bytes(bus, m, name != NULL, "Producing evidence failed");
 }
 
 static int verb_attestation_key(sd_bus *bus) {

@@ -95,9 +95,9 @@ static int load_host_key(const char *path, EVP_PKEY **ret) {
 
 /* A head as `agentidctl audit-head` writes it: COSE_Sign1_Tagged (0xd2 ...), or its base64 on stdout. */
 static int load_head(const char *path, uint8_t **ret, size_t *ret_size) {
-        _cleanup_free_ uint8_t *data = NULL, *raw = NULL;
+        _cleanup_free_ uint8_t *data = NULL;
         size_t size = 0;
-        int r, n;
+        int r;
 
         r = read_file_or_stdin(path, HEAD_FILE_MAX, &data, &size);
         if (r < 0) {
@@ -110,25 +110,10 @@ static int load_head(const char *path, uint8_t **ret, size_t *ret_size) {
                 return 0;
         }
 
-        /* base64 (RFC 4648 §4), possibly with a trailing newline. */
-        while (size > 0 && (data[size - 1] == '\n' || data[size - 1] == '\r'))
-                size--;
-        raw = malloc(size / 4 * 3 + 3);
-        if (!raw)
-                return -ENOMEM;
-        n = size % 4 == 0 && size > 0 ? EVP_DecodeBlock(raw, data, (int) size) : -1;
-        if (n < 0) {
+        r = base64_decode(data, size, ret, ret_size);
+        if (r == -EINVAL)
                 fprintf(stderr, "%s is neither an audit head nor base64 of one\n", path);
-                return -EINVAL;
-        }
-        /* EVP_DecodeBlock counts the padding as zero bytes. */
-        if (data[size - 1] == '=')
-                n--;
-        if (size >= 2 && data[size - 2] == '=')
-                n--;
-        *ret = TAKE_PTR(raw);
-        *ret_size = (size_t) n;
-        return 0;
+        return r;
 }
 
 static int open_audit_dir(const char *state_dir, int *ret_fd) {

@@ -75,10 +75,9 @@ static int submit_head(Manager *m, sd_bus_message *call, Client *client, uid_t u
         if (!j)
                 return -ENOMEM;
         j->checkpoint = !call;
-        r = cose_sign1_prepare(m->host_kid, KEY_KID_SIZE, NULL, payload, payload_size, &j->cose);
+        r = job_prepare_cose(j, m->host_kid, NULL, payload, payload_size);
         if (r < 0)
                 return bus_error_setf_errno(error, r, "Encoding the audit head failed: %s", strerror(-r));
-        memcpy(j->digest, cose_sign1_digest(j->cose), KEYSTORE_DIGEST_SIZE);
         /* A head may only be handed out once the records it covers are on disk. */
         j->audit_seq = seq;
         r = manager_submit(m, j, error);

@@ -206,10 +206,9 @@ static int method_sign_common(sd_bus_message *m, Key *k, bool message, sd_bus_er
                         .task_id = ctx.task_id,
                         .parent_task_id = ctx.parent_task_id,
                 };
-                r = cose_sign1_prepare(k->record->kid, KEY_KID_SIZE, &claims, data, size, &j->cose);
+                r = job_prepare_cose(j, k->record->kid, &claims, data, size);
                 if (r < 0)
                         return bus_error_setf_errno(error, r, "Cannot encode the message: %s", strerror(-r));
-                memcpy(j->digest, cose_sign1_digest(j->cose), KEYSTORE_DIGEST_SIZE);
                 r = sha256(data, size, shown);
                 if (r < 0)
                         return r;
@@ -520,10 +519,9 @@ static int method_issue_token_impl(sd_bus_message *m, void *userdata, sd_bus_err
         j = job_new(JOB_SIGN, m, client, uid, k);
         if (!j)
                 return -ENOMEM;
-        r = cose_sign1_prepare(k->record->kid, KEY_KID_SIZE, NULL, payload, payload_size, &j->cose);
+        r = job_prepare_cose(j, k->record->kid, NULL, payload, payload_size);
         if (r < 0)
                 return bus_error_setf_errno(error, r, "Encoding the token failed: %s", strerror(-r));
-        memcpy(j->digest, cose_sign1_digest(j->cose), KEYSTORE_DIGEST_SIZE);
         j->issuer = issuer ? key_ref(issuer) : NULL;
         j->token_exp = exp;
 
@@ -670,10 +668,9 @@ static int method_attest_impl(sd_bus_message *m, void *userdata, sd_bus_error *e
         j = job_new(JOB_ATTEST, m, client, uid, k);
         if (!j)
                 return -ENOMEM;
-        r = cose_sign1_prepare(k->record->kid, KEY_KID_SIZE, NULL, payload, payload_size, &j->cose);
+        r = job_prepare_cose(j, k->record->kid, NULL, payload, payload_size);
         if (r < 0)
                 return bus_error_setf_errno(error, r, "Encoding the claims failed: %s", strerror(-r));
-        memcpy(j->digest, cose_sign1_digest(j->cose), KEYSTORE_DIGEST_SIZE);
 
         /* DESIGN §5: certify qualifyingData = SHA-256(nonce); quote extraData =
          * SHA-256(nonce || Name(K) || SHA-256(EAT payload)), so the AK vouches for every claim. */

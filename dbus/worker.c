@@ -57,6 +57,15 @@ Job *job_new(JobType type, sd_bus_message *call, Client *client, uid_t uid, Key 
         return j;
 }
 
+int job_prepare_cose(Job *j, const uint8_t kid[KEY_KID_SIZE], const CoseClaims *claims, const uint8_t *payload,
+                     size_t payload_size) {
+        int r = cose_sign1_prepare(kid, KEY_KID_SIZE, claims, payload, payload_size, &j->cose);
+        if (r < 0)
+                return r;
+        memcpy(j->digest, cose_sign1_digest(j->cose), KEYSTORE_DIGEST_SIZE);
+        return 0;
+}
+
 Job *job_free(Job *j) {
         if (!j)
                 return NULL;

@@ -91,6 +91,10 @@ typedef struct Job {
 } Job;
 
 Job *job_new(JobType type, sd_bus_message *call, Client *client, uid_t uid, Key *key);
+/* A job that signs a COSE_Sign1: encode the headers around payload and set the digest the TPM signs.
+ * Return: as cose_sign1_prepare(). */
+int job_prepare_cose(Job *j, const uint8_t kid[KEY_KID_SIZE], const CoseClaims *claims, const uint8_t *payload,
+                     size_t payload_size);
 /* Releases everything the job holds; event-loop thread only (it unrefs the message and key). */
 Job *job_free(Job *j);
 DEFINE_TRIVIAL_CLEANUP_FUNC(Job *, job_free);

@@ -286,46 +286,19 @@ static int read_input(const char *path, size_t max, uint8_t **ret, size_t *ret_s
         return 0;
 }
 
-static bool is_base64_char(uint8_t c) {
-        return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '+' || c == '/' ||
-               c == '=';
-}
-
 /* Binary CBOR as is; base64 text (what agentidctl prints without --output) decoded. CBOR maps and
  * tag 18 start with bytes that are not base64 characters, so the two cannot be confused. */
 static int decode_input(const char *path, uint8_t **buf, size_t *size) {
-        _cleanup_free_ char *clean = NULL;
-        size_t n = 0;
+        _cleanup_free_ uint8_t *out = NULL;
+        size_t len = 0;
 
-        if (*size == 0 || !is_base64_char((*buf)[0]))
+        if (*size == 0 || !base64_is_char((*buf)[0]))
                 return 0;
-        clean = malloc(*size + 1);
-        if (!clean)
-                return log_error_errno(ENOMEM, "Out of memory");
-        for (size_t i = 0; i < *size; i++) {
-                uint8_t c = (*buf)[i];
-                if (c == ' ' || c == '\n' || c == '\r' || c == '\t')
-                        continue;
-                if (!is_base64_char(c))
-                        return log_error_errno(EINVAL, "%s is neither CBOR nor base64", path);
-                clean[n++] = (char) c;
-        }
-        clean[n] = 0;
-        if (n == 0 || n % 4 != 0)
-                return log_error_errno(EINVAL, "%s is not valid base64", path);
-
-        _cleanup_free_ uint8_t *out = malloc(n / 4 * 3 + 1);
-        if (!out)
-                return log_error_errno(ENOMEM, "Out of memory");
-        int k = EVP_DecodeBlock(out, (const unsigned char *) clean, (int) n);
-        if (k < 0)
-                return log_error_errno(EINVAL, "%s is not valid base64", path);
-        /* EVP_DecodeBlock counts padding as zero bytes. */
-        size_t len = (size_t) k;
-        if (clean[n - 1] == '=')
-                len--;
-        if (clean[n - 2] == '=')
-                len--;
+        int r = base64_decode(*buf, *size, &out, &len);
+        if (r == -ENOMEM)
+                return log_error_errno(r, "Out of memory");
+        if (r < 0)
+                return log_error_errno(EINVAL, "%s is neither CBOR nor base64", path);
         free(*buf);
         *buf = TAKE_PTR(out);
         *size = len;

@@ -260,6 +260,10 @@ static int sign_rs(EVP_PKEY *key, const EVP_MD *md, const uint8_t *msg, size_t n
         return ecdsa_der_to_raw(der, der_size, 32, raw);
 }
 
+int fake_sign_digest(EVP_PKEY *key, const uint8_t digest[32], uint8_t rs[64]) {
+        return sign_rs(key, EVP_sha256(), digest, 32, true, rs);
+}
+
 /* ---- names -------------------------------------------------------------------------------------- */
 
 static int name_of(const uint8_t *pub, size_t size, uint8_t ret[FAKE_NAME_SIZE]) {

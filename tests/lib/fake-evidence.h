@@ -147,6 +147,9 @@ void fake_public_key(EVP_PKEY *key, FakePublic *ret);
 int fake_public_marshal(const FakePublic *p, uint8_t **ret, size_t *ret_size);
 /* The marshalled default AK public area of key (what the verifier is told to trust). */
 int fake_ak_public_bytes(EVP_PKEY *ak, uint8_t **ret, size_t *ret_size);
+/* What a TPM2_Sign gives agentidd: ECDSA P-256 over a SHA-256 digest computed elsewhere, as r || s.
+ * Return: 0; -EIO; -EBADMSG. */
+int fake_sign_digest(EVP_PKEY *key, const uint8_t digest[32], uint8_t rs[64]);
 
 /* Build evidence. Return: 0 and a malloc'd buffer, or -errno. */
 int fake_evidence_build(const FakeSpec *spec, uint8_t **ret, size_t *ret_size);

@@ -22,6 +22,8 @@
 
 #include <cmocka.h>
 
+#include "tests/lib/fake-evidence.h"
+
 #include <openssl/ec.h>
 #include <openssl/evp.h>
 
@@ -238,17 +240,6 @@ static EVP_PKEY *new_p256(void) {
         return k;
 }
 
-static void sign_digest(EVP_PKEY *key, const uint8_t digest[SHA256_DIGEST_SIZE], uint8_t raw[COSE_ES256_SIG_SIZE]) {
-        _cleanup_(EVP_PKEY_CTX_freep) EVP_PKEY_CTX *ctx = EVP_PKEY_CTX_new_from_pkey(NULL, key, NULL);
-        uint8_t der[P256_DER_SIG_MAX];
-        size_t der_size = sizeof(der);
-
-        assert_non_null(ctx);
-        assert_int_equal(EVP_PKEY_sign_init(ctx), 1);
-        assert_int_equal(EVP_PKEY_CTX_set_signature_md(ctx, EVP_sha256()), 1);
-        assert_int_equal(EVP_PKEY_sign(ctx, der, &der_size, digest, SHA256_DIGEST_SIZE), 1);
-        assert_int_equal(ecdsa_der_to_raw(der, der_size, P256_COORD_SIZE, raw), 0);
-}
 
 /* COSE_Sign1 by key over audit_head_payload(seq, head, time, nonce). */
 static void make_head(EVP_PKEY *key, uint64_t seq, const uint8_t head[AUDIT_HEAD_SIZE], const uint8_t *nonce,
@@ -263,7 +254,7 @@ static void make_head(EVP_PKEY *key, uint64_t seq, const uint8_t head[AUDIT_HEAD
         memset(kid + 2, 0x44, 32);
         assert_int_equal(audit_head_payload(seq, head, 1764000500, nonce, nonce_size, &payload, &payload_size), 0);
         assert_int_equal(cose_sign1_prepare(kid, sizeof(kid), NULL, payload, payload_size, &c), 0);
-        sign_digest(key, cose_sign1_digest(c), sig);
+        assert_int_equal(fake_sign_digest(key, cose_sign1_digest(c), sig), 0);
         assert_int_equal(cose_sign1_finish(c, sig, ret, ret_size), 0);
 }
 
