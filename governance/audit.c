@@ -51,11 +51,11 @@
 #define AUDIT_FILE_NAME_MAX (AUDIT_FILE_DIGITS + sizeof(AUDIT_FILE_SUFFIX))
 /* A record is a map, with "caller" the only map inside it. */
 #define RECORD_DEPTH_MAX 2U
-/* 22 keys and values, the caller's 4 pairs and the two maps: 54; a little slack. */
-#define RECORD_ITEMS_MAX 64U
-/* Keys of a record: every record has 5 (seq, time, prev, action, decision), at most 22. */
+/* 26 keys and values, the caller's 4 pairs and the two maps: 62; a little slack. */
+#define RECORD_ITEMS_MAX 96U
+/* Keys of a record: every record has 5 (seq, time, prev, action, decision), at most 26. */
 #define RECORD_KEYS_MIN 5U
-#define RECORD_KEYS_MAX 22U
+#define RECORD_KEYS_MAX 26U
 /* {"type", "seq", "head", "time", "nonce"} with a 64-byte nonce is under 160 bytes. */
 #define HEAD_PAYLOAD_MAX 256U
 #define HEAD_NONCE_MIN 16U
@@ -106,7 +106,7 @@ typedef struct Field {
 enum {
         R_SEQ, R_TIME, R_PREV, R_ACTION, R_DECISION, R_CALLER, R_KEY, R_KID, R_TASK_ID, R_PARENT_TASK_ID,
         R_AUDIENCE, R_DIGEST, R_RULE, R_REASON, R_REQUEST, R_BY_UID, R_COUNT, R_SCOPE, R_EXP, R_CTI,
-        R_POLICY_SHA256, R_CHECKPOINT, _R_MAX,
+        R_POLICY_SHA256, R_CHECKPOINT, R_HOOK, R_STATUS, R_OUTPUT, R_REVOCATION_SEQ, _R_MAX,
 };
 
 static const Field record_fields[_R_MAX] = {
@@ -133,6 +133,10 @@ static const Field record_fields[_R_MAX] = {
         [R_CTI] = { "cti", FIELD_BYTES, 16, 16, false },
         [R_POLICY_SHA256] = { "policy_sha256", FIELD_BYTES, SHA256_DIGEST_SIZE, SHA256_DIGEST_SIZE, false },
         [R_CHECKPOINT] = { "checkpoint", FIELD_BYTES, 1, AUDIT_CHECKPOINT_MAX, false },
+        [R_HOOK] = { "hook", FIELD_TEXT, 1, AUDIT_TEXT_MAX, false },
+        [R_STATUS] = { "status", FIELD_UINT, 0, 255, false },
+        [R_OUTPUT] = { "output", FIELD_BYTES, 1, AUDIT_OUTPUT_MAX, false },
+        [R_REVOCATION_SEQ] = { "revocation_seq", FIELD_UINT, 1, UINT64_MAX, false },
 };
 
 enum { C_UID, C_PID, C_EXE_SHA256, C_UNIT, _C_MAX };
@@ -342,6 +346,13 @@ static int record_encode(const AuditEntry *e, uint64_t seq, uint64_t time, const
         k |= put_bytes(map, "cti", e->cti, 16);
         k |= put_bytes(map, "policy_sha256", e->policy_sha256, SHA256_DIGEST_SIZE);
         k |= put_bytes(map, "checkpoint", checkpoint, checkpoint_size);
+        k |= put_text(map, "hook", e->hook);
+        if (e->has_status)
+                k |= cbor_util_map_put_text(map, "status", cbor_util_new_uint(e->status));
+        if (e->output_size > 0)
+                k |= put_bytes(map, "output", e->output, MIN(e->output_size, (size_t) AUDIT_OUTPUT_MAX));
+        if (e->revocation_seq > 0)
+                k |= cbor_util_map_put_text(map, "revocation_seq", cbor_util_new_uint(e->revocation_seq));
         if (k != 0)
                 return -ENOMEM;
 

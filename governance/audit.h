@@ -42,6 +42,8 @@
 /* Identical refusals within this window after the first are counted, not written one by one. */
 #define AUDIT_AGGREGATE_WINDOW_USEC (10ULL * 1000000)
 #define AUDIT_AGGREGATE_MAX 1024U
+/* Captured output of an offboarding hook kept in its record. */
+#define AUDIT_OUTPUT_MAX 4096U
 
 typedef struct AuditCaller {
         uint32_t uid;
@@ -74,6 +76,12 @@ typedef struct AuditEntry {
         uint64_t exp;                   /* tokens */
         const uint8_t *cti;             /* 16 bytes, tokens */
         const uint8_t *policy_sha256;   /* 32 bytes, policy_reload */
+        const char *hook;               /* action "hook": the hook's path */
+        bool has_status;
+        uint8_t status;                 /* action "hook": its exit status */
+        const uint8_t *output;          /* action "hook": captured output (at most AUDIT_OUTPUT_MAX) */
+        size_t output_size;
+        uint64_t revocation_seq;        /* destroy, rotate: the revocation list's seq with the entry */
 } AuditEntry;
 
 typedef struct AuditLog AuditLog;

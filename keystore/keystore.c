@@ -692,19 +692,12 @@ static int keystore_check_spec(Keystore *ks, const KeySpec *spec, uint64_t now) 
         return 0;
 }
 
-static int keystore_new_key(Keystore *ks, const KeySpec *spec, uint64_t now, int dir_fd, const char *file,
-                            KeyRecord **ret) {
+/* A new TPM key and its record in memory (not written yet). */
+static int keystore_make_key(Keystore *ks, const KeySpec *spec, uint64_t now, KeyRecord **ret) {
         _cleanup_(key_record_freep) KeyRecord *rec = NULL;
         _cleanup_esys_ TPM2B_PUBLIC *pub = NULL;
         _cleanup_esys_ TPM2B_PRIVATE *priv = NULL;
         int r;
-
-        r = keystore_check_spec(ks, spec, now);
-        if (r < 0)
-                return r;
-        /* Cheap early refusal; the no-replace rename below is what actually guarantees it. */
-        if (faccessat(dir_fd, file, F_OK, AT_SYMLINK_NOFOLLOW) == 0)
-                return keystore_fail(ks, -EEXIST, "A key named '%s' exists", spec->name);
 
         rec = calloc(1, sizeof(*rec));
         if (!rec)
@@ -747,6 +740,25 @@ static int keystore_new_key(Keystore *ks, const KeySpec *spec, uint64_t now, int
         if (r < 0)
                 return keystore_fail(ks, r, "Marshalling the new key failed");
 
+        *ret = TAKE_PTR(rec);
+        return 0;
+}
+
+static int keystore_new_key(Keystore *ks, const KeySpec *spec, uint64_t now, int dir_fd, const char *file,
+                            KeyRecord **ret) {
+        _cleanup_(key_record_freep) KeyRecord *rec = NULL;
+        int r;
+
+        r = keystore_check_spec(ks, spec, now);
+        if (r < 0)
+                return r;
+        /* Cheap early refusal; the no-replace rename below is what actually guarantees it. */
+        if (faccessat(dir_fd, file, F_OK, AT_SYMLINK_NOFOLLOW) == 0)
+                return keystore_fail(ks, -EEXIST, "A key named '%s' exists", spec->name);
+
+        r = keystore_make_key(ks, spec, now, &rec);
+        if (r < 0)
+                return r;
         r = keystore_write_record(ks, dir_fd, file, rec, WRITE_FILE_NOREPLACE);
         if (r < 0)
                 return r;
@@ -949,9 +961,36 @@ int keystore_sign(Keystore *ks, const KeyRecord *r, const uint8_t digest[KEYSTOR
 
 /* ---- destruction ---------------------------------------------------------------------------- */
 
+/*
+ * Replace the record of new->name with new, and wipe the old file: the old record stays reachable
+ * under a second name until the new one is in place; a crash in between leaves the .wipe- file for
+ * the next open.
+ */
+static int keystore_replace_record(Keystore *ks, const KeyRecord *new) {
+        _cleanup_free_ char *wipe = NULL;
+        int k;
+
+        if (asprintf(&wipe, WIPE_PREFIX "%s", new->name) < 0)
+                return -ENOMEM;
+        (void) finish_wipe(ks->keys_fd, wipe, new->name);
+        if (linkat(ks->keys_fd, new->name, ks->keys_fd, wipe, 0) < 0 && errno != ENOENT)
+                return keystore_fail(ks, -errno, "Preparing to wipe the record of '%s' failed: %m", new->name);
+
+        k = keystore_write_record(ks, ks->keys_fd, new->name, new, 0);
+        if (k < 0) {
+                (void) unlinkat(ks->keys_fd, wipe, 0);
+                return k;
+        }
+
+        k = finish_wipe(ks->keys_fd, wipe, new->name);
+        if (k < 0)
+                log_debug("Wiping the old record of '%s' failed, will retry at next start: %s", new->name,
+                          strerror(-k));
+        return 0;
+}
+
 int keystore_destroy_key(Keystore *ks, KeyRecord *r, uint64_t now) {
         _cleanup_(key_record_freep) KeyRecord *tomb = NULL;
-        _cleanup_free_ char *wipe = NULL;
         int k;
 
         if (r == ks->host_key || (ks->host_key && memcmp(r->kid, ks->host_key->kid, KEY_KID_SIZE) == 0))
@@ -969,26 +1008,68 @@ int keystore_destroy_key(Keystore *ks, KeyRecord *r, uint64_t now) {
                 return k;
         key_record_make_tombstone(tomb, now);
 
-        /* Keep the old record reachable under a second name so it can be wiped after the tombstone
-         * has replaced it; a crash in between leaves the .wipe- file for the next open. */
-        if (asprintf(&wipe, WIPE_PREFIX "%s", r->name) < 0)
-                return -ENOMEM;
-        (void) finish_wipe(ks->keys_fd, wipe, r->name);
-        if (linkat(ks->keys_fd, r->name, ks->keys_fd, wipe, 0) < 0 && errno != ENOENT)
-                return keystore_fail(ks, -errno, "Preparing to wipe the record of '%s' failed: %m", r->name);
-
-        k = keystore_write_record(ks, ks->keys_fd, r->name, tomb, 0);
-        if (k < 0) {
-                (void) unlinkat(ks->keys_fd, wipe, 0);
-                return k;
-        }
-
-        k = finish_wipe(ks->keys_fd, wipe, r->name);
+        k = keystore_replace_record(ks, tomb);
         if (k < 0)
-                log_debug("Wiping the old record of '%s' failed, will retry at next start: %s", r->name,
-                          strerror(-k));
-
+                return k;
         key_record_make_tombstone(r, now);
+        return 0;
+}
+
+/* ---- rotation ------------------------------------------------------------------------------- */
+
+int keystore_rotate_begin(Keystore *ks, const KeyRecord *old, const uint8_t old_spki_sha256[KEY_SPKI_DIGEST_SIZE],
+                          const char *reason, uint64_t now, KeyRecord **ret) {
+        _cleanup_(key_record_freep) KeyRecord *rec = NULL;
+        int k;
+
+        if (old == ks->host_key || (ks->host_key && memcmp(old->kid, ks->host_key->kid, KEY_KID_SIZE) == 0))
+                return keystore_fail(ks, -EPERM, "The host key cannot be rotated");
+        if (old->state == KEY_STATE_DESTROYED)
+                return keystore_fail(ks, -EKEYREVOKED, "Key '%s' was destroyed", old->name);
+        if (!key_text_is_valid(reason, KEY_REASON_MAX, true))
+                return keystore_fail(ks, -EINVAL, "Invalid rotation reason");
+
+        /* Same name, owner, uid, expiry and workload pin: only the TPM key changes. */
+        const KeySpec spec = {
+                .name = old->name,
+                .owner = old->owner,
+                .description = old->description,
+                .uid = old->uid,
+                .not_after = old->not_after,
+                .exe_sha256 = old->has_exe_digest ? old->exe_sha256 : NULL,
+        };
+        k = keystore_check_spec(ks, &spec, now);
+        if (k < 0)
+                return k;
+        k = keystore_make_key(ks, &spec, now, &rec);
+        if (k < 0)
+                return k;
+
+        rec->replaces_reason = strdup(reason);
+        if (!rec->replaces_reason)
+                return -ENOMEM;
+        rec->has_replaces = true;
+        memcpy(rec->replaces_kid, old->kid, KEY_KID_SIZE);
+        memcpy(rec->replaces_spki_sha256, old_spki_sha256, KEY_SPKI_DIGEST_SIZE);
+
+        *ret = TAKE_PTR(rec);
+        return 0;
+}
+
+int keystore_rotate_commit(Keystore *ks, const KeyRecord *old, const KeyRecord *new) {
+        int k;
+
+        if (!new->has_replaces || memcmp(new->replaces_kid, old->kid, KEY_KID_SIZE) != 0 ||
+            strcmp(new->name, old->name) != 0)
+                return keystore_fail(ks, -EINVAL, "The new record does not replace this key");
+
+        k = keystore_replace_record(ks, new);
+        if (k < 0)
+                return k;
+        /* The old key is gone from disk; drop its loaded or saved copy from the TPM too. */
+        CacheEntry *e = cache_find(ks, old->kid);
+        if (e)
+                cache_entry_drop(ks, e);
         return 0;
 }
 

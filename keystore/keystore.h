@@ -119,6 +119,20 @@ int keystore_sign(Keystore *ks, const KeyRecord *r, const uint8_t digest[KEYSTOR
  */
 int keystore_destroy_key(Keystore *ks, KeyRecord *r, uint64_t now);
 
+/*
+ * keystore_rotate_begin() - create a new TPM key for the same name, owner, uid, expiry and workload pin
+ * @old_spki_sha256: SHA-256 of the old key's DER SubjectPublicKeyInfo, kept in the new record
+ *
+ * Nothing is written: the new record (naming the old key in replaces_*) exists only in memory until
+ * keystore_rotate_commit(), so statements can be signed by the old key in between, and a failure
+ * leaves the old key as it was.
+ * Return: 0; -EPERM for the host key; -EKEYREVOKED; -EINVAL (also an expired key); TPM errors.
+ */
+int keystore_rotate_begin(Keystore *ks, const KeyRecord *old, const uint8_t old_spki_sha256[KEY_SPKI_DIGEST_SIZE],
+                          const char *reason, uint64_t now, KeyRecord **ret);
+/* Atomically replace the old record with the new one, wipe the old file and forget the old key. */
+int keystore_rotate_commit(Keystore *ks, const KeyRecord *old, const KeyRecord *new);
+
 /* The key's public key as DER SubjectPublicKeyInfo. */
 int keystore_key_public_der(const KeyRecord *r, uint8_t **ret, size_t *ret_size);
 /* The key's public area (marshalled TPMT_PUBLIC, no size prefix), as evidence carries it. */

@@ -113,6 +113,7 @@ KeyRecord *key_record_free(KeyRecord *r) {
         free(r->name);
         free(r->owner);
         free(r->description);
+        free(r->replaces_reason);
         return mfree(r);
 }
 
@@ -140,13 +141,15 @@ int key_record_copy(const KeyRecord *r, KeyRecord **ret) {
                 return -ENOMEM;
 
         *c = *r;
-        c->name = c->owner = c->description = NULL;
+        c->name = c->owner = c->description = c->replaces_reason = NULL;
         c->pub = c->priv = NULL;
         c->name = strdup(r->name);
         c->owner = strdup(r->owner);
         if (!c->name || !c->owner)
                 return -ENOMEM;
         if (r->description && !(c->description = strdup(r->description)))
+                return -ENOMEM;
+        if (r->replaces_reason && !(c->replaces_reason = strdup(r->replaces_reason)))
                 return -ENOMEM;
         if (memdup_to(r->pub, r->pub_size, &c->pub) < 0 || memdup_to(r->priv, r->priv_size, &c->priv) < 0)
                 return -ENOMEM;
@@ -161,6 +164,9 @@ static bool key_record_is_consistent(const KeyRecord *r) {
         if (r->description && !key_description_is_valid(r->description))
                 return false;
         if (r->uid == UINT32_MAX || r->created == 0)
+                return false;
+        if (r->has_replaces != (r->replaces_reason != NULL) ||
+            (r->replaces_reason && !key_text_is_valid(r->replaces_reason, KEY_REASON_MAX, true)))
                 return false;
         switch (r->state) {
         case KEY_STATE_ACTIVE:
@@ -220,6 +226,12 @@ int key_record_to_cbor(const KeyRecord *r, uint8_t **ret, size_t *ret_size) {
                 k |= cbor_util_map_put_text(map, "auth", cbor_util_new_bytes(r->auth, KEY_AUTH_SIZE));
         } else
                 k |= cbor_util_map_put_text(map, "destroyed", cbor_util_new_uint(r->destroyed));
+        if (r->has_replaces) {
+                k |= cbor_util_map_put_text(map, "replaces_kid", cbor_util_new_bytes(r->replaces_kid, KEY_KID_SIZE));
+                k |= cbor_util_map_put_text(map, "replaces_spki",
+                                            cbor_util_new_bytes(r->replaces_spki_sha256, KEY_SPKI_DIGEST_SIZE));
+                k |= cbor_util_map_put_text(map, "replaces_reason", cbor_util_new_text(r->replaces_reason));
+        }
         if (k != 0)
                 return -ENOMEM;
 
@@ -229,6 +241,7 @@ int key_record_to_cbor(const KeyRecord *r, uint8_t **ret, size_t *ret_size) {
 static const char *const key_record_fields[] = {
         "v", "name", "owner", "uid", "description", "created", "not_after", "exe_sha256",
         "state", "kid", "parent", "pub", "priv", "auth", "destroyed",
+        "replaces_kid", "replaces_spki", "replaces_reason",
 };
 
 #define FAIL(reason_text)                               \
@@ -351,6 +364,17 @@ int key_record_from_cbor(const uint8_t *buf, size_t size, KeyRecord **ret, const
                 FAIL("missing or malformed kid");
         if (get_fixed_bytes(map, "parent", r->parent, KEY_KID_SIZE, NULL) < 0)
                 FAIL("missing or malformed parent");
+
+        /* A rotated key's predecessor: all three fields or none. */
+        bool has_spki;
+        if (get_fixed_bytes(map, "replaces_kid", r->replaces_kid, KEY_KID_SIZE, &r->has_replaces) < 0 ||
+            get_fixed_bytes(map, "replaces_spki", r->replaces_spki_sha256, KEY_SPKI_DIGEST_SIZE, &has_spki) < 0)
+                FAIL("malformed replaces_kid or replaces_spki");
+        k = get_text_opt(map, "replaces_reason", &r->replaces_reason);
+        if (k == -ENOMEM)
+                return k;
+        if (k < 0 || has_spki != r->has_replaces || (r->replaces_reason != NULL) != r->has_replaces)
+                FAIL("incomplete or malformed replaces_* fields");
 
         /* Bounds: a marshalled TPM2B_PUBLIC/TPM2B_PRIVATE is far below 1 KiB for an ECC key. */
         k = get_blob(map, "pub", 1024, &r->pub, &r->pub_size);

@@ -23,6 +23,8 @@
 #define KEY_AUTH_SIZE 32U
 #define KEY_KID_SIZE 34U
 #define KEY_EXE_DIGEST_SIZE 32U
+#define KEY_SPKI_DIGEST_SIZE 32U
+#define KEY_REASON_MAX 256U
 /* Largest record file accepted; real ones are under 1 KiB. */
 #define KEY_RECORD_MAX_SIZE (16U * 1024U)
 
@@ -51,6 +53,12 @@ typedef struct KeyRecord {
         uint8_t kid[KEY_KID_SIZE];       /* TPM Name of the key */
         uint8_t parent[KEY_KID_SIZE];    /* TPM Name of the storage root key it was created under */
         uint8_t auth[KEY_AUTH_SIZE];     /* authValue (active only); secret */
+        /* A key made by Key.Rotate names the key it replaced, so the revocation of that key can be
+         * completed at start if agentidd stopped between writing this record and the revocation. */
+        bool has_replaces;
+        uint8_t replaces_kid[KEY_KID_SIZE];
+        uint8_t replaces_spki_sha256[KEY_SPKI_DIGEST_SIZE];
+        char *replaces_reason;           /* as given to Rotate (may be empty) */
 } KeyRecord;
 
 /* Key names: [a-z0-9][a-z0-9._-]{0,63} (DESIGN §2). */
