@@ -6,6 +6,9 @@
  * in docs/formats.md): tagged 18, protected header {1: -7, 4: kid} plus, for signed messages, label 15
  * (CWT Claims, RFC 9597); the unprotected header is always the empty map; the signature is r || s.
  *
+ * COSE_Sign (RFC 9052 §4.1, tag 98) with several ES256 signers, each over its own Sig_structure, is at
+ * the end of this header; agentid uses it for rotation statements (old key and host key).
+ *
  * Producing one takes two steps because the signature is made elsewhere — by the TPM, in the worker
  * thread: cose_sign1_prepare() encodes the headers and hashes the Sig_structure, the TPM signs
  * cose_sign1_digest(), and cose_sign1_finish() assembles the message around the signature. ECDSA signs
@@ -25,6 +28,9 @@
 
 /* Largest payload this module signs or accepts; the daemon applies its own, smaller limit. */
 #define COSE_PAYLOAD_MAX (1024U * 1024U)
+/* Largest payload of the *_large/_max variants: host-key statements that grow with the host's history
+ * (a revocation list of 100,000 entries, docs/formats.md §10). */
+#define COSE_LARGE_PAYLOAD_MAX (16U * 1024U * 1024U)
 /* kid: agentid uses the 34-byte TPM Name; anything from 1 to 64 bytes is accepted. */
 #define COSE_KID_MAX 64U
 /* Text claims in label 15 (aud, task_id, parent_task_id), in bytes. */
@@ -73,6 +79,11 @@ typedef struct CoseSign1 CoseSign1;
  */
 int cose_sign1_prepare(const uint8_t *kid, size_t kid_size, const CoseClaims *claims, const uint8_t *payload,
                        size_t payload_size, CoseSign1 **ret);
+
+/* cose_sign1_prepare() without claims for a payload of up to COSE_LARGE_PAYLOAD_MAX bytes (revocation
+ * lists). The verifier must then parse with cose_sign1_parse_max(). */
+int cose_sign1_prepare_large(const uint8_t *kid, size_t kid_size, const uint8_t *payload, size_t payload_size,
+                             CoseSign1 **ret);
 
 /* The SHA-256 digest (32 bytes) of the Sig_structure: what the TPM signs. Borrowed from c. */
 const uint8_t *cose_sign1_digest(const CoseSign1 *c);
@@ -133,6 +144,10 @@ typedef struct CoseSign1Parsed {
  * Return: 0 and *ret filled; -EBADMSG; -EINVAL for bad arguments; -ENOMEM.
  */
 int cose_sign1_parse(const uint8_t *cose, size_t size, CoseSign1Parsed *ret, const char **ret_reason);
+/* cose_sign1_parse() accepting a payload of up to payload_max bytes (at most COSE_LARGE_PAYLOAD_MAX,
+ * else -EINVAL) and a message of up to payload_max + 4096. */
+int cose_sign1_parse_max(const uint8_t *cose, size_t size, size_t payload_max, CoseSign1Parsed *ret,
+                         const char **ret_reason);
 
 /*
  * cose_sign1_verify_parsed() - verify the ES256 signature of a parsed message with pkey
@@ -167,3 +182,66 @@ void cose_sign1_parsed_done(CoseSign1Parsed *p);
  */
 int cose_sign1_check(const uint8_t *cose, size_t size, EVP_PKEY *pkey, uint8_t **ret_protected,
                      size_t *ret_protected_size, uint8_t **ret_payload, size_t *ret_payload_size);
+
+/* ---- COSE_Sign: several signers (RFC 9052 §4.1) ---------------------------------------------- */
+
+/* COSE_Sign_Tagged (RFC 9052 §2); agentid uses it only for rotation statements. */
+#define COSE_SIGN_TAG 98U
+#define COSE_SIGN_SIGNERS_MAX 4U
+
+typedef struct CoseSign CoseSign;
+
+/*
+ * cose_sign_prepare() - encode a COSE_Sign with n signers and hash each signer's Sig_structure
+ * @kids: n key identifiers (1..COSE_KID_MAX bytes each), in the order the signatures appear
+ *
+ * The body's protected header is empty (h''), its unprotected header the empty map; each signer has
+ * protected {1: -7, 4: kid} and an empty unprotected map. Signer i's Sig_structure is
+ * ["Signature", h'', sign_protected_i, h'', payload] (RFC 9052 §4.4).
+ *
+ * Return: 0; -EINVAL (n = 0 or over COSE_SIGN_SIGNERS_MAX, bad kid or payload size); -ENOMEM.
+ */
+int cose_sign_prepare(const uint8_t *const *kids, const size_t *kid_sizes, size_t n, const uint8_t *payload,
+                      size_t payload_size, CoseSign **ret);
+/* The SHA-256 digest the i-th signer signs (borrowed), or NULL for i out of range. */
+const uint8_t *cose_sign_digest(const CoseSign *c, size_t i);
+size_t cose_sign_n_signers(const CoseSign *c);
+/*
+ * cose_sign_finish() - 98([h'', {}, payload, [[protected_i, {}, sig_i]...]]) in deterministic encoding
+ * @sigs: one r || s signature per signer, in order
+ */
+int cose_sign_finish(const CoseSign *c, const uint8_t (*sigs)[COSE_ES256_SIG_SIZE], uint8_t **ret, size_t *ret_size);
+CoseSign *cose_sign_free(CoseSign *c);
+DEFINE_TRIVIAL_CLEANUP_FUNC(CoseSign *, cose_sign_free);
+
+/*
+ * cose_sign_parse() - the structure checks of cose_sign_check(), without the signatures
+ * @n: the number of signatures the message must have
+ * @ret_payload: malloc'd copy of the payload, on success (may be NULL)
+ * @ret_reason: on -EBADMSG, a static string naming the first problem (may be NULL)
+ *
+ * For a verifier that reports the format as a step of its own before the signatures. Nothing read
+ * here is to be trusted before cose_sign_check() accepted the message.
+ *
+ * Return: 0; -EBADMSG; -EINVAL; -ENOMEM.
+ */
+int cose_sign_parse(const uint8_t *msg, size_t size, size_t n, uint8_t **ret_payload, size_t *ret_payload_size,
+                    const char **ret_reason);
+
+/*
+ * cose_sign_check() - parse a COSE_Sign_Tagged in exactly the profile above and verify every signature
+ * @pkeys: n EC P-256 keys; signature i must verify with pkeys[i], and the message must have exactly n
+ * @ret_payload: malloc'd copy of the payload, on success (may be NULL)
+ *
+ * The profile: d8 62 (tag 98), then one deterministic CBOR item of at most COSE_PAYLOAD_MAX + 4096
+ * bytes: [h'', {}, payload bstr, [n × [protected bstr, {}, signature bstr(64)]]], each signer's
+ * protected header exactly {1: -7, 4: kid (1..64 bytes)}. Signatures are checked in order, over the
+ * Sig_structure rebuilt from the received bytes; the kids are not compared with anything (the keys
+ * are the caller's).
+ *
+ * Return: 0 if valid; -EBADMSG (malformed or outside the profile, also a signer count other than n);
+ *         -EKEYREJECTED with *ret_failed = the index of the first signature that does not verify;
+ *         -EINVAL (also a key that is not EC P-256); -ENOMEM; -EIO.
+ */
+int cose_sign_check(const uint8_t *msg, size_t size, EVP_PKEY *const *pkeys, size_t n, size_t *ret_failed,
+                    uint8_t **ret_payload, size_t *ret_payload_size);

@@ -13,7 +13,8 @@
  * limits); TPM structures are parsed by attest/tpm2-types.c. Only OpenSSL, libcbor and common/.
  *
  * The verifier and the verdict machinery here also serve tokens and signed messages
- * (verify-token.c), through verify-internal.h.
+ * (verify-token.c) and rotation statements (verify-revocation.c), through verify-internal.h. When the
+ * verifier holds revocation lists, the check "revoked" runs last, on the certified key.
  */
 
 #include <stdarg.h>
@@ -165,6 +166,10 @@ static const char *const reason_names[] = {
         [AGENTID_REASON_MESSAGE_KID] = "message_kid",
         [AGENTID_REASON_MESSAGE_AUDIENCE] = "message_audience",
         [AGENTID_REASON_MESSAGE_FRESHNESS] = "message_freshness",
+        [AGENTID_REASON_REVOKED] = "revoked",
+        [AGENTID_REASON_ROTATION_FORMAT] = "rotation_format",
+        [AGENTID_REASON_ROTATION_OLD_SIGNATURE] = "rotation_old_signature",
+        [AGENTID_REASON_ROTATION_HOST_SIGNATURE] = "rotation_host_signature",
 };
 
 PUBLIC const char *agentid_reason_to_string(AgentidReason reason) {
@@ -194,6 +199,7 @@ struct AgentidVerifier {
         uint8_t reference[AGENTID_PCR_COUNT][AGENTID_PCR_SIZE];
         uint8_t (*workloads)[SHA256_DIGEST_SIZE];
         size_t n_workloads;
+        RevocationStore *revocations;           /* verify-revocation.c; NULL until a list is added */
 };
 
 static TrustedAk *trusted_ak_free(TrustedAk *t) {
@@ -227,7 +233,16 @@ PUBLIC AgentidVerifier *agentid_verifier_free(AgentidVerifier *v) {
         hashmap_free(v->aks);
         EVP_PKEY_free(v->p256);
         free(v->workloads);
+        revocation_store_free(v->revocations);
         return mfree(v);
+}
+
+const RevocationStore *verifier_revocations(const AgentidVerifier *v) {
+        return v ? v->revocations : NULL;
+}
+
+RevocationStore **verifier_revocations_slot(AgentidVerifier *v) {
+        return &v->revocations;
 }
 
 static int key_of_bytes(const uint8_t *p, size_t n, char ret[2 * SHA256_DIGEST_SIZE + 1]) {
@@ -414,18 +429,21 @@ PUBLIC const AgentidPlatform *agentid_verdict_get_platform(const AgentidVerdict 
         return d && d->valid && d->kind == VERDICT_EVIDENCE && d->platform ? &d->platform_info : NULL;
 }
 
-AgentidVerdict *verdict_new(VerdictKind kind, const AgentidReason *order, size_t n_order, const char *not_checked) {
+AgentidVerdict *verdict_new(const AgentidVerifier *revocations_of, VerdictKind kind, const AgentidReason *order,
+                            size_t n_order, const char *not_checked) {
+        bool revoked = verifier_has_revocations(revocations_of);
         AgentidVerdict *d;
 
-        if (n_order > CHECKS_MAX)
+        if (n_order + revoked > CHECKS_MAX)
                 return NULL;
         d = calloc(1, sizeof(*d));
         if (!d)
                 return NULL;
         d->kind = kind;
-        d->n_checks = n_order;
-        for (size_t i = 0; i < n_order; i++) {
-                d->checks[i].reason = order[i];
+        d->n_checks = n_order + revoked;
+        for (size_t i = 0; i < d->n_checks; i++) {
+                /* "revoked" last: it refuses a key only after everything else said what the key is. */
+                d->checks[i].reason = i < n_order ? order[i] : AGENTID_REASON_REVOKED;
                 snprintf(d->checks[i].detail, sizeof(d->checks[i].detail), "%s", not_checked);
         }
         return d;
@@ -1756,6 +1774,34 @@ static int fill_outputs(Verification *x) {
         return 0;
 }
 
+/* "revoked" (only when the verifier holds lists): the certified key, by its TPM Name and the SHA-256
+ * of its SubjectPublicKeyInfo, whatever else failed — a revoked key is worth reporting in any case. */
+static int check_revoked(Verification *x) {
+        uint8_t spki[TPM2P_P256_SPKI_SIZE], spki_sha256[SHA256_DIGEST_SIZE];
+        RevokedQuery q = {};
+        const char *who = x->platform ? "the certified host key" : "the certified agent key";
+        int r;
+
+        if (!verifier_has_revocations(x->v))
+                return 0;
+        /* key_attributes built the P-256 key only for an ES256 area: then its SPKI is known. */
+        if (x->key_pkey) {
+                r = tpm2_public_p256_spki(&x->key, spki);
+                if (r < 0)
+                        return -EIO;    /* cannot happen: key_attributes accepted the area */
+                r = sha256(spki, sizeof(spki), spki_sha256);
+                if (r < 0)
+                        return r;
+                q.spki_sha256 = spki_sha256;
+                q.spki_what = who;
+        }
+        if (x->key_named)
+                revoked_query_add_kid(&q, x->key_name, x->platform ? "the host key's TPM Name" :
+                                                                     "the agent key's TPM Name", -1);
+        verdict_check_revoked(x->v, x->d, &q, "the certified key is unknown (evidence malformed)");
+        return 0;
+}
+
 static int run_checks(Verification *x, const uint8_t *buf, size_t size) {
         int r;
 
@@ -1841,7 +1887,7 @@ static int verify(const AgentidVerifier *v, bool platform, const uint8_t *eviden
         if (nonce_size < AGENTID_NONCE_MIN || nonce_size > AGENTID_NONCE_MAX)
                 return -EINVAL;
 
-        d = verdict_new(VERDICT_EVIDENCE, order, n_order, "not checked: evidence malformed");
+        d = verdict_new(v, VERDICT_EVIDENCE, order, n_order, "not checked: evidence malformed");
         if (!d)
                 return -ENOMEM;
         d->platform = platform;
@@ -1858,6 +1904,9 @@ static int verify(const AgentidVerifier *v, bool platform, const uint8_t *eviden
                 return r;
 
         r = run_checks(&x, evidence, size);
+        if (r < 0)
+                return r;
+        r = check_revoked(&x);
         if (r < 0)
                 return r;
 

@@ -10,6 +10,11 @@
  *
  * Nothing the payload says is looked at before the signature verified with the caller's key: every
  * check after the signature stays "not checked" when it fails.
+ *
+ * With revocation lists (verify-revocation.c) the check "revoked" runs last, on the keys actually
+ * involved: the one the signature verified with (its SPKI hash), the expected kid, the header kid, and
+ * for tokens every hop's kid and, when the token carries a task credential, the kid that signed the
+ * credential and its cti (task_end entries).
  */
 
 #include <limits.h>
@@ -90,7 +95,7 @@ static Hex hex(const uint8_t *p, size_t n) {
 /* The caller's key: a DER SubjectPublicKeyInfo of an EC P-256 key, nothing after it. Its SHA-256 is
  * taken over the canonical re-encoding (uncompressed point), the form revocation entries name
  * (DESIGN §5), whatever form the caller had. Return: 0; -EINVAL; -ENOMEM. */
-static int key_load(const uint8_t *der, size_t size, EVP_PKEY **ret, uint8_t ret_spki_sha256[SHA256_DIGEST_SIZE]) {
+int spki_key_load(const uint8_t *der, size_t size, EVP_PKEY **ret, uint8_t ret_spki_sha256[SHA256_DIGEST_SIZE]) {
         _cleanup_(EVP_PKEY_freep) EVP_PKEY *pkey = NULL;
         _cleanup_free_ uint8_t *canonical = NULL;
         const unsigned char *p = der;
@@ -244,6 +249,86 @@ static void check_token_hops(AgentidVerdict *d, const TokenClaims *c) {
              c->hops[c->n_hops - 1].iss);
 }
 
+/* What a task credential (bstr .cbor COSE_Sign1_Tagged, DESIGN §5) says about itself: the kid that
+ * signed it and its cti (7). Only its structure was checked (token.c); that is enough here, since a
+ * match can only add a refusal. Return: 0 (with *ret_has_* saying what was found) or -ENOMEM. */
+static int credential_peek(const uint8_t *credential, size_t size, uint8_t ret_kid[AGENTID_TPM_NAME_SIZE],
+                           bool *ret_has_kid, uint8_t ret_cti[AGENTID_TOKEN_CTI_SIZE], bool *ret_has_cti) {
+        static const CborLimits limits = {
+                .max_size = TOKEN_CREDENTIAL_MAX,
+                .max_depth = 4,         /* claims > "task_key" or cnf > COSE_Key */
+                .max_items = 128,
+                .flags = CBOR_VALIDATE_DETERMINISTIC,
+        };
+        _cleanup_(cose_sign1_parsed_done) CoseSign1Parsed p = {};
+        _cleanup_cbor_ cbor_item_t *claims = NULL;
+        const uint8_t *cti;
+        size_t cti_size;
+        int r;
+
+        *ret_has_kid = *ret_has_cti = false;
+        r = cose_sign1_parse(credential, size, &p, NULL);
+        if (r == -ENOMEM)
+                return r;
+        if (r < 0)
+                return 0;
+        if (kid_is_tpm_name(p.kid, p.kid_size)) {
+                memcpy(ret_kid, p.kid, AGENTID_TPM_NAME_SIZE);
+                *ret_has_kid = true;
+        }
+        r = cbor_util_decode(p.payload, p.payload_size, &limits, &claims, NULL);
+        if (r == -ENOMEM)
+                return r;
+        if (r < 0)
+                return 0;
+        /* RFC 8392 §3.1.7: cti, here 16 bytes as in tokens. */
+        if (cbor_util_get_bytes(cbor_util_map_get_int(claims, CWT_CTI), &cti, &cti_size) >= 0 &&
+            cti_size == AGENTID_TOKEN_CTI_SIZE) {
+                memcpy(ret_cti, cti, AGENTID_TOKEN_CTI_SIZE);
+                *ret_has_cti = true;
+        }
+        return 0;
+}
+
+/* "revoked" for a token (only with lists): the key verified with, the expected and the header kid, the
+ * hops, and a task credential's signer and cti. Return: 0 or -ENOMEM. */
+static int check_token_revoked(const AgentidVerifier *v, AgentidVerdict *d, bool signature_ok,
+                               const uint8_t spki_sha256[SHA256_DIGEST_SIZE], const uint8_t *expected_kid,
+                               const uint8_t kid[TOKEN_KID_SIZE], const TokenVerified *t) {
+        uint8_t credential_kid[AGENTID_TPM_NAME_SIZE], credential_cti[AGENTID_TOKEN_CTI_SIZE];
+        bool has_credential_kid = false, has_credential_cti = false;
+        RevokedQuery q = {
+                .spki_sha256 = spki_sha256,
+                .spki_what = "the key the token verified with",
+        };
+        int r;
+
+        if (!verifier_has_revocations(v))
+                return 0;
+        if (!signature_ok) {
+                verdict_check_revoked(v, d, NULL, "signature not verified");
+                return 0;
+        }
+        revoked_query_add_kid(&q, expected_kid, "the expected kid", -1);
+        revoked_query_add_kid(&q, kid, "the token's kid", -1);
+        if (t) {
+                for (size_t i = 0; i < t->claims.n_hops; i++)
+                        revoked_query_add_kid(&q, t->claims.hops[i].kid, "the kid of hop", (int) i);
+                if (t->claims.credential) {
+                        r = credential_peek(t->claims.credential, t->claims.credential_size, credential_kid,
+                                            &has_credential_kid, credential_cti, &has_credential_cti);
+                        if (r < 0)
+                                return r;
+                        if (has_credential_kid)
+                                revoked_query_add_kid(&q, credential_kid, "the kid that signed the task credential", -1);
+                        if (has_credential_cti)
+                                q.cti = credential_cti;
+                }
+        }
+        verdict_check_revoked(v, d, &q, NULL);
+        return 0;
+}
+
 static int token_output(AgentidVerdict *d, TokenVerified **t, const uint8_t spki_sha256[SHA256_DIGEST_SIZE]) {
         TokenOutput *o = calloc(1, sizeof(*o));
         if (!o)
@@ -294,14 +379,14 @@ PUBLIC int agentid_verify_token(const AgentidVerifier *v, const uint8_t *token, 
 
         if (!v || (!token && size > 0) || !spki_der || !audience || !*audience || !ret)
                 return -EINVAL;
-        r = key_load(spki_der, spki_size, &pkey, spki_sha256);
+        r = spki_key_load(spki_der, spki_size, &pkey, spki_sha256);
         if (r < 0)
                 return r;
         r = verifier_now(v, &now);
         if (r < 0)
                 return r;
 
-        d = verdict_new(VERDICT_TOKEN, token_checks, ELEMENTSOF(token_checks), "not checked: token malformed");
+        d = verdict_new(v, VERDICT_TOKEN, token_checks, ELEMENTSOF(token_checks), "not checked: token malformed");
         if (!d)
                 return -ENOMEM;
 
@@ -349,6 +434,10 @@ PUBLIC int agentid_verify_token(const AgentidVerifier *v, const uint8_t *token, 
                 check_token_expiry(d, &t->claims, now);
                 check_token_hops(d, &t->claims);
         }
+
+        r = check_token_revoked(v, d, signature_ok, spki_sha256, expected_kid, kid, t);
+        if (r < 0)
+                return r;
 
         verdict_conclude(d);
         if (agentid_verdict_is_valid(d)) {
@@ -445,14 +534,14 @@ PUBLIC int agentid_verify_message(const AgentidVerifier *v, const uint8_t *msg, 
 
         if (!v || (!msg && size > 0) || !spki_der || (audience && !*audience) || !ret)
                 return -EINVAL;
-        r = key_load(spki_der, spki_size, &pkey, spki_sha256);
+        r = spki_key_load(spki_der, spki_size, &pkey, spki_sha256);
         if (r < 0)
                 return r;
         r = verifier_now(v, &now);
         if (r < 0)
                 return r;
 
-        d = verdict_new(VERDICT_MESSAGE, message_checks, ELEMENTSOF(message_checks), "not checked: message malformed");
+        d = verdict_new(v, VERDICT_MESSAGE, message_checks, ELEMENTSOF(message_checks), "not checked: message malformed");
         o = calloc(1, sizeof(*o));
         if (!d || !o)
                 return -ENOMEM;
@@ -510,6 +599,19 @@ PUBLIC int agentid_verify_message(const AgentidVerifier *v, const uint8_t *msg, 
 
                 check_message_audience(d, o, audience);
                 check_message_freshness(d, iat, now, verifier_max_age(v));
+        }
+
+        /* "revoked" (only with lists): the key verified with, the expected kid and the header kid. */
+        if (!signature_ok)
+                verdict_check_revoked(v, d, NULL, format_ok ? "signature not verified" : "message malformed");
+        else {
+                RevokedQuery q = {
+                        .spki_sha256 = spki_sha256,
+                        .spki_what = "the key the message verified with",
+                };
+                revoked_query_add_kid(&q, expected_kid, "the expected kid", -1);
+                revoked_query_add_kid(&q, o->parsed.kid, "the message's kid", -1);
+                verdict_check_revoked(v, d, &q, NULL);
         }
 
         verdict_conclude(d);

@@ -11,8 +11,9 @@
  * signed a set of claims (owner, workload, task) bound to a PCR quote. Platform evidence
  * (org.agentid1.Manager.GetPlatformEvidence) does the same for the host key that signs receipts and
  * revocation lists. Task tokens and signed messages are checked against the agent key such evidence
- * certifies (or a pinned one). The formats are in docs/formats.md §5, §6, §8 and §3; every check, its
- * name and its reason code are listed in docs/verifier.md.
+ * certifies (or a pinned one), and against the host's revocation lists. The formats are in
+ * docs/formats.md §5, §6, §8, §3, §10 and §11; every check, its name and its reason code are listed in
+ * docs/verifier.md.
  *
  * Use:
  *
@@ -120,6 +121,14 @@ typedef enum AgentidReason {
         AGENTID_REASON_MESSAGE_KID = 38,        /* "message_kid": kid = the expected TPM Name */
         AGENTID_REASON_MESSAGE_AUDIENCE = 39,   /* "message_audience": aud = the audience, if one is required */
         AGENTID_REASON_MESSAGE_FRESHNESS = 40,  /* "message_freshness": iat within max-age of now */
+
+        /* The last check of evidence, tokens and messages when a revocation list is set */
+        AGENTID_REASON_REVOKED = 41,            /* "revoked": no key used is on the revocation list */
+
+        /* Rotation statements (agentid_verify_rotation()), in the order they run */
+        AGENTID_REASON_ROTATION_FORMAT = 42,    /* "rotation_format": COSE_Sign, two signers, statement fields */
+        AGENTID_REASON_ROTATION_OLD_SIGNATURE = 43,  /* "rotation_old_signature": signed by the old key */
+        AGENTID_REASON_ROTATION_HOST_SIGNATURE = 44, /* "rotation_host_signature": signed by the host key */
 } AgentidReason;
 
 /* The name of a reason code ("valid", "format", ...), or NULL for an unknown code. */
@@ -240,6 +249,73 @@ AGENTID_EXPORT int agentid_verify_token(const AgentidVerifier *v, const uint8_t 
 AGENTID_EXPORT int agentid_verify_message(const AgentidVerifier *v, const uint8_t *msg, size_t size,
                                           const uint8_t *spki_der, size_t spki_size,
                                           const uint8_t *expected_kid, const char *audience, AgentidVerdict **ret);
+
+/* ------------------------------------------------------------------------------------------------
+ * Revocation lists (org.agentid1.Manager.GetRevocations; docs/formats.md §10) and rotation statements
+ * (org.agentid1.Key.Rotate; §11).
+ */
+
+/* Largest revocation list accepted (COSE_Sign1), in bytes. */
+#define AGENTID_REVOCATIONS_MAX (16U * 1024U * 1024U + 4096U)
+/* Largest rotation statement accepted, in bytes. */
+#define AGENTID_ROTATION_MAX 4096U
+
+/*
+ * agentid_verifier_add_revocations() - refuse anything signed by a key on this list
+ * @list: the COSE_Sign1 GetRevocations returned
+ * @host_spki_der: the host key (DER SubjectPublicKeyInfo, e.g. from valid platform evidence); if NULL
+ *         the signature is not checked — a forged list can then only add refusals, never remove one
+ * @min_seq: refuse a list whose seq is lower (rollback to an older list); 0 accepts any
+ * @ret_error: on failure, a static explanation (may be NULL)
+ *
+ * Lists of several hosts are all applied. For a host that already has a list: a list with a lower seq
+ * than one already added for that host is refused (-ESTALE); a list whose signature was checked
+ * replaces the checked list of that host; a list whose signature was not checked replaces nothing and
+ * is kept in addition (so that it can only add refusals). Once a list is set, evidence, tokens and
+ * messages run the check "revoked" last: the key the signature verified with (SPKI hash), its TPM Name
+ * where known (evidence's certified key; the expected kid of a token or message; the header kid), the
+ * kid of every hop of a token, and for a token carrying a task credential the kid that signed it and
+ * its cti (task_end entries) must not be named by any entry. The verdict's detail names the entry
+ * (type, name, time, reason, list). The list's own kid is informational.
+ *
+ * Return: 0; -EBADMSG (malformed, ret_error says where); -EKEYREJECTED (not signed by host_spki_der);
+ *         -ESTALE (seq < min_seq, or lower than a list of the same host already added); -EFBIG (over
+ *         AGENTID_REVOCATIONS_MAX); -EINVAL (also a host key that is not DER EC P-256); -ENOMEM. On
+ *         failure nothing is added.
+ */
+AGENTID_EXPORT int agentid_verifier_add_revocations(AgentidVerifier *v, const uint8_t *list, size_t size,
+                                                    const uint8_t *host_spki_der, size_t host_spki_size,
+                                                    uint64_t min_seq, const char **ret_error);
+
+/* What the last list added said: host-id (NULL if none; the outputs are then untouched), seq, issued and
+ * its number of entries. Outputs may be NULL. */
+AGENTID_EXPORT const char *agentid_verifier_revocations_info(const AgentidVerifier *v, uint64_t *ret_seq,
+                                                             uint64_t *ret_issued, size_t *ret_n_entries);
+
+/* What a valid rotation statement says. */
+typedef struct AgentidRotation {
+        const char *name;
+        const char *uri;
+        uint8_t old_kid[AGENTID_TPM_NAME_SIZE];
+        uint8_t new_kid[AGENTID_TPM_NAME_SIZE];
+        uint8_t new_spki_sha256[AGENTID_SHA256_SIZE];
+        const char *reason;
+        uint64_t time;
+} AgentidRotation;
+
+/*
+ * agentid_verify_rotation() - verify a rotation statement
+ * @old_spki_der: the key that was rotated out (DER SubjectPublicKeyInfo)
+ * @host_spki_der: the host key
+ *
+ * Checks rotation_format, rotation_old_signature, rotation_host_signature; a caller that then trusts
+ * the new key must still compare its SPKI hash with new_spki_sha256.
+ * Return: 0 and a verdict; -EINVAL (also keys that are not DER EC P-256); -ENOMEM; -EIO.
+ */
+AGENTID_EXPORT int agentid_verify_rotation(const AgentidVerifier *v, const uint8_t *statement, size_t size,
+                                           const uint8_t *old_spki_der, size_t old_spki_size,
+                                           const uint8_t *host_spki_der, size_t host_spki_size,
+                                           AgentidVerdict **ret);
 
 AGENTID_EXPORT AgentidVerdict *agentid_verdict_free(AgentidVerdict *d);
 
@@ -372,6 +448,8 @@ AGENTID_EXPORT const AgentidPlatform *agentid_verdict_get_platform(const Agentid
 AGENTID_EXPORT const AgentidToken *agentid_verdict_get_token(const AgentidVerdict *d);
 /* Claims and payload of a valid signed-message verdict; NULL otherwise. */
 AGENTID_EXPORT const AgentidMessage *agentid_verdict_get_message(const AgentidVerdict *d);
+/* What a valid rotation verdict says; NULL otherwise. */
+AGENTID_EXPORT const AgentidRotation *agentid_verdict_get_rotation(const AgentidVerdict *d);
 
 #ifdef __cplusplus
 }

@@ -11,6 +11,8 @@
  *           --audience=AUD [--now=UNIX] TOKEN_FILE
  *   agentid-verify message (--public-key=FILE [--kid=HEX] | --evidence=FILE ...) [--audience=AUD]
  *           [--max-age=SECONDS] [--now=UNIX] MESSAGE_FILE
+ *   agentid-verify revocations [--host-key=FILE] [--min-seq=N] [--json] LIST_FILE
+ *   agentid-verify rotation --old-key=FILE --host-key=FILE STATEMENT_FILE
  *   agentid-verify enroll challenge --ek-ca=FILE... --request=FILE --out=CHALLENGE --state=SECRET_FILE
  *   agentid-verify enroll finish --state=SECRET_FILE --response=FILE --out=RECORD
  *
@@ -20,6 +22,12 @@
  *
  * Enrollment (docs/formats.md §7, attest/enroll.h) prints the same shape with an "enrollment" object
  * instead of "claims"; "invalid" then means the request or the response was refused.
+ *
+ * Evidence, tokens and messages take --revocations=FILE (a revocation list, docs/formats.md §10), with
+ * --host-key=FILE the key it must be signed by and --min-seq=N the lowest seq accepted: a key on the
+ * list makes the verdict invalid with reason "revoked". A list that cannot be used is an input error
+ * (exit 2), never silently ignored. "revocations" checks and prints a list (text, or JSON with
+ * --json); "rotation" verifies a rotation statement (docs/formats.md §11) and prints a verdict.
  *
  * Tokens and messages with --evidence: the evidence is verified first, and the token or message must
  * then verify with the key it certifies and carry that key's TPM Name as kid. The verdict is valid only
@@ -40,6 +48,7 @@
 
 #include "attest/cose.h"
 #include "attest/enroll.h"
+#include "attest/revocation.h"
 #include "attest/verify.h"
 #include "common/cbor-util.h"
 #include "common/crypto-util.h"
@@ -60,6 +69,8 @@ enum {
 #define MESSAGE_INPUT_MAX (2U * 1024U * 1024U)
 #define KEY_FILE_MAX (16U * 1024U)
 #define RECEIPT_TEXT_MAX 1024U
+/* A revocation list of up to 16 MiB, binary or base64 (a third more, and line breaks). */
+#define REVOCATIONS_INPUT_MAX (AGENTID_REVOCATIONS_MAX / 3U * 4U + AGENTID_REVOCATIONS_MAX / 32U + 64U)
 
 static const char *arg_nonce;
 static char **arg_trusted_aks;
@@ -81,6 +92,11 @@ static const char *arg_public_key;
 static const char *arg_kid;
 static const char *arg_evidence;
 static const char *arg_audience;
+static const char *arg_revocations;
+static unsigned long long arg_min_seq;
+static bool arg_min_seq_set;
+static const char *arg_old_key;
+static bool arg_json;
 
 DEFINE_TRIVIAL_CLEANUP_FUNC(AgentidVerifier *, agentid_verifier_free);
 DEFINE_TRIVIAL_CLEANUP_FUNC(AgentidVerdict *, agentid_verdict_free);
@@ -98,6 +114,10 @@ static void help(void) {
                "  receipt FILE           Destroy receipt (Key.Destroy), signed by the host key\n"
                "  token FILE             Task token (Key.IssueToken), for an audience\n"
                "  message FILE           Signed message (Key.SignMessage)\n"
+               "  revocations FILE       Revocation list (Manager.GetRevocations, 'agentidctl\n"
+               "                         revocations export'): check it and print its entries\n"
+               "  rotation FILE          Rotation statement (Key.Rotate), signed by the old key and\n"
+               "                         the host key\n"
                "  enroll challenge       Check an enrollment request (EK certificate chain, EK and AK\n"
                "                         public areas) and write a credential-activation challenge\n"
                "  enroll finish          Check the host's response and write the AK record\n"
@@ -113,8 +133,25 @@ static void help(void) {
                "  --workload=HEX         Allowed executable SHA-256; repeat for several\n"
                "  --require-safe         Refuse evidence whose TPM clock is not 'safe'\n"
                "\n"
+               "Revocation (evidence, platform, token, message):\n"
+               "  --revocations=FILE     A revocation list: a key on it makes the verdict invalid\n"
+               "                         (reason 'revoked'); a list that cannot be used is an error\n"
+               "  --host-key=FILE        The host key the list must be signed by (DER or PEM); without\n"
+               "                         it the signature is not checked (the list can then only add\n"
+               "                         refusals)\n"
+               "  --min-seq=N            Refuse a list whose seq is lower (rollback)\n"
+               "\n"
                "Options for receipt:\n"
                "  --host-key=FILE        The host public key, DER SubjectPublicKeyInfo or PEM\n"
+               "\n"
+               "Options for revocations:\n"
+               "  --host-key=FILE        The host key the list must be signed by (recommended)\n"
+               "  --min-seq=N            Refuse a list whose seq is lower\n"
+               "  --json                 Print JSON instead of text\n"
+               "\n"
+               "Options for rotation:\n"
+               "  --old-key=FILE         The key that was rotated out (DER or PEM; required)\n"
+               "  --host-key=FILE        The host key (DER or PEM; required)\n"
                "\n"
                "Options for token and message (the key: --public-key, or --evidence):\n"
                "  --public-key=FILE      The agent key, DER SubjectPublicKeyInfo or PEM (pinned)\n"
@@ -142,7 +179,8 @@ static void help(void) {
                "      --version          Show the version\n"
                "\n"
                "FILE may be '-' for standard input, and binary CBOR or base64. The verdict is printed\n"
-               "as JSON. Exit status: 0 valid, 1 invalid, 2 usage or I/O error. See agentid-verify(1).\n",
+               "as JSON (revocations: text unless --json). Exit status: 0 valid, 1 invalid, 2 usage or\n"
+               "I/O error (also a --revocations list that cannot be used). See agentid-verify(1).\n",
                AGENTID_DEFAULT_MAX_AGE, AGENTID_DEFAULT_MAX_AGE);
 }
 
@@ -170,7 +208,8 @@ static int parse_argv(int argc, char *argv[]) {
         enum {
                 ARG_NONCE = 0x100, ARG_TRUSTED_AK, ARG_NOW, ARG_MAX_AGE, ARG_PCRS, ARG_WORKLOAD, ARG_REQUIRE_SAFE,
                 ARG_HOST_KEY, ARG_VERSION, ARG_EK_CA, ARG_REQUEST, ARG_RESPONSE, ARG_OUT, ARG_STATE,
-                ARG_PUBLIC_KEY, ARG_KID, ARG_EVIDENCE, ARG_AUDIENCE,
+                ARG_PUBLIC_KEY, ARG_KID, ARG_EVIDENCE, ARG_AUDIENCE, ARG_REVOCATIONS, ARG_MIN_SEQ, ARG_OLD_KEY,
+                ARG_JSON,
         };
         static const struct option options[] = {
                 { "nonce", required_argument, NULL, ARG_NONCE },
@@ -190,6 +229,10 @@ static int parse_argv(int argc, char *argv[]) {
                 { "kid", required_argument, NULL, ARG_KID },
                 { "evidence", required_argument, NULL, ARG_EVIDENCE },
                 { "audience", required_argument, NULL, ARG_AUDIENCE },
+                { "revocations", required_argument, NULL, ARG_REVOCATIONS },
+                { "min-seq", required_argument, NULL, ARG_MIN_SEQ },
+                { "old-key", required_argument, NULL, ARG_OLD_KEY },
+                { "json", no_argument, NULL, ARG_JSON },
                 { "help", no_argument, NULL, 'h' },
                 { "version", no_argument, NULL, ARG_VERSION },
                 {},
@@ -262,6 +305,21 @@ static int parse_argv(int argc, char *argv[]) {
                         if (!*optarg)
                                 return log_error_errno(EINVAL, "--audience= must not be empty");
                         arg_audience = optarg;
+                        break;
+                case ARG_REVOCATIONS:
+                        arg_revocations = optarg;
+                        break;
+                case ARG_MIN_SEQ:
+                        r = parse_uint(optarg, "--min-seq", &arg_min_seq);
+                        if (r < 0)
+                                return r;
+                        arg_min_seq_set = true;
+                        break;
+                case ARG_OLD_KEY:
+                        arg_old_key = optarg;
+                        break;
+                case ARG_JSON:
+                        arg_json = true;
                         break;
                 case 'h':
                         help();
@@ -592,6 +650,8 @@ static int print_verdict(const AgentidVerdict *d) {
 
 /* ---- commands --------------------------------------------------------------------------------- */
 
+static int load_revocations(AgentidVerifier *v);
+
 /* Configure a verifier from the evidence options and verify the evidence in path. */
 static int evidence_verify(bool platform, const char *path, AgentidVerifier **ret_v, AgentidVerdict **ret_d) {
         _cleanup_(agentid_verifier_freep) AgentidVerifier *v = NULL;
@@ -604,8 +664,9 @@ static int evidence_verify(bool platform, const char *path, AgentidVerifier **re
                 return log_error_errno(EINVAL, "--nonce= is required");
         if (arg_n_trusted_aks == 0)
                 return log_error_errno(EINVAL, "--trusted-ak= is required");
-        if (arg_host_key)
-                return log_error_errno(EINVAL, "--host-key= is for receipts");
+        if (arg_host_key && !arg_revocations)
+                return log_error_errno(EINVAL, "--host-key= is for receipts, and for the key a --revocations= list "
+                                       "is signed by");
         r = parse_hex_exact(arg_nonce, AGENTID_NONCE_MIN, AGENTID_NONCE_MAX, "--nonce", &nonce, &nonce_size);
         if (r < 0)
                 return r;
@@ -636,6 +697,9 @@ static int evidence_verify(bool platform, const char *path, AgentidVerifier **re
         if (agentid_verifier_set_now(v, arg_now) < 0 || agentid_verifier_set_max_age(v, arg_max_age) < 0 ||
             agentid_verifier_set_require_safe(v, arg_require_safe) < 0)
                 return log_error_errno(EINVAL, "Cannot configure the verifier");
+        r = load_revocations(v);
+        if (r < 0)
+                return r;
 
         r = read_input(path, INPUT_MAX, &evidence, &size);
         if (r < 0)
@@ -1044,8 +1108,9 @@ static int verify_signed(bool message, const char *path) {
                 return log_error_errno(EINVAL, "--audience= is required: a token is only valid for its audience");
         if (!arg_public_key == !arg_evidence)
                 return log_error_errno(EINVAL, "Exactly one of --public-key= and --evidence= is required");
-        if (arg_host_key)
-                return log_error_errno(EINVAL, "--host-key= is for receipts");
+        if (arg_host_key && !arg_revocations)
+                return log_error_errno(EINVAL, "--host-key= is for receipts, and for the key a --revocations= list "
+                                       "is signed by");
 
         if (arg_public_key) {
                 if (arg_nonce || arg_n_trusted_aks || arg_pcrs || arg_n_workloads || arg_require_safe)
@@ -1070,6 +1135,9 @@ static int verify_signed(bool message, const char *path) {
                         return log_error_errno(ENOMEM, "Out of memory");
                 if (agentid_verifier_set_now(v, arg_now) < 0 || agentid_verifier_set_max_age(v, arg_max_age) < 0)
                         return log_error_errno(EINVAL, "Cannot configure the verifier");
+                r = load_revocations(v);
+                if (r < 0)
+                        return r;
         } else {
                 if (arg_kid)
                         return log_error_errno(EINVAL, "--kid= is for --public-key=: with --evidence= the kid must be "
@@ -1106,6 +1174,292 @@ static int verify_signed(bool message, const char *path) {
         if (r < 0)
                 return r;
         return (!ev || agentid_verdict_is_valid(ev)) && agentid_verdict_is_valid(d) ? EXIT_VALID : EXIT_INVALID;
+}
+
+/* ---- revocation lists and rotation statements ------------------------------------------------- */
+
+static int read_revocations(const char *path, uint8_t **ret, size_t *ret_size) {
+        int r = read_input(path, REVOCATIONS_INPUT_MAX, ret, ret_size);
+        if (r < 0)
+                return r;
+        return decode_input(path, ret, ret_size);
+}
+
+/* --revocations=FILE into v, signed by --host-key= if given, not older than --min-seq=. A list that
+ * cannot be used is an input error: verifying without it would accept what it revokes. */
+static int load_revocations(AgentidVerifier *v) {
+        _cleanup_free_ uint8_t *list = NULL, *host = NULL;
+        size_t size = 0, host_size = 0;
+        const char *why = NULL;
+        int r;
+
+        if (!arg_revocations)
+                return 0;
+        r = read_revocations(arg_revocations, &list, &size);
+        if (r < 0)
+                return r;
+        if (arg_host_key) {
+                r = load_public_key_der(arg_host_key, &host, &host_size);
+                if (r < 0)
+                        return r;
+        }
+
+        r = agentid_verifier_add_revocations(v, list, size, host, host_size, arg_min_seq, &why);
+        if (r == -ENOMEM)
+                return log_error_errno(r, "Out of memory");
+        if (r == -EINVAL && host)
+                return log_error_errno(r, "%s is not an EC P-256 public key", arg_host_key);
+        if (r < 0)
+                return log_error_errno(r, "Cannot use the revocation list %s: %s", arg_revocations,
+                                       why ?: "invalid");
+        if (!host)
+                log_warning("The signature of the revocation list %s is not checked (no --host-key=): it can only "
+                            "add refusals.", arg_revocations);
+        return 0;
+}
+
+static json_t *json_time(uint64_t t) {
+        return json_uint(t);
+}
+
+static void format_time(uint64_t t, char *buf, size_t n) {
+        time_t tt = (time_t) t;
+        struct tm tm;
+
+        if ((uint64_t) tt != t || !gmtime_r(&tt, &tm) || strftime(buf, n, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
+                snprintf(buf, n, "?");
+}
+
+static json_t *revocation_list_json(const RevocationList *l, const uint8_t *host_kid, size_t host_kid_size,
+                                    bool *failed) {
+        json_t *o = json_object(), *entries = json_array();
+
+        if (!o || !entries) {
+                json_decref(o);
+                json_decref(entries);
+                *failed = true;
+                return NULL;
+        }
+        set(o, "host", json_string(l->host), failed);
+        set(o, "seq", json_uint(l->seq), failed);
+        set(o, "issued", json_time(l->issued), failed);
+        set(o, "host_kid", json_hex(host_kid, host_kid_size), failed);
+        for (size_t i = 0; i < l->n_entries; i++) {
+                const RevocationEntry *e = &l->entries[i];
+                json_t *j = json_object();
+
+                if (!j) {
+                        *failed = true;
+                        continue;
+                }
+                set(j, "type", json_string(revocation_type_to_string(e->type)), failed);
+                set(j, "name", json_string(e->name), failed);
+                set(j, "kid", json_hex(e->kid, sizeof(e->kid)), failed);
+                set(j, "spki_sha256", json_hex(e->spki_sha256, sizeof(e->spki_sha256)), failed);
+                set(j, "time", json_time(e->time), failed);
+                set(j, "reason", json_string(e->reason), failed);
+                if (e->has_cti)
+                        set(j, "cti", json_hex(e->cti, sizeof(e->cti)), failed);
+                if (json_array_append_new(entries, j) < 0)
+                        *failed = true;
+        }
+        set(o, "n_entries", json_uint(l->n_entries), failed);
+        set(o, "entries", entries, failed);
+        return o;
+}
+
+static void print_revocation_list(const RevocationList *l, const uint8_t *host_kid, size_t host_kid_size,
+                                  bool signature_checked) {
+        _cleanup_free_ char *kid = hex_encode(host_kid, host_kid_size);
+        char when[32];
+
+        format_time(l->issued, when, sizeof(when));
+        printf("Revocation list: valid, %s\n", signature_checked ? "signed by the host key" :
+                                                                    "signature NOT checked (no --host-key)");
+        printf("  host:     %s\n", l->host);
+        printf("  seq:      %llu\n", (unsigned long long) l->seq);
+        printf("  issued:   %llu (%s)\n", (unsigned long long) l->issued, when);
+        printf("  host kid: %s\n", kid ?: "?");
+        printf("  entries:  %zu\n", l->n_entries);
+        for (size_t i = 0; i < l->n_entries; i++) {
+                const RevocationEntry *e = &l->entries[i];
+                char h[2 * REVOCATION_KID_SIZE + 1];
+
+                format_time(e->time, when, sizeof(when));
+                /* Names and reasons hold no control characters (revocation.c refuses them). */
+                printf("  %-8s %s at %llu (%s), reason \"%s\"\n", revocation_type_to_string(e->type), e->name,
+                       (unsigned long long) e->time, when, e->reason);
+                hex_encode_to(e->kid, sizeof(e->kid), h);
+                printf("           kid %s\n", h);
+                hex_encode_to(e->spki_sha256, sizeof(e->spki_sha256), h);
+                printf("           spki_sha256 %s\n", h);
+                if (e->has_cti) {
+                        hex_encode_to(e->cti, sizeof(e->cti), h);
+                        printf("           cti %s\n", h);
+                }
+        }
+}
+
+/* The reason a list was refused, for the JSON: which part of it failed. */
+static const char *revocations_refusal(int r) {
+        switch (r) {
+        case -EKEYREJECTED:
+                return "signature";
+        case -ESTALE:
+                return "seq";
+        case -EFBIG:
+                return "size";
+        default:
+                return "format";
+        }
+}
+
+static int verify_revocations(const char *path) {
+        _cleanup_(agentid_verifier_freep) AgentidVerifier *v = NULL;
+        _cleanup_(cose_sign1_parsed_done) CoseSign1Parsed p = {};
+        _cleanup_(revocation_list_done) RevocationList l = {};
+        _cleanup_free_ uint8_t *list = NULL, *host = NULL;
+        size_t size = 0, host_size = 0;
+        const char *why = NULL;
+        bool failed = false;
+        int r;
+
+        if (arg_nonce || arg_n_trusted_aks || arg_pcrs || arg_n_workloads || arg_require_safe || arg_now ||
+            arg_max_age != AGENTID_DEFAULT_MAX_AGE || arg_public_key || arg_kid || arg_evidence || arg_audience)
+                return log_error_errno(EINVAL, "Only --host-key=, --min-seq= and --json apply to revocations");
+
+        r = read_revocations(path, &list, &size);
+        if (r < 0)
+                return r;
+        if (arg_host_key) {
+                r = load_public_key_der(arg_host_key, &host, &host_size);
+                if (r < 0)
+                        return r;
+        }
+        v = agentid_verifier_new();
+        if (!v)
+                return log_error_errno(ENOMEM, "Out of memory");
+
+        r = agentid_verifier_add_revocations(v, list, size, host, host_size, arg_min_seq, &why);
+        if (r == -ENOMEM)
+                return log_error_errno(r, "Out of memory");
+        if (r == -EINVAL && host)
+                return log_error_errno(r, "%s is not an EC P-256 public key", arg_host_key);
+        if (r < 0) {
+                if (arg_json) {
+                        _cleanup_(json_decrefp) json_t *doc = json_object();
+                        if (!doc)
+                                return log_error_errno(ENOMEM, "Out of memory");
+                        set(doc, "verdict", json_string("invalid"), &failed);
+                        set(doc, "reason", json_string(revocations_refusal(r)), &failed);
+                        set(doc, "error", json_string(why ?: "invalid"), &failed);
+                        set(doc, "list", json_object(), &failed);
+                        if (failed)
+                                return log_error_errno(ENOMEM, "Out of memory");
+                        r = print_json(doc);
+                        return r < 0 ? r : EXIT_INVALID;
+                }
+                printf("Revocation list: invalid (%s): %s\n", revocations_refusal(r), why ?: "invalid");
+                return EXIT_INVALID;
+        }
+
+        /* Accepted: read it again for printing (the same parsers, which cannot fail now). */
+        r = cose_sign1_parse_max(list, size, REVOCATION_LIST_MAX, &p, NULL);
+        if (r >= 0)
+                r = revocation_list_decode(p.payload, p.payload_size, &l, NULL);
+        if (r < 0)
+                return log_error_errno(r, "Cannot read back the revocation list: %m");
+
+        if (!arg_json) {
+                print_revocation_list(&l, p.kid, p.kid_size, host);
+                if (fflush(stdout) != 0)
+                        return log_error_errno(EIO, "Cannot write the list");
+                return EXIT_VALID;
+        }
+
+        _cleanup_(json_decrefp) json_t *doc = json_object();
+        if (!doc)
+                return log_error_errno(ENOMEM, "Out of memory");
+        set(doc, "verdict", json_string("valid"), &failed);
+        set(doc, "reason", json_string("valid"), &failed);
+        set(doc, "signature_checked", json_boolean(host), &failed);
+        set(doc, "list", revocation_list_json(&l, p.kid, p.kid_size, &failed), &failed);
+        if (failed)
+                return log_error_errno(ENOMEM, "Out of memory");
+        r = print_json(doc);
+        return r < 0 ? r : EXIT_VALID;
+}
+
+static json_t *rotation_json(const AgentidRotation *k, bool *failed) {
+        json_t *o = json_object();
+
+        if (!o) {
+                *failed = true;
+                return NULL;
+        }
+        set(o, "type", json_string("rotate"), failed);
+        set(o, "name", json_string(k->name), failed);
+        set(o, "uri", json_string(k->uri), failed);
+        set(o, "old_kid", json_hex(k->old_kid, sizeof(k->old_kid)), failed);
+        set(o, "new_kid", json_hex(k->new_kid, sizeof(k->new_kid)), failed);
+        set(o, "new_spki_sha256", json_hex(k->new_spki_sha256, sizeof(k->new_spki_sha256)), failed);
+        set(o, "reason", json_string(k->reason), failed);
+        set(o, "time", json_time(k->time), failed);
+        return o;
+}
+
+static int verify_rotation(const char *path) {
+        _cleanup_(agentid_verifier_freep) AgentidVerifier *v = NULL;
+        _cleanup_(agentid_verdict_freep) AgentidVerdict *d = NULL;
+        _cleanup_free_ uint8_t *old_key = NULL, *host_key = NULL, *statement = NULL;
+        size_t old_size = 0, host_size = 0, size = 0;
+        int r;
+
+        if (!arg_old_key || !arg_host_key)
+                return log_error_errno(EINVAL, "rotation needs --old-key= and --host-key=");
+        if (arg_nonce || arg_n_trusted_aks || arg_pcrs || arg_n_workloads || arg_require_safe || arg_now ||
+            arg_max_age != AGENTID_DEFAULT_MAX_AGE || arg_public_key || arg_kid || arg_evidence || arg_audience)
+                return log_error_errno(EINVAL, "Only --old-key= and --host-key= apply to rotation");
+
+        r = load_public_key_der(arg_old_key, &old_key, &old_size);
+        if (r < 0)
+                return r;
+        r = load_public_key_der(arg_host_key, &host_key, &host_size);
+        if (r < 0)
+                return r;
+        r = read_input(path, INPUT_MAX, &statement, &size);
+        if (r < 0)
+                return r;
+        r = decode_input(path, &statement, &size);
+        if (r < 0)
+                return r;
+
+        v = agentid_verifier_new();
+        if (!v)
+                return log_error_errno(ENOMEM, "Out of memory");
+        r = agentid_verify_rotation(v, statement, size, old_key, old_size, host_key, host_size, &d);
+        if (r == -EINVAL)
+                return log_error_errno(r, "%s and %s must be EC P-256 public keys", arg_old_key, arg_host_key);
+        if (r < 0)
+                return log_error_errno(r, "Verification failed: %m");
+
+        _cleanup_(json_decrefp) json_t *doc = json_object(), *checks = json_array();
+        bool failed = !doc || !checks;
+        if (failed)
+                return log_error_errno(ENOMEM, "Out of memory");
+        append_checks(checks, d, &failed);
+        const AgentidRotation *k = agentid_verdict_get_rotation(d);
+        set(doc, "verdict", json_string(agentid_verdict_is_valid(d) ? "valid" : "invalid"), &failed);
+        set(doc, "reason", json_string(agentid_reason_to_string(agentid_verdict_reason(d))), &failed);
+        set(doc, "checks", json_incref(checks), &failed);
+        /* Nothing in an invalid statement is vouched for. */
+        set(doc, "claims", k ? rotation_json(k, &failed) : json_object(), &failed);
+        if (failed)
+                return log_error_errno(ENOMEM, "Out of memory");
+        r = print_json(doc);
+        if (r < 0)
+                return r;
+        return agentid_verdict_is_valid(d) ? EXIT_VALID : EXIT_INVALID;
 }
 
 /* ---- enrollment ------------------------------------------------------------------------------- */
@@ -1353,7 +1707,8 @@ int main(int argc, char *argv[]) {
         bool enroll_options = arg_n_ek_cas || arg_request || arg_response || arg_out || arg_state;
         if (streq(verb, "enroll")) {
                 if (arg_nonce || arg_n_trusted_aks || arg_pcrs || arg_n_workloads || arg_require_safe || arg_host_key ||
-                    arg_max_age != AGENTID_DEFAULT_MAX_AGE || arg_public_key || arg_kid || arg_evidence || arg_audience) {
+                    arg_max_age != AGENTID_DEFAULT_MAX_AGE || arg_public_key || arg_kid || arg_evidence || arg_audience ||
+                    arg_revocations || arg_min_seq_set || arg_old_key) {
                         log_error("Verification options do not apply to enroll; see --help.");
                         r = -EINVAL;
                 } else if (streq(path, "challenge"))
@@ -1367,6 +1722,15 @@ int main(int argc, char *argv[]) {
         } else if (enroll_options) {
                 log_error("--ek-ca=, --request=, --response=, --out= and --state= are for enroll; see --help.");
                 r = -EINVAL;
+        } else if (arg_old_key && !streq(verb, "rotation")) {
+                log_error("--old-key= is for rotation; see --help.");
+                r = -EINVAL;
+        } else if (arg_revocations && (streq(verb, "receipt") || streq(verb, "revocations") || streq(verb, "rotation"))) {
+                log_error("--revocations= is for evidence, platform, token and message; see --help.");
+                r = -EINVAL;
+        } else if (arg_min_seq_set && !arg_revocations && !streq(verb, "revocations")) {
+                log_error("--min-seq= needs --revocations= (or the revocations command); see --help.");
+                r = -EINVAL;
         } else if (streq(verb, "evidence"))
                 r = verify_evidence(false, path);
         else if (streq(verb, "platform"))
@@ -1377,6 +1741,10 @@ int main(int argc, char *argv[]) {
                 r = verify_signed(false, path);
         else if (streq(verb, "message"))
                 r = verify_signed(true, path);
+        else if (streq(verb, "revocations"))
+                r = verify_revocations(path);
+        else if (streq(verb, "rotation"))
+                r = verify_rotation(path);
         else {
                 log_error("Unknown command '%s'; see --help.", verb);
                 r = -EINVAL;

@@ -106,6 +106,13 @@ def main():
     write('evidence', 'golden-agent-evidence', g['agent-evidence'])
     write('evidence', 'golden-platform-evidence', g['platform-evidence'])
 
+    # revocation: the golden payloads and the unsigned-signature statement; the signed seed-list and
+    # seed-rotation come from tests/unit/test-revocation.c with AGENTID_TEST_DUMP_DIR set (they are
+    # signed with the keys fuzz-revocation.c embeds).
+    write('revocation', 'list-payload', g['revocation-list-payload'])
+    write('revocation', 'rotation-payload', g['rotation-payload'])
+    write('revocation', 'rotation-golden', g['rotation-cose-sign'])
+
     write('tpm2', 'ak-public.tpmt', data('ak-public.tpmt'))
     for f in ('agent-evidence.cbor', 'platform-evidence.cbor'):
         ev, _ = cbor_item(data(f), 0)
