@@ -13,6 +13,7 @@
 #include <openssl/evp.h>
 #include <pwd.h>
 #include <stdio.h>
+#include <sys/stat.h>
 #include <stdlib.h>
 #include <systemd/sd-bus.h>
 #include <time.h>
@@ -60,6 +61,7 @@ static const char *arg_exe_sha256;
 static const char *arg_nonce;
 static const char *arg_challenge;
 static const char *arg_parent_token;
+static const char *arg_receipts_dir;
 static long long arg_uid = -1;
 static unsigned long long arg_ttl;
 static ExplainArgs arg_explain = { .policy = AGENTID_DEFAULT_POLICY, .login_session = -1 };
@@ -83,6 +85,11 @@ static void help(void) {
                "                              [--scope=S ... --ttl=SECONDS --parent-token=FILE]\n"
                "  audit-head --nonce=HEX      A signed head of the audit log (admins; --output=)\n"
                "  destroy NAME --reason=TEXT  Destroy a key (admins); writes the receipt (--output=)\n"
+               "  rotate NAME --reason=TEXT   Replace the key's TPM key, revoking the old one (admins);\n"
+               "                              writes the rotation statement (--output=)\n"
+               "  offboard --owner=OWNER|--uid=UID --reason=TEXT  Destroy every key of an owner or uid\n"
+               "                              and print the receipts (--receipts-dir=DIR: one file each)\n"
+               "  revocations export          Write the signed revocation list (--output=)\n"
                "  attest NAME --nonce=HEX     Evidence that the key lives in this TPM, bound to the caller\n"
                "                              and the nonce (--output=, --task-id=)\n"
                "  platform-evidence --nonce=HEX  Quote and host key certification (--output=)\n"
@@ -121,6 +128,7 @@ static int parse_argv(int argc, char *argv[]) {
                 ARG_REASON, ARG_OUTPUT, ARG_FORMAT, ARG_TASK_ID, ARG_PARENT_TASK_ID, ARG_AUDIENCE, ARG_EXE,
                 ARG_EXE_SHA256, ARG_NONCE, ARG_CHALLENGE, ARG_VERSION, ARG_POLICY, ARG_KEY, ARG_ACTION,
                 ARG_UNIT, ARG_PEER, ARG_LOGIN_SESSION, ARG_SCOPE, ARG_NO_WAIT, ARG_PARENT_TOKEN,
+                ARG_RECEIPTS_DIR,
         };
         static const struct option options[] = {
                 { "user", no_argument, NULL, ARG_USER },
@@ -144,6 +152,7 @@ static int parse_argv(int argc, char *argv[]) {
                 { "scope", required_argument, NULL, ARG_SCOPE },
                 { "no-wait", no_argument, NULL, ARG_NO_WAIT },
                 { "parent-token", required_argument, NULL, ARG_PARENT_TOKEN },
+                { "receipts-dir", required_argument, NULL, ARG_RECEIPTS_DIR },
                 { "parent-task-id", required_argument, NULL, ARG_PARENT_TASK_ID },
                 { "audience", required_argument, NULL, ARG_AUDIENCE },
                 { "exe", required_argument, NULL, ARG_EXE },
@@ -247,6 +256,9 @@ static int parse_argv(int argc, char *argv[]) {
                         break;
                 case ARG_NO_WAIT:
                         arg_no_wait = true;
+                        break;
+                case ARG_RECEIPTS_DIR:
+                        arg_receipts_dir = optarg;
                         break;
                 case ARG_PARENT_TOKEN:
                         arg_parent_token = optarg;
@@ -822,6 +834,184 @@ static int verb_destroy(sd_bus *bus, const char *name) {
         return write_binary(receipt, size, true);
 }
 
+static int verb_rotate(sd_bus *bus, const char *name) {
+        _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL, *reply = NULL;
+        _cleanup_free_ char *path = NULL;
+        const void *statement;
+        size_t size;
+        int r;
+
+        if (!arg_reason)
+                return log_error_errno(EINVAL, "--reason= is required: rotation is recorded with its reason");
+        r = key_path(name, &path);
+        if (r < 0)
+                return r;
+        r = sd_bus_message_new_method_call(bus, &m, BUS_NAME, path, KEY_IFACE, "Rotate");
+        if (r >= 0)
+                r = sd_bus_message_append(m, "s", arg_reason);
+        if (r < 0)
+                return log_error_errno(r, "Building the request failed: %m");
+        /* A TPM key is created: as slow as create on some TPMs. */
+        r = call_may_wait_for_approval(bus, m, TIMEOUT_CREATE_USEC, &error, &reply);
+        if (r < 0)
+                return report_error("Rotating the key failed", &error, r);
+        r = sd_bus_message_read_array(reply, 'y', &statement, &size);
+        if (r < 0)
+                return log_error_errno(r, "Bad reply: %m");
+        if (!arg_output)
+                fprintf(stderr, "Key '%s' rotated; the old key is revoked. Rotation statement (COSE_Sign by the "
+                        "old key and the host key):\n", name);
+        return write_binary(statement, size, true);
+}
+
+static int verb_revocations_export(sd_bus *bus) {
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL;
+        int r = sd_bus_message_new_method_call(bus, &m, BUS_NAME, MANAGER_PATH, MANAGER_IFACE, "GetRevocations");
+        if (r < 0)
+                return log_error_errno(r, "Building the request failed: %m");
+        return call_and_write_bytes(bus, m, false, "Reading the revocation list failed");
+}
+
+/* The names of the live keys whose Owner is arg_owner or whose Uid is arg_uid. */
+static int offboard_select(sd_bus *bus, json_t **ret) {
+        _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
+        const char *name, *path, *state;
+        json_t *names = json_array();
+        int r;
+
+        if (!names)
+                return log_error_errno(ENOMEM, "Out of memory");
+        r = sd_bus_call_method(bus, BUS_NAME, MANAGER_PATH, MANAGER_IFACE, "ListKeys", &error, &reply, NULL);
+        if (r < 0) {
+                json_decref(names);
+                return report_error("Listing keys", &error, r);
+        }
+        r = sd_bus_message_enter_container(reply, 'a', "(sos)");
+        while (r >= 0 && (r = sd_bus_message_read(reply, "(sos)", &name, &path, &state)) > 0) {
+                _cleanup_(sd_bus_error_free) sd_bus_error perror = SD_BUS_ERROR_NULL;
+                _cleanup_free_ char *owner = NULL;
+                uint32_t uid;
+
+                if (streq(state, "destroyed"))
+                        continue;
+                r = sd_bus_get_property_string(bus, BUS_NAME, path, KEY_IFACE, "Owner", &perror, &owner);
+                if (r >= 0)
+                        r = sd_bus_get_property_trivial(bus, BUS_NAME, path, KEY_IFACE, "Uid", &perror, 'u', &uid);
+                if (r < 0) {
+                        /* Destroyed meanwhile (by someone else, or expiry): nothing left to do for it. */
+                        if (sd_bus_error_has_name(&perror, SD_BUS_ERROR_UNKNOWN_OBJECT))
+                                continue;
+                        json_decref(names);
+                        return report_error("Reading key properties", &perror, r);
+                }
+                if ((arg_owner && streq(owner, arg_owner)) || (arg_uid >= 0 && uid == (uint32_t) arg_uid))
+                        json_array_append_new(names, json_string(name));
+        }
+        if (r < 0) {
+                json_decref(names);
+                return log_error_errno(r, "Bad reply: %m");
+        }
+        *ret = names;
+        return 0;
+}
+
+/* Bulk offboarding: one Destroy per key of an owner or uid, each with its receipt. */
+static int verb_offboard(sd_bus *bus) {
+        json_t *names = NULL, *results = NULL, *v;
+        _cleanup_close_ int dir_fd = -EBADF;
+        size_t i, n_failed = 0;
+        int r;
+
+        if (!arg_reason)
+                return log_error_errno(EINVAL, "--reason= is required: destruction is recorded with its reason");
+        if (!!arg_owner == (arg_uid >= 0))
+                return log_error_errno(EINVAL, "Give exactly one of --owner= and --uid= (or --user-name=)");
+        if (arg_receipts_dir) {
+                if (mkdir(arg_receipts_dir, 0755) < 0 && errno != EEXIST)
+                        return log_error_errno(errno, "Creating %s failed: %m", arg_receipts_dir);
+                dir_fd = open(arg_receipts_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+                if (dir_fd < 0)
+                        return log_error_errno(errno, "Opening %s failed: %m", arg_receipts_dir);
+        }
+
+        r = offboard_select(bus, &names);
+        if (r < 0)
+                return r;
+        results = json_array();
+        if (!results) {
+                json_decref(names);
+                return log_error_errno(ENOMEM, "Out of memory");
+        }
+        size_t n = json_array_size(names);
+        if (n == 0) {
+                if (arg_owner)
+                        fprintf(stderr, "No live keys of owner %s.\n", arg_owner);
+                else
+                        fprintf(stderr, "No live keys of uid %lld.\n", arg_uid);
+        }
+        json_array_foreach(names, i, v) {
+                _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
+                _cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL, *reply = NULL;
+                _cleanup_free_ char *path = NULL, *b64 = NULL, *file = NULL;
+                const char *name = json_string_value(v);
+                const void *receipt = NULL;
+                size_t size = 0;
+
+                fprintf(stderr, "[%zu/%zu] destroying %s\n", i + 1, n, name);
+                r = key_path(name, &path);
+                if (r >= 0)
+                        r = sd_bus_message_new_method_call(bus, &m, BUS_NAME, path, KEY_IFACE, "Destroy");
+                if (r >= 0)
+                        r = sd_bus_message_append(m, "s", arg_reason);
+                if (r >= 0)
+                        r = call_may_wait_for_approval(bus, m, TIMEOUT_SIGN_USEC, &error, &reply);
+                if (r >= 0)
+                        r = sd_bus_message_read_array(reply, 'y', &receipt, &size);
+                if (r >= 0 && dir_fd >= 0) {
+                        if (asprintf(&file, "%s.receipt", name) < 0)
+                                r = -ENOMEM;
+                        else
+                                r = write_file_atomic_at(dir_fd, file, receipt, size, 0644, 0);
+                }
+                if (r >= 0 && !(b64 = malloc(4 * ((size + 2) / 3) + 1)))
+                        r = -ENOMEM;
+                if (r < 0) {
+                        const char *why = sd_bus_error_is_set(&error) ? error.message : strerror(-r);
+                        fprintf(stderr, "%s: %s%s%s\n", name, why, sd_bus_error_is_set(&error) ? " " : "",
+                                sd_bus_error_is_set(&error) ? error.name : "");
+                        json_array_append_new(results, json_pack("{s:s, s:s, s:s}", "name", name, "result", "failed",
+                                                                 "error", why ?: ""));
+                        n_failed++;
+                        continue;
+                }
+                EVP_EncodeBlock((unsigned char *) b64, receipt, (int) size);
+                json_array_append_new(results, json_pack("{s:s, s:s, s:s}", "name", name, "result", "destroyed",
+                                                         file ? "receipt_file" : "receipt", file ?: b64));
+        }
+        json_decref(names);
+
+        if (arg_json)
+                r = json_print(results);
+        else {
+                json_array_foreach(results, i, v) {
+                        json_t *rec = json_object_get(v, "receipt_file") ?: json_object_get(v, "receipt");
+                        printf("%s\t%s\t%s%s%s\n", json_string_value(json_object_get(v, "name")),
+                               json_string_value(json_object_get(v, "result")),
+                               rec && json_object_get(v, "receipt_file") ? arg_receipts_dir : "",
+                               rec && json_object_get(v, "receipt_file") ? "/" : "",
+                               json_string_value(rec ?: json_object_get(v, "error")));
+                }
+                r = 0;
+                json_decref(results);
+        }
+        if (n_failed > 0)
+                return log_error_errno(EIO, "%zu of %zu keys could not be destroyed; run the command again to retry",
+                                       n_failed, n);
+        return r;
+}
+
 /* Attest and GetPlatformEvidence: a verifier-chosen nonce in, CBOR evidence out. */
 static int verb_evidence(sd_bus *bus, const char *name) {
         _cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL;
@@ -1117,7 +1307,8 @@ int main(int argc, char *argv[]) {
                 { "attest", 1, 1 },     { "platform-evidence", 0, 0 }, { "attestation-key", 0, 0 },
                 { "enroll", 1, 1 },     { "policy", 1, 2 },        { "approvals", 0, 0 },
                 { "approve", 1, 1 },    { "deny", 1, 1 },          { "issue-token", 1, 1 },
-                { "audit-head", 0, 0 },
+                { "audit-head", 0, 0 }, { "rotate", 1, 1 },       { "offboard", 0, 0 },
+                { "revocations", 1, 1 },
         };
         const char *verb = argv[optind];
         int nargs = argc - optind - 1;
@@ -1188,6 +1379,13 @@ int main(int argc, char *argv[]) {
                 r = verb_issue_token(bus, args[0]);
         else if (streq(verb, "audit-head"))
                 r = verb_audit_head(bus);
+        else if (streq(verb, "rotate"))
+                r = verb_rotate(bus, args[0]);
+        else if (streq(verb, "offboard"))
+                r = verb_offboard(bus);
+        else if (streq(verb, "revocations"))
+                r = streq(args[0], "export") ? verb_revocations_export(bus) :
+                                               (log_error("Usage: revocations export [--output=FILE]"), -EINVAL);
         else if (streq(verb, "approve"))
                 r = verb_approve(bus, args[0], true);
         else if (streq(verb, "deny"))

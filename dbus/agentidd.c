@@ -32,6 +32,8 @@ static const char *arg_policy = AGENTID_DEFAULT_POLICY;
 static bool arg_policy_explicit;
 static uint64_t arg_approval_timeout = 20;
 static uint64_t arg_audit_checkpoint_every = 1000;
+static const char *arg_offboard_hooks = AGENTID_DEFAULT_OFFBOARD_HOOKS;
+static uint64_t arg_hook_timeout = 30;
 static bool arg_flush_stale_handles;
 static bool arg_user;
 static KeystoreEkType arg_ek = KEYSTORE_EK_RSA;
@@ -53,6 +55,10 @@ static void help(void) {
                "                               default 20)\n"
                "  --audit-checkpoint-every=N   Sign an audit checkpoint every N records (default 1000;\n"
                "                               0: only at stop)\n"
+               "  --offboard-hooks=DIR         Run the executables in DIR after a key is destroyed,\n"
+               "                               rotated or expires (default " AGENTID_DEFAULT_OFFBOARD_HOOKS ";\n"
+               "                               empty: none)\n"
+               "  --hook-timeout=SECONDS       Kill a hook running longer (1..3600, default 30)\n"
                "  --owner-auth-file=FILE       Owner hierarchy password (default: credential owner-auth)\n"
                "  --endorsement-auth-file=FILE Endorsement hierarchy password (default: credential\n"
                "                               endorsement-auth)\n"
@@ -74,6 +80,8 @@ static int parse_argv(int argc, char *argv[]) {
                 ARG_POLICY,
                 ARG_APPROVAL_TIMEOUT,
                 ARG_AUDIT_CHECKPOINT_EVERY,
+                ARG_OFFBOARD_HOOKS,
+                ARG_HOOK_TIMEOUT,
                 ARG_OWNER_AUTH,
                 ARG_ENDORSEMENT_AUTH,
                 ARG_FLUSH,
@@ -89,6 +97,8 @@ static int parse_argv(int argc, char *argv[]) {
                 { "policy", required_argument, NULL, ARG_POLICY },
                 { "approval-timeout", required_argument, NULL, ARG_APPROVAL_TIMEOUT },
                 { "audit-checkpoint-every", required_argument, NULL, ARG_AUDIT_CHECKPOINT_EVERY },
+                { "offboard-hooks", required_argument, NULL, ARG_OFFBOARD_HOOKS },
+                { "hook-timeout", required_argument, NULL, ARG_HOOK_TIMEOUT },
                 { "owner-auth-file", required_argument, NULL, ARG_OWNER_AUTH },
                 { "endorsement-auth-file", required_argument, NULL, ARG_ENDORSEMENT_AUTH },
                 { "flush-stale-handles", no_argument, NULL, ARG_FLUSH },
@@ -135,6 +145,18 @@ static int parse_argv(int argc, char *argv[]) {
                         if (errno || end == optarg || *end || v > 1000000000ULL)
                                 return log_error_errno(EINVAL, "Invalid --audit-checkpoint-every: %s", optarg);
                         arg_audit_checkpoint_every = v;
+                        break;
+                }
+                case ARG_OFFBOARD_HOOKS:
+                        arg_offboard_hooks = optarg;
+                        break;
+                case ARG_HOOK_TIMEOUT: {
+                        char *end;
+                        errno = 0;
+                        unsigned long long v = strtoull(optarg, &end, 10);
+                        if (errno || end == optarg || *end || v < 1 || v > 3600)
+                                return log_error_errno(EINVAL, "Invalid --hook-timeout (1..3600 seconds): %s", optarg);
+                        arg_hook_timeout = v;
                         break;
                 }
                 case ARG_OWNER_AUTH:
@@ -281,6 +303,7 @@ static int on_reload_signal(sd_event_source *s, const struct signalfd_siginfo *s
 static void manager_done(Manager *m) {
         /* Held requests hold jobs, which hold clients and keys: answer and free them first. */
         bus_approvals_cancel_all(m);
+        bus_offboard_close(m);
         bus_audit_close(m);
         /* The worker first: it finishes queued jobs, whose cleanup still needs the key table. */
         m->worker = worker_stop(m->worker);
@@ -303,12 +326,13 @@ static void manager_done(Manager *m) {
                 free(m->eks[i].cert);
         }
         free(m->admin_group);
+        free(m->hooks_dir);
         m->bus = sd_bus_flush_close_unref(m->bus);
         m->event = sd_event_unref(m->event);
 }
 
 static int run(int argc, char *argv[]) {
-        _cleanup_(manager_done) Manager m = { .admin_gid = (gid_t) -1 };
+        _cleanup_(manager_done) Manager m = { .admin_gid = (gid_t) -1, .state_fd = -EBADF, .receipts_fd = -EBADF };
         _cleanup_(keystore_freep) Keystore *ks = NULL;
         char err[KEYSTORE_ERROR_MAX] = "";
         int r, done_fd;
@@ -323,6 +347,7 @@ static int run(int argc, char *argv[]) {
         sigaddset(&mask, SIGTERM);
         sigaddset(&mask, SIGINT);
         sigaddset(&mask, SIGHUP);
+        sigaddset(&mask, SIGCHLD); /* offboarding hooks are reaped through sd-event */
         if (sigprocmask(SIG_BLOCK, &mask, NULL) < 0)
                 return log_error_errno(errno, "Blocking signals failed: %m");
 
@@ -352,6 +377,9 @@ static int run(int argc, char *argv[]) {
         }
         m.policy_required = arg_policy_explicit;
         m.approval_timeout_usec = arg_approval_timeout * USEC_PER_SEC;
+        m.hook_timeout_usec = arg_hook_timeout * USEC_PER_SEC;
+        if (arg_offboard_hooks && *arg_offboard_hooks && !(m.hooks_dir = strdup(arg_offboard_hooks)))
+                return log_error_errno(ENOMEM, "Out of memory");
         r = bus_policy_load(&m, NULL);
         if (r < 0)
                 return r;
@@ -425,6 +453,9 @@ static int run(int argc, char *argv[]) {
         r = bus_audit_open(&m, state_fd);
         if (r < 0)
                 return r;
+        r = bus_offboard_open(&m, state_fd, o.state_dir);
+        if (r < 0)
+                return r;
 
         r = arg_user ? sd_bus_open_user(&m.bus) : sd_bus_open_system(&m.bus);
         if (r < 0)
@@ -435,6 +466,9 @@ static int run(int argc, char *argv[]) {
                 return log_error_errno(r, "Attaching the bus to the event loop failed: %m");
         if ((r = bus_manager_register(&m)) < 0 || (r = bus_key_register(&m)) < 0)
                 return log_error_errno(r, "Registering bus objects failed: %m");
+        r = bus_offboard_start(&m);
+        if (r < 0)
+                return r;
 
         r = sd_bus_request_name(m.bus, AGENTID_BUS_NAME, 0);
         if (r < 0)

@@ -284,7 +284,10 @@ static void job_finish(Manager *m, Job *j) {
                 bus_manager_job_done(m, j);
                 break;
         case JOB_HOST_SIGN:
-                bus_audit_job_done(m, j);
+                if (j->revocations)
+                        bus_offboard_job_done(m, j);
+                else
+                        bus_audit_job_done(m, j);
                 break;
         default:
                 bus_key_job_done(m, j);

@@ -745,13 +745,15 @@ static void attest_done(Job *j) {
                 log_warning_errno(r, "Sending evidence failed, ignoring: %m");
 }
 
-/* ---- Destroy -------------------------------------------------------------------------------- */
+/* ---- Destroy and Rotate ------------------------------------------------------------------------ */
 
-static int method_destroy_impl(sd_bus_message *m, void *userdata, sd_bus_error *error) {
-        Key *k = userdata;
+/* The shared front of Destroy and Rotate: the reason, and who may (DESIGN §3: admins always; a
+ * "destroy"/"rotate" rule can extend it to the key's own uid only). */
+static int key_change_prepare(sd_bus_message *m, Key *k, JobType type, Job **ret, PolicyCall *ret_call,
+                              sd_bus_error *error) {
         Manager *d = k->manager;
         _cleanup_(job_freep) Job *j = NULL;
-        const char *reason;
+        const char *reason, *verb = type == JOB_DESTROY ? "destroy" : "rotate";
         uid_t uid = (uid_t) -1;
         pid_t pid = 0;
         Client *client;
@@ -771,16 +773,15 @@ static int method_destroy_impl(sd_bus_message *m, void *userdata, sd_bus_error *
         if (r < 0)
                 return sd_bus_error_setf(error, SD_BUS_ERROR_ACCESS_DENIED, "Cannot determine the caller's identity");
         bool admin = manager_uid_is_admin(d, uid);
-        /* DESIGN §3: admins always may; a "destroy" rule can extend it to a key's own uid only. */
         if (!admin && uid != k->record->uid)
-                return sd_bus_error_setf(error, SD_BUS_ERROR_ACCESS_DENIED, "Only administrators may destroy keys");
-        if (k->destroy_pending)
-                return bus_error_setf_errno(error, -EBUSY, "Key '%s' is being destroyed", k->record->name);
+                return sd_bus_error_setf(error, SD_BUS_ERROR_ACCESS_DENIED, "Only administrators may %s keys", verb);
+        if (k->change_pending)
+                return bus_error_setf_errno(error, -EBUSY, "Key '%s' is being destroyed or rotated", k->record->name);
 
         r = manager_client_for_message(d, m, &client, error);
         if (r < 0)
                 return r;
-        j = job_new(JOB_DESTROY, m, client, uid, k);
+        j = job_new(type, m, client, uid, k);
         if (!j)
                 return -ENOMEM;
         j->reason = strdup(reason);
@@ -788,17 +789,30 @@ static int method_destroy_impl(sd_bus_message *m, void *userdata, sd_bus_error *
                 return -ENOMEM;
         j->now = (uint64_t) time(NULL);
 
-        PolicyCall call = {
-                .action = POLICY_ACTION_DESTROY,
+        *ret_call = (PolicyCall) {
+                .action = type == JOB_DESTROY ? POLICY_ACTION_DESTROY : POLICY_ACTION_ROTATE,
                 .key = k->name,
                 .kid = k->record->kid,
                 .uid = uid,
                 .pid = pid,
-                .reason = reason,
+                .reason = j->reason,
                 .admin_exempt = admin,
                 .extends_key_check = !admin,
         };
-        return bus_policy_submit(d, m, &j, &call, error);
+        *ret = TAKE_PTR(j);
+        return 0;
+}
+
+static int method_destroy_impl(sd_bus_message *m, void *userdata, sd_bus_error *error) {
+        Key *k = userdata;
+        _cleanup_(job_freep) Job *j = NULL;
+        PolicyCall call;
+        int r;
+
+        r = key_change_prepare(m, k, JOB_DESTROY, &j, &call, error);
+        if (r < 0)
+                return r;
+        return bus_policy_submit(k->manager, m, &j, &call, error);
 }
 
 static int method_destroy(sd_bus_message *m, void *userdata, sd_bus_error *error) {
@@ -809,18 +823,20 @@ static void destroy_done(Manager *d, Job *j) {
         Key *k = j->key;
         int r;
 
-        k->destroy_pending = false;
+        k->change_pending = false;
         if (j->tombstone) {
                 /* The worker destroyed a copy; from now on this thread's record is the tombstone. */
                 key_record_free(k->record);
                 k->record = TAKE_PTR(j->tombstone);
         }
         if (j->result < 0 && k->record->state != KEY_STATE_DESTROYED) {
-                /* Fail closed: an administrator asked for this key to stop working. It keeps refusing
-                 * until a Destroy succeeds or the daemon restarts. */
-                log_error_errno(j->result, "Destroying key '%s' failed; it refuses use until destroyed: %s",
+                /* Fail closed: the key is on the revocation list and keeps refusing; agentidd destroys
+                 * it on its own later (also after a restart). */
+                log_error_errno(j->result, "Destroying key '%s' failed; it refuses use and is retried: %s",
                                 k->record->name, j->error);
-                (void) bus_reply_errno(j->call, j->result, j->error);
+                bus_offboard_destroy_failed(d, k);
+                if (j->call)
+                        (void) bus_reply_errno(j->call, j->result, j->error);
                 return;
         }
 
@@ -832,7 +848,10 @@ static void destroy_done(Manager *d, Job *j) {
         (void) sd_bus_emit_properties_changed(d->bus, AGENTID_MANAGER_PATH, AGENTID_MANAGER_INTERFACE, "KeyCount",
                                               NULL);
         log_info("Destroyed key '%s'.", k->record->name);
+        bus_offboard_destroyed(d, k, j);
 
+        if (!j->call)
+                return;
         if (j->result < 0) {
                 (void) bus_reply_errno(j->call, j->result, j->error);
                 return;
@@ -840,6 +859,62 @@ static void destroy_done(Manager *d, Job *j) {
         r = bus_reply_bytes(j->call, j->receipt, j->receipt_size);
         if (r < 0)
                 log_warning_errno(r, "Sending the receipt of '%s' failed, ignoring: %m", k->record->name);
+}
+
+static int method_rotate_impl(sd_bus_message *m, void *userdata, sd_bus_error *error) {
+        Key *k = userdata;
+        _cleanup_(job_freep) Job *j = NULL;
+        PolicyCall call;
+        int r;
+
+        r = key_change_prepare(m, k, JOB_ROTATE, &j, &call, error);
+        if (r < 0)
+                return r;
+        /* Only an active key has a successor: an expired one is offboarded, a destroyed one is gone. */
+        r = key_check_usable(k, error);
+        if (r < 0)
+                return r;
+        return bus_policy_submit(k->manager, m, &j, &call, error);
+}
+
+static int method_rotate(sd_bus_message *m, void *userdata, sd_bus_error *error) {
+        return audited(userdata, m, POLICY_ACTION_ROTATE, method_rotate_impl(m, userdata, error), error);
+}
+
+static void rotate_done(Manager *d, Job *j) {
+        Key *k = j->key;
+        uint8_t old_kid[KEY_KID_SIZE], old_spki[32];
+        int r;
+
+        k->change_pending = false;
+        atomic_store(&k->rotating, false);
+        if (j->result < 0) {
+                log_error_errno(j->result, "Rotating key '%s' failed; it stays as it was: %s", k->name, j->error);
+                if (j->call)
+                        (void) bus_reply_errno(j->call, j->result, j->error);
+                return;
+        }
+
+        memcpy(old_kid, k->record->kid, KEY_KID_SIZE);
+        memcpy(old_spki, k->spki_sha256, sizeof(old_spki));
+        r = key_replace_record(k, j->created);
+        if (r < 0) {
+                /* On disk the new key is in place already; refuse until a restart loads it. */
+                log_error_errno(r, "Key '%s' was rotated but its new public key cannot be read; it refuses use "
+                                "until agentidd restarts: %m", k->name);
+                atomic_store(&k->refusing, true);
+        } else
+                j->created = NULL; /* k's now */
+        log_info("Rotated key '%s': %s.", k->name, j->reason);
+
+        (void) bus_offboard_rotated(d, k, old_kid, old_spki, j);
+        (void) sd_bus_emit_properties_changed(d->bus, k->path, AGENTID_KEY_INTERFACE, "PublicKey", "TpmName",
+                                              "CreatedAt", NULL);
+        if (!j->call)
+                return;
+        r = bus_reply_bytes(j->call, j->receipt, j->receipt_size);
+        if (r < 0)
+                log_warning_errno(r, "Sending the rotation statement of '%s' failed, ignoring: %m", k->name);
 }
 
 /* ---- vtable --------------------------------------------------------------------------------- */
@@ -851,9 +926,10 @@ static const sd_bus_vtable key_vtable[] = {
         SD_BUS_PROPERTY("Uid", "u", property_get, 0, SD_BUS_VTABLE_PROPERTY_CONST),
         SD_BUS_PROPERTY("Uri", "s", property_get, 0, SD_BUS_VTABLE_PROPERTY_CONST),
         SD_BUS_PROPERTY("Algorithm", "s", property_get, 0, SD_BUS_VTABLE_PROPERTY_CONST),
-        SD_BUS_PROPERTY("PublicKey", "ay", property_get, 0, SD_BUS_VTABLE_PROPERTY_CONST),
-        SD_BUS_PROPERTY("TpmName", "ay", property_get, 0, SD_BUS_VTABLE_PROPERTY_CONST),
-        SD_BUS_PROPERTY("CreatedAt", "t", property_get, 0, SD_BUS_VTABLE_PROPERTY_CONST),
+        /* Rotate replaces the TPM key behind the name. */
+        SD_BUS_PROPERTY("PublicKey", "ay", property_get, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+        SD_BUS_PROPERTY("TpmName", "ay", property_get, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+        SD_BUS_PROPERTY("CreatedAt", "t", property_get, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
         SD_BUS_PROPERTY("NotAfter", "t", property_get, 0, SD_BUS_VTABLE_PROPERTY_CONST),
         SD_BUS_PROPERTY("State", "s", property_get, 0, 0),
         SD_BUS_PROPERTY("Description", "s", property_get, 0, SD_BUS_VTABLE_PROPERTY_CONST),
@@ -883,6 +959,11 @@ static const sd_bus_vtable key_vtable[] = {
                                 SD_BUS_RESULT("ay", receipt),
                                 method_destroy,
                                 SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("Rotate",
+                                SD_BUS_ARGS("s", reason),
+                                SD_BUS_RESULT("ay", statement),
+                                method_rotate,
+                                SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_VTABLE_END,
 };
 
@@ -903,6 +984,9 @@ void bus_key_job_done(Manager *d, Job *j) {
                 break;
         case JOB_DESTROY:
                 destroy_done(d, j);
+                break;
+        case JOB_ROTATE:
+                rotate_done(d, j);
                 break;
         case JOB_ATTEST:
                 attest_done(j);

@@ -160,6 +160,7 @@ static void create_done(Manager *m, Job *j) {
                 return;
         }
         k->exported = true;
+        bus_offboard_key_changed(m); /* its NotAfter may be the next deadline */
         log_info("Created key '%s' (owner %s, uid %u) for uid %u.", rec->name, rec->owner, rec->uid, j->uid);
 
         (void) sd_bus_emit_object_added(m->bus, k->path);
@@ -427,6 +428,8 @@ static int property_get(sd_bus *bus, const char *path, const char *interface, co
                                                    m->policy ? 32 : 0);
         if (streq(property, "ApprovalTimeout"))
                 return sd_bus_message_append(reply, "t", m->approval_timeout_usec);
+        if (streq(property, "RevocationSeq"))
+                return sd_bus_message_append(reply, "t", m->revocations.seq);
         return sd_bus_error_setf(error, SD_BUS_ERROR_UNKNOWN_PROPERTY, "Unknown property '%s'", property);
 }
 
@@ -439,6 +442,7 @@ static const sd_bus_vtable manager_vtable[] = {
         SD_BUS_PROPERTY("QueueDepth", "u", property_get, 0, 0),
         SD_BUS_PROPERTY("PolicyDigest", "ay", property_get, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
         SD_BUS_PROPERTY("ApprovalTimeout", "t", property_get, 0, SD_BUS_VTABLE_PROPERTY_CONST),
+        SD_BUS_PROPERTY("RevocationSeq", "t", property_get, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
         SD_BUS_METHOD_WITH_ARGS("CreateKey",
                                 SD_BUS_ARGS("s", name, "a{sv}", options),
                                 SD_BUS_RESULT("o", key),
@@ -483,6 +487,11 @@ static const sd_bus_vtable manager_vtable[] = {
                                 SD_BUS_ARGS("ay", nonce),
                                 SD_BUS_RESULT("ay", head),
                                 method_get_audit_head,
+                                SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("GetRevocations",
+                                SD_BUS_NO_ARGS,
+                                SD_BUS_RESULT("ay", revocations),
+                                method_get_revocations,
                                 SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_ARGS("ReloadPolicy",
                                 SD_BUS_NO_ARGS,

@@ -83,3 +83,32 @@ int bus_audit_refused(Manager *m, sd_bus_message *msg, const char *action, const
 void bus_job_finished(Manager *m, Job *j);
 void bus_audit_job_done(Manager *m, Job *j);
 int method_get_audit_head(sd_bus_message *msg, void *userdata, sd_bus_error *error);
+
+/* ---- offboarding (bus-offboard.c) ---- */
+
+/* Load <state>/revocations (an unreadable list stops agentidd), open <state>/receipts, set up the
+ * hooks of m->hooks_dir. state_fd stays the caller's. */
+int bus_offboard_open(Manager *m, int state_fd, const char *state_dir);
+/* With the keys loaded: finish interrupted rotations and destroys, sign the list, arm the expiry timer. */
+int bus_offboard_start(Manager *m);
+/* True while hooks run or wait, or the list is being signed (the daemon does not exit yet). */
+bool bus_offboard_busy(Manager *m);
+void bus_offboard_close(Manager *m);
+/*
+ * offboard_revoke() - add a key to the revocation list (once per kid), save it, audit, re-sign
+ * @ret_seq: the list's seq with the entry
+ * Return: 0; -errno if the entry could not be added (a failed save is logged and audited, not returned).
+ */
+int offboard_revoke(Manager *m, RevocationType type, Key *k, const uint8_t kid[KEY_KID_SIZE],
+                    const uint8_t spki_sha256[32], uint64_t time, const char *reason, uint64_t *ret_seq);
+/* A Destroy finished (receipt kept, hooks queued) or failed (agentidd retries it). */
+void bus_offboard_destroyed(Manager *m, Key *k, Job *j);
+void bus_offboard_destroy_failed(Manager *m, Key *k);
+/* A Rotate finished: revoke the old key, keep the statement, queue the hooks. */
+int bus_offboard_rotated(Manager *m, Key *k, const uint8_t old_kid[KEY_KID_SIZE], const uint8_t old_spki[32],
+                         Job *j);
+/* A key was added or changed: its NotAfter may be the next deadline. */
+void bus_offboard_key_changed(Manager *m);
+/* JOB_HOST_SIGN with ->revocations finished. */
+void bus_offboard_job_done(Manager *m, Job *j);
+int method_get_revocations(sd_bus_message *msg, void *userdata, sd_bus_error *error);

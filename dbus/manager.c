@@ -53,6 +53,38 @@ KeyStatus key_status(const Key *k, uint64_t now) {
         return KEY_STATUS_ACTIVE;
 }
 
+/* The public key in the forms the handlers use: DER, its SHA-256 (revocations) and the point (cnf). */
+static int key_public_parts(Key *k, const KeyRecord *record) {
+        _cleanup_free_ uint8_t *der = NULL;
+        uint8_t spki[32], x[32], y[32];
+        size_t size = 0;
+        int r;
+
+        r = keystore_key_public_der(record, &der, &size);
+        if (r >= 0)
+                r = sha256(der, size, spki);
+        if (r >= 0)
+                r = p256_spki_to_xy(der, size, x, y);
+        if (r < 0)
+                return r;
+        free(k->public_der);
+        k->public_der = TAKE_PTR(der);
+        k->public_der_size = size;
+        memcpy(k->spki_sha256, spki, sizeof(spki));
+        memcpy(k->x, x, sizeof(x));
+        memcpy(k->y, y, sizeof(y));
+        return 0;
+}
+
+int key_replace_record(Key *k, KeyRecord *record) {
+        int r = key_public_parts(k, record);
+        if (r < 0)
+                return r;
+        key_record_free(k->record);
+        k->record = record;
+        return 0;
+}
+
 int manager_add_key(Manager *m, KeyRecord *record, Key **ret) {
         _cleanup_(key_unrefp) Key *k = NULL;
         int r;
@@ -64,6 +96,7 @@ int manager_add_key(Manager *m, KeyRecord *record, Key **ret) {
         k->manager = m;
         k->record = record;
         atomic_init(&k->refusing, false);
+        atomic_init(&k->rotating, false);
 
         k->name = strdup(record->name);
         if (!k->name) {
@@ -81,17 +114,9 @@ int manager_add_key(Manager *m, KeyRecord *record, Key **ret) {
                 return -ENOMEM;
         }
 
-        if (record->state == KEY_STATE_ACTIVE) {
-                r = keystore_key_public_der(record, &k->public_der, &k->public_der_size);
-                if (r >= 0)
-                        r = sha256(k->public_der, k->public_der_size, k->spki_sha256);
-                if (r >= 0)
-                        r = p256_spki_to_xy(k->public_der, k->public_der_size, k->x, k->y);
-                if (r < 0) {
-                        log_warning_errno(r, "Key '%s' has an unreadable public key, marking it unusable: %m",
-                                          record->name);
-                        k->unusable = true;
-                }
+        if (record->state == KEY_STATE_ACTIVE && key_public_parts(k, record) < 0) {
+                log_warning("Key '%s' has an unreadable public key, marking it unusable.", record->name);
+                k->unusable = true;
         }
 
         r = hashmap_put(m->keys, k->name, k);
@@ -108,6 +133,9 @@ Key *manager_find_key(Manager *m, const char *name) {
 }
 
 int key_check_usable(Key *k, sd_bus_error *error) {
+        if (atomic_load(&k->rotating) && !atomic_load(&k->refusing))
+                return bus_error_setf_errno(error, -EBUSY, "Key '%s' is being rotated; retry in a moment",
+                                            k->record->name);
         switch (key_status(k, (uint64_t) time(NULL))) {
         case KEY_STATUS_ACTIVE:
                 return 0;
@@ -263,28 +291,38 @@ void manager_client_release(Manager *m, Client *c) {
 }
 
 int manager_submit(Manager *m, Job *j, sd_bus_error *error) {
-        bool was_refusing = false;
+        bool changes_key = j->type == JOB_DESTROY || j->type == JOB_ROTATE;
         int r;
 
+        if (changes_key && j->key->change_pending)
+                return bus_error_setf_errno(error, -EBUSY, "Key '%s' is being destroyed or rotated", j->key->name);
         if (j->type == JOB_DESTROY) {
-                if (j->key->destroy_pending)
-                        return bus_error_setf_errno(error, -EBUSY, "Key '%s' is being destroyed", j->key->name);
                 /* From here the key refuses use, before the TPM and the disk have caught up (DESIGN §4).
-                 * A key that already refuses (an earlier Destroy failed) keeps refusing. */
-                was_refusing = atomic_exchange(&j->key->refusing, true);
-        }
+                 * The revocation entry comes first: if anything later fails (a full queue, the TPM, a
+                 * crash), the key stays listed and refusing, and agentidd finishes the destroy itself. */
+                atomic_store(&j->key->refusing, true);
+                r = offboard_revoke(m, REVOCATION_DESTROY, j->key, j->key->record->kid, j->key->spki_sha256, j->now,
+                                    j->reason, &j->revocation_seq);
+                if (r < 0)
+                        log_error("Destroying key '%s' without a revocation entry: %s", j->key->name, strerror(-r));
+        } else if (j->type == JOB_ROTATE)
+                /* Nothing is revoked yet: a rotation that fails leaves the key as it was. */
+                atomic_store(&j->key->rotating, true);
+
         r = worker_submit(m->worker, j);
         if (r < 0) {
-                if (j->type == JOB_DESTROY)
-                        atomic_store(&j->key->refusing, was_refusing);
+                if (j->type == JOB_ROTATE)
+                        atomic_store(&j->key->rotating, false);
+                else if (j->type == JOB_DESTROY)
+                        bus_offboard_key_changed(m); /* listed and refusing: agentidd retries it */
                 if (r == -EBUSY)
                         return sd_bus_error_setf(error, AGENTID_ERROR_BUSY, "The TPM queue is full; retry later");
                 return bus_error_setf_errno(error, r, "Queueing the request failed: %s", strerror(-r));
         }
-        if (j->type == JOB_DESTROY) {
-                j->key->destroy_pending = true;
-                log_info("Destroying key '%s' (owner %s) for uid %u: %s", j->key->name, j->key->record->owner,
-                         j->uid, j->reason);
+        if (changes_key) {
+                j->key->change_pending = true;
+                log_info("%s key '%s' (owner %s) for uid %u: %s", j->type == JOB_DESTROY ? "Destroying" : "Rotating",
+                         j->key->name, j->key->record->owner, j->uid, j->reason);
         }
         m->n_pending++;
         return 1;
@@ -321,7 +359,7 @@ bool manager_rate_allow(Manager *m, uid_t uid) {
 }
 
 void manager_maybe_exit(Manager *m) {
-        if (!m->stopping || m->n_pending > 0)
+        if (!m->stopping || m->n_pending > 0 || bus_offboard_busy(m))
                 return;
         /* The audit log's stop record and final checkpoint come last. */
         if (bus_audit_stop(m))

@@ -13,9 +13,11 @@
 #include <systemd/sd-bus.h>
 #include <systemd/sd-event.h>
 
+#include "attest/revocation.h"
 #include "common/hashmap.h"
 #include "governance/approval.h"
 #include "governance/audit.h"
+#include "governance/hooks.h"
 #include "governance/policy.h"
 #include "keystore/keystore.h"
 
@@ -29,7 +31,7 @@
 #define SIGN_MESSAGE_PAYLOAD_MAX (64U * 1024U)
 #define CONTEXT_ID_MAX 128U          /* task_id, parent_task_id */
 #define AUDIENCE_MAX 256U
-#define REASON_MAX 256U
+#define REASON_MAX 256U              /* = KEY_REASON_MAX = REVOCATION_TEXT_MAX */
 #define KEY_TTL_MAX (100ULL * 365 * 24 * 3600)
 #define KEYS_MAX 100000U
 #define KEYS_ADMIN_RESERVE 1000U     /* names only admins may take */
@@ -45,6 +47,8 @@
 #define EVIDENCE_RATE_PER_SEC 5.0
 #define EVIDENCE_RATE_BURST 10.0
 #define RATE_BUCKETS_MAX 1024U
+/* GetRevocations callers waiting for a freshly signed list; more are told to retry. */
+#define REVOCATION_WAITERS_MAX 256U
 
 typedef struct Manager Manager;
 typedef struct Worker Worker;
@@ -70,9 +74,14 @@ typedef struct Key {
         uint8_t spki_sha256[32];
         uint8_t x[32], y[32];    /* the public point, for cnf claims */
         bool unusable;
-        /* Set the moment Destroy is accepted; the worker refuses queued work for the key from then on. */
+        /* Set the moment Destroy is accepted (or found on the revocation list at start); the worker
+         * refuses queued work for the key from then on. */
         atomic_bool refusing;
-        bool destroy_pending;
+        /* Set while a Rotate runs: new work is refused with Busy, queued work too. */
+        atomic_bool rotating;
+        bool change_pending;     /* a Destroy or Rotate is queued: one at a time per key */
+        bool auto_offboard;      /* its pending Destroy is agentidd's own (expiry, revocation at start) */
+        uint64_t retry_after_usec; /* CLOCK_REALTIME: a failed Destroy is tried again from then on */
         bool exported;           /* has an object on the bus */
 } Key;
 
@@ -143,6 +152,23 @@ struct Manager {
         bool refusal_recorded;   /* bus_policy_submit() audited the refusal it returns */
         bool journal;            /* a journal is there to copy records to */
 
+        /* Offboarding (bus-offboard.c): the revocation list as kept in <state>/revocations, its
+         * last signed form, receipts in <state>/receipts, the hooks, and the expiry timer. */
+        int state_fd;            /* borrowed from run() */
+        char *state_dir;
+        int receipts_fd;
+        RevocationList revocations;
+        uint8_t *revocations_signed;    /* COSE_Sign1 of seq revocations_signed_seq, or NULL */
+        size_t revocations_signed_size;
+        uint64_t revocations_signed_seq;
+        bool revocations_signing;       /* a host-key job signs the current list */
+        sd_bus_message *revocation_waiters[REVOCATION_WAITERS_MAX]; /* GetRevocations calls */
+        size_t n_revocation_waiters;
+        HookRunner *hooks;
+        char *hooks_dir;
+        uint64_t hook_timeout_usec;
+        sd_event_source *expiry_timer;
+
         RateBucket rate[RATE_BUCKETS_MAX];
         unsigned n_rate;
 
@@ -158,6 +184,9 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(Key *, key_unref);
 /* Wrap a record into a Key (computing path, URI, public key) and add it to the table. */
 int manager_add_key(Manager *m, KeyRecord *record, Key **ret);
 Key *manager_find_key(Manager *m, const char *name);
+/* Swap in a new active record of the same key (Rotate), with its public key. Return: 0 (k takes
+ * record) or -errno (nothing changed). */
+int key_replace_record(Key *k, KeyRecord *record);
 KeyStatus key_status(const Key *k, uint64_t now);
 const char *key_status_to_string(KeyStatus s);
 /* 0 if k is active now; otherwise the error (KeyExpired, KeyDestroyed, KeyUnusable) set in error. */

@@ -14,6 +14,7 @@
 #include <time.h>
 
 #include "attest/receipt.h"
+#include "attest/revocation.h"
 #include "common/crypto-util.h"
 #include "common/log.h"
 #include "dbus/worker.h"
@@ -117,6 +118,10 @@ static void run_sign(Keystore *ks, Job *j) {
                 job_fail(j, -EKEYREVOKED, "The key was destroyed");
                 return;
         }
+        if (atomic_load(&j->key->rotating)) {
+                job_fail(j, -EBUSY, "The key is being rotated; retry in a moment");
+                return;
+        }
         /* A delegated token falls with its parent's key, also while it waited in the queue. */
         if (j->issuer && atomic_load(&j->issuer->refusing)) {
                 job_fail(j, -EKEYREVOKED, "The parent token's key was destroyed");
@@ -179,6 +184,71 @@ static void run_destroy(Keystore *ks, Job *j) {
         }
 }
 
+/*
+ * Key.Rotate: a new TPM key, the rotation statement signed by the old key and the host key (so both
+ * vouch for the successor), then the record swap. The old key signs before its record is replaced;
+ * any failure before the swap leaves everything as it was.
+ */
+static void run_rotate(Keystore *ks, Job *j) {
+        const KeyRecord *old = j->key->record, *host = keystore_host_key(ks);
+        _cleanup_(cose_sign_freep) CoseSign *cose = NULL;
+        _cleanup_free_ uint8_t *der = NULL;
+        uint8_t new_spki[32], sigs[2][KEYSTORE_SIGNATURE_SIZE];
+        size_t der_size = 0;
+        int r;
+
+        r = keystore_rotate_begin(ks, old, j->key->spki_sha256, j->reason, j->now, &j->created);
+        if (r < 0) {
+                job_fail(j, r, keystore_last_error(ks));
+                return;
+        }
+
+        r = keystore_key_public_der(j->created, &der, &der_size);
+        if (r >= 0)
+                r = sha256(der, der_size, new_spki);
+        if (r < 0) {
+                job_fail(j, r, "Reading the new public key failed");
+                goto fail;
+        }
+        RotationStatement s = {
+                .name = old->name,
+                .uri = j->key->uri,
+                .old_kid = old->kid,
+                .new_kid = j->created->kid,
+                .new_spki_sha256 = new_spki,
+                .reason = j->reason,
+                .time = j->now,
+        };
+        r = rotation_statement_prepare(&s, host->kid, KEY_KID_SIZE, &cose);
+        if (r < 0) {
+                job_fail(j, r, "Encoding the rotation statement failed");
+                goto fail;
+        }
+        r = keystore_sign(ks, old, cose_sign_digest(cose, 0), sigs[0]);
+        if (r >= 0)
+                r = keystore_sign(ks, host, cose_sign_digest(cose, 1), sigs[1]);
+        if (r < 0) {
+                job_fail(j, r, keystore_last_error(ks));
+                goto fail;
+        }
+        r = cose_sign_finish(cose, (const uint8_t (*)[COSE_ES256_SIG_SIZE]) sigs, &j->receipt, &j->receipt_size);
+        if (r < 0) {
+                job_fail(j, r, "Encoding the rotation statement failed");
+                goto fail;
+        }
+        r = keystore_rotate_commit(ks, old, j->created);
+        if (r < 0) {
+                job_fail(j, r, keystore_last_error(ks));
+                goto fail;
+        }
+        return;
+
+fail:
+        /* The new key was never written: its blob dies with the record. */
+        j->created = key_record_free(j->created);
+        j->receipt = mfree(j->receipt);
+}
+
 /* Agent evidence: the EAT signed by the key (proof of possession), then certify and quote. */
 static void run_attest(Keystore *ks, Job *j) {
         run_sign(ks, j);
@@ -204,7 +274,7 @@ static void run_activate(Keystore *ks, Job *j) {
 
 static bool job_is_admin(const Job *j) {
         return j->type == JOB_CREATE || j->type == JOB_DESTROY || j->type == JOB_ACTIVATE ||
-               j->type == JOB_HOST_SIGN;
+               j->type == JOB_HOST_SIGN || j->type == JOB_ROTATE;
 }
 
 /* Audit checkpoints and heads: statements by the host key, like receipts. */
@@ -241,6 +311,9 @@ static void run_job(Keystore *ks, Job *j) {
                 break;
         case JOB_HOST_SIGN:
                 run_host_sign(ks, j);
+                break;
+        case JOB_ROTATE:
+                run_rotate(ks, j);
                 break;
         }
 }

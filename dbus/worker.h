@@ -5,8 +5,8 @@
  * The TPM worker: one thread owns the Keystore (an ESAPI context is not thread-safe) and runs jobs
  * from a bounded queue with two lanes:
  *
- *   lane 1 (admin)  CreateKey, Destroy: always served first, so offboarding is never stuck behind a
- *                   signing flood;
+ *   lane 1 (admin)  CreateKey, Destroy, Rotate, host-key statements: always served first, so
+ *                   offboarding is never stuck behind a signing flood;
  *   lane 2 (agent)  signing work, one FIFO per caller uid served round robin, so one flooding uid
  *                   cannot starve the others.
  *
@@ -26,6 +26,8 @@
 #define WORKER_QUEUE_MAX 1024U          /* agent lane */
 #define WORKER_QUEUE_PER_UID_MAX 256U
 #define WORKER_ADMIN_QUEUE_MAX 256U     /* admin lane, counted apart: a signing flood never blocks it */
+/* Offboarding a whole owner or uid queues one Destroy per key: the admin lane must hold them. Bulk
+ * callers (agentidctl offboard) keep at most this many in flight. */
 
 typedef enum JobType {
         JOB_CREATE,        /* admin lane */
@@ -34,7 +36,9 @@ typedef enum JobType {
         JOB_ATTEST,        /* Key.Attest: sign the EAT, certify the key, quote */
         JOB_PLATFORM,      /* GetPlatformEvidence: certify the host key, quote */
         JOB_ACTIVATE,      /* ActivateCredential (admin lane) */
-        JOB_HOST_SIGN,     /* the host key signs cose: audit checkpoints, GetAuditHead (admin lane) */
+        JOB_HOST_SIGN,     /* the host key signs cose: audit checkpoints, GetAuditHead, revocation lists
+                            * (admin lane) */
+        JOB_ROTATE,        /* Key.Rotate (admin lane) */
 } JobType;
 
 typedef struct Job {
@@ -47,6 +51,8 @@ typedef struct Job {
          * receipt names it. 0 = none. */
         uint64_t audit_seq;
         bool checkpoint;         /* JOB_HOST_SIGN: an audit checkpoint, not a GetAuditHead answer */
+        bool revocations;        /* JOB_HOST_SIGN: the revocation list of seq revocation_seq */
+        uint64_t revocation_seq;
 
         /* JOB_CREATE */
         char *name, *owner, *description;
@@ -63,9 +69,10 @@ typedef struct Job {
         CoseSign1 *cose;         /* SignMessage, IssueToken, Attest, HOST_SIGN: finished with the
                                   * signature by the event loop */
 
-        /* JOB_DESTROY */
+        /* JOB_DESTROY, JOB_ROTATE */
         char *reason;
         uint64_t now;
+        const char *hook_event;  /* JOB_DESTROY: "destroy", or "expire" for agentidd's own */
 
         /* JOB_ACTIVATE: marshalled TPM2B_ID_OBJECT and TPM2B_ENCRYPTED_SECRET in, the secret out */
         uint8_t *credential_blob, *encrypted_secret;
@@ -81,9 +88,9 @@ typedef struct Job {
         int result;
         char error[KEYSTORE_ERROR_MAX];
         uint8_t signature[KEYSTORE_SIGNATURE_SIZE];
-        KeyRecord *created;
+        KeyRecord *created;      /* JOB_CREATE; JOB_ROTATE: the new record, swapped in by the event loop */
         KeyRecord *tombstone;    /* JOB_DESTROY: the destroyed record, swapped in by the event loop */
-        uint8_t *receipt;
+        uint8_t *receipt;        /* JOB_DESTROY: receipt; JOB_ROTATE: rotation statement */
         size_t receipt_size;
         KeystoreEvidence evidence;
 

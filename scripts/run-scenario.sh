@@ -6,7 +6,9 @@
 #   approval, which the admin gives;
 #   the verifier also checks TPM evidence that the signing key lives in this host's TPM;
 #   a third uid is refused; one agent retires: its key is destroyed, the receipt is verified against
-#   the TPM-certified host key, and the key can no longer sign.
+#   the TPM-certified host key, an offboarding hook tells the peers, and the key can no longer sign;
+#   the other agent's key is rotated: the token it issued before is refused by a verifier holding the
+#   host's signed revocation list, and the rotation statement vouches for the new key.
 # Installs missing Debian packages (as root), builds, starts swtpm, dbus-daemon and agentidd, and
 # stops them again by pid.
 . "$(dirname "$0")/lib.sh"
@@ -67,9 +69,17 @@ cat >"$AGENTID_TMP/policy.json" <<'JSON'
 }
 JSON
 "$ctl" policy check "$AGENTID_TMP/policy.json"
+# An offboarding hook: here it only writes the notice a real one would send to the agent's peers.
+mkdir -m 0755 "$AGENTID_TMP/offboard.d"
+cat >"$AGENTID_TMP/offboard.d/50-notify-peers" <<SH
+#!/bin/sh
+echo "\$AGENTID_EVENT \$AGENTID_KEY kid=\$AGENTID_KID owner=\$AGENTID_OWNER reason=\$AGENTID_REASON" \\
+        >>"$AGENTID_TMP/peer-notices.log"
+SH
+chmod 0755 "$AGENTID_TMP/offboard.d/50-notify-peers"
 start_swtpm
 start_bus
-start_daemon "$bdir" --policy="$AGENTID_TMP/policy.json"
+start_daemon "$bdir" --policy="$AGENTID_TMP/policy.json" --offboard-hooks="$AGENTID_TMP/offboard.d"
 "$ctl" status
 
 step "1b. A verifier enrolls this host's attestation key against the TPM's EK certificate"
@@ -196,7 +206,42 @@ print("host key certified by the TPM:", d["claims"]["host_kid"])' "$AGENTID_TMP/
 
 "$ctl" list
 
-step "7b. The audit log: every decision above, hash-chained, checked against a signed head"
+step "7a. Peers learn of it: the offboarding hook ran, and the host's revocation list names the key"
+for _ in $(seq 100); do
+        [ -s "$AGENTID_TMP/peer-notices.log" ] && break
+        sleep 0.1
+done
+cat "$AGENTID_TMP/peer-notices.log" || die "the offboarding hook did not run"
+"$ctl" revocations export --output="$AGENTID_TMP/revocations.cbor"
+"$verify" revocations --host-key="$AGENTID_TMP/host.der" "$AGENTID_TMP/revocations.cbor"
+
+step "7b. planner's key is rotated: the old key is revoked, the host and the old key vouch for the new one"
+"$ctl" public-key planner --format=der --output="$AGENTID_TMP/planner-old.der"
+"$ctl" rotate planner --reason="quarterly key rotation" --output="$AGENTID_TMP/planner-rotation.cose"
+"$verify" rotation --old-key="$AGENTID_TMP/planner-old.der" --host-key="$AGENTID_TMP/host.der" \
+        "$AGENTID_TMP/planner-rotation.cose"
+"$ctl" revocations export --output="$AGENTID_TMP/revocations.cbor"
+chmod 0644 "$AGENTID_TMP/revocations.cbor" "$AGENTID_TMP/host.der"
+# The token planner issued in step 4c is still well-formed and signed, but a verifier holding the
+# list refuses it: the key that signed it is revoked.
+if as $PAYMENTS "$verify" token --public-key="$AGENTID_TMP/planner.der" --audience="$payments_uri" \
+        --revocations="$AGENTID_TMP/revocations.cbor" --host-key="$AGENTID_TMP/host.der" \
+        "$AGENTID_TMP/$PLANNER/task.cwt" >"$AGENTID_TMP/revoked-verdict.json"; then
+        die "a token of a rotated-out key verified against the revocation list"
+fi
+/usr/bin/python3 -c 'import json, sys
+d = json.load(open(sys.argv[1]))
+assert d["reason"] == "revoked", d
+print("  the old token is refused:", [c["detail"] for c in d["checks"] if c["name"] == "revoked"][0])' \
+        "$AGENTID_TMP/revoked-verdict.json"
+as $PLANNER "$ctl" sign planner "$AGENTID_TMP/$PLANNER/request.json" --task-id=task-7f3a \
+        --format=der --output="$AGENTID_TMP/$PLANNER/request-new.sig"
+"$ctl" public-key planner --output="$AGENTID_TMP/planner-new.pem"
+as $PAYMENTS openssl dgst -sha256 -verify "$AGENTID_TMP/planner-new.pem" \
+        -signature "$AGENTID_TMP/$PLANNER/request-new.sig" "$AGENTID_TMP/$PLANNER/request.json"
+echo "  (planner signs on with its new key, under the same name and URI)"
+
+step "7c. The audit log: every decision above, hash-chained, checked against a signed head"
 "$ctl" audit-head --nonce="$(openssl rand -hex 32)" --output="$AGENTID_TMP/audit-head.cose"
 "$ctl" audit show --state-dir="$AGENTID_TMP/state" | tail -n 8
 "$ctl" audit verify --state-dir="$AGENTID_TMP/state" --host-key="$AGENTID_TMP/host.der" \

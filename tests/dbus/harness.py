@@ -479,7 +479,7 @@ class Stack:
     """swtpm + private system bus + bus monitor + agentidd. Use as a context manager."""
 
     # --policy= (empty): no policy, whatever /etc/agentid/policy.json on this machine says.
-    DEFAULT_DAEMON_ARGS = ('--log-level=debug', '--flush-stale-handles', '--policy=')
+    DEFAULT_DAEMON_ARGS = ('--log-level=debug', '--flush-stale-handles', '--policy=', '--offboard-hooks=')
 
     def __init__(self, daemon_args=(), start_daemon=True, policy=None, daemon=None):
         self.daemon_binary = daemon or os.environ.get('AGENTID_TEST_DAEMON') or \

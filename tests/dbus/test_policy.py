@@ -29,7 +29,7 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness as h  # noqa: E402
-from harness import (E_ACCESS_DENIED, E_BUSY, KEY_IFACE, MANAGER_IFACE, MANAGER_PATH, UID_BIN, UID_DAEMON,  # noqa: E402
+from harness import (E_ACCESS_DENIED, E_BUSY, E_KEY_DESTROYED, KEY_IFACE, MANAGER_IFACE, MANAGER_PATH, UID_BIN, UID_DAEMON,  # noqa: E402
                      UID_NOBODY, UID_SYS)
 from test_daemon import OWNER, DaemonTestCase, LogTailResult, python_sha256, sha256  # noqa: E402
 
@@ -386,17 +386,20 @@ class PolicyTests(DaemonTestCase):
             write_json(self.policy_path, policy(python_sha256()))
             self.stack.manager('ReloadPolicy')
 
-    def test_held_destroy_of_expired_key(self):
-        res = self.create_as(UID_DAEMON, 'self-expiring', owner=OWNER, ttl=dbus.UInt64(1))
+    def test_held_destroy_of_key_that_expires_meanwhile(self):
+        """agentidd offboards the key at its NotAfter while the Destroy waits; approving it then
+        answers KeyDestroyed, and the key was destroyed once, by the expiry."""
+        res = self.create_as(UID_DAEMON, 'self-expiring', owner=OWNER, ttl=dbus.UInt64(2))
         path = self.assertCallOk(res).value
-        time.sleep(2.1)
-        self.assertEqual(self.stack.prop(path, 'State'), 'expired')
-        proc = self.stack.call_as(UID_DAEMON, path, KEY_IFACE, 'Destroy', 's', [dbus.String('expired anyway')],
+        proc = self.stack.call_as(UID_DAEMON, path, KEY_IFACE, 'Destroy', 's', [dbus.String('expiring anyway')],
                                   interactive=True, background=True)
         request_id = self.wait_approval('self-expiring')[0]
-        self.assertCallOk(self.approve_as(UID_SYS, request_id, True))
-        receipt = self.assertCallOk(h.Stack.finish_call(proc)).bytes
-        h.verify_cose_sign1(receipt, self.stack.manager_props()['HostPublicKey'])
+        deadline = time.monotonic() + 15
+        while [e for e in self.stack.list_keys() if e[0] == 'self-expiring'][0][2] != 'destroyed':
+            self.assertLess(time.monotonic(), deadline, 'the expired key was not offboarded')
+            time.sleep(0.1)
+        self.assertCallError(self.approve_as(UID_SYS, request_id, True), E_KEY_DESTROYED)
+        self.assertCallError(h.Stack.finish_call(proc), E_KEY_DESTROYED)
 
     def test_approval_admin_only(self):
         self.assertCallError(self.approve_as(UID_NOBODY, 'f' * 32, True), E_ACCESS_DENIED)

@@ -1,0 +1,581 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * Offboarding on the daemon's side: the revocation list, receipts kept in the state directory, the
+ * hooks that run after a key is retired, and the timer that retires keys at their NotAfter.
+ *
+ * Order of events, chosen so that a crash at any point fails closed:
+ *   Destroy   the revocation entry is written (and the key refuses) before the job is queued; a key
+ *             found active at start while its kid is listed is destroyed again by agentidd itself.
+ *   Rotate    the new record, naming the old key, replaces the old one in one rename; the entry is
+ *             written when the job is back, and at start for a record whose predecessor is unlisted.
+ *   Expiry    a key refuses use from NotAfter on (key_status()); the timer then destroys it like an
+ *             administrator would, with reason "expired" — also for keys that expired while agentidd
+ *             was not running.
+ *
+ * The list is kept unsigned in <state>/revocations (written atomically) and signed by the host key
+ * once per change; GetRevocations hands out the last signed form and waits while a newer one is made.
+ */
+
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <systemd/sd-daemon.h>
+#include <unistd.h>
+
+#include "common/fileio.h"
+#include "common/hexutil.h"
+#include "common/log.h"
+#include "dbus/bus.h"
+#include "dbus/bus-util.h"
+#include "dbus/errors.h"
+
+#define REVOCATIONS_FILE "revocations"
+#define RECEIPTS_DIR "receipts"
+/* A Destroy of agentidd's own that failed (TPM away, disk full) is tried again after this long. */
+#define OFFBOARD_RETRY_USEC (30ULL * USEC_PER_SEC)
+
+static void schedule_expiry(Manager *m);
+
+/* ---- the revocation list --------------------------------------------------------------------- */
+
+static int revocations_save(Manager *m) {
+        _cleanup_free_ uint8_t *buf = NULL;
+        size_t size = 0;
+        int r;
+
+        r = revocation_list_encode(&m->revocations, &buf, &size);
+        if (r < 0)
+                return r;
+        return write_file_atomic_at(m->state_fd, REVOCATIONS_FILE, buf, size, 0600, 0);
+}
+
+static int revocations_load(Manager *m) {
+        _cleanup_free_ uint8_t *buf = NULL;
+        const char *reason = NULL;
+        size_t size = 0;
+        int r;
+
+        r = read_file_at(m->state_fd, REVOCATIONS_FILE, REVOCATION_LIST_MAX, &buf, &size);
+        if (r == -ENOENT) {
+                /* The first start: an empty list, saved at once so that a missing file later stands out. */
+                size_t i = 0, n_destroyed = 0;
+                void *v;
+                while (hashmap_iterate(m->keys, &i, &v))
+                        n_destroyed += ((Key *) v)->record->state == KEY_STATE_DESTROYED;
+                if (n_destroyed > 0)
+                        log_warning("There is no revocation list in the state directory, but %zu key(s) were "
+                                    "destroyed: it was deleted, or the keys predate revocation lists. They are "
+                                    "not listed (a tombstone keeps no public key); starting a new list.",
+                                    n_destroyed);
+                snprintf(m->revocations.host, sizeof(m->revocations.host), "%s", m->host_id);
+                r = revocations_save(m);
+                if (r < 0)
+                        return log_error_errno(r, "Creating the revocation list failed: %m");
+                return 0;
+        }
+        if (r < 0)
+                return log_error_errno(r, "Reading %s failed: %m", REVOCATIONS_FILE);
+        r = revocation_list_decode(buf, size, &m->revocations, &reason);
+        if (r < 0)
+                /* Never start over with an empty list: that would quietly un-revoke keys. */
+                return log_error_errno(r, "The revocation list in the state directory is unreadable (%s); "
+                                       "restore it from a backup or an exported copy",
+                                       reason ?: strerror(-r));
+        if (!streq(m->revocations.host, m->host_id))
+                log_warning("The revocation list was made for host %s, this TPM is host %s (owner hierarchy "
+                            "cleared?); keeping its entries and its sequence.", m->revocations.host, m->host_id);
+        snprintf(m->revocations.host, sizeof(m->revocations.host), "%s", m->host_id);
+        return 0;
+}
+
+/* Sign the current list unless that is under way; the job's end signs again if it changed meanwhile. */
+static void revocations_sign(Manager *m) {
+        _cleanup_(job_freep) Job *j = NULL;
+        _cleanup_(cose_sign1_freep) CoseSign1 *cose = NULL;
+        _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
+        int r;
+
+        if (m->revocations_signing || m->stopping)
+                return;
+        m->revocations.issued = (uint64_t) time(NULL);
+        j = job_new(JOB_HOST_SIGN, NULL, NULL, geteuid(), NULL);
+        if (!j)
+                return (void) log_error_errno(ENOMEM, "Signing the revocation list failed: %m");
+        j->revocations = true;
+        j->revocation_seq = m->revocations.seq;
+        r = revocation_list_prepare(&m->revocations, m->host_kid, KEY_KID_SIZE, &j->cose);
+        if (r >= 0) {
+                memcpy(j->digest, cose_sign1_digest(j->cose), KEYSTORE_DIGEST_SIZE);
+                r = manager_submit(m, j, &error);
+        }
+        if (r < 0) {
+                log_warning("Signing revocation list %" PRIu64 " failed: %s", m->revocations.seq,
+                            error.message ?: strerror(-r));
+                return;
+        }
+        TAKE_PTR(j);
+        m->revocations_signing = true;
+}
+
+static void answer_waiters(Manager *m, int error, const char *message) {
+        for (size_t i = 0; i < m->n_revocation_waiters; i++) {
+                sd_bus_message *call = m->revocation_waiters[i];
+                if (error < 0)
+                        (void) bus_reply_errno(call, error, message);
+                else
+                        (void) bus_reply_bytes(call, m->revocations_signed, m->revocations_signed_size);
+                sd_bus_message_unref(call);
+        }
+        m->n_revocation_waiters = 0;
+}
+
+void bus_offboard_job_done(Manager *m, Job *j) {
+        _cleanup_free_ uint8_t *list = NULL;
+        size_t size = 0;
+        int r;
+
+        m->revocations_signing = false;
+        r = j->result;
+        if (r >= 0)
+                r = cose_sign1_finish(j->cose, j->signature, &list, &size);
+        if (r < 0) {
+                log_error_errno(r, "Signing revocation list %" PRIu64 " failed: %s", j->revocation_seq,
+                                j->result < 0 ? j->error : strerror(-r));
+                answer_waiters(m, r, "The revocation list could not be signed; retry later");
+                return;
+        }
+        if (j->revocation_seq >= m->revocations_signed_seq || !m->revocations_signed) {
+                free(m->revocations_signed);
+                m->revocations_signed = TAKE_PTR(list);
+                m->revocations_signed_size = size;
+                m->revocations_signed_seq = j->revocation_seq;
+        }
+        if (m->revocations_signed_seq != m->revocations.seq)
+                revocations_sign(m); /* it changed while this one was signed; waiters wait for that */
+        else
+                answer_waiters(m, 0, NULL);
+}
+
+int offboard_revoke(Manager *m, RevocationType type, Key *k, const uint8_t kid[KEY_KID_SIZE],
+                    const uint8_t spki_sha256[32], uint64_t time, const char *reason, uint64_t *ret_seq) {
+        int r;
+
+        if (revocation_list_find(&m->revocations, kid, NULL)) {
+                /* Listed already (a Destroy retried after a failure): one entry per key. */
+                if (ret_seq)
+                        *ret_seq = m->revocations.seq;
+                return 0;
+        }
+        RevocationEntry e = {
+                .type = type,
+                .name = k->name,
+                .time = time,
+                .reason = (char *) reason,
+        };
+        memcpy(e.kid, kid, KEY_KID_SIZE);
+        memcpy(e.spki_sha256, spki_sha256, sizeof(e.spki_sha256));
+        r = revocation_list_append(&m->revocations, &e);
+        if (r < 0)
+                return log_error_errno(r, "Adding key '%s' to the revocation list failed: %m", k->name);
+
+        /* A list that cannot be saved is still handed out (in memory the entry is there), and the next
+         * change saves it; the audit log and the journal say so. */
+        int saved = revocations_save(m);
+        if (saved < 0)
+                log_error_errno(saved, "Saving the revocation list failed; entry %" PRIu64 " for key '%s' lives in "
+                                "memory until the next successful save: %m", m->revocations.seq, k->name);
+
+        AuditCaller caller = { .uid = (uint32_t) geteuid() };
+        AuditEntry a = {
+                .action = "revoke",
+                .decision = saved < 0 ? "failed" : "done",
+                .caller = &caller,
+                .key = k->name,
+                .kid = kid,
+                .reason = reason,
+                .rule = revocation_type_to_string(type),
+                .revocation_seq = m->revocations.seq,
+        };
+        (void) bus_audit(m, &a, NULL);
+        (void) sd_bus_emit_properties_changed(m->bus, AGENTID_MANAGER_PATH, AGENTID_MANAGER_INTERFACE,
+                                              "RevocationSeq", NULL);
+        revocations_sign(m);
+        if (ret_seq)
+                *ret_seq = m->revocations.seq;
+        return 0;
+}
+
+int method_get_revocations(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
+        Manager *m = userdata;
+
+        if (m->revocations_signed && m->revocations_signed_seq == m->revocations.seq)
+                return bus_reply_bytes(msg, m->revocations_signed, m->revocations_signed_size);
+        /* A newer list is being signed (or the last attempt failed): wait for it. */
+        if (m->n_revocation_waiters >= REVOCATION_WAITERS_MAX)
+                return sd_bus_error_setf(error, AGENTID_ERROR_BUSY, "Too many callers wait for the revocation list");
+        m->revocation_waiters[m->n_revocation_waiters++] = sd_bus_message_ref(msg);
+        revocations_sign(m);
+        if (!m->revocations_signing) {
+                /* Could not even be queued: answer now rather than leave the caller waiting. */
+                answer_waiters(m, -EBUSY, "The revocation list cannot be signed right now; retry later");
+        }
+        return 1;
+}
+
+/* ---- receipts and hooks ---------------------------------------------------------------------- */
+
+/* Keep a receipt or rotation statement as <name>-<what>-<revocation seq>.cbor; hooks get its path. */
+static int save_statement(Manager *m, const char *name, const char *what, uint64_t seq, const uint8_t *data,
+                          size_t size, char **ret_path) {
+        _cleanup_free_ char *file = NULL;
+        int r;
+
+        if (m->receipts_fd < 0 || !data)
+                return -ENOENT;
+        if (asprintf(&file, "%s-%s-%" PRIu64 ".cbor", name, what, seq) < 0)
+                return -ENOMEM;
+        r = write_file_atomic_at(m->receipts_fd, file, data, size, 0600, 0);
+        if (r < 0)
+                return log_warning_errno(r, "Keeping the %s of key '%s' failed: %m", what, name);
+        if (asprintf(ret_path, "%s/" RECEIPTS_DIR "/%s", m->state_dir, file) < 0)
+                return -ENOMEM;
+        return 0;
+}
+
+static void run_hooks(Manager *m, const char *event, Key *k, const uint8_t kid[KEY_KID_SIZE], const char *reason,
+                      const char *receipt_path) {
+        char kid_hex[2 * KEY_KID_SIZE + 1];
+        int r;
+
+        if (!m->hooks)
+                return;
+        hex_encode_to(kid, KEY_KID_SIZE, kid_hex);
+        HookEvent e = {
+                .event = event,
+                .key = k->name,
+                .uri = k->uri,
+                .kid_hex = kid_hex,
+                .owner = k->record->owner,
+                .reason = reason,
+                .receipt_path = receipt_path ?: "",
+        };
+        r = hook_runner_queue(m->hooks, &e);
+        if (r < 0) {
+                log_error_errno(r, "Queueing the offboarding hooks of key '%s' failed: %m", k->name);
+                AuditCaller caller = { .uid = (uint32_t) geteuid() };
+                AuditEntry a = {
+                        .action = "hook",
+                        .decision = "failed",
+                        .caller = &caller,
+                        .key = k->name,
+                        .kid = kid,
+                        .hook = m->hooks_dir,
+                        .reason = r == -EBUSY ? "too many offboardings wait for their hooks" : strerror(-r),
+                };
+                (void) bus_audit(m, &a, NULL);
+        }
+}
+
+static const char *hook_outcome_decision(HookOutcome o) {
+        switch (o) {
+        case HOOK_EXITED:
+                return "done";
+        case HOOK_SKIPPED:
+                return "skipped";
+        case HOOK_CANCELLED:
+                return "cancelled";
+        default:
+                return "failed";
+        }
+}
+
+static void on_hook_result(const HookResult *res, void *userdata) {
+        Manager *m = userdata;
+        char detail[128];
+
+        if (!res->path) {
+                manager_maybe_exit(m); /* stopping waits for the hooks */
+                return;
+        }
+        const char *reason = res->detail;
+        bool failed = res->outcome != HOOK_EXITED || res->status != 0;
+        switch (res->outcome) {
+        case HOOK_EXITED:
+                if (res->status != 0) {
+                        snprintf(detail, sizeof(detail), "exited with status %d", res->status);
+                        reason = detail;
+                }
+                break;
+        case HOOK_KILLED:
+                snprintf(detail, sizeof(detail), "killed by signal %d (%s)", res->status, strsignal(res->status));
+                reason = detail;
+                break;
+        case HOOK_TIMED_OUT:
+                reason = "timed out and was killed";
+                break;
+        default:
+                break;
+        }
+        if (failed)
+                log_warning("Offboarding hook %s for key '%s' %s: %s", res->path, res->event->key,
+                            hook_outcome_decision(res->outcome), reason ?: "failed");
+        else
+                log_info("Offboarding hook %s for key '%s' succeeded.", res->path, res->event->key);
+
+        AuditCaller caller = { .uid = (uint32_t) geteuid() };
+        _cleanup_free_ uint8_t *kid = NULL;
+        size_t kid_size = 0;
+        bool has_kid = hex_decode(res->event->kid_hex, &kid, &kid_size) >= 0 && kid_size == KEY_KID_SIZE;
+        AuditEntry a = {
+                .action = "hook",
+                .decision = res->outcome == HOOK_EXITED && res->status != 0 ? "failed" :
+                            hook_outcome_decision(res->outcome),
+                .caller = &caller,
+                .key = res->event->key,
+                .kid = has_kid ? kid : NULL,
+                .rule = res->event->event,
+                .hook = res->path,
+                .reason = reason,
+                .has_status = res->outcome == HOOK_EXITED,
+                .status = (uint8_t) res->status,
+                .output = res->output_size > 0 ? res->output : NULL,
+                .output_size = res->output_size,
+        };
+        (void) bus_audit(m, &a, NULL);
+}
+
+/* ---- after a destroy or a rotation ----------------------------------------------------------- */
+
+void bus_offboard_destroyed(Manager *m, Key *k, Job *j) {
+        _cleanup_free_ char *path = NULL;
+
+        k->auto_offboard = false;
+        if (j->result >= 0)
+                (void) save_statement(m, k->name, "destroy", j->revocation_seq, j->receipt, j->receipt_size, &path);
+        run_hooks(m, j->hook_event ?: "destroy", k, k->record->kid, j->reason, path);
+        schedule_expiry(m);
+}
+
+void bus_offboard_destroy_failed(Manager *m, Key *k) {
+        /* It keeps refusing (its kid is listed); agentidd tries again on its own. */
+        k->auto_offboard = false;
+        k->retry_after_usec = clock_now_usec(CLOCK_REALTIME) + OFFBOARD_RETRY_USEC;
+        schedule_expiry(m);
+}
+
+int bus_offboard_rotated(Manager *m, Key *k, const uint8_t old_kid[KEY_KID_SIZE], const uint8_t old_spki[32],
+                         Job *j) {
+        _cleanup_free_ char *path = NULL;
+        uint64_t seq = 0;
+        int r;
+
+        r = offboard_revoke(m, REVOCATION_ROTATE, k, old_kid, old_spki, j->now, j->reason, &seq);
+        (void) save_statement(m, k->name, "rotate", seq, j->receipt, j->receipt_size, &path);
+        run_hooks(m, "rotate", k, old_kid, j->reason, path);
+        schedule_expiry(m);
+        return r;
+}
+
+/* ---- agentidd's own destroys: expiry, and revocations found at start -------------------------- */
+
+static int auto_destroy(Manager *m, Key *k, const char *reason, const char *event) {
+        _cleanup_(job_freep) Job *j = NULL;
+        _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
+        int r;
+
+        j = job_new(JOB_DESTROY, NULL, NULL, geteuid(), k);
+        if (!j)
+                return -ENOMEM;
+        j->reason = strdup(reason);
+        if (!j->reason)
+                return -ENOMEM;
+        j->now = (uint64_t) time(NULL);
+        j->hook_event = event;
+
+        AuditCaller caller = { .uid = (uint32_t) geteuid() };
+        AuditEntry a = {
+                .action = "destroy",
+                .decision = "allow",
+                .caller = &caller,
+                .key = k->name,
+                .kid = k->record->kid,
+                .reason = reason,
+                .rule = event,
+                .has_by_uid = true,
+                .by_uid = (uint32_t) geteuid(),
+        };
+        /* Like an administrator's Destroy: a log that cannot record it does not keep the key alive. */
+        if (bus_audit(m, &a, &j->audit_seq) < 0)
+                log_error("Destroying key '%s' (%s) although the audit log cannot record it.", k->name, event);
+
+        r = manager_submit(m, j, &error);
+        if (r < 0)
+                return log_warning_errno(r, "Queueing the destroy of key '%s' (%s) failed, retrying later: %s",
+                                         k->name, event, error.message ?: strerror(-r));
+        TAKE_PTR(j);
+        k->auto_offboard = true;
+        log_info("Offboarding key '%s': %s.", k->name, reason);
+        return 0;
+}
+
+/* What agentidd should do about k now: 1 = destroy it, 0 = nothing; *ret_due = when to look again
+ * (µs, CLOCK_REALTIME; UINT64_MAX = never). */
+static int key_offboard_due(Key *k, uint64_t now_usec, uint64_t *ret_due) {
+        *ret_due = UINT64_MAX;
+        if (k->record->state != KEY_STATE_ACTIVE || k->change_pending || k->unusable)
+                return 0;
+        /* The last try failed (a full queue, the TPM away): pause before the next. */
+        if (now_usec < k->retry_after_usec) {
+                *ret_due = k->retry_after_usec;
+                return 0;
+        }
+        /* Listed (a Destroy that did not finish): destroy it again. */
+        if (atomic_load(&k->refusing))
+                return 1;
+        if (k->record->not_after == 0)
+                return 0;
+        uint64_t deadline = k->record->not_after * USEC_PER_SEC;
+        if (now_usec >= deadline)
+                return 1;
+        *ret_due = deadline;
+        return 0;
+}
+
+static int on_expiry_timer(sd_event_source *s, uint64_t usec, void *userdata) {
+        Manager *m = userdata;
+        uint64_t now = clock_now_usec(CLOCK_REALTIME);
+        size_t i = 0;
+        void *v;
+
+        while (!m->stopping && hashmap_iterate(m->keys, &i, &v)) {
+                Key *k = v;
+                uint64_t due;
+
+                if (key_offboard_due(k, now, &due) <= 0)
+                        continue;
+                bool listed = atomic_load(&k->refusing);
+                const RevocationEntry *e = listed ? revocation_list_find(&m->revocations, k->record->kid, NULL) : NULL;
+                if (auto_destroy(m, k, e ? e->reason : listed ? "destroy did not finish" : "expired",
+                                 listed ? "destroy" : "expire") < 0)
+                        k->retry_after_usec = now + OFFBOARD_RETRY_USEC;
+        }
+        schedule_expiry(m);
+        return 0;
+}
+
+static void schedule_expiry(Manager *m) {
+        uint64_t now = clock_now_usec(CLOCK_REALTIME), next = UINT64_MAX;
+        size_t i = 0;
+        void *v;
+        int r;
+
+        if (m->stopping)
+                return;
+        while (hashmap_iterate(m->keys, &i, &v)) {
+                uint64_t due;
+                if (key_offboard_due(v, now, &due) > 0)
+                        due = now;
+                next = MIN(next, due);
+        }
+        if (next == UINT64_MAX) {
+                if (m->expiry_timer)
+                        (void) sd_event_source_set_enabled(m->expiry_timer, SD_EVENT_OFF);
+                return;
+        }
+        if (!m->expiry_timer) {
+                /* CLOCK_REALTIME: NotAfter is a wall-clock date; a clock change moves the deadline too. */
+                r = sd_event_add_time(m->event, &m->expiry_timer, CLOCK_REALTIME, next, USEC_PER_SEC / 10,
+                                      on_expiry_timer, m);
+                if (r < 0)
+                        log_error_errno(r, "Setting up the expiry timer failed; expired keys refuse use but "
+                                        "are not offboarded: %m");
+                return;
+        }
+        (void) sd_event_source_set_time(m->expiry_timer, next);
+        (void) sd_event_source_set_enabled(m->expiry_timer, SD_EVENT_ONESHOT);
+}
+
+void bus_offboard_key_changed(Manager *m) {
+        schedule_expiry(m);
+}
+
+/* ---- start and stop -------------------------------------------------------------------------- */
+
+int bus_offboard_open(Manager *m, int state_fd, const char *state_dir) {
+        int r;
+
+        m->state_fd = state_fd;
+        m->state_dir = strdup(state_dir);
+        if (!m->state_dir)
+                return log_error_errno(ENOMEM, "Out of memory");
+        r = revocations_load(m);
+        if (r < 0)
+                return r;
+
+        if (mkdirat(state_fd, RECEIPTS_DIR, 0700) < 0 && errno != EEXIST)
+                return log_error_errno(errno, "Creating %s/%s failed: %m", state_dir, RECEIPTS_DIR);
+        m->receipts_fd = openat(state_fd, RECEIPTS_DIR, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+        if (m->receipts_fd < 0)
+                return log_error_errno(errno, "Opening %s/%s failed: %m", state_dir, RECEIPTS_DIR);
+
+        if (m->hooks_dir && *m->hooks_dir) {
+                /* Under systemd the hooks leave agentidd's sandbox as transient units (docs/hooks.md). */
+                const char *systemd_run = sd_booted() > 0 && access("/usr/bin/systemd-run", X_OK) >= 0 ?
+                                          "/usr/bin/systemd-run" : NULL;
+                HookRunnerOptions o = {
+                        .dir = m->hooks_dir,
+                        .timeout_usec = m->hook_timeout_usec,
+                        .systemd_run = systemd_run,
+                };
+                r = hook_runner_new(m->event, &o, on_hook_result, m, &m->hooks);
+                if (r < 0)
+                        return log_error_errno(r, "Setting up the offboarding hooks failed: %m");
+        }
+        return 0;
+}
+
+int bus_offboard_start(Manager *m) {
+        size_t i = 0;
+        void *v;
+        int r;
+
+        /* Finish what a crash may have left half done (see the top of this file). */
+        while (hashmap_iterate(m->keys, &i, &v)) {
+                Key *k = v;
+                KeyRecord *rec = k->record;
+
+                if (rec->has_replaces && !revocation_list_find(&m->revocations, rec->replaces_kid, NULL)) {
+                        log_notice("Key '%s' was rotated but its old key is not on the revocation list yet; "
+                                   "adding it.", k->name);
+                        r = offboard_revoke(m, REVOCATION_ROTATE, k, rec->replaces_kid, rec->replaces_spki_sha256,
+                                            rec->created, rec->replaces_reason, NULL);
+                        if (r < 0)
+                                return r;
+                }
+                if (rec->state == KEY_STATE_ACTIVE && revocation_list_find(&m->revocations, rec->kid, NULL)) {
+                        log_notice("Key '%s' is on the revocation list but was not destroyed; destroying it.",
+                                   k->name);
+                        atomic_store(&k->refusing, true);
+                }
+        }
+        /* The first signed list, so GetRevocations answers at once. */
+        revocations_sign(m);
+        schedule_expiry(m);
+        return 0;
+}
+
+bool bus_offboard_busy(Manager *m) {
+        return (m->hooks && hook_runner_busy(m->hooks)) || m->revocations_signing;
+}
+
+void bus_offboard_close(Manager *m) {
+        answer_waiters(m, -ESHUTDOWN, "agentidd is shutting down");
+        m->hooks = hook_runner_free(m->hooks);
+        m->expiry_timer = sd_event_source_disable_unref(m->expiry_timer);
+        revocation_list_done(&m->revocations);
+        m->revocations_signed = mfree(m->revocations_signed);
+        m->receipts_fd = safe_close(m->receipts_fd);
+        m->state_dir = mfree(m->state_dir);
+}
