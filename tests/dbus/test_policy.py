@@ -70,6 +70,8 @@ def policy(python_digest):
             {'name': 'self-service', 'actions': ['create'], 'keys': ['self-*'], 'uids': [UID_DAEMON],
              'effect': 'allow'},
             {'name': 'self-retire', 'actions': ['destroy'], 'keys': ['self-*'], 'effect': 'confirm'},
+            {'name': 'self-rotate', 'actions': ['rotate'], 'keys': ['self-*'], 'uids': [UID_DAEMON],
+             'effect': 'allow'},
             {'name': 'open', 'actions': ['sign', 'sign_message', 'attest'], 'keys': ['open-*', 'frozen-*'],
              'effect': 'allow'},
         ],
@@ -434,6 +436,19 @@ class PolicyTests(DaemonTestCase):
         receipt = self.assertCallOk(h.Stack.finish_call(proc)).bytes
         h.verify_cose_sign1(receipt, self.stack.manager_props()['HostPublicKey'])
         self.assertEqual(self.list_entry('self-retire')[2], 'destroyed')
+
+    def test_rotate_extended_to_own_uid(self):
+        path = self.assertCallOk(self.create_as(UID_DAEMON, 'self-rotating', owner=OWNER)).value
+        old = self.stack.prop(path, 'TpmName')
+        # Another uid never; the key's uid under the rule; a key the rule does not name only by admins.
+        res = self.stack.call_as(UID_BIN, path, KEY_IFACE, 'Rotate', 's', [dbus.String('not mine')])
+        self.assertCallError(res, E_ACCESS_DENIED)
+        res = self.stack.call_as(UID_DAEMON, path, KEY_IFACE, 'Rotate', 's', [dbus.String('my schedule')])
+        self.assertCallOk(res)
+        self.assertNotEqual(self.stack.prop(path, 'TpmName'), old)
+        other = self.create('open-rotating', uid=UID_DAEMON)
+        res = self.stack.call_as(UID_DAEMON, other, KEY_IFACE, 'Rotate', 's', [dbus.String('not allowed')])
+        self.assertCallError(res, E_ACCESS_DENIED)
 
     def test_admin_key_management_not_subject_to_policy(self):
         # No rule allows "create" or "destroy" for admins' keys here; admins are never asked.

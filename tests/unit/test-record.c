@@ -234,6 +234,37 @@ static void test_rejects_bad_fields(void **state) {
         expect_rejected(false, "destroyed", NULL);
 }
 
+/* A rotated key names the key it replaced: all three fields come back; one alone is refused. */
+static void test_replaces(void **state) {
+        _cleanup_(key_record_freep) KeyRecord *r = example_record(true), *back = NULL, *copy = NULL;
+        _cleanup_free_ uint8_t *enc = NULL;
+        uint8_t kid[KEY_KID_SIZE] = { 0x00, 0x0b, 0x55 };
+        size_t size = 0;
+
+        r->has_replaces = true;
+        memcpy(r->replaces_kid, kid, sizeof(kid));
+        memset(r->replaces_spki_sha256, 0x66, sizeof(r->replaces_spki_sha256));
+        r->replaces_reason = strdup("quarterly rotation");
+        assert_int_equal(key_record_to_cbor(r, &enc, &size), 0);
+        assert_int_equal(key_record_from_cbor(enc, size, &back, NULL), 0);
+        assert_true(back->has_replaces);
+        assert_memory_equal(back->replaces_kid, kid, sizeof(kid));
+        assert_memory_equal(back->replaces_spki_sha256, r->replaces_spki_sha256, 32);
+        assert_string_equal(back->replaces_reason, "quarterly rotation");
+        assert_int_equal(key_record_copy(back, &copy), 0);
+        assert_string_equal(copy->replaces_reason, "quarterly rotation");
+
+        /* Inconsistent in memory: not encoded. */
+        r->replaces_reason = mfree(r->replaces_reason);
+        enc = mfree(enc);
+        assert_int_equal(key_record_to_cbor(r, &enc, &size), -EINVAL);
+
+        /* One of the three on disk: refused. */
+        expect_rejected(true, "replaces_kid", cbor_util_new_bytes(kid, sizeof(kid)));
+        expect_rejected(true, "replaces_reason", cbor_util_new_text("x"));
+        expect_rejected(true, "replaces_spki", cbor_util_new_bytes(kid, 32));
+}
+
 static void test_rejects_hostile_bytes(void **state) {
         _cleanup_(key_record_freep) KeyRecord *r = example_record(true);
         _cleanup_free_ uint8_t *enc = NULL;
@@ -292,6 +323,7 @@ int main(void) {
                 cmocka_unit_test(test_inconsistent_not_encoded),
                 cmocka_unit_test(test_rejects_bad_fields),
                 cmocka_unit_test(test_rejects_hostile_bytes),
+                cmocka_unit_test(test_replaces),
                 cmocka_unit_test(test_tombstone_conversion),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
