@@ -137,6 +137,25 @@ int keystore_context_load(Keystore *ks, const uint8_t *blob, size_t size, ESYS_T
         return TPM_CALL(ks->tpm, "TPM2_ContextLoad", Esys_ContextLoad(ks->tpm->esys, &ctx, ret));
 }
 
+/* Save a loaded entry's context and flush it: its slot is free, and it reloads cheaply. */
+static int cache_entry_unload(Keystore *ks, CacheEntry *e) {
+        int r = keystore_context_save(ks, e->handle, &e->context, &e->context_size);
+        if (r == -ESTALE) {
+                /* The TPM was reset: nothing we had loaded exists any more, so there is room. */
+                keystore_forget_objects(ks);
+                return 0;
+        }
+        if (r == -ENODEV || r == -ENXIO)
+                return r;
+        if (r < 0)
+                log_debug("Saving context of a cached key failed, dropping it: %s", strerror(-r));
+        tpm_flush(ks->tpm, &e->handle);
+        ks->n_loaded--;
+        if (r < 0)
+                cache_entry_drop(ks, e);
+        return 0;
+}
+
 /* Push loaded keys out (least recently used first) until at most max remain loaded. */
 int keystore_cache_make_room(Keystore *ks, unsigned max) {
         while (ks->n_loaded > max) {
@@ -150,21 +169,9 @@ int keystore_cache_make_room(Keystore *ks, unsigned max) {
                         ks->n_loaded = 0;
                         break;
                 }
-
-                int r = keystore_context_save(ks, lru->handle, &lru->context, &lru->context_size);
-                if (r == -ESTALE) {
-                        /* The TPM was reset: nothing we had loaded exists any more, so there is room. */
-                        keystore_forget_objects(ks);
-                        return 0;
-                }
-                if (r == -ENODEV || r == -ENXIO)
+                int r = cache_entry_unload(ks, lru);
+                if (r < 0)
                         return r;
-                if (r < 0)
-                        log_debug("Saving context of a cached key failed, dropping it: %s", strerror(-r));
-                tpm_flush(ks->tpm, &lru->handle);
-                ks->n_loaded--;
-                if (r < 0)
-                        cache_entry_drop(ks, lru);
         }
         return 0;
 }
@@ -956,6 +963,12 @@ int keystore_sign(Keystore *ks, const KeyRecord *r, const uint8_t digest[KEYSTOR
         }
         if (k < 0 && k != -EMEDIUMTYPE && k != -EBADMSG)
                 return keystore_fail_tpm(ks, k, "Signing");
+        /* The host key signs rarely (receipts, lists, checkpoints): its slot is worth more to agents. */
+        if (k >= 0 && r == ks->host_key) {
+                CacheEntry *e = cache_find(ks, r->kid);
+                if (e && e->handle != ESYS_TR_NONE)
+                        (void) cache_entry_unload(ks, e);
+        }
         return k;
 }
 
