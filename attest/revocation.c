@@ -208,9 +208,7 @@ void revocation_list_done(RevocationList *l) {
         l->n_entries = 0;
 }
 
-int revocation_list_append(RevocationList *l, const RevocationEntry *e) {
-        _cleanup_free_ char *name = NULL, *reason = NULL;
-
+int revocation_list_check_room(const RevocationList *l, const RevocationEntry *e) {
         if (!l || !entry_valid(e))
                 return -EINVAL;
         if (l->n_entries >= REVOCATION_ENTRIES_MAX || l->seq == UINT64_MAX)
@@ -220,6 +218,16 @@ int revocation_list_append(RevocationList *l, const RevocationEntry *e) {
          * Never grow a list past what a verifier accepts: it could not be read back. */
         if (list_size(l, l->seq + 1, e) > REVOCATION_LIST_MAX)
                 return -E2BIG;
+        return 0;
+}
+
+int revocation_list_append(RevocationList *l, const RevocationEntry *e) {
+        _cleanup_free_ char *name = NULL, *reason = NULL;
+        int r;
+
+        r = revocation_list_check_room(l, e);
+        if (r < 0)
+                return r;
 
         name = strdup(e->name);
         reason = strdup(e->reason ?: "");

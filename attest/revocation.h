@@ -80,6 +80,9 @@ void revocation_list_done(RevocationList *l);
  */
 int revocation_list_append(RevocationList *l, const RevocationEntry *e);
 
+/* Would revocation_list_append() take e? Return: 0, or its error; l is never changed. */
+int revocation_list_check_room(const RevocationList *l, const RevocationEntry *e);
+
 /*
  * revocation_list_find() - the first entry naming a key
  * @kid, @spki_sha256: what the caller verified with; either may be NULL (not known), not both

@@ -775,7 +775,8 @@ static int key_change_prepare(sd_bus_message *m, Key *k, JobType type, Job **ret
         bool admin = manager_uid_is_admin(d, uid);
         if (!admin && uid != k->record->uid)
                 return sd_bus_error_setf(error, SD_BUS_ERROR_ACCESS_DENIED, "Only administrators may %s keys", verb);
-        if (k->change_pending)
+        /* Early, before the policy is asked; manager_submit() decides for good. */
+        if (k->destroy_pending || k->deferred_destroy || (type == JOB_ROTATE && k->rotate_pending))
                 return bus_error_setf_errno(error, -EBUSY, "Key '%s' is being destroyed or rotated", k->record->name);
 
         r = manager_client_for_message(d, m, &client, error);
@@ -788,6 +789,7 @@ static int key_change_prepare(sd_bus_message *m, Key *k, JobType type, Job **ret
         if (!j->reason)
                 return -ENOMEM;
         j->now = (uint64_t) time(NULL);
+        j->agent_lane = type == JOB_ROTATE && !admin;
 
         *ret_call = (PolicyCall) {
                 .action = type == JOB_DESTROY ? POLICY_ACTION_DESTROY : POLICY_ACTION_ROTATE,
@@ -823,7 +825,7 @@ static void destroy_done(Manager *d, Job *j) {
         Key *k = j->key;
         int r;
 
-        k->change_pending = false;
+        k->destroy_pending = false;
         if (j->tombstone) {
                 /* The worker destroyed a copy; from now on this thread's record is the tombstone. */
                 key_record_free(k->record);
@@ -874,6 +876,11 @@ static int method_rotate_impl(sd_bus_message *m, void *userdata, sd_bus_error *e
         r = key_check_usable(k, error);
         if (r < 0)
                 return r;
+        /* The old key must go on the revocation list; a full list refuses the rotation up front. */
+        r = offboard_check_room(k->manager, k, j->reason);
+        if (r < 0)
+                return bus_error_setf_errno(error, r == -E2BIG ? -ENOSPC : r,
+                                            "The revocation list has no room for the old key; destroy keys instead");
         return bus_policy_submit(k->manager, m, &j, &call, error);
 }
 
@@ -881,17 +888,34 @@ static int method_rotate(sd_bus_message *m, void *userdata, sd_bus_error *error)
         return audited(userdata, m, POLICY_ACTION_ROTATE, method_rotate_impl(m, userdata, error), error);
 }
 
+/* A Destroy accepted while the rotation ran goes to the worker now, on the current record. */
+static void submit_deferred_destroy(Manager *d, Key *k) {
+        _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
+        Job *j = TAKE_PTR(k->deferred_destroy);
+
+        if (!j)
+                return;
+        int r = manager_submit(d, j, &error);
+        if (r >= 0)
+                return;
+        /* The key stays listed and refusing; agentidd destroys it on its own (bus-offboard.c). */
+        if (j->call)
+                (void) sd_bus_reply_method_error(j->call, &error);
+        job_free(j);
+}
+
 static void rotate_done(Manager *d, Job *j) {
         Key *k = j->key;
         uint8_t old_kid[KEY_KID_SIZE], old_spki[32];
         int r;
 
-        k->change_pending = false;
-        atomic_store(&k->rotating, false);
+        k->rotate_pending = false;
         if (j->result < 0) {
+                atomic_store(&k->rotating, false);
                 log_error_errno(j->result, "Rotating key '%s' failed; it stays as it was: %s", k->name, j->error);
                 if (j->call)
                         (void) bus_reply_errno(j->call, j->result, j->error);
+                submit_deferred_destroy(d, k);
                 return;
         }
 
@@ -899,22 +923,27 @@ static void rotate_done(Manager *d, Job *j) {
         memcpy(old_spki, k->spki_sha256, sizeof(old_spki));
         r = key_replace_record(k, j->created);
         if (r < 0) {
-                /* On disk the new key is in place already; refuse until a restart loads it. */
-                log_error_errno(r, "Key '%s' was rotated but its new public key cannot be read; it refuses use "
+                /* On disk the new key is in place already; this copy cannot describe it. Unusable (not
+                 * offboarded: that would tombstone the new record from the old one) until a restart. */
+                log_error_errno(r, "Key '%s' was rotated but its new public key cannot be read; it is unusable "
                                 "until agentidd restarts: %m", k->name);
-                atomic_store(&k->refusing, true);
+                k->unusable = true;
         } else
                 j->created = NULL; /* k's now */
+        /* Order matters to the worker (run_sign): the record first, then the generation, then the flag. */
+        atomic_fetch_add(&k->generation, 1);
+        atomic_store(&k->rotating, false);
         log_info("Rotated key '%s': %s.", k->name, j->reason);
 
         (void) bus_offboard_rotated(d, k, old_kid, old_spki, j);
         (void) sd_bus_emit_properties_changed(d->bus, k->path, AGENTID_KEY_INTERFACE, "PublicKey", "TpmName",
                                               "CreatedAt", NULL);
-        if (!j->call)
-                return;
-        r = bus_reply_bytes(j->call, j->receipt, j->receipt_size);
-        if (r < 0)
-                log_warning_errno(r, "Sending the rotation statement of '%s' failed, ignoring: %m", k->name);
+        if (j->call) {
+                r = bus_reply_bytes(j->call, j->receipt, j->receipt_size);
+                if (r < 0)
+                        log_warning_errno(r, "Sending the rotation statement of '%s' failed, ignoring: %m", k->name);
+        }
+        submit_deferred_destroy(d, k);
 }
 
 /* ---- vtable --------------------------------------------------------------------------------- */

@@ -29,6 +29,7 @@
 #include "common/log.h"
 #include "dbus/bus.h"
 #include "dbus/bus-util.h"
+#include "dbus/caller.h"
 #include "dbus/errors.h"
 
 #define REVOCATIONS_FILE "revocations"
@@ -119,16 +120,24 @@ static void revocations_sign(Manager *m) {
         m->revocations_signing = true;
 }
 
+/* Answer the waiting GetRevocations calls: on error all of them, else those the signed list is at
+ * least as new for as the list was when they called. */
 static void answer_waiters(Manager *m, int error, const char *message) {
+        size_t kept = 0;
+
         for (size_t i = 0; i < m->n_revocation_waiters; i++) {
-                sd_bus_message *call = m->revocation_waiters[i];
+                RevocationWaiter *w = &m->revocation_waiters[i];
+                if (error >= 0 && w->seq > m->revocations_signed_seq) {
+                        m->revocation_waiters[kept++] = *w;
+                        continue;
+                }
                 if (error < 0)
-                        (void) bus_reply_errno(call, error, message);
+                        (void) bus_reply_errno(w->call, error, message);
                 else
-                        (void) bus_reply_bytes(call, m->revocations_signed, m->revocations_signed_size);
-                sd_bus_message_unref(call);
+                        (void) bus_reply_bytes(w->call, m->revocations_signed, m->revocations_signed_size);
+                sd_bus_message_unref(w->call);
         }
-        m->n_revocation_waiters = 0;
+        m->n_revocation_waiters = kept;
 }
 
 void bus_offboard_job_done(Manager *m, Job *j) {
@@ -152,22 +161,13 @@ void bus_offboard_job_done(Manager *m, Job *j) {
                 m->revocations_signed_size = size;
                 m->revocations_signed_seq = j->revocation_seq;
         }
+        answer_waiters(m, 0, NULL);
         if (m->revocations_signed_seq != m->revocations.seq)
-                revocations_sign(m); /* it changed while this one was signed; waiters wait for that */
-        else
-                answer_waiters(m, 0, NULL);
+                revocations_sign(m); /* it changed while this one was signed */
 }
 
-int offboard_revoke(Manager *m, RevocationType type, Key *k, const uint8_t kid[KEY_KID_SIZE],
-                    const uint8_t spki_sha256[32], uint64_t time, const char *reason, uint64_t *ret_seq) {
-        int r;
-
-        if (revocation_list_find(&m->revocations, kid, NULL)) {
-                /* Listed already (a Destroy retried after a failure): one entry per key. */
-                if (ret_seq)
-                        *ret_seq = m->revocations.seq;
-                return 0;
-        }
+static RevocationEntry entry_for(RevocationType type, Key *k, const uint8_t kid[KEY_KID_SIZE],
+                                 const uint8_t spki_sha256[32], uint64_t time, const char *reason) {
         RevocationEntry e = {
                 .type = type,
                 .name = k->name,
@@ -176,12 +176,29 @@ int offboard_revoke(Manager *m, RevocationType type, Key *k, const uint8_t kid[K
         };
         memcpy(e.kid, kid, KEY_KID_SIZE);
         memcpy(e.spki_sha256, spki_sha256, sizeof(e.spki_sha256));
+        return e;
+}
+
+int offboard_check_room(Manager *m, Key *k, const char *reason) {
+        RevocationEntry e = entry_for(REVOCATION_ROTATE, k, k->record->kid, k->spki_sha256, UINT64_MAX, reason);
+        return revocation_list_check_room(&m->revocations, &e);
+}
+
+int offboard_revoke(Manager *m, RevocationType type, Key *k, const uint8_t kid[KEY_KID_SIZE],
+                    const uint8_t spki_sha256[32], uint64_t time, const char *reason) {
+        int r;
+
+        /* Listed already (a Destroy retried after a failure): one entry per key. */
+        if (revocation_list_find(&m->revocations, kid, NULL))
+                return 0;
+        RevocationEntry e = entry_for(type, k, kid, spki_sha256, time, reason);
         r = revocation_list_append(&m->revocations, &e);
         if (r < 0)
                 return log_error_errno(r, "Adding key '%s' to the revocation list failed: %m", k->name);
 
         /* A list that cannot be saved is still handed out (in memory the entry is there), and the next
-         * change saves it; the audit log and the journal say so. */
+         * change saves it; the audit log and the journal say so. Should agentidd stop before that, a
+         * destroyed key's tombstone brings the entry back at start. */
         int saved = revocations_save(m);
         if (saved < 0)
                 log_error_errno(saved, "Saving the revocation list failed; entry %" PRIu64 " for key '%s' lives in "
@@ -202,20 +219,28 @@ int offboard_revoke(Manager *m, RevocationType type, Key *k, const uint8_t kid[K
         (void) sd_bus_emit_properties_changed(m->bus, AGENTID_MANAGER_PATH, AGENTID_MANAGER_INTERFACE,
                                               "RevocationSeq", NULL);
         revocations_sign(m);
-        if (ret_seq)
-                *ret_seq = m->revocations.seq;
         return 0;
 }
 
 int method_get_revocations(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
         Manager *m = userdata;
+        uid_t uid;
 
+        /* Open to everyone, and a list can be large: the per-uid budget of GetPlatformEvidence. */
+        if (caller_get_creds(msg, &uid, NULL) < 0)
+                return sd_bus_error_setf(error, SD_BUS_ERROR_ACCESS_DENIED, "Cannot determine the caller's identity");
+        if (!manager_rate_allow(m, uid))
+                return sd_bus_error_setf(error, AGENTID_ERROR_RATE_LIMITED,
+                                         "Too many requests; at most %.0f per second", EVIDENCE_RATE_PER_SEC);
         if (m->revocations_signed && m->revocations_signed_seq == m->revocations.seq)
                 return bus_reply_bytes(msg, m->revocations_signed, m->revocations_signed_size);
         /* A newer list is being signed (or the last attempt failed): wait for it. */
         if (m->n_revocation_waiters >= REVOCATION_WAITERS_MAX)
                 return sd_bus_error_setf(error, AGENTID_ERROR_BUSY, "Too many callers wait for the revocation list");
-        m->revocation_waiters[m->n_revocation_waiters++] = sd_bus_message_ref(msg);
+        m->revocation_waiters[m->n_revocation_waiters++] = (RevocationWaiter) {
+                .call = sd_bus_message_ref(msg),
+                .seq = m->revocations.seq,
+        };
         revocations_sign(m);
         if (!m->revocations_signing) {
                 /* Could not even be queued: answer now rather than leave the caller waiting. */
@@ -226,15 +251,21 @@ int method_get_revocations(sd_bus_message *msg, void *userdata, sd_bus_error *er
 
 /* ---- receipts and hooks ---------------------------------------------------------------------- */
 
-/* Keep a receipt or rotation statement as <name>-<what>-<revocation seq>.cbor; hooks get its path. */
-static int save_statement(Manager *m, const char *name, const char *what, uint64_t seq, const uint8_t *data,
-                          size_t size, char **ret_path) {
+/* Keep a receipt or rotation statement as <name>-destroy.cbor (a name is destroyed once) or
+ * <name>-rotate-<first 8 bytes of the new kid, hex>.cbor; hooks get its path. */
+static int save_statement(Manager *m, const char *name, const char *what, const uint8_t *new_kid,
+                          const uint8_t *data, size_t size, char **ret_path) {
         _cleanup_free_ char *file = NULL;
+        char tag[2 * 8 + 2] = "";
         int r;
 
         if (m->receipts_fd < 0 || !data)
                 return -ENOENT;
-        if (asprintf(&file, "%s-%s-%" PRIu64 ".cbor", name, what, seq) < 0)
+        if (new_kid) {
+                tag[0] = '-';
+                hex_encode_to(new_kid + 2, 8, tag + 1);
+        }
+        if (asprintf(&file, "%s-%s%s.cbor", name, what, tag) < 0)
                 return -ENOMEM;
         r = write_file_atomic_at(m->receipts_fd, file, data, size, 0600, 0);
         if (r < 0)
@@ -351,16 +382,14 @@ static void on_hook_result(const HookResult *res, void *userdata) {
 void bus_offboard_destroyed(Manager *m, Key *k, Job *j) {
         _cleanup_free_ char *path = NULL;
 
-        k->auto_offboard = false;
         if (j->result >= 0)
-                (void) save_statement(m, k->name, "destroy", j->revocation_seq, j->receipt, j->receipt_size, &path);
+                (void) save_statement(m, k->name, "destroy", NULL, j->receipt, j->receipt_size, &path);
         run_hooks(m, j->hook_event ?: "destroy", k, k->record->kid, j->reason, path);
         schedule_expiry(m);
 }
 
 void bus_offboard_destroy_failed(Manager *m, Key *k) {
         /* It keeps refusing (its kid is listed); agentidd tries again on its own. */
-        k->auto_offboard = false;
         k->retry_after_usec = clock_now_usec(CLOCK_REALTIME) + OFFBOARD_RETRY_USEC;
         schedule_expiry(m);
 }
@@ -368,11 +397,10 @@ void bus_offboard_destroy_failed(Manager *m, Key *k) {
 int bus_offboard_rotated(Manager *m, Key *k, const uint8_t old_kid[KEY_KID_SIZE], const uint8_t old_spki[32],
                          Job *j) {
         _cleanup_free_ char *path = NULL;
-        uint64_t seq = 0;
         int r;
 
-        r = offboard_revoke(m, REVOCATION_ROTATE, k, old_kid, old_spki, j->now, j->reason, &seq);
-        (void) save_statement(m, k->name, "rotate", seq, j->receipt, j->receipt_size, &path);
+        r = offboard_revoke(m, REVOCATION_ROTATE, k, old_kid, old_spki, j->now, j->reason);
+        (void) save_statement(m, k->name, "rotate", k->record->kid, j->receipt, j->receipt_size, &path);
         run_hooks(m, "rotate", k, old_kid, j->reason, path);
         schedule_expiry(m);
         return r;
@@ -391,7 +419,10 @@ static int auto_destroy(Manager *m, Key *k, const char *reason, const char *even
         j->reason = strdup(reason);
         if (!j->reason)
                 return -ENOMEM;
-        j->now = (uint64_t) time(NULL);
+        /* One clock for the deadline and the stamp: never "destroyed" before NotAfter. */
+        j->now = clock_now_usec(CLOCK_REALTIME) / USEC_PER_SEC;
+        if (k->record->not_after > j->now)
+                j->now = k->record->not_after;
         j->hook_event = event;
 
         AuditCaller caller = { .uid = (uint32_t) geteuid() };
@@ -415,7 +446,6 @@ static int auto_destroy(Manager *m, Key *k, const char *reason, const char *even
                 return log_warning_errno(r, "Queueing the destroy of key '%s' (%s) failed, retrying later: %s",
                                          k->name, event, error.message ?: strerror(-r));
         TAKE_PTR(j);
-        k->auto_offboard = true;
         log_info("Offboarding key '%s': %s.", k->name, reason);
         return 0;
 }
@@ -424,7 +454,7 @@ static int auto_destroy(Manager *m, Key *k, const char *reason, const char *even
  * (µs, CLOCK_REALTIME; UINT64_MAX = never). */
 static int key_offboard_due(Key *k, uint64_t now_usec, uint64_t *ret_due) {
         *ret_due = UINT64_MAX;
-        if (k->record->state != KEY_STATE_ACTIVE || k->change_pending || k->unusable)
+        if (k->record->state != KEY_STATE_ACTIVE || k->destroy_pending || k->deferred_destroy || k->unusable)
                 return 0;
         /* The last try failed (a full queue, the TPM away): pause before the next. */
         if (now_usec < k->retry_after_usec) {
@@ -536,29 +566,55 @@ int bus_offboard_open(Manager *m, int state_fd, const char *state_dir) {
         return 0;
 }
 
-int bus_offboard_start(Manager *m) {
-        size_t i = 0;
-        void *v;
-        int r;
+static int kid_compare(const void *a, const void *b) {
+        return memcmp(*(const uint8_t *const *) a, *(const uint8_t *const *) b, KEY_KID_SIZE);
+}
 
-        /* Finish what a crash may have left half done (see the top of this file). */
+/* Is kid in the sorted index of listed kids? */
+static bool kid_listed(const uint8_t *const *index, size_t n, const uint8_t *kid) {
+        return bsearch(&kid, index, n, sizeof(*index), kid_compare) != NULL;
+}
+
+int bus_offboard_start(Manager *m) {
+        _cleanup_free_ const uint8_t **index = NULL;
+        size_t n = m->revocations.n_entries, i = 0;
+        void *v;
+
+        /* Finish what a crash may have left half done (see the top of this file). One sorted index of
+         * the listed kids: every key is looked up, and there may be 100,000 of each. */
+        index = n > 0 ? calloc(n, sizeof(*index)) : NULL;
+        if (n > 0 && !index)
+                return log_error_errno(ENOMEM, "Out of memory");
+        for (size_t e = 0; e < n; e++)
+                index[e] = m->revocations.entries[e].kid;
+        qsort(index, n, sizeof(*index), kid_compare);
+
         while (hashmap_iterate(m->keys, &i, &v)) {
                 Key *k = v;
                 KeyRecord *rec = k->record;
+                int r = 0;
 
-                if (rec->has_replaces && !revocation_list_find(&m->revocations, rec->replaces_kid, NULL)) {
-                        log_notice("Key '%s' was rotated but its old key is not on the revocation list yet; "
-                                   "adding it.", k->name);
+                /* Errors are logged and audited; the rest of the keys are still looked at, and the
+                 * daemon starts: refusing to start would keep every other key from working. */
+                if (rec->has_replaces && !kid_listed(index, n, rec->replaces_kid)) {
+                        log_notice("Key '%s' was rotated but its old key is not on the revocation list; adding it.",
+                                   k->name);
                         r = offboard_revoke(m, REVOCATION_ROTATE, k, rec->replaces_kid, rec->replaces_spki_sha256,
-                                            rec->created, rec->replaces_reason, NULL);
-                        if (r < 0)
-                                return r;
+                                            rec->created, rec->replaces_reason);
                 }
-                if (rec->state == KEY_STATE_ACTIVE && revocation_list_find(&m->revocations, rec->kid, NULL)) {
+                if (rec->state == KEY_STATE_DESTROYED && rec->has_spki && !kid_listed(index, n, rec->kid)) {
+                        log_notice("Key '%s' was destroyed but is not on the revocation list (the list lost an "
+                                   "entry); adding it.", k->name);
+                        r = offboard_revoke(m, REVOCATION_DESTROY, k, rec->kid, rec->spki_sha256, rec->destroyed,
+                                            "destroyed (entry restored from the tombstone)");
+                }
+                if (rec->state == KEY_STATE_ACTIVE && kid_listed(index, n, rec->kid)) {
                         log_notice("Key '%s' is on the revocation list but was not destroyed; destroying it.",
                                    k->name);
                         atomic_store(&k->refusing, true);
                 }
+                if (r < 0)
+                        log_error_errno(r, "Key '%s' could not be put on the revocation list: %m", k->name);
         }
         /* The first signed list, so GetRevocations answers at once. */
         revocations_sign(m);
@@ -567,7 +623,7 @@ int bus_offboard_start(Manager *m) {
 }
 
 bool bus_offboard_busy(Manager *m) {
-        return (m->hooks && hook_runner_busy(m->hooks)) || m->revocations_signing;
+        return m->hooks && hook_runner_busy(m->hooks);
 }
 
 void bus_offboard_close(Manager *m) {

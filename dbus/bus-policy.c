@@ -547,6 +547,9 @@ int method_approve(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
                 h->job->now = (uint64_t) time(NULL); /* the receipt tells when it happened, not when asked */
         } else if (h->job->key)
                 r = key_check_usable(h->job->key, &submit_error);
+        /* A rotation's statement and revocation entry tell when it ran, too. */
+        if (h->job->type == JOB_ROTATE)
+                h->job->now = (uint64_t) time(NULL);
         /* A delegated token needs its parent's key still active, and must not be born expired. */
         if (r >= 0 && h->job->issuer &&
             (key_status(h->job->issuer, (uint64_t) time(NULL)) != KEY_STATUS_ACTIVE ||

@@ -91,16 +91,17 @@ int method_get_audit_head(sd_bus_message *msg, void *userdata, sd_bus_error *err
 int bus_offboard_open(Manager *m, int state_fd, const char *state_dir);
 /* With the keys loaded: finish interrupted rotations and destroys, sign the list, arm the expiry timer. */
 int bus_offboard_start(Manager *m);
-/* True while hooks run or wait, or the list is being signed (the daemon does not exit yet). */
+/* True while hooks run or wait (the daemon does not exit yet). */
 bool bus_offboard_busy(Manager *m);
 void bus_offboard_close(Manager *m);
 /*
  * offboard_revoke() - add a key to the revocation list (once per kid), save it, audit, re-sign
- * @ret_seq: the list's seq with the entry
  * Return: 0; -errno if the entry could not be added (a failed save is logged and audited, not returned).
  */
 int offboard_revoke(Manager *m, RevocationType type, Key *k, const uint8_t kid[KEY_KID_SIZE],
-                    const uint8_t spki_sha256[32], uint64_t time, const char *reason, uint64_t *ret_seq);
+                    const uint8_t spki_sha256[32], uint64_t time, const char *reason);
+/* Can the list take the entry a Rotate of k will add? 0 or -E2BIG (full), -EINVAL. */
+int offboard_check_room(Manager *m, Key *k, const char *reason);
 /* A Destroy finished (receipt kept, hooks queued) or failed (agentidd retries it). */
 void bus_offboard_destroyed(Manager *m, Key *k, Job *j);
 void bus_offboard_destroy_failed(Manager *m, Key *k);

@@ -97,6 +97,7 @@ int manager_add_key(Manager *m, KeyRecord *record, Key **ret) {
         k->record = record;
         atomic_init(&k->refusing, false);
         atomic_init(&k->rotating, false);
+        atomic_init(&k->generation, 0);
 
         k->name = strdup(record->name);
         if (!k->name) {
@@ -290,39 +291,58 @@ void manager_client_release(Manager *m, Client *c) {
                 manager_client_free(m, c);
 }
 
+/* A Destroy's first steps: the key refuses use and is listed, before the TPM and the disk have caught
+ * up (DESIGN §4). If anything later fails (a full queue, the TPM, a crash), the key stays listed and
+ * refusing, and agentidd finishes the destroy itself. */
+static void destroy_begin(Manager *m, Job *j) {
+        atomic_store(&j->key->refusing, true);
+        int r = offboard_revoke(m, REVOCATION_DESTROY, j->key, j->key->record->kid, j->key->spki_sha256, j->now,
+                                j->reason);
+        if (r < 0)
+                log_error("Destroying key '%s' without a revocation entry: %s", j->key->name, strerror(-r));
+}
+
 int manager_submit(Manager *m, Job *j, sd_bus_error *error) {
-        bool changes_key = j->type == JOB_DESTROY || j->type == JOB_ROTATE;
+        Key *k = j->key;
         int r;
 
-        if (changes_key && j->key->change_pending)
-                return bus_error_setf_errno(error, -EBUSY, "Key '%s' is being destroyed or rotated", j->key->name);
         if (j->type == JOB_DESTROY) {
-                /* From here the key refuses use, before the TPM and the disk have caught up (DESIGN §4).
-                 * The revocation entry comes first: if anything later fails (a full queue, the TPM, a
-                 * crash), the key stays listed and refusing, and agentidd finishes the destroy itself. */
-                atomic_store(&j->key->refusing, true);
-                r = offboard_revoke(m, REVOCATION_DESTROY, j->key, j->key->record->kid, j->key->spki_sha256, j->now,
-                                    j->reason, &j->revocation_seq);
-                if (r < 0)
-                        log_error("Destroying key '%s' without a revocation entry: %s", j->key->name, strerror(-r));
-        } else if (j->type == JOB_ROTATE)
+                if (k->destroy_pending || k->deferred_destroy)
+                        return bus_error_setf_errno(error, -EBUSY, "Key '%s' is being destroyed", k->name);
+                destroy_begin(m, j);
+                if (k->rotate_pending) {
+                        /* Offboarding is never locked out by a rotation: the key refuses use now, the
+                         * rotation gives up if it has not finished, and this Destroy is queued when
+                         * it is back — on whichever record is then current. */
+                        k->deferred_destroy = j;
+                        log_info("Destroying key '%s' for uid %u once its rotation is back: %s", k->name, j->uid,
+                                 j->reason);
+                        return 1;
+                }
+        } else if (j->type == JOB_ROTATE) {
+                if (k->destroy_pending || k->rotate_pending || k->deferred_destroy)
+                        return bus_error_setf_errno(error, -EBUSY, "Key '%s' is being destroyed or rotated", k->name);
                 /* Nothing is revoked yet: a rotation that fails leaves the key as it was. */
-                atomic_store(&j->key->rotating, true);
+                atomic_store(&k->rotating, true);
+        }
 
         r = worker_submit(m->worker, j);
         if (r < 0) {
                 if (j->type == JOB_ROTATE)
-                        atomic_store(&j->key->rotating, false);
+                        atomic_store(&k->rotating, false);
                 else if (j->type == JOB_DESTROY)
                         bus_offboard_key_changed(m); /* listed and refusing: agentidd retries it */
                 if (r == -EBUSY)
                         return sd_bus_error_setf(error, AGENTID_ERROR_BUSY, "The TPM queue is full; retry later");
                 return bus_error_setf_errno(error, r, "Queueing the request failed: %s", strerror(-r));
         }
-        if (changes_key) {
-                j->key->change_pending = true;
+        if (j->type == JOB_DESTROY || j->type == JOB_ROTATE) {
+                if (j->type == JOB_DESTROY)
+                        k->destroy_pending = true;
+                else
+                        k->rotate_pending = true;
                 log_info("%s key '%s' (owner %s) for uid %u: %s", j->type == JOB_DESTROY ? "Destroying" : "Rotating",
-                         j->key->name, j->key->record->owner, j->uid, j->reason);
+                         k->name, k->record->owner, j->uid, j->reason);
         }
         m->n_pending++;
         return 1;

@@ -48,7 +48,7 @@
 #define EVIDENCE_RATE_BURST 10.0
 #define RATE_BUCKETS_MAX 1024U
 /* GetRevocations callers waiting for a freshly signed list; more are told to retry. */
-#define REVOCATION_WAITERS_MAX 256U
+#define REVOCATION_WAITERS_MAX 64U
 
 typedef struct Manager Manager;
 typedef struct Worker Worker;
@@ -79,8 +79,11 @@ typedef struct Key {
         atomic_bool refusing;
         /* Set while a Rotate runs: new work is refused with Busy, queued work too. */
         atomic_bool rotating;
-        bool change_pending;     /* a Destroy or Rotate is queued: one at a time per key */
-        bool auto_offboard;      /* its pending Destroy is agentidd's own (expiry, revocation at start) */
+        /* Counts rotations: a job made for one generation of the key is not signed by the next. */
+        atomic_uint generation;
+        bool destroy_pending;    /* a Destroy is queued (one at a time) */
+        bool rotate_pending;     /* a Rotate is queued (one at a time) */
+        Job *deferred_destroy;   /* a Destroy accepted while a Rotate ran: queued when the Rotate is back */
         uint64_t retry_after_usec; /* CLOCK_REALTIME: a failed Destroy is tried again from then on */
         bool exported;           /* has an object on the bus */
 } Key;
@@ -94,6 +97,12 @@ typedef struct Client {
         atomic_bool gone;
         struct Client *next;
 } Client;
+
+/* A GetRevocations call waiting for a list at least as new as seq. */
+typedef struct RevocationWaiter {
+        sd_bus_message *call;
+        uint64_t seq;
+} RevocationWaiter;
 
 typedef struct RateBucket {
         uid_t uid;
@@ -162,7 +171,7 @@ struct Manager {
         size_t revocations_signed_size;
         uint64_t revocations_signed_seq;
         bool revocations_signing;       /* a host-key job signs the current list */
-        sd_bus_message *revocation_waiters[REVOCATION_WAITERS_MAX]; /* GetRevocations calls */
+        RevocationWaiter revocation_waiters[REVOCATION_WAITERS_MAX]; /* GetRevocations calls */
         size_t n_revocation_waiters;
         HookRunner *hooks;
         char *hooks_dir;

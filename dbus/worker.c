@@ -55,6 +55,7 @@ Job *job_new(JobType type, sd_bus_message *call, Client *client, uid_t uid, Key 
                 client->n_jobs++;
         j->uid = uid;
         j->key = key ? key_ref(key) : NULL;
+        j->key_generation = key ? atomic_load(&key->generation) : 0;
         return j;
 }
 
@@ -120,6 +121,13 @@ static void run_sign(Keystore *ks, Job *j) {
         }
         if (atomic_load(&j->key->rotating)) {
                 job_fail(j, -EBUSY, "The key is being rotated; retry in a moment");
+                return;
+        }
+        /* Made for the key before a rotation (its kid, its cnf): the new key must not sign it. The
+         * event loop swaps the record before it counts the generation and clears `rotating`, so a
+         * job that gets here reads the record of its own generation. */
+        if (atomic_load(&j->key->generation) != j->key_generation) {
+                job_fail(j, -EBUSY, "The key was rotated while the request waited; ask again");
                 return;
         }
         /* A delegated token falls with its parent's key, also while it waited in the queue. */
@@ -236,6 +244,12 @@ static void run_rotate(Keystore *ks, Job *j) {
                 job_fail(j, r, "Encoding the rotation statement failed");
                 goto fail;
         }
+        /* A Destroy accepted meanwhile wins: the old key is revoked already, a successor must not
+         * appear (the Destroy runs next, on the old record). */
+        if (atomic_load(&j->key->refusing)) {
+                job_fail(j, -EKEYREVOKED, "The key is being destroyed");
+                goto fail;
+        }
         r = keystore_rotate_commit(ks, old, j->created);
         if (r < 0) {
                 job_fail(j, r, keystore_last_error(ks));
@@ -273,6 +287,8 @@ static void run_activate(Keystore *ks, Job *j) {
 }
 
 static bool job_is_admin(const Job *j) {
+        if (j->agent_lane)
+                return false;
         return j->type == JOB_CREATE || j->type == JOB_DESTROY || j->type == JOB_ACTIVATE ||
                j->type == JOB_HOST_SIGN || j->type == JOB_ROTATE;
 }

@@ -46,7 +46,10 @@ typedef struct Job {
         sd_bus_message *call;    /* the method call to answer (event-loop thread only) */
         Client *client;          /* its sender */
         uid_t uid;               /* caller's euid: fairness and receipts */
-        Key *key;                /* SIGN/DESTROY: the key (a reference) */
+        Key *key;                /* the key (a reference), for the jobs that use one */
+        unsigned key_generation; /* the key's generation when the job was made (see Key) */
+        bool agent_lane;         /* JOB_ROTATE by a key's own uid: queued as that uid's work, so a
+                                  * rotating agent cannot crowd out administrators */
         /* The audit record of the decision: the reply waits until it is durable; a destroy
          * receipt names it. 0 = none. */
         uint64_t audit_seq;

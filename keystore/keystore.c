@@ -1016,15 +1016,27 @@ int keystore_destroy_key(Keystore *ks, KeyRecord *r, uint64_t now) {
         if (e)
                 cache_entry_drop(ks, e);
 
+        /* The tombstone keeps what a revocation entry names, in case the list ever loses it. */
+        _cleanup_free_ uint8_t *der = NULL;
+        size_t der_size = 0;
+        uint8_t spki[KEY_SPKI_DIGEST_SIZE];
+        bool has_spki = keystore_key_public_der(r, &der, &der_size) >= 0 && sha256(der, der_size, spki) >= 0;
+
         k = key_record_copy(r, &tomb);
         if (k < 0)
                 return k;
         key_record_make_tombstone(tomb, now);
+        if (has_spki) {
+                tomb->has_spki = true;
+                memcpy(tomb->spki_sha256, spki, sizeof(spki));
+        }
 
         k = keystore_replace_record(ks, tomb);
         if (k < 0)
                 return k;
         key_record_make_tombstone(r, now);
+        r->has_spki = tomb->has_spki;
+        memcpy(r->spki_sha256, tomb->spki_sha256, sizeof(r->spki_sha256));
         return 0;
 }
 

@@ -170,7 +170,8 @@ static bool key_record_is_consistent(const KeyRecord *r) {
                 return false;
         switch (r->state) {
         case KEY_STATE_ACTIVE:
-                return r->pub && r->pub_size > 0 && r->priv && r->priv_size > 0 && r->destroyed == 0;
+                return r->pub && r->pub_size > 0 && r->priv && r->priv_size > 0 && r->destroyed == 0 &&
+                       !r->has_spki;
         case KEY_STATE_DESTROYED:
                 return !r->pub && !r->priv && r->destroyed != 0;
         default:
@@ -224,8 +225,12 @@ int key_record_to_cbor(const KeyRecord *r, uint8_t **ret, size_t *ret_size) {
                 k |= cbor_util_map_put_text(map, "pub", cbor_util_new_bytes(r->pub, r->pub_size));
                 k |= cbor_util_map_put_text(map, "priv", cbor_util_new_bytes(r->priv, r->priv_size));
                 k |= cbor_util_map_put_text(map, "auth", cbor_util_new_bytes(r->auth, KEY_AUTH_SIZE));
-        } else
+        } else {
                 k |= cbor_util_map_put_text(map, "destroyed", cbor_util_new_uint(r->destroyed));
+                if (r->has_spki)
+                        k |= cbor_util_map_put_text(map, "spki_sha256",
+                                                    cbor_util_new_bytes(r->spki_sha256, KEY_SPKI_DIGEST_SIZE));
+        }
         if (r->has_replaces) {
                 k |= cbor_util_map_put_text(map, "replaces_kid", cbor_util_new_bytes(r->replaces_kid, KEY_KID_SIZE));
                 k |= cbor_util_map_put_text(map, "replaces_spki",
@@ -241,7 +246,7 @@ int key_record_to_cbor(const KeyRecord *r, uint8_t **ret, size_t *ret_size) {
 static const char *const key_record_fields[] = {
         "v", "name", "owner", "uid", "description", "created", "not_after", "exe_sha256",
         "state", "kid", "parent", "pub", "priv", "auth", "destroyed",
-        "replaces_kid", "replaces_spki", "replaces_reason",
+        "replaces_kid", "replaces_spki", "replaces_reason", "spki_sha256",
 };
 
 #define FAIL(reason_text)                               \
@@ -364,6 +369,9 @@ int key_record_from_cbor(const uint8_t *buf, size_t size, KeyRecord **ret, const
                 FAIL("missing or malformed kid");
         if (get_fixed_bytes(map, "parent", r->parent, KEY_KID_SIZE, NULL) < 0)
                 FAIL("missing or malformed parent");
+
+        if (get_fixed_bytes(map, "spki_sha256", r->spki_sha256, KEY_SPKI_DIGEST_SIZE, &r->has_spki) < 0)
+                FAIL("malformed spki_sha256");
 
         /* A rotated key's predecessor: all three fields or none. */
         bool has_spki;

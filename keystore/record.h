@@ -59,6 +59,10 @@ typedef struct KeyRecord {
         uint8_t replaces_kid[KEY_KID_SIZE];
         uint8_t replaces_spki_sha256[KEY_SPKI_DIGEST_SIZE];
         char *replaces_reason;           /* as given to Rotate (may be empty) */
+        /* Tombstones: SHA-256 of the destroyed key's DER SubjectPublicKeyInfo, so its revocation
+         * entry can be rebuilt at start if the list lost it. */
+        bool has_spki;
+        uint8_t spki_sha256[KEY_SPKI_DIGEST_SIZE];
 } KeyRecord;
 
 /* Key names: [a-z0-9][a-z0-9._-]{0,63} (DESIGN §2). */

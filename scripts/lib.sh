@@ -9,7 +9,7 @@ AGENTID_SRC=${AGENTID_SRC:-$(cd "$(dirname "$0")/.." && pwd)}
 AGENTID_PACKAGES="gcc clang libc6-dev meson ninja-build pkg-config
 libtss2-dev libcbor-dev libsystemd-dev libssl-dev libjansson-dev libcmocka-dev
 swtpm swtpm-tools tpm2-tools openssl valgrind
-dbus-daemon util-linux systemd python3 python3-dbus python3-cryptography python3-cbor2"
+dbus-daemon util-linux systemd python3 python3-dbus python3-gi python3-cryptography python3-cbor2"
 
 say() {
         printf '\033[1m==> %s\033[0m\n' "$*"

@@ -180,7 +180,7 @@ class RevocationTests(OffboardTestCase):
         self.assertEqual(e['time'], h.decode_cose_sign1(receipt).payload_map()['time'])
         # The receipt is kept for hooks and auditors; the decision and the entry are audited.
         receipts = os.listdir(os.path.join(self.stack.state_dir, 'receipts'))
-        kept = [n for n in receipts if n.startswith('rev-one-destroy-')]
+        kept = [n for n in receipts if n == 'rev-one-destroy.cbor']
         self.assertEqual(len(kept), 1, receipts)
         with open(os.path.join(self.stack.state_dir, 'receipts', kept[0]), 'rb') as f:
             self.assertEqual(f.read(), receipt)
@@ -298,6 +298,33 @@ class RevocationTests(OffboardTestCase):
         self.assertEqual(len([e for e in p['entries'] if e['kid'] == kid]), 1, 'one entry per key')
         with open(record, 'rb') as f:
             self.assertEqual(cbor2.loads(f.read())['state'], 'destroyed')
+
+    def test_lost_entry_restored_from_tombstone(self):
+        """The list lost an entry (a save that failed, then a crash; a list restored from an old
+        backup): the tombstone keeps the destroyed key's kid and SPKI hash, and the entry comes back."""
+        path = self.create('rev-lost', uid=UID_DAEMON)
+        props = self.stack.props(path)
+        self.stack.key(path, 'Destroy', 's', ['gone'])
+        self.stack.stop_daemon()
+        list_path = os.path.join(self.stack.state_dir, 'revocations')
+        with open(list_path, 'rb') as f:
+            saved = h.cbor_strict_loads(f.read())
+        saved['entries'] = [e for e in saved['entries'] if e['kid'] != props['TpmName']]
+        with open(list_path, 'wb') as f:
+            f.write(h.det_encode(saved))
+        self.stack.start_daemon(self.daemon_args_for())
+        e = self.entry_for(self.revocations()[1], props['TpmName'])
+        self.assertEqual((e['type'], e['name']), ('destroy', 'rev-lost'))
+        self.assertEqual(e['spki_sha256'], sha256(props['PublicKey']))
+        self.assertIn('tombstone', e['reason'])
+
+    def test_get_revocations_rate_limited(self):
+        results = [self.stack.call_as(UID_BIN, h.MANAGER_PATH, h.MANAGER_IFACE, 'GetRevocations', background=True)
+                   for _ in range(16)]
+        results = [h.Stack.finish_call(p) for p in results]
+        self.assertTrue(any(r.ok for r in results))
+        self.assertTrue(all(r.ok or r.error == 'org.agentid1.Error.RateLimited' for r in results), results)
+        self.assertTrue(any(not r.ok for r in results), 'a burst of 16 from one uid exceeds the budget of 10')
 
     def test_destroy_under_signing_flood(self):
         path = self.create('rev-flood', uid=UID_DAEMON)
@@ -523,6 +550,52 @@ class RotationTests(OffboardTestCase):
         self.stack.key(path, 'Destroy', 's', ['done'])
         with self.assertDBusError(E_UNKNOWN_OBJECT, E_UNKNOWN_METHOD):
             self.stack.key(path, 'Rotate', 's', ['too late'])
+
+    def race(self, path, *calls):
+        """Send calls (method, args) back to back on one connection without waiting, so agentidd sees
+        them in one go; returns {method: ('ok', value) | ('error', name)}."""
+        from dbus.mainloop.glib import DBusGMainLoop
+        from gi.repository import GLib
+        conn = dbus.bus.BusConnection(self.stack.address, mainloop=DBusGMainLoop())
+        loop = GLib.MainLoop()
+        out = {}
+
+        def finish(method, result):
+            out[method] = result
+            if len(out) == len(calls):
+                loop.quit()
+        for method, args in calls:
+            conn.call_async(h.BUS_NAME, path, KEY_IFACE, method, 's', args,
+                            reply_handler=lambda v, m=method: finish(m, ('ok', bytes(v))),
+                            error_handler=lambda e, m=method: finish(m, ('error', e.get_dbus_name())),
+                            timeout=60)
+        GLib.timeout_add_seconds(60, loop.quit)
+        loop.run()
+        conn.close()
+        self.assertEqual(len(out), len(calls), 'no answer to some calls: %r' % out)
+        return out
+
+    def test_destroy_wins_over_a_running_rotation(self):
+        """An admin's Destroy is never refused because a Rotate is queued: it waits for the rotation,
+        which gives up if it has not finished, and every kid the key had ends up on the list."""
+        path = self.create('rot-race', uid=UID_DAEMON)
+        old = self.stack.props(path)
+        out = self.race(path, ('Rotate', ['race']), ('Destroy', ['retired during rotation']))
+        self.assertEqual(out['Destroy'][0], 'ok', out)
+        self.assertEqual(self.state_of('rot-race'), 'destroyed')
+        _, lst = self.revocations()
+        self.entry_for(lst, old['TpmName'])
+        receipt_kid = h.decode_cose_sign1(out['Destroy'][1]).payload_map()['kid']
+        self.entry_for(lst, receipt_kid)
+        if out['Rotate'][0] == 'ok':
+            # The rotation had finished: the Destroy ran on the new record, and both kids are listed.
+            p, _ = decode_rotation(out['Rotate'][1], old['PublicKey'], self.stack.manager_props()['HostPublicKey'])
+            self.assertEqual(receipt_kid, p['new_kid'])
+        else:
+            self.assertEqual(out['Rotate'][1], E_KEY_DESTROYED)
+            self.assertEqual(receipt_kid, old['TpmName'])
+        self.assertEqual([f for f in os.listdir(os.path.join(self.stack.state_dir, 'keys'))
+                          if f.startswith('rot-race')], ['rot-race'])
 
     def test_interrupted_rotation_is_completed_at_start(self):
         """A crash after the new record replaced the old one but before the revocation entry was
