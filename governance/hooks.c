@@ -7,6 +7,10 @@
  * source, an io source on its output pipe and a timer watch it. The directory is read when an event
  * starts and each file is checked right before it runs, so a hook added or fixed in between counts.
  *
+ * Hooks are checked through a descriptor but run by path, resolved again at exec; that is safe because
+ * the path itself is checked first: no symbolic link, and nothing on it that anyone but root could
+ * rename or write (runner_open_dir() says why in full).
+ *
  * agentidd has threads, so between fork() and execve() the child makes only async-signal-safe calls on
  * data prepared before the fork. A CLOEXEC status pipe carries the child's errno back if execve() (or
  * the set-up before it) fails; the parent waits on it, which takes as long as one execve().
@@ -31,7 +35,7 @@
 #define HOOK_ENV_PATH "PATH=/usr/sbin:/usr/bin:/sbin:/bin"
 #define HOOK_ENV_N 8U                            /* PATH and the seven AGENTID_* variables */
 #define HOOK_ARGV_MAX 32U
-#define HOOK_DETAIL_MAX 256U
+#define HOOK_DETAIL_MAX (PATH_MAX + 256U)        /* room to name a path */
 #define HOOK_READ_BURST (64U * 1024U)            /* per wake-up, so a chatty hook cannot starve the loop */
 #define HOOK_DRAIN_MAX (1024U * 1024U)           /* after exit: what is left in the pipe, bounded */
 #define USEC_PER_SEC_ UINT64_C(1000000)
@@ -215,47 +219,170 @@ static void runner_free_names(HookRunner *h) {
         h->n_names = h->next_name = h->n_over = 0;
 }
 
-/*
- * Opens the directory, checks it and lists the hook names of the event that starts.
- *
- * Return: 0 (names listed; none if the directory does not exist); -errno with *ret_outcome
- *         (HOOK_SKIPPED for a directory that fails the checks, HOOK_FAILED otherwise) and detail set.
- */
-static int runner_read_dir(HookRunner *h, HookOutcome *ret_outcome, char *detail, size_t n) {
-        _cleanup_close_ int fd = -EBADF;
-        char **names = NULL;
-        size_t n_names = 0, n_alloc = 0;
-        struct stat st;
-        DIR *d;
-        int r = 0;
+/* A directory no one but root can change: owned by root, and group and others cannot write it unless
+ * the sticky bit is set (like /tmp, 1777: then only an entry's owner, the directory's owner or root may
+ * rename or remove it, so root's entries stay put). With a POSIX ACL the group bits are the ACL mask,
+ * so a named user or group allowed to write shows up as S_IWGRP. */
+static bool ancestor_is_safe(const struct stat *st) {
+        return st->st_uid == 0 && (!(st->st_mode & (S_IWGRP | S_IWOTH)) || (st->st_mode & S_ISVTX));
+}
 
-        fd = open(h->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        if (fd < 0) {
-                if (errno == ENOENT)
-                        return 0;
+/* Checks one component of the hook directory's path (the first len bytes of path name it). */
+static int dir_component_check(const struct stat *st, bool last, const char *path, size_t len,
+                               HookOutcome *ret_outcome, char *detail, size_t n) {
+        int shown = (int) MIN(len, (size_t) INT_MAX);
+
+        *ret_outcome = HOOK_SKIPPED;
+        if (S_ISLNK(st->st_mode)) {
+                snprintf(detail, n, "%.*s is a symbolic link (not followed); no hook run", shown, path);
+                return -ELOOP;
+        }
+        if (!S_ISDIR(st->st_mode)) {
+                *ret_outcome = HOOK_FAILED;
+                snprintf(detail, n, "cannot open %.*s: %s", shown, path, strerror(ENOTDIR));
+                return -ENOTDIR;
+        }
+        if (!last) {
+                if (st->st_uid != 0) {
+                        snprintf(detail, n, "ancestor %.*s owned by uid %u, not root; no hook run", shown, path,
+                                 (unsigned) st->st_uid);
+                        return -EPERM;
+                }
+                if (!ancestor_is_safe(st)) {
+                        snprintf(detail, n,
+                                 "ancestor %.*s writable by group or others without the sticky bit (mode %04o); "
+                                 "no hook run",
+                                 shown, path, (unsigned) (st->st_mode & 07777));
+                        return -EPERM;
+                }
+                return 0;
+        }
+        /* Whoever can write here can make agentidd run anything as root; sticky or not, anyone who can
+         * write may add a file. */
+        if (st->st_uid != 0) {
+                snprintf(detail, n, "directory owned by uid %u, not root; no hook run", (unsigned) st->st_uid);
+                return -EPERM;
+        }
+        if (st->st_mode & (S_IWGRP | S_IWOTH)) {
+                snprintf(detail, n, "directory writable by group or others (mode %04o); no hook run",
+                         (unsigned) (st->st_mode & 07777));
+                return -EPERM;
+        }
+        return 0;
+}
+
+/*
+ * Opens h->dir one component at a time from "/", following nothing (no symbolic link, no "." or ".."),
+ * and checks each step: every ancestor, "/" included, must be a directory that only root can change
+ * (ancestor_is_safe()); the directory itself must be owned by root and not writable by group or others.
+ *
+ * Why: each hook is checked with fstatat() on the descriptor returned here, but runs by path,
+ * "<dir>/<name>", which execve() or systemd-run resolves again. Running the checked file itself
+ * (fexecve()) would need, for a "#!" script, a descriptor left open across the exec, which the
+ * interpreter would inherit; not worth it. Resolving again is safe only if no one but root can change
+ * what the path leads to between the check and the exec, which is what these checks establish: from
+ * "/" down, every directory on the path can be renamed, replaced or written only by root, and no
+ * symbolic link redirects the walk. Without them a user who owns an ancestor (/srv/x of
+ * /srv/x/offboard.d) could swap the directory in between and have root run their code. The walk runs
+ * when each event starts, so a path fixed (or broken) in between counts.
+ *
+ * Return: 1 and *ret_fd (the directory, open for reading); 0 when a component does not exist (no
+ *         hooks); -errno with *ret_outcome (HOOK_SKIPPED for a path that fails the checks, HOOK_FAILED
+ *         otherwise) and detail naming the offending path.
+ */
+static int runner_open_dir(HookRunner *h, int *ret_fd, HookOutcome *ret_outcome, char *detail, size_t n) {
+        _cleanup_close_ int fd = -EBADF;
+        const char *p = h->dir;
+        struct stat st;
+        bool last;
+        int dir_fd, r;
+
+        fd = open("/", O_PATH | O_DIRECTORY | O_CLOEXEC);
+        if (fd < 0 || fstat(fd, &st) < 0) {
+                r = -errno;
+                *ret_outcome = HOOK_FAILED;
+                snprintf(detail, n, "cannot open /: %s", strerror(-r));
+                return r;
+        }
+        last = p[strspn(p, "/")] == '\0';
+        r = dir_component_check(&st, last, "/", 1, ret_outcome, detail, n);
+        if (r < 0)
+                return r;
+
+        while (!last) {
+                _cleanup_close_ int next = -EBADF;
+                char name[NAME_MAX + 1];
+                size_t len, upto;
+                int shown;
+
+                p += strspn(p, "/");
+                len = strcspn(p, "/");
+                upto = (size_t) (p - h->dir) + len;     /* h->dir up to this component, for details */
+                shown = (int) MIN(upto, (size_t) INT_MAX);
+                last = p[len + strspn(p + len, "/")] == '\0';
+                if ((len == 1 && p[0] == '.') || (len == 2 && p[0] == '.' && p[1] == '.')) {
+                        *ret_outcome = HOOK_SKIPPED;
+                        snprintf(detail, n, "%.*s: \".\" or \"..\" in the path (not resolved); no hook run", shown,
+                                 h->dir);
+                        return -EINVAL;
+                }
+                if (len > NAME_MAX) {
+                        *ret_outcome = HOOK_FAILED;
+                        snprintf(detail, n, "cannot open %.*s: %s", shown, h->dir, strerror(ENAMETOOLONG));
+                        return -ENAMETOOLONG;
+                }
+                memcpy(name, p, len);
+                name[len] = '\0';
+                p += len;
+
+                /* With O_PATH, O_NOFOLLOW opens a symbolic link itself, and fstat() then says so. */
+                next = openat(fd, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+                if (next < 0 || fstat(next, &st) < 0) {
+                        if (errno == ENOENT)
+                                return 0;
+                        r = -errno;
+                        *ret_outcome = HOOK_FAILED;
+                        snprintf(detail, n, "cannot open %.*s: %s", shown, h->dir, strerror(-r));
+                        return r;
+                }
+                r = dir_component_check(&st, last, h->dir, upto, ret_outcome, detail, n);
+                if (r < 0)
+                        return r;
+                safe_close(fd);
+                fd = TAKE_FD(next);
+        }
+
+        /* The directory that was checked, not the path once more. */
+        dir_fd = openat(fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (dir_fd < 0) {
                 r = -errno;
                 *ret_outcome = HOOK_FAILED;
                 snprintf(detail, n, "cannot open the directory: %s", strerror(-r));
                 return r;
         }
-        if (fstat(fd, &st) < 0) {
-                r = -errno;
-                *ret_outcome = HOOK_FAILED;
-                snprintf(detail, n, "cannot stat the directory: %s", strerror(-r));
+        *ret_fd = dir_fd;
+        return 1;
+}
+
+/*
+ * Opens the directory through runner_open_dir() (which checks it and its path) and lists the hook names
+ * of the event that starts.
+ *
+ * Return: 0 (names listed; none if the directory or an ancestor does not exist); -errno with
+ *         *ret_outcome (HOOK_SKIPPED for a path that fails the checks, HOOK_FAILED otherwise) and detail
+ *         set.
+ */
+static int runner_read_dir(HookRunner *h, HookOutcome *ret_outcome, char *detail, size_t n) {
+        _cleanup_close_ int fd = -EBADF;
+        char **names = NULL;
+        size_t n_names = 0, n_alloc = 0;
+        DIR *d;
+        int r;
+
+        r = runner_open_dir(h, &fd, ret_outcome, detail, n);
+        if (r <= 0)
                 return r;
-        }
-        /* Whoever can write here can make agentidd run anything as root. */
-        if (st.st_uid != 0) {
-                *ret_outcome = HOOK_SKIPPED;
-                snprintf(detail, n, "directory owned by uid %u, not root; no hook run", (unsigned) st.st_uid);
-                return -EPERM;
-        }
-        if (st.st_mode & (S_IWGRP | S_IWOTH)) {
-                *ret_outcome = HOOK_SKIPPED;
-                snprintf(detail, n, "directory writable by group or others (mode %04o); no hook run",
-                         (unsigned) (st.st_mode & 07777));
-                return -EPERM;
-        }
+        r = 0;
 
         int list_fd = fcntl(fd, F_DUPFD_CLOEXEC, 3);
         if (list_fd < 0 || !(d = fdopendir(list_fd))) {

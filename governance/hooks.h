@@ -12,9 +12,14 @@
  * A hook file must be a regular file (symlinks are not followed), owned by root (uid 0), not writable
  * by group or others, and executable; others are skipped and reported. Names starting with "." and
  * names ending in "~" are ignored silently (editor and package-manager leftovers). The directory itself
- * must be owned by root and not writable by group or others, else nothing in it runs (reported once
- * per offboarding as a skip of the directory). A missing directory means no hooks; one that cannot be
- * opened or read (not a directory, EACCES, ...) is one HOOK_FAILED with path = the directory.
+ * must be owned by root and not writable by group or others; every ancestor up to "/" must be a
+ * directory owned by root and either not writable by group or others or sticky (like /tmp); no
+ * component of DIR may be a symbolic link, "." or "..". Else nothing in it runs (reported once per
+ * offboarding as a skip of the directory, the detail naming the offending path). These path checks are
+ * what makes running each hook by path ("DIR/NAME", resolved again by execve() or systemd-run) after
+ * checking it through a descriptor safe: only root can change what the path leads to in between. A
+ * missing directory (or ancestor) means no hooks; one that cannot be opened or read (not a directory,
+ * EACCES, ...) is one HOOK_FAILED with path = the directory.
  *
  * Under systemd (HookRunnerOptions.systemd_run set) each hook runs as a transient service through
  * `systemd-run --wait --pipe --collect --quiet --service-type=exec -p RuntimeMaxSec=<timeout>
@@ -26,11 +31,12 @@
  * dropped. At the timeout the process group gets SIGKILL. A failing hook never undoes anything; the
  * caller records each result (the audit log).
  *
- * Offboardings are queued (HOOK_QUEUE_MAX) and run in order. Everything runs on the sd-event loop of
- * the caller; no threads. The directory is read when an offboarding's turn comes (not when it is
- * queued) and each file is checked right before it runs. After the main process of a hook exits,
- * whatever it left running in its process group is killed too (systemd-run does the same with the
- * unit's cgroup): hooks never overlap.
+ * Offboardings are queued (HOOK_QUEUE_MAX; beyond it hook_runner_queue() refuses the event, whose hooks
+ * then never run for it: the caller records that) and run in order. Everything runs on the sd-event
+ * loop of the caller; no threads. The directory and its path are checked and read when an offboarding's
+ * turn comes (not when it is queued) and each file is checked right before it runs. After the main
+ * process of a hook exits, whatever it left running in its process group is killed too (systemd-run does
+ * the same with the unit's cgroup): hooks never overlap.
  *
  * What the caller must do: block SIGCHLD (sigprocmask) before any thread starts, so that every thread
  * has it blocked, and keep its disposition SIG_DFL (not SIG_IGN, which would reap hooks behind the

@@ -1,9 +1,10 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
  * The offboarding hook runner (suite "unit"; needs root for chown and root-owned hook files): order,
- * environment, output capture, exit statuses and signals, the timeout, the checks on files and on the
- * directory, queueing, cancellation, re-entrant callbacks and the systemd-run command line (against a
- * fake systemd-run). Each test gets a fresh directory under /tmp with small /bin/sh hooks.
+ * environment, output capture, exit statuses and signals, the timeout, the checks on files, on the
+ * directory and on its path (ancestors, symbolic links), queueing, cancellation, re-entrant callbacks
+ * and the systemd-run command line (against a fake systemd-run). Each test gets a fresh directory under
+ * /tmp with small /bin/sh hooks.
  */
 
 #include <fcntl.h>
@@ -626,6 +627,208 @@ static void test_directory_checks(void **state) {
         assert_true(file_exists(marker));
 }
 
+static void make_dir(const char *path, mode_t mode, uid_t uid) {
+        assert_int_equal(mkdir(path, 0700), 0);
+        assert_int_equal(chown(path, uid, 0), 0);
+        /* Not through mkdir(): the umask would take the group and other bits away. */
+        assert_int_equal(chmod(path, mode), 0);
+}
+
+/* Runs the hooks of dir for one event with a fresh runner; returns the event's first report. */
+static const Report *run_dir(Ctx *c, const char *dir) {
+        size_t first = c->n_reports;
+
+        new_runner(c, dir, 0, NULL);
+        run_and_collect(c, &event_a);
+        c->runner = hook_runner_free(c->runner);
+        return &c->reports[first];
+}
+
+/* The whole directory is skipped: one report naming it, then the end of the event. */
+static void assert_dir_skipped(Ctx *c, const char *dir, const char *detail) {
+        size_t first = c->n_reports;
+        const Report *r = run_dir(c, dir);
+
+        assert_int_equal(c->n_reports, first + 2);
+        assert_report(r, dir, HOOK_SKIPPED, 0);
+        assert_detail_contains(r, detail);
+        assert_int_equal(r->output_size, 0);
+        assert_done(r + 1, "agent-a");
+}
+
+static void assert_dir_runs(Ctx *c, const char *dir, const char *name) {
+        size_t first = c->n_reports;
+        const Report *r = run_dir(c, dir);
+
+        assert_int_equal(c->n_reports, first + 2);
+        assert_report(r, name, HOOK_EXITED, 0);
+        assert_string_equal(r->output, "ran\n");
+        assert_done(r + 1, "agent-a");
+}
+
+static void test_ancestor_owner(void **state) {
+        Ctx *c = *state;
+        char user[PATH_MAX], mid[PATH_MAX + 8], dir[PATH_MAX + 32], hook[PATH_MAX + 48], marker[PATH_MAX + 16],
+                body[PATH_MAX + 64], detail[2 * PATH_MAX];
+
+        /* root/user (uid 65534) / mid (root) / offboard.d (root): not only the parent is checked. */
+        snprintf(user, sizeof(user), "%s/user", c->root);
+        snprintf(mid, sizeof(mid), "%s/mid", user);
+        snprintf(dir, sizeof(dir), "%s/offboard.d", mid);
+        snprintf(hook, sizeof(hook), "%s/01-hook", dir);
+        snprintf(marker, sizeof(marker), "%s/marker", c->root);
+        make_dir(user, 0755, 65534);
+        make_dir(mid, 0755, 0);
+        make_dir(dir, 0755, 0);
+        snprintf(body, sizeof(body), "#!/bin/sh\ntouch %s\necho ran\n", marker);
+        write_file(hook, body, 0755);
+
+        snprintf(detail, sizeof(detail), "ancestor %s owned by uid 65534, not root", user);
+        assert_dir_skipped(c, dir, detail);
+        assert_false(file_exists(marker));
+
+        /* Checked when each event starts: fixed in between, the next event of the same runner runs the
+         * hooks. */
+        new_runner(c, dir, 0, NULL);
+        run_and_collect(c, &event_a);
+        assert_report(&c->reports[2], dir, HOOK_SKIPPED, 0);
+        assert_done(&c->reports[3], "agent-a");
+        assert_int_equal(chown(user, 0, 0), 0);
+        run_and_collect(c, &event_b);
+        assert_int_equal(c->n_reports, 6);
+        assert_report(&c->reports[4], "01-hook", HOOK_EXITED, 0);
+        assert_done(&c->reports[5], "agent-b");
+        assert_true(file_exists(marker));
+        c->runner = hook_runner_free(c->runner);
+
+        /* And broken again: an ancestor given away after start-up counts too. */
+        assert_int_equal(chown(mid, 65534, 65534), 0);
+        snprintf(detail, sizeof(detail), "ancestor %s owned by uid 65534, not root", mid);
+        assert_dir_skipped(c, dir, detail);
+}
+
+static void test_ancestor_writable(void **state) {
+        Ctx *c = *state;
+        static const mode_t modes[] = { 0775, 0757, 0777, 0770, 0702 };
+        char anc[PATH_MAX], dir[PATH_MAX + 16], hook[PATH_MAX + 32], detail[2 * PATH_MAX];
+
+        snprintf(anc, sizeof(anc), "%s/shared", c->root);
+        snprintf(dir, sizeof(dir), "%s/offboard.d", anc);
+        snprintf(hook, sizeof(hook), "%s/01-hook", dir);
+        make_dir(anc, 0755, 0);
+        make_dir(dir, 0755, 0);
+        write_file(hook, "#!/bin/sh\necho ran\n", 0755);
+        assert_dir_runs(c, dir, "01-hook");
+
+        for (size_t i = 0; i < ELEMENTSOF(modes); i++) {
+                assert_int_equal(chmod(anc, modes[i]), 0);
+                snprintf(detail, sizeof(detail),
+                         "ancestor %s writable by group or others without the sticky bit (mode %04o)", anc,
+                         (unsigned) modes[i]);
+                assert_dir_skipped(c, dir, detail);
+        }
+
+        assert_int_equal(chmod(anc, 0755), 0);
+        assert_dir_runs(c, dir, "01-hook");
+}
+
+static void test_ancestor_sticky(void **state) {
+        Ctx *c = *state;
+        char anc[PATH_MAX], dir[PATH_MAX + 16], hook[PATH_MAX + 32], detail[2 * PATH_MAX];
+        struct stat st;
+
+        /* Every test's hooks live under /tmp, normally root's and 1777: this one says so explicitly. */
+        add_hook(c, "01-hook", 0755, "#!/bin/sh\necho ran\n");
+        assert_int_equal(lstat("/tmp", &st), 0);
+        if (st.st_uid == 0 && (st.st_mode & 07777) == 01777)
+                assert_dir_runs(c, c->hooks, "01-hook");
+
+        snprintf(anc, sizeof(anc), "%s/tmp-like", c->root);
+        snprintf(dir, sizeof(dir), "%s/offboard.d", anc);
+        snprintf(hook, sizeof(hook), "%s/01-hook", dir);
+        make_dir(anc, 01777, 0);
+        make_dir(dir, 0755, 0);
+        write_file(hook, "#!/bin/sh\necho ran\n", 0755);
+
+        /* Sticky and root's: only root can rename or remove root's entries, writable or not. */
+        assert_dir_runs(c, dir, "01-hook");
+        assert_int_equal(chmod(anc, 01775), 0);
+        assert_dir_runs(c, dir, "01-hook");
+
+        /* The sticky bit does not help a directory that is not root's: its owner can swap anything. */
+        assert_int_equal(chown(anc, 65534, 0), 0);
+        assert_int_equal(chmod(anc, 01777), 0);
+        snprintf(detail, sizeof(detail), "ancestor %s owned by uid 65534, not root", anc);
+        assert_dir_skipped(c, dir, detail);
+        assert_int_equal(chown(anc, 0, 0), 0);
+        assert_int_equal(chmod(anc, 01777), 0);
+
+        /* Nor the hook directory itself: in a sticky directory anyone who can write may add a hook. */
+        assert_int_equal(chmod(dir, 01777), 0);
+        assert_dir_skipped(c, dir, "directory writable by group or others (mode 1777)");
+        assert_int_equal(chmod(dir, 01755), 0);
+        assert_dir_runs(c, dir, "01-hook");
+}
+
+static void test_path_not_resolved(void **state) {
+        Ctx *c = *state;
+        char real[PATH_MAX], dir[PATH_MAX + 16], hook[PATH_MAX + 32], link[PATH_MAX + 16], path[PATH_MAX + 64],
+                detail[2 * PATH_MAX];
+
+        snprintf(real, sizeof(real), "%s/real", c->root);
+        snprintf(dir, sizeof(dir), "%s/offboard.d", real);
+        snprintf(hook, sizeof(hook), "%s/01-hook", dir);
+        make_dir(real, 0755, 0);
+        make_dir(dir, 0755, 0);
+        write_file(hook, "#!/bin/sh\necho ran\n", 0755);
+        assert_dir_runs(c, dir, "01-hook");
+
+        /* A symbolic link among the ancestors, even a root-owned one to a good directory. */
+        snprintf(link, sizeof(link), "%s/link", c->root);
+        assert_int_equal(symlink(real, link), 0);
+        snprintf(path, sizeof(path), "%s/offboard.d", link);
+        snprintf(detail, sizeof(detail), "%s is a symbolic link (not followed)", link);
+        assert_dir_skipped(c, path, detail);
+
+        /* The last component a symbolic link. */
+        snprintf(link, sizeof(link), "%s/hooks-link", c->root);
+        assert_int_equal(symlink(dir, link), 0);
+        snprintf(detail, sizeof(detail), "%s is a symbolic link (not followed)", link);
+        assert_dir_skipped(c, link, detail);
+
+        /* "." and ".." are not resolved either. */
+        snprintf(path, sizeof(path), "%s/./offboard.d", real);
+        assert_dir_skipped(c, path, "\".\" or \"..\" in the path");
+        snprintf(path, sizeof(path), "%s/../real/offboard.d", real);
+        assert_dir_skipped(c, path, "\".\" or \"..\" in the path");
+
+        /* Repeated and trailing slashes are only separators. */
+        snprintf(path, sizeof(path), "/%s//offboard.d/", real);
+        assert_dir_runs(c, path, "01-hook");
+
+        /* A missing ancestor is a missing directory: no hooks, nothing to report. */
+        snprintf(path, sizeof(path), "%s/missing/offboard.d", c->root);
+        {
+                size_t first = c->n_reports;
+                const Report *r = run_dir(c, path);
+
+                assert_int_equal(c->n_reports, first + 1);
+                assert_done(r, "agent-a");
+        }
+
+        /* An ancestor that is a file cannot be opened, and is recorded as such. */
+        snprintf(path, sizeof(path), "%s/01-hook/offboard.d", dir);
+        {
+                size_t first = c->n_reports;
+                const Report *r = run_dir(c, path);
+
+                assert_int_equal(c->n_reports, first + 2);
+                assert_report(r, path, HOOK_FAILED, 0);
+                assert_detail_contains(r, hook);
+                assert_detail_contains(r, strerror(ENOTDIR));
+        }
+}
+
 static void test_directory_missing_or_not_dir(void **state) {
         Ctx *c = *state;
         char path[PATH_MAX + 16];
@@ -931,6 +1134,10 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_file_checks, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_directory_checks, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_directory_missing_or_not_dir, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_ancestor_owner, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_ancestor_writable, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_ancestor_sticky, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_path_not_resolved, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_two_events_in_order, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_free_while_running, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_queue_limits_and_validation, setup, teardown),
