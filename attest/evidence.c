@@ -8,28 +8,8 @@
 
 #include "attest/evidence.h"
 #include "common/cbor-util.h"
+#include "common/utf8.h"
 
-/* RFC 3629 UTF-8, without checking for control characters: paths may contain anything but NUL. */
-static bool is_utf8(const char *s) {
-        const uint8_t *p = (const uint8_t *) s;
-
-        while (*p) {
-                size_t len = *p < 0x80 ? 1 : (*p & 0xe0) == 0xc0 ? 2 : (*p & 0xf0) == 0xe0 ? 3 : (*p & 0xf8) == 0xf0 ? 4 : 0;
-                if (len == 0)
-                        return false;
-                uint32_t cp = len == 1 ? *p : *p & (0xff >> (len + 1));
-                for (size_t i = 1; i < len; i++) {
-                        if ((p[i] & 0xc0) != 0x80)
-                                return false;
-                        cp = cp << 6 | (p[i] & 0x3f);
-                }
-                static const uint32_t min_for_len[] = { 0, 0, 0x80, 0x800, 0x10000 };
-                if (cp < min_for_len[len] || (cp >= 0xd800 && cp <= 0xdfff) || cp > 0x10ffff)
-                        return false;
-                p += len;
-        }
-        return true;
-}
 
 static cbor_item_t *cose_key_p256(const uint8_t *x, const uint8_t *y) {
         cbor_item_t *key = cbor_util_new_map();
@@ -73,7 +53,7 @@ int eat_claims_encode(const EatClaims *c, uint8_t **ret, size_t *ret_size) {
                 k |= cbor_util_map_put_text(workload, "exe_sha256", cbor_util_new_bytes(c->workload.exe_sha256, 32));
         if (c->workload.exe_path)
                 k |= cbor_util_map_put_text(workload, "exe_path",
-                                            is_utf8(c->workload.exe_path) ?
+                                            utf8_is_valid(c->workload.exe_path, strlen(c->workload.exe_path), NULL) ?
                                                     cbor_util_new_text(c->workload.exe_path) :
                                                     cbor_util_new_bytes(c->workload.exe_path,
                                                                         strlen(c->workload.exe_path)));

@@ -20,6 +20,7 @@
 #include "attest/revocation.h"
 #include "common/cbor-util.h"
 #include "common/macro.h"
+#include "common/utf8.h"
 
 /* Major types (RFC 8949 §3.1). */
 enum {
@@ -60,55 +61,8 @@ int revocation_type_from_string(const char *s) {
 /* ------------------------------------------------------------------------------------------------ */
 /* Field rules, shared by the encoders and the decoders */
 
-/* UTF-8 (RFC 3629 §4) without control characters: C0, DEL and C1 (U+0080..U+009F). Names and reasons
- * are shown to people (agentid-verify prints them); a control character could rewrite what they see. */
-static bool text_chars_valid(const uint8_t *s, size_t n) {
-        size_t i = 0;
-
-        while (i < n) {
-                uint8_t c = s[i];
-                uint32_t cp, min;
-                size_t more;
-
-                if (c < 0x80) {
-                        if (c < 0x20 || c == 0x7f)
-                                return false;
-                        i++;
-                        continue;
-                }
-                if (c >= 0xc2 && c <= 0xdf) {
-                        more = 1;
-                        cp = c & 0x1f;
-                        min = 0x80;
-                } else if (c >= 0xe0 && c <= 0xef) {
-                        more = 2;
-                        cp = c & 0x0f;
-                        min = 0x800;
-                } else if (c >= 0xf0 && c <= 0xf4) {
-                        more = 3;
-                        cp = c & 0x07;
-                        min = 0x10000;
-                } else
-                        return false;
-                if (more > n - i - 1)
-                        return false;
-                for (size_t k = 1; k <= more; k++) {
-                        if ((s[i + k] & 0xc0) != 0x80)
-                                return false;
-                        cp = cp << 6 | (s[i + k] & 0x3f);
-                }
-                /* Overlong forms, surrogates and values above U+10FFFF are not UTF-8 (RFC 3629 §3). */
-                if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-                        return false;
-                if (cp <= 0x9f)
-                        return false;
-                i += more + 1;
-        }
-        return true;
-}
-
 static bool text_valid(const char *s, size_t n, size_t min) {
-        return n >= min && n <= REVOCATION_TEXT_MAX && text_chars_valid((const uint8_t *) s, n);
+        return n >= min && n <= REVOCATION_TEXT_MAX && utf8_is_text(s, n);
 }
 
 /* A C string for encoding: NULL counts as empty where that is allowed (min 0). */

@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "common/cbor-util.h"
+#include "common/utf8.h"
 #include "common/macro.h"
 
 /* Major types, RFC 8949 §3.1. */
@@ -41,60 +42,6 @@ enum {
 /* One-byte tag heads 0xc6..0xd4: libcbor 0.8 reports them as malformed (DESIGN §5). */
 #define LIBCBOR_BAD_TAG_MIN 6U
 #define LIBCBOR_BAD_TAG_MAX 20U
-
-/* ------------------------------------------------------------------------------------------------ */
-/* UTF-8 (RFC 3629 §4), shared by the validator and the encoder. */
-
-/* Returns true if s[0..n) is valid UTF-8; otherwise *ret_bad (if set) is the offset of the first
- * sequence that is not. */
-static bool utf8_valid(const uint8_t *s, size_t n, size_t *ret_bad) {
-        size_t i = 0;
-
-        while (i < n) {
-                uint8_t c = s[i], lo = 0x80, hi = 0xbf;
-                size_t more;
-
-                if (c < 0x80) {
-                        i++;
-                        continue;
-                }
-                if (c >= 0xc2 && c <= 0xdf)
-                        more = 1;               /* 0xc0, 0xc1 could only start overlong forms */
-                else if (c == 0xe0) {
-                        more = 2;
-                        lo = 0xa0;              /* overlong below U+0800 */
-                } else if (c == 0xed) {
-                        more = 2;
-                        hi = 0x9f;              /* U+D800..U+DFFF are surrogates, not scalar values */
-                } else if (c >= 0xe1 && c <= 0xef)
-                        more = 2;
-                else if (c == 0xf0) {
-                        more = 3;
-                        lo = 0x90;              /* overlong below U+10000 */
-                } else if (c >= 0xf1 && c <= 0xf3)
-                        more = 3;
-                else if (c == 0xf4) {
-                        more = 3;
-                        hi = 0x8f;              /* nothing above U+10FFFF */
-                } else
-                        goto bad;
-
-                if (more > n - i - 1)
-                        goto bad;
-                if (s[i + 1] < lo || s[i + 1] > hi)
-                        goto bad;
-                for (size_t k = 2; k <= more; k++)
-                        if ((s[i + k] & 0xc0) != 0x80)
-                                goto bad;
-                i += more + 1;
-        }
-        return true;
-
-bad:
-        if (ret_bad)
-                *ret_bad = i;
-        return false;
-}
 
 /* ------------------------------------------------------------------------------------------------ */
 /* Validator */
@@ -374,7 +321,7 @@ static int validate_item(Validator *v, unsigned depth) {
                         return fail(v, -EBADMSG, h.offset, "truncated: string longer than the input left");
 
                 size_t n = (size_t) h.arg, bad;
-                if (h.major == MAJOR_TEXT && !utf8_valid(v->buf + v->pos, n, &bad))
+                if (h.major == MAJOR_TEXT && !utf8_is_valid(v->buf + v->pos, n, &bad))
                         return fail(v, -EBADMSG, v->pos + bad, "text string is not valid UTF-8 (RFC 8949 §3.1)");
                 v->pos += n;
                 return 0;
@@ -592,7 +539,7 @@ static int string_data(const cbor_item_t *s, bool text, const uint8_t **ret, siz
         if (!p && n > 0)
                 return -EINVAL;
         /* RFC 8949 §3.2.3: each chunk of a text string is valid UTF-8 on its own. */
-        if (text && !utf8_valid(p, n, NULL))
+        if (text && !utf8_is_valid(p, n, NULL))
                 return -EINVAL;
         *ret = p;
         *ret_len = n;

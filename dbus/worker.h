@@ -26,8 +26,6 @@
 #define WORKER_QUEUE_MAX 1024U          /* agent lane */
 #define WORKER_QUEUE_PER_UID_MAX 256U
 #define WORKER_ADMIN_QUEUE_MAX 256U     /* admin lane, counted apart: a signing flood never blocks it */
-/* Offboarding a whole owner or uid queues one Destroy per key: the admin lane must hold them. Bulk
- * callers (agentidctl offboard) keep at most this many in flight. */
 
 typedef enum JobType {
         JOB_CREATE,        /* admin lane */

@@ -8,6 +8,7 @@
 #include <stdio.h>
 
 #include "common/cbor-util.h"
+#include "common/utf8.h"
 #include "keystore/record.h"
 
 #define KEY_RECORD_VERSION 1U
@@ -47,46 +48,11 @@ bool key_name_is_valid(const char *name) {
 
 /* Valid UTF-8 without C0/C1 control characters or DEL, at most max bytes. */
 bool key_text_is_valid(const char *s, size_t max, bool allow_empty) {
-        const uint8_t *p = (const uint8_t *) s;
         size_t n = s ? strlen(s) : 0;
 
         if (!s || n > max || (n == 0 && !allow_empty))
                 return false;
-        for (size_t i = 0; i < n;) {
-                uint8_t c = p[i];
-                uint32_t cp;
-                size_t len;
-
-                if (c < 0x80) {
-                        cp = c;
-                        len = 1;
-                } else if ((c & 0xe0) == 0xc0) {
-                        cp = c & 0x1f;
-                        len = 2;
-                } else if ((c & 0xf0) == 0xe0) {
-                        cp = c & 0x0f;
-                        len = 3;
-                } else if ((c & 0xf8) == 0xf0) {
-                        cp = c & 0x07;
-                        len = 4;
-                } else
-                        return false;
-                if (i + len > n)
-                        return false;
-                for (size_t k = 1; k < len; k++) {
-                        if ((p[i + k] & 0xc0) != 0x80)
-                                return false;
-                        cp = cp << 6 | (p[i + k] & 0x3f);
-                }
-                /* Overlong forms, surrogates and values past U+10FFFF are not UTF-8 (RFC 3629 §3). */
-                static const uint32_t min_for_len[] = { 0, 0, 0x80, 0x800, 0x10000 };
-                if (cp < min_for_len[len] || (cp >= 0xd800 && cp <= 0xdfff) || cp > 0x10ffff)
-                        return false;
-                if (cp < 0x20 || (cp >= 0x7f && cp < 0xa0))
-                        return false;
-                i += len;
-        }
-        return true;
+        return utf8_is_text(s, n);
 }
 
 bool key_owner_is_valid(const char *owner) {
