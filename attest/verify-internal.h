@@ -55,6 +55,14 @@ uint64_t verifier_max_age(const AgentidVerifier *v);
 /* An agent URI (DESIGN §2): "agentid://" 32 lower-case hex digits "/" key name. */
 bool agent_uri_is_valid(const char *s, size_t n);
 
+/* Hex of a kid, SPKI hash or cti (at most AGENTID_TPM_NAME_SIZE bytes; longer input is cut there), for a
+ * verdict's details. Returned by value, so it can be an argument of printf: detail_hex(kid, 34).s. */
+typedef struct DetailHex {
+        char s[2 * AGENTID_TPM_NAME_SIZE + 1];
+} DetailHex;
+
+DetailHex detail_hex(const uint8_t *p, size_t n);
+
 /* A caller's key: a DER SubjectPublicKeyInfo of an EC P-256 key and nothing after it, and the SHA-256
  * of its canonical DER encoding (what revocation entries name). Return: 0; -EINVAL; -ENOMEM. */
 int spki_key_load(const uint8_t *der, size_t size, EVP_PKEY **ret, uint8_t ret_spki_sha256[AGENTID_SHA256_SIZE]);

@@ -6,15 +6,26 @@
  * A verifier may hold the revocation lists of several hosts. Each list is checked (COSE_Sign1 by the
  * host key when the caller has it, the payload decoded strictly by attest/revocation.c), then indexed:
  * three arrays sorted by kid, by SPKI hash and by cti, so that a lookup costs O(log n) even for a list
- * of 100,000 entries. Evidence, tokens and messages then run the check "revoked" last
- * (verdict_check_revoked()) on the keys they actually verified with; a match names the entry.
+ * of 100,000 entries. Evidence, tokens, messages and rotation statements then run the check "revoked"
+ * last (verdict_check_revoked()) on the keys they actually verified with (for a rotation, the new key
+ * it names); a match names the entry.
+ *
+ * Which list replaces which: the "host" in a payload is only a claim, and any host key can sign any
+ * claim, so it never decides alone. A checked list is identified by (host, SHA-256 of the SPKI of the
+ * host key that verified it), and replaces only the list of the same identity: a host key can supersede
+ * only lists it signed itself, never hide the entries of another host's list by claiming its host-id.
  *
  * Rollback: a list's seq only grows (the daemon increments it with every change), so a caller that
  * remembers the highest seq it has seen passes it as min_seq, and an older list is refused. For the
- * same reason a list never replaces one of the same host with a higher seq.
+ * same reason a checked list never replaces one of the same identity with a higher seq (-ESTALE).
  *
  * A list whose signature was not checked (no host key given) can only add refusals: it is kept next to
- * whatever else the verifier holds and never replaces a list, so a forged one cannot hide an entry.
+ * whatever else the verifier holds, never replaces a list and is never compared with one, so a forged
+ * one can neither hide an entry nor, by claiming a huge seq, make the genuine list look stale.
+ *
+ * Every list kept is consulted by every check, so the number of lists is bounded
+ * (AGENTID_REVOCATION_SETS_MAX): a caller adding unchecked lists in a loop gets -E2BIG rather than
+ * unbounded memory.
  */
 
 #include <stdio.h>
@@ -25,7 +36,6 @@
 #include "attest/verify-internal.h"
 #include "attest/verify.h"
 #include "common/crypto-util.h"
-#include "common/hexutil.h"
 #include "common/macro.h"
 
 /* Our public symbols are exported from the shared library; everything else there is hidden. */
@@ -38,6 +48,8 @@ _Static_assert(AGENTID_TPM_NAME_SIZE == REVOCATION_KID_SIZE, "kid size");
 _Static_assert(AGENTID_SHA256_SIZE == REVOCATION_SPKI_DIGEST_SIZE, "SPKI digest size");
 _Static_assert(AGENTID_TOKEN_CTI_SIZE == REVOCATION_CTI_SIZE, "cti size");
 _Static_assert(AGENTID_ROTATION_MAX == ROTATION_PAYLOAD_MAX, "rotation statement size limit");
+/* The refusal below spells the number out. */
+_Static_assert(AGENTID_REVOCATION_SETS_MAX == 64U, "revocation set limit");
 
 /* ------------------------------------------------------------------------------------------------ */
 /* The lists a verifier holds */
@@ -50,14 +62,18 @@ typedef struct IndexKey {
 
 typedef struct RevocationSet {
         RevocationList list;
+        /* With list.host, a checked list's identity: the host key its signature verified with (SHA-256
+         * of its DER SPKI as spki_key_load() re-encodes it). An unchecked list has none and is compared
+         * with nothing. */
         bool signature_checked;
+        uint8_t host_spki_sha256[SHA256_DIGEST_SIZE];
         /* Sorted by (key, entry), so the first match of a key is its oldest entry. */
         IndexKey *by_kid, *by_spki, *by_cti;
         size_t n_cti;
 } RevocationSet;
 
 struct RevocationStore {
-        RevocationSet **sets;
+        RevocationSet *sets[AGENTID_REVOCATION_SETS_MAX];
         size_t n_sets;
         const RevocationSet *last;      /* the list added last (agentid_verifier_revocations_info()) */
         size_t n_entries;               /* in all sets */
@@ -79,7 +95,6 @@ RevocationStore *revocation_store_free(RevocationStore *s) {
                 return NULL;
         for (size_t i = 0; i < s->n_sets; i++)
                 revocation_set_free(s->sets[i]);
-        free(s->sets);
         return mfree(s);
 }
 
@@ -158,10 +173,47 @@ static int refused(int r, const char *why, const char **ret_error) {
         return r;
 }
 
-static int store_add(AgentidVerifier *v, RevocationSet *set) {
+/* Do a and b come from the same source: both checked, with the same host key, for the same host? */
+static bool revocation_set_same_source(const RevocationSet *a, const RevocationSet *b) {
+        return a->signature_checked && b->signature_checked &&
+               memcmp(a->host_spki_sha256, b->host_spki_sha256, sizeof(a->host_spki_sha256)) == 0 &&
+               streq(a->list.host, b->list.host);
+}
+
+/*
+ * Where set goes in s (which may be NULL): the index of the list it replaces, or s->n_sets to keep it in
+ * addition. Only a checked list replaces one, and only the list of the same source: an unchecked list
+ * could be forged, a list checked with another key could be another host's claiming this host-id, and
+ * neither may make an entry disappear or a genuine list look stale. Changes nothing.
+ * Return: 0; -ESTALE (a lower seq than the list of the same source); -E2BIG (no room for another list).
+ */
+static int store_place(const RevocationStore *s, const RevocationSet *set, size_t *ret_index,
+                       const char **ret_error) {
+        size_t n = s ? s->n_sets : 0;
+
+        for (size_t i = 0; i < n; i++) {
+                if (!revocation_set_same_source(s->sets[i], set))
+                        continue;
+                /* Rollback (DESIGN §5: seq only grows); an equal seq is the same list again. */
+                if (set->list.seq < s->sets[i]->list.seq)
+                        return refused(-ESTALE, "the list's seq is lower than that of the list of the same host "
+                                       "already added with the same host key", ret_error);
+                *ret_index = i;
+                return 0;
+        }
+        if (n >= AGENTID_REVOCATION_SETS_MAX)
+                return refused(-E2BIG, "the verifier already holds 64 revocation lists", ret_error);
+        *ret_index = n;
+        return 0;
+}
+
+/* Put set at index (store_place()'s), taking it over; the list there before, if any, is freed. */
+static int store_put(AgentidVerifier *v, RevocationSet *set, size_t index) {
         RevocationStore **slot = verifier_revocations_slot(v);
         RevocationStore *s = *slot;
 
+        if (index > (s ? s->n_sets : 0) || index >= AGENTID_REVOCATION_SETS_MAX)
+                return -EINVAL;         /* not what store_place() said */
         if (!s) {
                 s = calloc(1, sizeof(*s));
                 if (!s)
@@ -169,28 +221,13 @@ static int store_add(AgentidVerifier *v, RevocationSet *set) {
                 *slot = s;
         }
 
-        /* Only a list whose signature was checked replaces one, and only one that was checked too: an
-         * unchecked list could be forged, and must not make an entry disappear. */
-        if (set->signature_checked)
-                for (size_t i = 0; i < s->n_sets; i++) {
-                        RevocationSet *old = s->sets[i];
-                        if (old->signature_checked && streq(old->list.host, set->list.host)) {
-                                s->n_entries = s->n_entries - old->list.n_entries + set->list.n_entries;
-                                s->sets[i] = set;
-                                s->last = set;
-                                revocation_set_free(old);
-                                return 0;
-                        }
-                }
-
-        size_t bytes;
-        if (!size_mul(s->n_sets + 1, sizeof(RevocationSet *), &bytes))
-                return -ENOMEM;
-        RevocationSet **sets = realloc(s->sets, bytes);
-        if (!sets)
-                return -ENOMEM;
-        s->sets = sets;
-        s->sets[s->n_sets++] = set;
+        if (index < s->n_sets) {
+                RevocationSet *old = s->sets[index];
+                s->n_entries -= old->list.n_entries;
+                revocation_set_free(old);
+        } else
+                s->n_sets++;
+        s->sets[index] = set;
         s->n_entries += set->list.n_entries;
         s->last = set;
         return 0;
@@ -242,26 +279,28 @@ PUBLIC int agentid_verifier_add_revocations(AgentidVerifier *v, const uint8_t *l
         if (!set)
                 return -ENOMEM;
         set->signature_checked = host;
+        if (host)
+                memcpy(set->host_spki_sha256, host_spki_sha256, sizeof(set->host_spki_sha256));
         r = revocation_list_decode(p.payload, p.payload_size, &set->list, &why);
         if (r == -ENOMEM)
                 return r;
         if (r < 0)
                 return refused(-EBADMSG, why ?: "the payload is not a revocation list", ret_error);
 
-        /* Rollback (DESIGN §5: seq only grows). */
+        /* Rollback (DESIGN §5: seq only grows): the caller's minimum applies to every list, checked or
+         * not; the lists already held only to one from the same source (store_place()). */
         if (set->list.seq < min_seq)
                 return refused(-ESTALE, "the list's seq is lower than the minimum required (an older list)",
                                ret_error);
-        const RevocationStore *s = verifier_revocations(v);
-        for (size_t i = 0; s && i < s->n_sets; i++)
-                if (streq(s->sets[i]->list.host, set->list.host) && set->list.seq < s->sets[i]->list.seq)
-                        return refused(-ESTALE, "the list's seq is lower than that of a list of the same host "
-                                       "already added", ret_error);
+        size_t index;
+        r = store_place(verifier_revocations(v), set, &index, ret_error);
+        if (r < 0)
+                return r;
 
         r = revocation_set_index(set);
         if (r < 0)
                 return r;
-        r = store_add(v, set);
+        r = store_put(v, set, index);
         if (r < 0)
                 return r;
         TAKE_PTR(set);
@@ -302,19 +341,9 @@ static void _printf_(4, 5) record(AgentidVerdict *d, AgentidReason reason, bool 
         va_end(ap);
 }
 
-/* Hex of a kid, digest or cti, for details. */
-typedef struct Hex {
-        char s[2 * REVOCATION_KID_SIZE + 1];
-} Hex;
-
-static Hex hex(const uint8_t *p, size_t n) {
-        Hex h;
-        hex_encode_to(p, MIN(n, (size_t) REVOCATION_KID_SIZE), h.s);
-        return h;
-}
-
 /* What matched and the entry it matched: "<what> <hex> is revoked: <type> "<name>" at <time>, reason
- * "<reason>" (list of host <host>, seq <seq>)". */
+ * "<reason>" (list of host <host>, seq <seq>)", the list marked when its signature was not checked (its
+ * host and seq are then only what it claims). */
 static void fail_entry(AgentidVerdict *d, const char *what, int index, const uint8_t *key, size_t key_size,
                        const RevocationSet *set, const RevocationEntry *e) {
         char idx[24] = "";
@@ -322,8 +351,9 @@ static void fail_entry(AgentidVerdict *d, const char *what, int index, const uin
         if (index >= 0)
                 snprintf(idx, sizeof(idx), " %d", index);
         record(d, AGENTID_REASON_REVOKED, false, "%s%s %s is revoked: %s \"%.40s\" at %llu, reason \"%.60s\" "
-               "(list of host %s, seq %llu)", what, idx, hex(key, key_size).s, revocation_type_to_string(e->type),
-               e->name, (unsigned long long) e->time, e->reason, set->list.host, (unsigned long long) set->list.seq);
+               "(list of host %s, seq %llu%s)", what, idx, detail_hex(key, key_size).s,
+               revocation_type_to_string(e->type), e->name, (unsigned long long) e->time, e->reason, set->list.host,
+               (unsigned long long) set->list.seq, set->signature_checked ? "" : ", signature not checked");
 }
 
 void verdict_check_revoked(const AgentidVerifier *v, AgentidVerdict *d, const RevokedQuery *q, const char *why) {
@@ -420,6 +450,27 @@ static const char *rotation_consistent(const RotationStatementParsed *s,
         return NULL;
 }
 
+/*
+ * The check "revoked" of a rotation verdict (a no-op without lists), on the new key only: a peer must not
+ * move its trust to a successor that has been revoked since (destroyed, or rotated out in turn). The old
+ * key is left out on purpose: the rotation itself puts it on the list (type "rotate"), so matching it
+ * would refuse every rotation a current list knows of. s is NULL when the statement is not known to be
+ * the signers' (malformed, or a signature did not verify): then "not checked: " why.
+ */
+static void rotation_check_revoked(const AgentidVerifier *v, AgentidVerdict *d, const RotationStatementParsed *s,
+                                   const char *why) {
+        RevokedQuery q = {};
+
+        if (!s) {
+                verdict_check_revoked(v, d, NULL, why);
+                return;
+        }
+        q.spki_sha256 = s->new_spki_sha256;
+        q.spki_what = "the new key";
+        revoked_query_add_kid(&q, s->new_kid, "the new key's kid", -1);
+        verdict_check_revoked(v, d, &q, NULL);
+}
+
 PUBLIC int agentid_verify_rotation(const AgentidVerifier *v, const uint8_t *statement, size_t size,
                                    const uint8_t *old_spki_der, size_t old_spki_size,
                                    const uint8_t *host_spki_der, size_t host_spki_size, AgentidVerdict **ret) {
@@ -430,7 +481,7 @@ PUBLIC int agentid_verify_rotation(const AgentidVerifier *v, const uint8_t *stat
         uint8_t old_sha256[SHA256_DIGEST_SIZE], host_sha256[SHA256_DIGEST_SIZE];
         size_t payload_size = 0, failed = 0;
         const char *why = NULL;
-        bool format_ok = false;
+        bool format_ok = false, signed_ok = false;
         int r;
 
         if (!v || (!statement && size > 0) || !old_spki_der || !host_spki_der || !ret)
@@ -442,8 +493,8 @@ PUBLIC int agentid_verify_rotation(const AgentidVerifier *v, const uint8_t *stat
         if (r < 0)
                 return r;
 
-        /* Rotation verdicts have no "revoked" check: the old key is revoked by the very statement. */
-        d = verdict_new(NULL, VERDICT_ROTATION, rotation_checks, ELEMENTSOF(rotation_checks),
+        /* With lists, "revoked" comes last, as for every verdict (rotation_check_revoked()). */
+        d = verdict_new(v, VERDICT_ROTATION, rotation_checks, ELEMENTSOF(rotation_checks),
                         "not checked: statement malformed");
         o = calloc(1, sizeof(*o));
         if (!d || !o)
@@ -485,10 +536,11 @@ PUBLIC int agentid_verify_rotation(const AgentidVerifier *v, const uint8_t *stat
                 /* In order: the old key's signature first, then the host key's (formats.md §11). */
                 r = cose_sign_check(statement, size, keys, ELEMENTSOF(keys), &failed, NULL, NULL);
                 if (r == 0) {
+                        signed_ok = true;
                         record(d, AGENTID_REASON_ROTATION_OLD_SIGNATURE, true, "ES256 by the old key (SPKI SHA-256 %s)",
-                               hex(old_sha256, SHA256_DIGEST_SIZE).s);
+                               detail_hex(old_sha256, SHA256_DIGEST_SIZE).s);
                         record(d, AGENTID_REASON_ROTATION_HOST_SIGNATURE, true, "ES256 by the host key (SPKI SHA-256 %s)",
-                               hex(host_sha256, SHA256_DIGEST_SIZE).s);
+                               detail_hex(host_sha256, SHA256_DIGEST_SIZE).s);
                 } else if (r == -EKEYREJECTED && failed == 0) {
                         record(d, AGENTID_REASON_ROTATION_OLD_SIGNATURE, false,
                                "the first signature does not verify with the old key");
@@ -496,7 +548,7 @@ PUBLIC int agentid_verify_rotation(const AgentidVerifier *v, const uint8_t *stat
                                "not checked: the old key's signature did not verify");
                 } else if (r == -EKEYREJECTED) {
                         record(d, AGENTID_REASON_ROTATION_OLD_SIGNATURE, true, "ES256 by the old key (SPKI SHA-256 %s)",
-                               hex(old_sha256, SHA256_DIGEST_SIZE).s);
+                               detail_hex(old_sha256, SHA256_DIGEST_SIZE).s);
                         record(d, AGENTID_REASON_ROTATION_HOST_SIGNATURE, false,
                                "the second signature does not verify with the host key");
                 } else if (r == -EBADMSG)
@@ -507,6 +559,9 @@ PUBLIC int agentid_verify_rotation(const AgentidVerifier *v, const uint8_t *stat
                 record(d, AGENTID_REASON_ROTATION_OLD_SIGNATURE, false, "not checked: statement malformed");
                 record(d, AGENTID_REASON_ROTATION_HOST_SIGNATURE, false, "not checked: statement malformed");
         }
+
+        rotation_check_revoked(v, d, signed_ok ? &o->parsed : NULL,
+                               format_ok ? "signatures not verified" : "statement malformed");
 
         verdict_conclude(d);
         if (agentid_verdict_is_valid(d)) {

@@ -18,6 +18,7 @@
  */
 
 #include <limits.h>
+#include <openssl/core_names.h>
 #include <openssl/err.h>
 #include <openssl/x509.h>
 #include <string.h>
@@ -81,13 +82,9 @@ static void skip(AgentidVerdict *d, AgentidReason reason, const char *why) {
         fail(d, reason, "not checked: %s", why);
 }
 
-/* Hex of a kid or digest, for details. */
-typedef struct Hex {
-        char s[2 * AGENTID_TPM_NAME_SIZE + 1];
-} Hex;
-
-static Hex hex(const uint8_t *p, size_t n) {
-        Hex h;
+/* Shared by the verdict details of tokens, messages, revocation and rotation (verify-internal.h). */
+DetailHex detail_hex(const uint8_t *p, size_t n) {
+        DetailHex h;
         hex_encode_to(p, MIN(n, (size_t) AGENTID_TPM_NAME_SIZE), h.s);
         return h;
 }
@@ -116,6 +113,13 @@ int spki_key_load(const uint8_t *der, size_t size, EVP_PKEY **ret, uint8_t ret_s
                 ERR_clear_error();
                 return -EINVAL;
         }
+        /* Revocation entries hash the uncompressed form; a key given compressed must hash the same.
+         * OpenSSL keeps the point form it decoded, so ask for the uncompressed one explicitly. */
+        if (EVP_PKEY_set_utf8_string_param(pkey, OSSL_PKEY_PARAM_EC_POINT_CONVERSION_FORMAT,
+                                           OSSL_PKEY_EC_POINT_CONVERSION_FORMAT_UNCOMPRESSED) != 1) {
+                ERR_clear_error();
+                return -EINVAL;
+        }
         r = pkey_to_spki_der(pkey, &canonical, &canonical_size);
         if (r < 0)
                 return r == -ENOMEM ? r : -EINVAL;
@@ -141,15 +145,15 @@ static void check_kid(AgentidVerdict *d, AgentidReason reason, bool signature_ok
                 return;
         }
         if (!expected_kid) {
-                pass(d, reason, "kid %s (no kid expected)", hex(kid, AGENTID_TPM_NAME_SIZE).s);
+                pass(d, reason, "kid %s (no kid expected)", detail_hex(kid, AGENTID_TPM_NAME_SIZE).s);
                 return;
         }
         if (memcmp(kid, expected_kid, AGENTID_TPM_NAME_SIZE) != 0) {
-                fail(d, reason, "kid %s, expected %s", hex(kid, AGENTID_TPM_NAME_SIZE).s,
-                     hex(expected_kid, AGENTID_TPM_NAME_SIZE).s);
+                fail(d, reason, "kid %s, expected %s", detail_hex(kid, AGENTID_TPM_NAME_SIZE).s,
+                     detail_hex(expected_kid, AGENTID_TPM_NAME_SIZE).s);
                 return;
         }
-        pass(d, reason, "kid %s as expected", hex(kid, AGENTID_TPM_NAME_SIZE).s);
+        pass(d, reason, "kid %s as expected", detail_hex(kid, AGENTID_TPM_NAME_SIZE).s);
 }
 
 /* ------------------------------------------------------------------------------------------------ */
@@ -407,11 +411,11 @@ PUBLIC int agentid_verify_token(const AgentidVerifier *v, const uint8_t *token, 
                 r = token_verify(token, size, pkey, &t, &why);
                 if (r == -EKEYREJECTED)
                         fail(d, AGENTID_REASON_TOKEN_SIGNATURE, "does not verify with the given key (token kid %s)",
-                             hex(kid, sizeof(kid)).s);
+                             detail_hex(kid, sizeof(kid)).s);
                 else if (r == 0 || r == -EBADMSG) {
                         signature_ok = true;
                         pass(d, AGENTID_REASON_TOKEN_SIGNATURE, "ES256 by the given key (SHA-256 of its SPKI %s)",
-                             hex(spki_sha256, AGENTID_SHA256_SIZE).s);
+                             detail_hex(spki_sha256, AGENTID_SHA256_SIZE).s);
                         if (r < 0)
                                 fail(d, AGENTID_REASON_TOKEN_CLAIMS, "%s", why ?: "claims malformed");
                 } else
@@ -568,13 +572,13 @@ PUBLIC int agentid_verify_message(const AgentidVerifier *v, const uint8_t *msg, 
                 r = cose_sign1_verify_parsed(&o->parsed, pkey);
                 if (r == -EKEYREJECTED || r == -EBADMSG)
                         fail(d, AGENTID_REASON_MESSAGE_SIGNATURE, "does not verify with the given key (message kid %s)",
-                             hex(o->parsed.kid, o->parsed.kid_size).s);
+                             detail_hex(o->parsed.kid, o->parsed.kid_size).s);
                 else if (r < 0)
                         return r;
                 else {
                         signature_ok = true;
                         pass(d, AGENTID_REASON_MESSAGE_SIGNATURE, "ES256 by the given key (SHA-256 of its SPKI %s)",
-                             hex(spki_sha256, AGENTID_SHA256_SIZE).s);
+                             detail_hex(spki_sha256, AGENTID_SHA256_SIZE).s);
                 }
         }
 

@@ -122,7 +122,7 @@ typedef enum AgentidReason {
         AGENTID_REASON_MESSAGE_AUDIENCE = 39,   /* "message_audience": aud = the audience, if one is required */
         AGENTID_REASON_MESSAGE_FRESHNESS = 40,  /* "message_freshness": iat within max-age of now */
 
-        /* The last check of evidence, tokens and messages when a revocation list is set */
+        /* The last check of evidence, tokens, messages and rotation statements when a revocation list is set */
         AGENTID_REASON_REVOKED = 41,            /* "revoked": no key used is on the revocation list */
 
         /* Rotation statements (agentid_verify_rotation()), in the order they run */
@@ -257,6 +257,8 @@ AGENTID_EXPORT int agentid_verify_message(const AgentidVerifier *v, const uint8_
 
 /* Largest revocation list accepted (COSE_Sign1), in bytes. */
 #define AGENTID_REVOCATIONS_MAX (16U * 1024U * 1024U + 4096U)
+/* Most lists one verifier holds at once (a replaced list does not count twice). */
+#define AGENTID_REVOCATION_SETS_MAX 64U
 /* Largest rotation statement accepted, in bytes. */
 #define AGENTID_ROTATION_MAX 4096U
 
@@ -265,23 +267,36 @@ AGENTID_EXPORT int agentid_verify_message(const AgentidVerifier *v, const uint8_
  * @list: the COSE_Sign1 GetRevocations returned
  * @host_spki_der: the host key (DER SubjectPublicKeyInfo, e.g. from valid platform evidence); if NULL
  *         the signature is not checked — a forged list can then only add refusals, never remove one
- * @min_seq: refuse a list whose seq is lower (rollback to an older list); 0 accepts any
+ * @min_seq: refuse a list whose seq is lower (rollback to an older list); 0 accepts any. Applies to
+ *         every list, checked or not.
  * @ret_error: on failure, a static explanation (may be NULL)
  *
- * Lists of several hosts are all applied. For a host that already has a list: a list with a lower seq
- * than one already added for that host is refused (-ESTALE); a list whose signature was checked
- * replaces the checked list of that host; a list whose signature was not checked replaces nothing and
- * is kept in addition (so that it can only add refusals). Once a list is set, evidence, tokens and
- * messages run the check "revoked" last: the key the signature verified with (SPKI hash), its TPM Name
- * where known (evidence's certified key; the expected kid of a token or message; the header kid), the
- * kid of every hop of a token, and for a token carrying a task credential the kid that signed it and
- * its cti (task_end entries) must not be named by any entry. The verdict's detail names the entry
- * (type, name, time, reason, list). The list's own kid is informational.
+ * A verifier holds up to AGENTID_REVOCATION_SETS_MAX lists and applies all of them. Which list a new one
+ * replaces is decided by the key that verified it, never by what its payload claims alone:
+ *
+ * - A checked list (host_spki_der given) is identified by its "host" and the SHA-256 of the host key's
+ *   DER SubjectPublicKeyInfo (as decoded and re-encoded; give a host key in the same form every time).
+ *   It replaces the list of that identity if there is one and its seq is equal or higher; with a lower
+ *   seq it is refused (-ESTALE) and nothing changes. It is never compared with, and never replaces, a
+ *   list checked with another key (even one claiming the same host) or an unchecked list: so a host key
+ *   can only ever supersede lists it signed itself.
+ * - An unchecked list (host_spki_der NULL) is always kept in addition: it replaces nothing, no seq is
+ *   compared with it, and it never makes another list -ESTALE. It can only add refusals.
+ * - A list that would be kept in addition while the verifier already holds AGENTID_REVOCATION_SETS_MAX
+ *   lists is refused (-E2BIG); a replacement is still accepted.
+ *
+ * Once a list is set, evidence, tokens and messages run the check "revoked" last: the key the signature
+ * verified with (SPKI hash), its TPM Name where known (evidence's certified key; the expected kid of a
+ * token or message; the header kid), the kid of every hop of a token, and for a token carrying a task
+ * credential the kid that signed it and its cti (task_end entries) must not be named by any entry of
+ * any list; rotation verdicts check the new key (agentid_verify_rotation()). The verdict's detail
+ * names the entry (type, name, time, reason, list). The list's own kid is informational.
  *
  * Return: 0; -EBADMSG (malformed, ret_error says where); -EKEYREJECTED (not signed by host_spki_der);
- *         -ESTALE (seq < min_seq, or lower than a list of the same host already added); -EFBIG (over
+ *         -ESTALE (seq < min_seq, or lower than the list of the same host checked with the same host
+ *         key); -E2BIG (AGENTID_REVOCATION_SETS_MAX lists held already); -EFBIG (over
  *         AGENTID_REVOCATIONS_MAX); -EINVAL (also a host key that is not DER EC P-256); -ENOMEM. On
- *         failure nothing is added.
+ *         failure nothing is added or replaced.
  */
 AGENTID_EXPORT int agentid_verifier_add_revocations(AgentidVerifier *v, const uint8_t *list, size_t size,
                                                     const uint8_t *host_spki_der, size_t host_spki_size,
@@ -308,8 +323,11 @@ typedef struct AgentidRotation {
  * @old_spki_der: the key that was rotated out (DER SubjectPublicKeyInfo)
  * @host_spki_der: the host key
  *
- * Checks rotation_format, rotation_old_signature, rotation_host_signature; a caller that then trusts
- * the new key must still compare its SPKI hash with new_spki_sha256.
+ * Checks rotation_format, rotation_old_signature, rotation_host_signature and, when the verifier holds
+ * revocation lists, "revoked" last: no entry may name the new key (new_kid or new_spki_sha256), so that
+ * trust never moves to a successor revoked since. The old key is not looked up: a "rotate" entry for it
+ * is what the rotation itself leaves on the list. A caller that then trusts the new key must still
+ * compare its SPKI hash with new_spki_sha256.
  * Return: 0 and a verdict; -EINVAL (also keys that are not DER EC P-256); -ENOMEM; -EIO.
  */
 AGENTID_EXPORT int agentid_verify_rotation(const AgentidVerifier *v, const uint8_t *statement, size_t size,

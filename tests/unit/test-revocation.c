@@ -3,13 +3,16 @@
  * Revocation lists and rotation statements (suite "unit"): attest/revocation.c (the golden vectors of
  * docs/formats.md §10-§11, round trips, every field the decoder refuses, non-deterministic and hostile
  * CBOR, the size limits), COSE_Sign with several signers (attest/cose.c), and libagentid-verify on top:
- * lists added to a verifier (signature, rollback, several hosts, 100,000 entries), the check "revoked"
- * for evidence, tokens (hops, task credentials) and messages, rotation verdicts, and the agentid-verify
- * CLI of the same build. Software P-256 keys stand in for the TPM (tests/lib/fake-evidence.c).
+ * lists added to a verifier (signature, rollback, several hosts, which list replaces which: by host and
+ * host key, never by the claimed host alone; unchecked lists only add; the limit on lists held;
+ * 100,000 entries), the check "revoked" for evidence, tokens (hops, task credentials), messages and
+ * rotation verdicts (the new key only), and the agentid-verify CLI of the same build. Software P-256
+ * keys stand in for the TPM (tests/lib/fake-evidence.c).
  *
  * With AGENTID_TEST_DUMP_DIR set, the fuzz seeds of tests/fuzz/corpus/revocation/ are written there.
  */
 
+#include <openssl/core_names.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -1536,10 +1539,11 @@ static void test_add_revocations(void **state) {
         assert_int_equal(seq, 1);
 
         /* An unchecked list of the same host with a higher seq and no entries does not replace the
-         * checked one (it could be forged); one with a lower seq is still a rollback. */
+         * checked one (it could be forged); one with a lower seq is not compared with anything either:
+         * it is kept in addition, since it can only add refusals. */
         signed_list(20, HOST, NULL, 0, k.other, &forged, &forged_size);
         assert_int_equal(agentid_verifier_add_revocations(v, forged, forged_size, NULL, 0, 0, &why), 0);
-        assert_int_equal(agentid_verifier_add_revocations(v, older, older_size, NULL, 0, 0, &why), -ESTALE);
+        assert_int_equal(agentid_verifier_add_revocations(v, older, older_size, NULL, 0, 0, &why), 0);
         signed_list(21, HOST, entries + 2, 1, k.other, &unsigned_newer, &unsigned_newer_size);
         assert_int_equal(agentid_verifier_add_revocations(v, unsigned_newer, unsigned_newer_size, NULL, 0, 0, &why), 0);
         {
@@ -1564,6 +1568,277 @@ static void test_add_revocations(void **state) {
                         assert_contains(revoked_detail(d), revocation_type_to_string(entries[i].type));
                 }
         }
+}
+
+/* ------------------------------------------------------------------------------------------------ */
+/* Which list replaces which (the host key decides, not the "host" a payload claims) */
+
+static AgentidVerifier *verifier_now(void) {
+        AgentidVerifier *v = agentid_verifier_new();
+        assert_non_null(v);
+        assert_int_equal(agentid_verifier_set_now(v, T0 + 10), 0);
+        return v;
+}
+
+/* A list (seq, host, entries[0..n)) signed by signer, added to v checked with host_spki (NULL: not
+ * checked). Return: what agentid_verifier_add_revocations() said. */
+static int add_list(AgentidVerifier *v, uint64_t seq, const char *host, const RevocationEntry *entries, size_t n,
+                    EVP_PKEY *signer, const uint8_t *host_spki, size_t host_spki_size, uint64_t min_seq,
+                    const char **ret_error) {
+        _cleanup_free_ uint8_t *list = NULL;
+        size_t size = 0;
+
+        signed_list(seq, host, entries, n, signer, &list, &size);
+        return agentid_verifier_add_revocations(v, list, size, host_spki, host_spki_size, min_seq, ret_error);
+}
+
+/* A message signed by key, kid its TPM Name, verified with v: valid or refused as expected; the detail
+ * of "revoked" (the last check) contains detail. */
+static void expect_message(const AgentidVerifier *v, EVP_PKEY *key, const uint8_t *kid, const uint8_t *spki,
+                           size_t spki_size, AgentidReason expected, const char *detail) {
+        _cleanup_(cose_sign1_freep) CoseSign1 *c = NULL;
+        _cleanup_(agentid_verdict_freep) AgentidVerdict *d = NULL;
+        _cleanup_free_ uint8_t *msg = NULL;
+        size_t size = 0;
+        uint8_t rs[64];
+        const CoseClaims claims = { .iat = T0 };
+
+        assert_int_equal(cose_sign1_prepare(kid, 34, &claims, (const uint8_t *) "m", 1, &c), 0);
+        assert_int_equal(fake_sign_digest(key, cose_sign1_digest(c), rs), 0);
+        assert_int_equal(cose_sign1_finish(c, rs, &msg, &size), 0);
+        assert_int_equal(agentid_verify_message(v, msg, size, spki, spki_size, NULL, NULL, &d), 0);
+        assert_int_equal(agentid_verdict_n_checks(d), 6);
+        assert_reason(d, expected);
+        if (detail)
+                assert_contains(revoked_detail(d), detail);
+}
+
+static void expect_agent(const AgentidVerifier *v, AgentidReason expected, const char *detail) {
+        expect_message(v, k.agent, k.agent_kid, k.agent_spki, k.agent_spki_size, expected, detail);
+}
+
+static void expect_child(const AgentidVerifier *v, AgentidReason expected, const char *detail) {
+        expect_message(v, k.child, k.child_kid, k.child_spki, k.child_spki_size, expected, detail);
+}
+
+/* A list signed by another host's key that claims this host's host-id: it is that key's list, kept next
+ * to this host's, never in its place (the review's first proof of concept). */
+static void test_list_of_another_host_key(void **state) {
+        _cleanup_(agentid_verifier_freep) AgentidVerifier *v = verifier_now();
+        const RevocationEntry agent = entry_for(REVOCATION_DESTROY, k.agent_kid, k.agent_sha);
+        const RevocationEntry child = entry_for(REVOCATION_DESTROY, k.child_kid, k.child_sha);
+        const char *why = NULL;
+        uint64_t seq = 0;
+        size_t n = SIZE_MAX;
+
+        assert_int_equal(add_list(v, 1, HOST, &agent, 1, k.host, k.host_spki, k.host_spki_size, 0, &why), 0);
+        expect_agent(v, AGENTID_REASON_REVOKED, "(list of host " HOST ", seq 1)");
+
+        /* Host B's key, "host": A, empty, seq 2^64 - 2: accepted as B's own list. A's entry stays. */
+        assert_int_equal(add_list(v, UINT64_MAX - 1, HOST, NULL, 0, k.other_host, k.other_host_spki,
+                                  k.other_host_spki_size, 0, &why), 0);
+        expect_agent(v, AGENTID_REASON_REVOKED, "(list of host " HOST ", seq 1)");
+
+        /* A's next list is not stale against B's seq; it replaces A's own. A's older list is stale
+         * against A's, and changes nothing. */
+        assert_int_equal(add_list(v, 2, HOST, &agent, 1, k.host, k.host_spki, k.host_spki_size, 0, &why), 0);
+        expect_agent(v, AGENTID_REASON_REVOKED, "(list of host " HOST ", seq 2)");
+        assert_string_equal(agentid_verifier_revocations_info(v, &seq, NULL, &n), HOST);
+        assert_int_equal(seq, 2);
+        assert_int_equal(n, 1);
+        why = NULL;
+        assert_int_equal(add_list(v, 1, HOST, NULL, 0, k.host, k.host_spki, k.host_spki_size, 0, &why), -ESTALE);
+        assert_contains(why, "same host key");
+        expect_agent(v, AGENTID_REASON_REVOKED, "(list of host " HOST ", seq 2)");
+
+        /* B's key supersedes only B's list: a lower seq is stale against it, a higher one replaces it and
+         * its entries refuse too (every list is consulted), A's list untouched. */
+        assert_int_equal(add_list(v, 5, HOST, &child, 1, k.other_host, k.other_host_spki, k.other_host_spki_size, 0,
+                                  &why), -ESTALE);
+        expect_child(v, AGENTID_REASON_VALID, "against 2 lists");
+        assert_int_equal(add_list(v, UINT64_MAX, HOST, &child, 1, k.other_host, k.other_host_spki,
+                                  k.other_host_spki_size, 0, &why), 0);
+        expect_child(v, AGENTID_REASON_REVOKED, "(list of host " HOST ", seq 18446744073709551615)");
+        expect_agent(v, AGENTID_REASON_REVOKED, "(list of host " HOST ", seq 2)");
+
+        /* A's key claiming another host-id is another source too: A's list of HOST stays. */
+        assert_int_equal(add_list(v, 3, OTHER_HOST, NULL, 0, k.host, k.host_spki, k.host_spki_size, 0, &why), 0);
+        expect_agent(v, AGENTID_REASON_REVOKED, "(list of host " HOST ", seq 2)");
+        assert_string_equal(agentid_verifier_revocations_info(v, &seq, NULL, &n), OTHER_HOST);
+        assert_int_equal(seq, 3);
+        assert_int_equal(n, 0);
+}
+
+/* Lists added without a host key: kept in addition, compared with nothing, so they can neither remove
+ * an entry nor make a genuine list stale (the review's second proof of concept); min_seq still
+ * applies to them. */
+static void test_unchecked_lists(void **state) {
+        _cleanup_(agentid_verifier_freep) AgentidVerifier *v = verifier_now();
+        const RevocationEntry agent = entry_for(REVOCATION_DESTROY, k.agent_kid, k.agent_sha);
+        const RevocationEntry child = entry_for(REVOCATION_ROTATE, k.child_kid, k.child_sha);
+        const char *why = NULL;
+
+        /* An unchecked list claiming HOST with seq 2^64 - 2 first: A's real list is still taken. */
+        assert_int_equal(add_list(v, UINT64_MAX - 1, HOST, NULL, 0, k.other, NULL, 0, 0, &why), 0);
+        assert_int_equal(add_list(v, 3, HOST, &agent, 1, k.host, k.host_spki, k.host_spki_size, 0, &why), 0);
+        expect_agent(v, AGENTID_REASON_REVOKED, "(list of host " HOST ", seq 3)");
+
+        /* Between two of A's lists: A's next one is taken and replaces A's. */
+        assert_int_equal(add_list(v, UINT64_MAX, HOST, NULL, 0, k.other, NULL, 0, 0, &why), 0);
+        assert_int_equal(add_list(v, 4, HOST, &agent, 1, k.host, k.host_spki, k.host_spki_size, 0, &why), 0);
+        expect_agent(v, AGENTID_REASON_REVOKED, "(list of host " HOST ", seq 4)");
+
+        /* A lower seq than A's: not a rollback of anything, kept; its entry refuses, marked unchecked. */
+        assert_int_equal(add_list(v, 1, HOST, &child, 1, k.other, NULL, 0, 0, &why), 0);
+        expect_child(v, AGENTID_REASON_REVOKED, "(list of host " HOST ", seq 1, signature not checked)");
+
+        /* A's next list drops the agent's entry (replacing A's list); the unchecked entry stays. */
+        assert_int_equal(add_list(v, 5, HOST, NULL, 0, k.host, k.host_spki, k.host_spki_size, 0, &why), 0);
+        expect_agent(v, AGENTID_REASON_VALID, "against 4 lists (1 entries)");
+        expect_child(v, AGENTID_REASON_REVOKED, "signature not checked");
+
+        /* min_seq is the caller's own request: it applies to unchecked lists too. */
+        why = NULL;
+        assert_int_equal(add_list(v, 6, HOST, &agent, 1, k.other, NULL, 0, 7, &why), -ESTALE);
+        assert_contains(why, "minimum");
+        expect_agent(v, AGENTID_REASON_VALID, "against 4 lists");
+        /* An unchecked list of any host adds refusals. */
+        assert_int_equal(add_list(v, 6, OTHER_HOST, &agent, 1, k.other, NULL, 0, 6, &why), 0);
+        expect_agent(v, AGENTID_REASON_REVOKED, "(list of host " OTHER_HOST ", seq 6, signature not checked)");
+}
+
+/* The same host key and host: an equal or higher seq replaces, a lower one is refused. */
+static void test_same_key_replaces(void **state) {
+        _cleanup_(agentid_verifier_freep) AgentidVerifier *v = verifier_now();
+        const RevocationEntry agent = entry_for(REVOCATION_DESTROY, k.agent_kid, k.agent_sha);
+        const RevocationEntry child = entry_for(REVOCATION_DESTROY, k.child_kid, k.child_sha);
+        const char *why = NULL;
+        uint64_t seq = 0;
+        size_t n = SIZE_MAX;
+
+        assert_int_equal(add_list(v, 5, HOST, &agent, 1, k.host, k.host_spki, k.host_spki_size, 0, &why), 0);
+        expect_agent(v, AGENTID_REASON_REVOKED, "seq 5)");
+        expect_child(v, AGENTID_REASON_VALID, "against 1 list (1 entries)");
+
+        /* Equal seq: replaces (the agent's entry is gone, the child's is there). */
+        assert_int_equal(add_list(v, 5, HOST, &child, 1, k.host, k.host_spki, k.host_spki_size, 0, &why), 0);
+        expect_agent(v, AGENTID_REASON_VALID, "against 1 list (1 entries)");
+        expect_child(v, AGENTID_REASON_REVOKED, "seq 5)");
+
+        /* Higher: replaces. */
+        assert_int_equal(add_list(v, 9, HOST, &agent, 1, k.host, k.host_spki, k.host_spki_size, 0, &why), 0);
+        expect_agent(v, AGENTID_REASON_REVOKED, "seq 9)");
+        expect_child(v, AGENTID_REASON_VALID, "against 1 list (1 entries)");
+
+        /* Lower: -ESTALE, nothing changes. */
+        why = NULL;
+        assert_int_equal(add_list(v, 8, HOST, &child, 1, k.host, k.host_spki, k.host_spki_size, 0, &why), -ESTALE);
+        assert_contains(why, "same host");
+        expect_agent(v, AGENTID_REASON_REVOKED, "seq 9)");
+        expect_child(v, AGENTID_REASON_VALID, "against 1 list (1 entries)");
+        assert_string_equal(agentid_verifier_revocations_info(v, &seq, NULL, &n), HOST);
+        assert_int_equal(seq, 9);
+        assert_int_equal(n, 1);
+}
+
+/* At most AGENTID_REVOCATION_SETS_MAX lists: -E2BIG for one more, replacements still taken, and the
+ * same checked list added over and over is one list. */
+static void test_list_limit(void **state) {
+        _cleanup_(agentid_verifier_freep) AgentidVerifier *v = verifier_now(), *w = verifier_now();
+        _cleanup_free_ uint8_t *unchecked = NULL, *checked = NULL;
+        size_t unchecked_size = 0, checked_size = 0;
+        const RevocationEntry agent = entry_for(REVOCATION_DESTROY, k.agent_kid, k.agent_sha);
+        const char *why = NULL;
+
+        assert_int_equal(AGENTID_REVOCATION_SETS_MAX, 64);
+        assert_int_equal(add_list(v, 1, HOST, NULL, 0, k.host, k.host_spki, k.host_spki_size, 0, &why), 0);
+        signed_list(1, HOST, &agent, 1, k.other, &unchecked, &unchecked_size);
+        for (size_t i = 1; i < AGENTID_REVOCATION_SETS_MAX; i++)
+                assert_int_equal(agentid_verifier_add_revocations(v, unchecked, unchecked_size, NULL, 0, 0, &why), 0);
+        expect_child(v, AGENTID_REASON_VALID, "against 64 lists (63 entries)");
+
+        /* Full: another unchecked list, or a checked one of another source, is refused. */
+        why = NULL;
+        assert_int_equal(agentid_verifier_add_revocations(v, unchecked, unchecked_size, NULL, 0, 0, &why), -E2BIG);
+        assert_contains(why, "64 revocation lists");
+        assert_int_equal(add_list(v, 1, OTHER_HOST, NULL, 0, k.other_host, k.other_host_spki, k.other_host_spki_size,
+                                  0, &why), -E2BIG);
+        assert_int_equal(add_list(v, 1, OTHER_HOST, NULL, 0, k.host, k.host_spki, k.host_spki_size, 0, &why), -E2BIG);
+        expect_child(v, AGENTID_REASON_VALID, "against 64 lists (63 entries)");
+        /* A replacement adds no list: still taken; a rollback is still -ESTALE. */
+        assert_int_equal(add_list(v, 2, HOST, &agent, 1, k.host, k.host_spki, k.host_spki_size, 0, &why), 0);
+        expect_child(v, AGENTID_REASON_VALID, "against 64 lists (64 entries)");
+        assert_int_equal(add_list(v, 1, HOST, NULL, 0, k.host, k.host_spki, k.host_spki_size, 0, &why), -ESTALE);
+        expect_agent(v, AGENTID_REASON_REVOKED, "seq 2)");
+
+        /* The same checked list in a loop: it replaces itself, one list. */
+        signed_list(7, HOST, &agent, 1, k.host, &checked, &checked_size);
+        for (size_t i = 0; i < 4 * AGENTID_REVOCATION_SETS_MAX; i++)
+                assert_int_equal(agentid_verifier_add_revocations(w, checked, checked_size, k.host_spki,
+                                                                  k.host_spki_size, 0, &why), 0);
+        expect_child(w, AGENTID_REASON_VALID, "against 1 list (1 entries)");
+}
+
+/* Rotation verdicts with lists: "revoked" last, on the new key only. */
+static void test_rotation_revoked(void **state) {
+        _cleanup_free_ uint8_t *st = NULL;
+        size_t size = 0;
+
+        make_rotation(k.agent, k.host, &st, &size);
+        const struct {
+                RevocationEntry e[2];
+                size_t n;
+                AgentidReason expect;
+                const char *detail;
+        } cases[] = {
+                /* The old key, as the rotation itself lists it: valid. */
+                { { entry_for(REVOCATION_ROTATE, k.agent_kid, k.agent_sha) }, 1, AGENTID_REASON_VALID,
+                  "not revoked: the SPKI SHA-256 and 1 kid checked against 1 list (1 entries)" },
+                /* The new key, by kid, by SPKI hash, or next to the old key: revoked. */
+                { { entry_for(REVOCATION_DESTROY, k.fresh_kid, NULL) }, 1, AGENTID_REASON_REVOKED,
+                  "the new key's kid 000b9999" },
+                { { entry_for(REVOCATION_ROTATE, NULL, k.fresh_sha) }, 1, AGENTID_REASON_REVOKED,
+                  "the new key (SPKI SHA-256)" },
+                { { entry_for(REVOCATION_ROTATE, k.agent_kid, k.agent_sha),
+                    entry_for(REVOCATION_DESTROY, k.fresh_kid, k.fresh_sha) }, 2, AGENTID_REASON_REVOKED,
+                  "is revoked: destroy" },
+        };
+        for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
+                _cleanup_(agentid_verifier_freep) AgentidVerifier *v = verifier_with(cases[i].e, cases[i].n);
+                _cleanup_(agentid_verdict_freep) AgentidVerdict *d = NULL;
+
+                assert_int_equal(agentid_verify_rotation(v, st, size, k.agent_spki, k.agent_spki_size, k.host_spki,
+                                                         k.host_spki_size, &d), 0);
+                assert_int_equal(agentid_verdict_n_checks(d), 4);
+                assert_reason(d, cases[i].expect);
+                assert_contains(revoked_detail(d), cases[i].detail);
+                assert_true((agentid_verdict_get_rotation(d) != NULL) == (cases[i].expect == AGENTID_REASON_VALID));
+        }
+
+        /* Nothing known of the new key: "not checked", after the check that failed. */
+        const RevocationEntry fresh = entry_for(REVOCATION_DESTROY, k.fresh_kid, k.fresh_sha);
+        _cleanup_(agentid_verifier_freep) AgentidVerifier *v = verifier_with(&fresh, 1);
+        AgentidVerdict *d = NULL;
+        assert_int_equal(agentid_verify_rotation(v, st, size, k.other_spki, k.other_spki_size, k.host_spki,
+                                                 k.host_spki_size, &d), 0);
+        assert_int_equal(agentid_verdict_n_checks(d), 4);
+        assert_reason(d, AGENTID_REASON_ROTATION_OLD_SIGNATURE);
+        assert_string_equal(revoked_detail(d), "not checked: signatures not verified");
+        d = agentid_verdict_free(d);
+        assert_int_equal(agentid_verify_rotation(v, st, size - 1, k.agent_spki, k.agent_spki_size, k.host_spki,
+                                                 k.host_spki_size, &d), 0);
+        assert_int_equal(agentid_verdict_n_checks(d), 4);
+        assert_reason(d, AGENTID_REASON_ROTATION_FORMAT);
+        assert_string_equal(revoked_detail(d), "not checked: statement malformed");
+        d = agentid_verdict_free(d);
+
+        /* Without lists: three checks, as before. */
+        _cleanup_(agentid_verifier_freep) AgentidVerifier *none = verifier_with(NULL, 0);
+        assert_int_equal(agentid_verify_rotation(none, st, size, k.agent_spki, k.agent_spki_size, k.host_spki,
+                                                 k.host_spki_size, &d), 0);
+        assert_int_equal(agentid_verdict_n_checks(d), 3);
+        assert_reason(d, AGENTID_REASON_VALID);
+        agentid_verdict_free(d);
 }
 
 /* Evidence: the certified key's SPKI hash or TPM Name on a list makes it invalid, "revoked" last. */
@@ -1833,6 +2108,23 @@ static void test_message_revoked(void **state) {
                 assert_int_equal(agentid_verify_message(v, msg, size, k.agent_spki, k.agent_spki_size, NULL, NULL, &d), 0);
                 assert_int_equal(agentid_verdict_n_checks(d), 5);
                 assert_reason(d, AGENTID_REASON_VALID);
+        }
+        {
+                /* The same key given in compressed form (59 bytes of DER) hashes like the entry, which
+                 * names the uncompressed form: the revocation is not dodged by re-encoding the key. */
+                RevocationEntry e = entry_for(REVOCATION_DESTROY, NULL, k.agent_sha);
+                _cleanup_(agentid_verifier_freep) AgentidVerifier *v = verifier_with(&e, 1);
+                _cleanup_(agentid_verdict_freep) AgentidVerdict *d = NULL;
+                _cleanup_(EVP_PKEY_freep) EVP_PKEY *copy = EVP_PKEY_dup(k.agent);
+                _cleanup_free_ uint8_t *compressed = NULL;
+                size_t compressed_size = 0;
+                assert_non_null(copy);
+                assert_int_equal(EVP_PKEY_set_utf8_string_param(copy, OSSL_PKEY_PARAM_EC_POINT_CONVERSION_FORMAT,
+                                                                OSSL_PKEY_EC_POINT_CONVERSION_FORMAT_COMPRESSED), 1);
+                spki_of(copy, &compressed, &compressed_size, NULL);
+                assert_int_equal(compressed_size, 59);
+                assert_int_equal(agentid_verify_message(v, msg, size, compressed, compressed_size, NULL, NULL, &d), 0);
+                assert_reason(d, AGENTID_REASON_REVOKED);
         }
 }
 
@@ -2122,6 +2414,11 @@ int main(void) {
                 cmocka_unit_test(test_rotation_format),
                 cmocka_unit_test(test_rotation_verify),
                 cmocka_unit_test(test_add_revocations),
+                cmocka_unit_test(test_list_of_another_host_key),
+                cmocka_unit_test(test_unchecked_lists),
+                cmocka_unit_test(test_same_key_replaces),
+                cmocka_unit_test(test_list_limit),
+                cmocka_unit_test(test_rotation_revoked),
                 cmocka_unit_test(test_evidence_revoked),
                 cmocka_unit_test(test_token_revoked),
                 cmocka_unit_test(test_message_revoked),

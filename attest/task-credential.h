@@ -1,0 +1,67 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+/*
+ * Task credentials (DESIGN §5 "Task credential"; CDDL in docs/formats.md §12): what Key.StartTask
+ * returns and what every token a task key issues carries in its "credential" claim. A CWT (RFC 8392)
+ * — COSE_Sign1_Tagged by the AGENT key, protected header {1: -7, 4: kid of the agent key}, no label
+ * 15 — over the deterministic CBOR claims map
+ *
+ *   {1: iss, 2: sub (= iss, the agent URI), 4: exp, 6: iat, 7: cti (bstr 16),
+ *    8: cnf {1: COSE_Key EC2 P-256 of the task key (as DESIGN §5 "cnf")}, ? 9: scope,
+ *    "task_id", ? "parent_task_id", "audiences": [* tstr] (may be empty = any),
+ *    "task_key": {"pub": bstr (TPMT_PUBLIC), "certify": bstr (TPMS_ATTEST), "certify_sig": bstr (TPMT_SIGNATURE)}}
+ *
+ * The task key's TPM2_Certify by the AK has qualifyingData = SHA-256(cti), so a verifier holding the
+ * AK can check that the task key is TPM-resident and bound to this credential (and, from its public
+ * area, that it only signs through a policy: userWithAuth clear, a non-empty authPolicy).
+ *
+ * The producer encodes the claims here and signs with cose_sign1_prepare()/cose_sign1_finish(); the
+ * verifier side lives in libagentid-verify (agentid_verify_token() follows a token's credential).
+ */
+
+#include <openssl/evp.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "attest/token.h"
+#include "common/macro.h"
+
+#define TASK_CREDENTIAL_AUDIENCES_MAX 16U
+#define TASK_CREDENTIAL_TPM_MAX 1024U           /* each of pub, certify, certify_sig */
+
+typedef struct TaskCredentialClaims {
+        const char *iss;                        /* = sub: the agent URI */
+        uint64_t exp, iat;                      /* NumericDate; iat <= exp */
+        uint8_t cti[TOKEN_CTI_SIZE];
+        uint8_t x[32], y[32];                   /* the task key's public point (cnf) */
+        const char *scope;                      /* NULL: none; else a valid scope string (token.h) */
+        const char *task_id;                    /* required, 1..TOKEN_TEXT_MAX */
+        const char *parent_task_id;             /* optional */
+        const char *const *audiences;           /* 0..TASK_CREDENTIAL_AUDIENCES_MAX texts */
+        size_t n_audiences;
+        const uint8_t *task_pub, *certify, *certify_sig;
+        size_t task_pub_size, certify_size, certify_sig_size;
+} TaskCredentialClaims;
+
+/*
+ * task_credential_encode() - the deterministic CBOR payload of a task credential
+ * Return: 0 and a malloc'd buffer; -EINVAL for a missing or invalid field; -ENOMEM.
+ */
+int task_credential_encode(const TaskCredentialClaims *c, uint8_t **ret, size_t *ret_size);
+
+/* A credential whose signature verified (pointers into the object). */
+typedef struct TaskCredentialVerified {
+        TaskCredentialClaims claims;
+        uint8_t kid[TOKEN_KID_SIZE];            /* the agent key that signed it */
+} TaskCredentialVerified;
+
+/*
+ * task_credential_verify() - parse a credential (COSE_Sign1_Tagged) and verify the agent key's
+ * signature; strict claims as encoded above, nothing in the payload read before the signature.
+ * Return: 0; -EBADMSG (ret_reason names the problem); -EKEYREJECTED; -E2BIG; -EINVAL; -ENOMEM; -EIO.
+ */
+int task_credential_verify(const uint8_t *cred, size_t size, EVP_PKEY *agent_key, TaskCredentialVerified **ret,
+                           const char **ret_reason);
+TaskCredentialVerified *task_credential_verified_free(TaskCredentialVerified *c);
+DEFINE_TRIVIAL_CLEANUP_FUNC(TaskCredentialVerified *, task_credential_verified_free);
