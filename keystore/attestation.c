@@ -361,7 +361,7 @@ int keystore_setup_ak(Keystore *ks) {
 }
 
 /* The AK, loaded: from its saved context when it has one (once per boot), else under the EK. */
-static int ak_acquire(Keystore *ks, ESYS_TR *ret) {
+int keystore_ak_acquire(Keystore *ks, ESYS_TR *ret) {
         TPM2B_AUTH auth = { .size = KEY_AUTH_SIZE };
         ESYS_TR h = ESYS_TR_NONE;
         int r;
@@ -415,7 +415,7 @@ static int ak_acquire(Keystore *ks, ESYS_TR *ret) {
         return 0;
 }
 
-static int require_ak(Keystore *ks) {
+int keystore_require_ak(Keystore *ks) {
         if (ks->ak_error)
                 return keystore_fail(ks, -EOPNOTSUPP, "No attestation key: %s", ks->ak_error);
         return 0;
@@ -427,7 +427,7 @@ int keystore_ak_public(Keystore *ks, uint8_t **ret, size_t *ret_size, uint8_t re
         size_t off = 0;
         int r;
 
-        r = require_ak(ks);
+        r = keystore_require_ak(ks);
         if (r < 0)
                 return r;
         r = tpm_unmarshal_public(ks->ak_pub, ks->ak_pub_size, &pub);
@@ -457,9 +457,12 @@ static int marshal_signature(const TPMT_SIGNATURE *s, uint8_t **ret, size_t *ret
         return memdup_sized(buf, off, ret, ret_size);
 }
 
-static int certify(Keystore *ks, ESYS_TR ak, ESYS_TR key, const uint8_t data[32], KeystoreEvidence *e) {
+int keystore_certify(Keystore *ks, ESYS_TR ak, ESYS_TR key, const uint8_t data[32], uint8_t **ret_attest,
+                     size_t *ret_attest_size, uint8_t **ret_sig, size_t *ret_sig_size) {
         _cleanup_esys_ TPM2B_ATTEST *info = NULL;
         _cleanup_esys_ TPMT_SIGNATURE *sig = NULL;
+        _cleanup_free_ uint8_t *attest = NULL;
+        size_t attest_size = 0;
         TPM2B_DATA q = { .size = 32 };
         TPMT_SIG_SCHEME scheme = { .scheme = TPM2_ALG_NULL };
         int r;
@@ -471,10 +474,14 @@ static int certify(Keystore *ks, ESYS_TR ak, ESYS_TR key, const uint8_t data[32]
                                   &scheme, &info, &sig));
         if (r < 0)
                 return r;
-        r = marshal_attest(info, &e->certify, &e->certify_size);
+        r = marshal_attest(info, &attest, &attest_size);
         if (r >= 0)
-                r = marshal_signature(sig, &e->certify_sig, &e->certify_sig_size);
-        return r;
+                r = marshal_signature(sig, ret_sig, ret_sig_size);
+        if (r < 0)
+                return r;
+        *ret_attest = TAKE_PTR(attest);
+        *ret_attest_size = attest_size;
+        return 0;
 }
 
 /* SHA-256 PCRs 0..7: TPML_PCR_SELECTION 00000001 000b 03 ff0000 (DESIGN §5). */
@@ -571,7 +578,7 @@ int keystore_attest(Keystore *ks, const KeyRecord *r, const uint8_t certify_data
 
         if (r->state != KEY_STATE_ACTIVE)
                 return keystore_fail(ks, -EKEYREVOKED, "Key '%s' was destroyed", r->name);
-        k = require_ak(ks);
+        k = keystore_require_ak(ks);
         if (k >= 0)
                 k = keystore_ensure_connected(ks);
         if (k < 0)
@@ -588,17 +595,24 @@ int keystore_attest(Keystore *ks, const KeyRecord *r, const uint8_t certify_data
         for (unsigned attempt = 0; attempt < 2; attempt++) {
                 k = keystore_cache_make_room(ks, 0);
                 if (k >= 0)
-                        k = ak_acquire(ks, &ak);
+                        k = keystore_ak_acquire(ks, &ak);
                 if (k >= 0)
                         k = keystore_key_acquire(ks, r, &key, &cached);
                 if (k >= 0)
-                        k = certify(ks, ak, key, certify_data, &e);
+                        k = keystore_certify(ks, ak, key, certify_data, &e.certify, &e.certify_size, &e.certify_sig,
+                                             &e.certify_sig_size);
                 if (k >= 0)
                         k = quote(ks, ak, quote_data, &e);
                 tpm_flush(ks->tpm, &ak);
                 if (k != -ESTALE)
                         break;
-                /* A TPM reset in between: start again from the blobs, once. */
+                /* A TPM reset in between: start again from the blobs, once, without what the first
+                 * attempt got (a certify, maybe). */
+                e.certify = mfree(e.certify);
+                e.certify_sig = mfree(e.certify_sig);
+                e.quote = mfree(e.quote);
+                e.quote_sig = mfree(e.quote_sig);
+                e.certify_size = e.certify_sig_size = e.quote_size = e.quote_sig_size = 0;
                 keystore_forget_objects(ks);
                 ks->ak_context = mfree(ks->ak_context);
                 ks->ak_context_size = 0;
@@ -734,7 +748,7 @@ int keystore_activate_credential(Keystore *ks, const uint8_t *blob, size_t blob_
             off != secret_size)
                 return keystore_fail(ks, -EINVAL, "The encrypted secret is not a TPM2B_ENCRYPTED_SECRET");
 
-        r = require_ak(ks);
+        r = keystore_require_ak(ks);
         if (r >= 0)
                 r = keystore_ensure_connected(ks);
         if (r < 0)
@@ -742,7 +756,7 @@ int keystore_activate_credential(Keystore *ks, const uint8_t *blob, size_t blob_
         /* Slots: AK + EK, nothing cached (Part 3 §12.5: activateHandle is the AK, keyHandle the EK). */
         r = keystore_cache_make_room(ks, 0);
         if (r >= 0)
-                r = ak_acquire(ks, &ak);
+                r = keystore_ak_acquire(ks, &ak);
         if (r >= 0)
                 r = ek_acquire(ks, &ek, &transient, &ek_pub);
         if (r >= 0)

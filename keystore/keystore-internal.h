@@ -84,3 +84,12 @@ int keystore_key_acquire(Keystore *ks, const KeyRecord *r, ESYS_TR *ret, bool *r
 
 /* Read or create the AK of the configured EK (attestation.c). */
 int keystore_setup_ak(Keystore *ks);
+/* -EOPNOTSUPP (with the reason as message) when open could not set up the AK. */
+int keystore_require_ak(Keystore *ks);
+/* The AK loaded, its authValue set: by ContextLoad of its per-boot saved context, else under the EK
+ * (EK + AK loaded for a moment: the caller leaves room for two objects). The caller flushes it. */
+int keystore_ak_acquire(Keystore *ks, ESYS_TR *ret);
+/* TPM2_Certify of key by the AK with data as qualifyingData: the attest bytes as signed (TPMS_ATTEST,
+ * no size prefix) and the marshalled TPMT_SIGNATURE. key must have its authValue set (ADMIN role). */
+int keystore_certify(Keystore *ks, ESYS_TR ak, ESYS_TR key, const uint8_t data[32], uint8_t **ret_attest,
+                     size_t *ret_attest_size, uint8_t **ret_sig, size_t *ret_sig_size);
