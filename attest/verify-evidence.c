@@ -170,6 +170,11 @@ static const char *const reason_names[] = {
         [AGENTID_REASON_ROTATION_FORMAT] = "rotation_format",
         [AGENTID_REASON_ROTATION_OLD_SIGNATURE] = "rotation_old_signature",
         [AGENTID_REASON_ROTATION_HOST_SIGNATURE] = "rotation_host_signature",
+        [AGENTID_REASON_CREDENTIAL_FORMAT] = "credential_format",
+        [AGENTID_REASON_CREDENTIAL_SIGNATURE] = "credential_signature",
+        [AGENTID_REASON_CREDENTIAL_TASK_KEY] = "credential_task_key",
+        [AGENTID_REASON_CREDENTIAL_EXPIRY] = "credential_expiry",
+        [AGENTID_REASON_CREDENTIAL_BINDING] = "credential_binding",
 };
 
 PUBLIC const char *agentid_reason_to_string(AgentidReason reason) {
@@ -243,6 +248,24 @@ const RevocationStore *verifier_revocations(const AgentidVerifier *v) {
 
 RevocationStore **verifier_revocations_slot(AgentidVerifier *v) {
         return &v->revocations;
+}
+
+size_t verifier_n_trusted_aks(const AgentidVerifier *v) {
+        return hashmap_size(v->aks);
+}
+
+bool verifier_trusted_ak_next(const AgentidVerifier *v, size_t *state, const Tpm2Public **ret_parsed,
+                              EVP_PKEY **ret_pkey, const uint8_t **ret_pub, size_t *ret_pub_size) {
+        void *value;
+
+        if (!hashmap_iterate(v->aks, state, &value))
+                return false;
+        const TrustedAk *t = value;
+        *ret_parsed = &t->parsed;
+        *ret_pkey = t->pkey;
+        *ret_pub = t->pub;
+        *ret_pub_size = t->pub_size;
+        return true;
 }
 
 static int key_of_bytes(const uint8_t *p, size_t n, char ret[2 * SHA256_DIGEST_SIZE + 1]) {
@@ -771,12 +794,7 @@ static int check_ak_trusted(Verification *x) {
         return 0;
 }
 
-/* Required of a restricted signing AK (tpm-notes §2.1, Part 2 §8.3.3): it only signs TPM-generated
- * structures, so a TPMS_ATTEST signed by it was made by the TPM. */
-#define AK_ATTRIBUTES_SET                                                                               \
-        (TPM2P_OBJ_FIXEDTPM | TPM2P_OBJ_FIXEDPARENT | TPM2P_OBJ_SENSITIVEDATAORIGIN | TPM2P_OBJ_RESTRICTED | \
-         TPM2P_OBJ_SIGN)
-#define AK_ATTRIBUTES_CLEAR TPM2P_OBJ_DECRYPT
+/* AK_ATTRIBUTES_SET and _CLEAR, required of a restricted signing AK: verify-internal.h. */
 
 /* Agent and host keys (tpm-notes §1.2 step 7): never leaves the TPM, generated inside it, no
  * dictionary-attack lockout, single purpose, unrestricted so it can sign COSE digests. */
@@ -799,7 +817,7 @@ static const struct {
 };
 
 /* Describe what is wrong with attributes into buf; returns false if they are as required. */
-static bool attributes_wrong(uint32_t attributes, uint32_t set, uint32_t clear, char *buf, size_t n) {
+bool attributes_wrong(uint32_t attributes, uint32_t set, uint32_t clear, char *buf, size_t n) {
         size_t off = 0;
         bool wrong = false;
 
@@ -824,7 +842,7 @@ static bool attributes_wrong(uint32_t attributes, uint32_t set, uint32_t clear, 
 }
 
 /* ECC NIST P-256 with the scheme fixed to ECDSA-SHA256 (Part 2 §12.2.3.6): ES256 and nothing else. */
-static bool is_es256_key(const Tpm2Public *p, char *buf, size_t n) {
+bool is_es256_key(const Tpm2Public *p, char *buf, size_t n) {
         if (p->type != TPM2P_ALG_ECC)
                 snprintf(buf, n, "type 0x%04x, not ECC", p->type);
         else if (p->curve_id != TPM2P_ECC_NIST_P256)
@@ -1309,32 +1327,8 @@ static int claim_uint(Verification *x, const cbor_item_t *item, const char *name
         return 0;
 }
 
-static bool key_name_valid(const char *s, size_t n) {
-        /* DESIGN §2: [a-z0-9][a-z0-9._-]{0,63} */
-        if (n < 1 || n > KEY_NAME_MAX)
-                return false;
-        for (size_t i = 0; i < n; i++) {
-                char c = s[i];
-                bool ok = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-                          (i > 0 && (c == '.' || c == '_' || c == '-'));
-                if (!ok)
-                        return false;
-        }
-        return true;
-}
-
-/* "agentid://" 32 lower-case hex "/" key-name (DESIGN §2 agent URI). */
-bool agent_uri_is_valid(const char *s, size_t n) {
-        size_t prefix = strlen(AGENT_URI_PREFIX);
-
-        bool ok = n > prefix + HOST_ID_HEX + 1 && memcmp(s, AGENT_URI_PREFIX, prefix) == 0 &&
-                  s[prefix + HOST_ID_HEX] == '/';
-        for (size_t i = 0; ok && i < HOST_ID_HEX; i++) {
-                char c = s[prefix + i];
-                ok = (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
-        }
-        return ok && key_name_valid(s + prefix + HOST_ID_HEX + 1, n - prefix - HOST_ID_HEX - 1);
-}
+/* agent_uri_is_valid() (the agent URI of DESIGN §2) is attest/task-credential.c's: credentials need it
+ * too, and they are decoded outside this library. */
 
 static int claim_sub(Verification *x, const cbor_item_t *item) {
         AgentidVerdict *d = x->d;

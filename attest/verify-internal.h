@@ -3,8 +3,9 @@
 
 /*
  * Internals shared by the sources of libagentid-verify: the verifier and the verdict machinery live in
- * verify-evidence.c, tokens and signed messages in verify-token.c, revocation lists and rotation
- * statements in verify-revocation.c. Nothing here is exported (the library is built with
+ * verify-evidence.c, tokens and signed messages in verify-token.c, the task credential a token issued by
+ * a task key carries in verify-task.c, revocation lists and rotation statements in
+ * verify-revocation.c. Nothing here is exported (the library is built with
  * -fvisibility=hidden); callers see verdicts only through agentid_verdict_*().
  *
  * A verdict holds a fixed, ordered list of checks. Every entry starts out failed with a "not checked"
@@ -18,6 +19,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "attest/task-credential.h"
+#include "attest/token.h"
+#include "attest/tpm2-types.h"
 #include "attest/verify.h"
 #include "common/macro.h"
 
@@ -52,8 +56,28 @@ void *verdict_get_extra(const AgentidVerdict *d, VerdictKind kind);
 int verifier_now(const AgentidVerifier *v, uint64_t *ret);
 uint64_t verifier_max_age(const AgentidVerifier *v);
 
-/* An agent URI (DESIGN §2): "agentid://" 32 lower-case hex digits "/" key name. */
-bool agent_uri_is_valid(const char *s, size_t n);
+/* agent_uri_is_valid(), the agent URI of DESIGN §2: attest/task-credential.h. */
+
+/* The trusted AKs (agentid_verifier_add_trusted_ak()): how many, and one after the other (*state starts
+ * at 0; false at the end). *ret_pkey is NULL for an AK that is not ECC P-256. All borrowed from v. */
+size_t verifier_n_trusted_aks(const AgentidVerifier *v);
+bool verifier_trusted_ak_next(const AgentidVerifier *v, size_t *state, const Tpm2Public **ret_parsed,
+                              EVP_PKEY **ret_pkey, const uint8_t **ret_pub, size_t *ret_pub_size);
+
+/* Required of a restricted signing AK (tpm-notes §2.1, Part 2 §8.3.3): it only signs TPM-generated
+ * structures, so a TPMS_ATTEST signed by it was made by the TPM. */
+#define AK_ATTRIBUTES_SET                                                                               \
+        (TPM2P_OBJ_FIXEDTPM | TPM2P_OBJ_FIXEDPARENT | TPM2P_OBJ_SENSITIVEDATAORIGIN | TPM2P_OBJ_RESTRICTED | \
+         TPM2P_OBJ_SIGN)
+#define AK_ATTRIBUTES_CLEAR TPM2P_OBJ_DECRYPT
+
+/* Whether a public area is ECC NIST P-256 with the scheme ECDSA-SHA256 and nameAlg SHA-256; if not, why
+ * in buf. */
+bool is_es256_key(const Tpm2Public *p, char *buf, size_t n);
+/* Whether attributes lack a bit of set or have a bit of clear, naming the wrong ones in buf (only
+ * fixedTPM, fixedParent, sensitiveDataOrigin, noDA, restricted, decrypt and sign are known by name:
+ * other bits in set or clear are not checked). */
+bool attributes_wrong(uint32_t attributes, uint32_t set, uint32_t clear, char *buf, size_t n);
 
 /* Hex of a kid, SPKI hash or cti (at most AGENTID_TPM_NAME_SIZE bytes; longer input is cut there), for a
  * verdict's details. Returned by value, so it can be an argument of printf: detail_hex(kid, 34).s. */
@@ -85,6 +109,8 @@ bool verifier_has_revocations(const AgentidVerifier *v);
 typedef struct RevokedQuery {
         const uint8_t *spki_sha256;             /* of the key the signature verified with */
         const char *spki_what;                  /* e.g. "the key verified with" */
+        const uint8_t *spki_sha256_2;           /* another key involved (a task token: the agent key that */
+        const char *spki_what_2;                /* signed its credential), or NULL */
         struct {
                 const uint8_t *kid;
                 const char *what;               /* e.g. "the token's kid", "the kid of hop" */
@@ -103,3 +129,47 @@ void revoked_query_add_kid(RevokedQuery *q, const uint8_t *kid, const char *what
  * with q NULL, or nothing in it, fails as "not checked: " why. A no-op without lists.
  */
 void verdict_check_revoked(const AgentidVerifier *v, AgentidVerdict *d, const RevokedQuery *q, const char *why);
+
+/* ---- task credentials (verify-task.c) ------------------------------------------------------------ */
+
+/*
+ * token_peek_credential() - the "credential" claim of a token whose envelope token_peek_kid() accepted,
+ * read BEFORE any signature: it only decides which checks run (the credential says which key signs the
+ * token) and is itself checked by verify_credential() with the agent key.
+ *
+ * Return: 1 and a malloc'd copy when the claim is what token.c requires of it (a byte string holding a
+ * COSE_Sign1_Tagged of at most TOKEN_CREDENTIAL_MAX bytes); 0 when the payload has no such claim, has a
+ * malformed one, or is no claims map at all (the token is then verified as one without a credential,
+ * and token_claims says what is wrong); -ENOMEM.
+ */
+int token_peek_credential(const uint8_t *token, size_t size, uint8_t **ret, size_t *ret_size);
+
+/* What verify_credential() found: the credential once its signature verified, and from then on the
+ * task key the token must verify with (its cnf), the task key's Name (from task_key.pub: the token's
+ * kid) and the SHA-256 of its DER SubjectPublicKeyInfo. */
+typedef struct TaskKeyFound {
+        TaskCredentialVerified *credential;
+        EVP_PKEY *pkey;
+        uint8_t kid[AGENTID_TPM_NAME_SIZE];
+        uint8_t *spki;
+        size_t spki_size;
+        uint8_t spki_sha256[AGENTID_SHA256_SIZE];
+} TaskKeyFound;
+
+void task_key_found_done(TaskKeyFound *k);
+
+/*
+ * verify_credential() - the checks credential_format, credential_signature (by agent_key; its kid =
+ * expected_kid when not NULL), credential_task_key (certified by a trusted AK, a policy-only TPM key,
+ * cnf = its point) and credential_expiry (now < exp), recorded in d
+ * @credential: token_peek_credential()'s
+ *
+ * Return: 0 (*ret filled as far as the checks got: ret->pkey set once the credential's signature and
+ *         claims verified); -ENOMEM; -EIO.
+ */
+int verify_credential(const AgentidVerifier *v, AgentidVerdict *d, const uint8_t *credential, size_t size,
+                      EVP_PKEY *agent_key, const uint8_t *expected_kid, uint64_t now, TaskKeyFound *ret);
+
+/* credential_binding: the token speaks within its credential (same issuer and task, exp not later, an
+ * audience of the list, a narrower scope). */
+void check_credential_binding(AgentidVerdict *d, const TaskCredentialClaims *credential, const TokenClaims *token);

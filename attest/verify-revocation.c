@@ -361,25 +361,32 @@ void verdict_check_revoked(const AgentidVerifier *v, AgentidVerdict *d, const Re
 
         if (!s || s->n_sets == 0)
                 return;
-        if (!q || (!q->spki_sha256 && q->n_kids == 0 && !q->cti)) {
+        if (!q || (!q->spki_sha256 && !q->spki_sha256_2 && q->n_kids == 0 && !q->cti)) {
                 record(d, AGENTID_REASON_REVOKED, false, "not checked: %s", why ?: "no key known");
                 return;
         }
 
         /* Every key of the query against every list; the report names the first match, in the order
          * of the query (the key verified with first). */
-        if (q->spki_sha256)
+        const uint8_t *spkis[] = { q->spki_sha256, q->spki_sha256_2 };
+        const char *spki_whats[] = { q->spki_what, q->spki_what_2 };
+        size_t n_spkis = 0;
+        for (size_t i = 0; i < ELEMENTSOF(spkis); i++) {
+                if (!spkis[i])
+                        continue;
+                n_spkis++;
                 for (size_t j = 0; j < s->n_sets; j++) {
                         const RevocationSet *set = s->sets[j];
-                        const RevocationEntry *e = index_find(set, set->by_spki, set->list.n_entries, q->spki_sha256,
+                        const RevocationEntry *e = index_find(set, set->by_spki, set->list.n_entries, spkis[i],
                                                               REVOCATION_SPKI_DIGEST_SIZE);
                         if (e) {
                                 char what[96];
-                                snprintf(what, sizeof(what), "%s (SPKI SHA-256)", q->spki_what ?: "the key");
-                                fail_entry(d, what, -1, q->spki_sha256, REVOCATION_SPKI_DIGEST_SIZE, set, e);
+                                snprintf(what, sizeof(what), "%s (SPKI SHA-256)", spki_whats[i] ?: "the key");
+                                fail_entry(d, what, -1, spkis[i], REVOCATION_SPKI_DIGEST_SIZE, set, e);
                                 return;
                         }
                 }
+        }
         for (size_t i = 0; i < q->n_kids; i++)
                 for (size_t j = 0; j < s->n_sets; j++) {
                         const RevocationSet *set = s->sets[j];
@@ -403,7 +410,8 @@ void verdict_check_revoked(const AgentidVerifier *v, AgentidVerdict *d, const Re
                 }
 
         record(d, AGENTID_REASON_REVOKED, true, "not revoked: %s%zu kid%s%s checked against %zu list%s (%zu entries)",
-               q->spki_sha256 ? "the SPKI SHA-256 and " : "", q->n_kids, q->n_kids == 1 ? "" : "s",
+               n_spkis == 2 ? "2 SPKI SHA-256s and " : n_spkis == 1 ? "the SPKI SHA-256 and " : "", q->n_kids,
+               q->n_kids == 1 ? "" : "s",
                q->cti ? " and a task credential's cti" : "", s->n_sets, s->n_sets == 1 ? "" : "s", s->n_entries);
 }
 

@@ -11,10 +11,15 @@
  * Nothing the payload says is looked at before the signature verified with the caller's key: every
  * check after the signature stays "not checked" when it fails.
  *
+ * A token issued by a task key carries its task credential: then the caller's key is the agent key,
+ * which must have signed the credential, and the token must verify with the task key the credential
+ * names and the AK certified (verify-task.c), and stay within the credential. Such a verdict has its own
+ * list of checks (task_token_checks); a token without a credential keeps the list it always had.
+ *
  * With revocation lists (verify-revocation.c) the check "revoked" runs last, on the keys actually
  * involved: the one the signature verified with (its SPKI hash), the expected kid, the header kid, and
- * for tokens every hop's kid and, when the token carries a task credential, the kid that signed the
- * credential and its cti (task_end entries).
+ * for tokens every hop's kid and, when the token carries a task credential, the agent key (its SPKI
+ * hash and the kid that signed the credential) and the credential's cti (task_end entries).
  */
 
 #include <limits.h>
@@ -47,6 +52,25 @@ static const AgentidReason token_checks[] = {
         AGENTID_REASON_TOKEN_SIGNATURE,
         AGENTID_REASON_TOKEN_KID,
         AGENTID_REASON_TOKEN_CLAIMS,
+        AGENTID_REASON_TOKEN_AUDIENCE,
+        AGENTID_REASON_TOKEN_NOT_BEFORE,
+        AGENTID_REASON_TOKEN_EXPIRY,
+        AGENTID_REASON_TOKEN_HOPS,
+};
+
+/* A token with a "credential" claim (verify.h, AGENTID_REASON_CREDENTIAL_FORMAT): the credential is
+ * checked with the agent key before the token with the task key, and the token against the credential
+ * once its claims are known. */
+static const AgentidReason task_token_checks[] = {
+        AGENTID_REASON_TOKEN_FORMAT,
+        AGENTID_REASON_CREDENTIAL_FORMAT,
+        AGENTID_REASON_CREDENTIAL_SIGNATURE,
+        AGENTID_REASON_CREDENTIAL_TASK_KEY,
+        AGENTID_REASON_CREDENTIAL_EXPIRY,
+        AGENTID_REASON_TOKEN_SIGNATURE,
+        AGENTID_REASON_TOKEN_KID,
+        AGENTID_REASON_TOKEN_CLAIMS,
+        AGENTID_REASON_CREDENTIAL_BINDING,
         AGENTID_REASON_TOKEN_AUDIENCE,
         AGENTID_REASON_TOKEN_NOT_BEFORE,
         AGENTID_REASON_TOKEN_EXPIRY,
@@ -159,11 +183,12 @@ static void check_kid(AgentidVerdict *d, AgentidReason reason, bool signature_ok
 /* ------------------------------------------------------------------------------------------------ */
 /* Tokens */
 
-/* What a valid token verdict hands out; the strings point into verified. */
+/* What a valid token verdict hands out; the strings point into verified (and task.credential). */
 typedef struct TokenOutput {
         AgentidToken token;
         AgentidTokenHop hops[TOKEN_HOPS_MAX];
         TokenVerified *verified;
+        TaskKeyFound task;              /* a task token's credential and task key */
 } TokenOutput;
 
 static void token_output_free(void *p) {
@@ -171,6 +196,7 @@ static void token_output_free(void *p) {
         if (!o)
                 return;
         token_verified_free(o->verified);
+        task_key_found_done(&o->task);
         free(o);
 }
 
@@ -253,87 +279,47 @@ static void check_token_hops(AgentidVerdict *d, const TokenClaims *c) {
              c->hops[c->n_hops - 1].iss);
 }
 
-/* What a task credential (bstr .cbor COSE_Sign1_Tagged, DESIGN §5) says about itself: the kid that
- * signed it and its cti (7). Only its structure was checked (token.c); that is enough here, since a
- * match can only add a refusal. Return: 0 (with *ret_has_* saying what was found) or -ENOMEM. */
-static int credential_peek(const uint8_t *credential, size_t size, uint8_t ret_kid[AGENTID_TPM_NAME_SIZE],
-                           bool *ret_has_kid, uint8_t ret_cti[AGENTID_TOKEN_CTI_SIZE], bool *ret_has_cti) {
-        static const CborLimits limits = {
-                .max_size = TOKEN_CREDENTIAL_MAX,
-                .max_depth = 4,         /* claims > "task_key" or cnf > COSE_Key */
-                .max_items = 128,
-                .flags = CBOR_VALIDATE_DETERMINISTIC,
-        };
-        _cleanup_(cose_sign1_parsed_done) CoseSign1Parsed p = {};
-        _cleanup_cbor_ cbor_item_t *claims = NULL;
-        const uint8_t *cti;
-        size_t cti_size;
-        int r;
-
-        *ret_has_kid = *ret_has_cti = false;
-        r = cose_sign1_parse(credential, size, &p, NULL);
-        if (r == -ENOMEM)
-                return r;
-        if (r < 0)
-                return 0;
-        if (kid_is_tpm_name(p.kid, p.kid_size)) {
-                memcpy(ret_kid, p.kid, AGENTID_TPM_NAME_SIZE);
-                *ret_has_kid = true;
-        }
-        r = cbor_util_decode(p.payload, p.payload_size, &limits, &claims, NULL);
-        if (r == -ENOMEM)
-                return r;
-        if (r < 0)
-                return 0;
-        /* RFC 8392 §3.1.7: cti, here 16 bytes as in tokens. */
-        if (cbor_util_get_bytes(cbor_util_map_get_int(claims, CWT_CTI), &cti, &cti_size) >= 0 &&
-            cti_size == AGENTID_TOKEN_CTI_SIZE) {
-                memcpy(ret_cti, cti, AGENTID_TOKEN_CTI_SIZE);
-                *ret_has_cti = true;
-        }
-        return 0;
-}
-
 /* "revoked" for a token (only with lists): the key verified with, the expected and the header kid, the
- * hops, and a task credential's signer and cti. Return: 0 or -ENOMEM. */
-static int check_token_revoked(const AgentidVerifier *v, AgentidVerdict *d, bool signature_ok,
-                               const uint8_t spki_sha256[SHA256_DIGEST_SIZE], const uint8_t *expected_kid,
-                               const uint8_t kid[TOKEN_KID_SIZE], const TokenVerified *t) {
-        uint8_t credential_kid[AGENTID_TPM_NAME_SIZE], credential_cti[AGENTID_TOKEN_CTI_SIZE];
-        bool has_credential_kid = false, has_credential_cti = false;
+ * hops; for a task token (task not NULL) the task key (SPKI hash, and its Name, the header kid), the
+ * agent key (SPKI hash, the expected kid and the kid that signed the credential) and the credential's
+ * cti (task_end entries). */
+static void check_token_revoked(const AgentidVerifier *v, AgentidVerdict *d, bool signature_ok,
+                                const uint8_t spki_sha256[SHA256_DIGEST_SIZE], const uint8_t *expected_kid,
+                                const uint8_t kid[TOKEN_KID_SIZE], const TokenVerified *t, const TaskKeyFound *task) {
         RevokedQuery q = {
                 .spki_sha256 = spki_sha256,
                 .spki_what = "the key the token verified with",
         };
-        int r;
 
         if (!verifier_has_revocations(v))
-                return 0;
+                return;
         if (!signature_ok) {
                 verdict_check_revoked(v, d, NULL, "signature not verified");
-                return 0;
+                return;
         }
-        revoked_query_add_kid(&q, expected_kid, "the expected kid", -1);
-        revoked_query_add_kid(&q, kid, "the token's kid", -1);
-        if (t) {
+        if (task) {
+                /* The token verified with the task key; the agent key vouched for it. */
+                q.spki_sha256 = task->spki_sha256;
+                q.spki_what = "the task key the token verified with";
+                q.spki_sha256_2 = spki_sha256;
+                q.spki_what_2 = "the agent key";
+                revoked_query_add_kid(&q, expected_kid, "the expected kid", -1);
+                revoked_query_add_kid(&q, task->credential->kid, "the kid that signed the task credential", -1);
+                revoked_query_add_kid(&q, kid, "the token's kid (the task key)", -1);
+                q.cti = task->credential->claims.cti;
+        } else {
+                revoked_query_add_kid(&q, expected_kid, "the expected kid", -1);
+                revoked_query_add_kid(&q, kid, "the token's kid", -1);
+        }
+        if (t)
                 for (size_t i = 0; i < t->claims.n_hops; i++)
                         revoked_query_add_kid(&q, t->claims.hops[i].kid, "the kid of hop", (int) i);
-                if (t->claims.credential) {
-                        r = credential_peek(t->claims.credential, t->claims.credential_size, credential_kid,
-                                            &has_credential_kid, credential_cti, &has_credential_cti);
-                        if (r < 0)
-                                return r;
-                        if (has_credential_kid)
-                                revoked_query_add_kid(&q, credential_kid, "the kid that signed the task credential", -1);
-                        if (has_credential_cti)
-                                q.cti = credential_cti;
-                }
-        }
         verdict_check_revoked(v, d, &q, NULL);
-        return 0;
 }
 
-static int token_output(AgentidVerdict *d, TokenVerified **t, const uint8_t spki_sha256[SHA256_DIGEST_SIZE]) {
+/* The outputs of a valid verdict, taking over *t and, for a task token, *task (has_credential). */
+static int token_output(AgentidVerdict *d, TokenVerified **t, const uint8_t spki_sha256[SHA256_DIGEST_SIZE],
+                        TaskKeyFound *task, bool has_credential) {
         TokenOutput *o = calloc(1, sizeof(*o));
         if (!o)
                 return -ENOMEM;
@@ -364,6 +350,24 @@ static int token_output(AgentidVerdict *d, TokenVerified **t, const uint8_t spki
                 memcpy(o->hops[i].cti, c->hops[i].cti, sizeof(o->hops[i].cti));
                 memcpy(o->hops[i].kid, c->hops[i].kid, sizeof(o->hops[i].kid));
         }
+        if (has_credential) {
+                const TaskCredentialClaims *cc = &task->credential->claims;
+
+                /* The key verified with is the task key; the caller's key is the agent key. */
+                memcpy(k->spki_sha256, task->spki_sha256, sizeof(k->spki_sha256));
+                memcpy(k->agent_spki_sha256, spki_sha256, sizeof(k->agent_spki_sha256));
+                memcpy(k->credential_kid, task->credential->kid, sizeof(k->credential_kid));
+                memcpy(k->credential_cti, cc->cti, sizeof(k->credential_cti));
+                k->credential_iat = cc->iat;
+                k->credential_exp = cc->exp;
+                k->credential_scope = cc->scope;
+                k->credential_audiences = cc->audiences;
+                k->n_credential_audiences = cc->n_audiences;
+                k->task_public_key = task->spki;
+                k->task_public_key_size = task->spki_size;
+                o->task = *task;
+                *task = (TaskKeyFound) {};
+        }
         o->verified = TAKE_PTR(*t);
         verdict_set_extra(d, o, token_output_free);
         return 0;
@@ -375,9 +379,13 @@ PUBLIC int agentid_verify_token(const AgentidVerifier *v, const uint8_t *token, 
         _cleanup_(agentid_verdict_freep) AgentidVerdict *d = NULL;
         _cleanup_(EVP_PKEY_freep) EVP_PKEY *pkey = NULL;
         _cleanup_(token_verified_freep) TokenVerified *t = NULL;
+        _cleanup_(task_key_found_done) TaskKeyFound task = {};
+        _cleanup_free_ uint8_t *credential = NULL;
         uint8_t kid[TOKEN_KID_SIZE] = {}, spki_sha256[SHA256_DIGEST_SIZE];
+        size_t credential_size = 0;
         const char *why = NULL;
         bool signature_ok = false;
+        int has_credential = 0, peek;
         uint64_t now;
         int r;
 
@@ -390,62 +398,97 @@ PUBLIC int agentid_verify_token(const AgentidVerifier *v, const uint8_t *token, 
         if (r < 0)
                 return r;
 
-        d = verdict_new(v, VERDICT_TOKEN, token_checks, ELEMENTSOF(token_checks), "not checked: token malformed");
+        /* token_format: the envelope, exactly as token_verify() checks it first (token.h). Then, before
+         * any signature, whether the token carries a task credential: that decides which key it must
+         * verify with, and so which checks run (verify-task.c says why this is safe). */
+        peek = token_peek_kid(token, size, kid, &why);
+        if (peek == -ENOMEM)
+                return peek;
+        if (peek == 0) {
+                has_credential = token_peek_credential(token, size, &credential, &credential_size);
+                if (has_credential < 0)
+                        return has_credential;
+        }
+
+        d = has_credential ?
+                verdict_new(v, VERDICT_TOKEN, task_token_checks, ELEMENTSOF(task_token_checks),
+                            "not checked: token malformed") :
+                verdict_new(v, VERDICT_TOKEN, token_checks, ELEMENTSOF(token_checks), "not checked: token malformed");
         if (!d)
                 return -ENOMEM;
 
-        /* token_format: the envelope, exactly as token_verify() checks it first (token.h). */
-        r = token_peek_kid(token, size, kid, &why);
-        if (r == -ENOMEM)
-                return r;
-        if (r == -E2BIG)
+        if (peek == -E2BIG)
                 fail(d, AGENTID_REASON_TOKEN_FORMAT, "%zu bytes, more than %u", size, TOKEN_MAX);
-        else if (r < 0)
+        else if (peek < 0)
                 fail(d, AGENTID_REASON_TOKEN_FORMAT, "not an agentid token: %s", why ?: "malformed");
         else {
+                EVP_PKEY *signer = pkey;
+
                 pass(d, AGENTID_REASON_TOKEN_FORMAT,
                      "COSE_Sign1 (tag 18, ES256, deterministic), protected header {1: -7, 4: kid}, %zu bytes", size);
 
+                /* A task token: the given key must have signed the credential, and the credential names
+                 * the key the token is signed with. */
+                if (has_credential) {
+                        r = verify_credential(v, d, credential, credential_size, pkey, expected_kid, now, &task);
+                        if (r < 0)
+                                return r;
+                        signer = task.pkey;
+                }
+
                 /* token_signature, then token_claims: after a good envelope, -EBADMSG can only be the
                  * claims, which token_verify() parses after the signature verified. */
-                r = token_verify(token, size, pkey, &t, &why);
-                if (r == -EKEYREJECTED)
-                        fail(d, AGENTID_REASON_TOKEN_SIGNATURE, "does not verify with the given key (token kid %s)",
-                             detail_hex(kid, sizeof(kid)).s);
-                else if (r == 0 || r == -EBADMSG) {
-                        signature_ok = true;
-                        pass(d, AGENTID_REASON_TOKEN_SIGNATURE, "ES256 by the given key (SHA-256 of its SPKI %s)",
-                             detail_hex(spki_sha256, AGENTID_SHA256_SIZE).s);
-                        if (r < 0)
-                                fail(d, AGENTID_REASON_TOKEN_CLAIMS, "%s", why ?: "claims malformed");
-                } else
-                        return r;
+                if (!signer)
+                        skip(d, AGENTID_REASON_TOKEN_SIGNATURE, "the task credential did not verify: no task key");
+                else {
+                        r = token_verify(token, size, signer, &t, &why);
+                        if (r == -EKEYREJECTED)
+                                fail(d, AGENTID_REASON_TOKEN_SIGNATURE, "does not verify with the %s (token kid %s)",
+                                     has_credential ? "task key the credential names" : "given key",
+                                     detail_hex(kid, sizeof(kid)).s);
+                        else if (r == 0 || r == -EBADMSG) {
+                                signature_ok = true;
+                                pass(d, AGENTID_REASON_TOKEN_SIGNATURE, "ES256 by the %s (SHA-256 of its SPKI %s)",
+                                     has_credential ? "task key (the credential's cnf)" : "given key",
+                                     detail_hex(has_credential ? task.spki_sha256 : spki_sha256,
+                                                AGENTID_SHA256_SIZE).s);
+                                if (r < 0)
+                                        fail(d, AGENTID_REASON_TOKEN_CLAIMS, "%s", why ?: "claims malformed");
+                        } else
+                                return r;
+                }
         }
 
-        check_kid(d, AGENTID_REASON_TOKEN_KID, signature_ok, kid, expected_kid);
+        /* A task token's kid is the task key's TPM Name, the one the AK certified. */
+        check_kid(d, AGENTID_REASON_TOKEN_KID, signature_ok, kid, has_credential ? task.kid : expected_kid);
 
         if (!t) {
                 const char *because = signature_ok ? "claims malformed" : "signature not verified";
                 skip(d, AGENTID_REASON_TOKEN_CLAIMS, because);
+                skip(d, AGENTID_REASON_CREDENTIAL_BINDING, because);
                 skip(d, AGENTID_REASON_TOKEN_AUDIENCE, because);
                 skip(d, AGENTID_REASON_TOKEN_NOT_BEFORE, because);
                 skip(d, AGENTID_REASON_TOKEN_EXPIRY, because);
                 skip(d, AGENTID_REASON_TOKEN_HOPS, because);
         } else {
                 check_token_claims(d, t);
+                /* Both read the same claims map, so this cannot happen; if it did, a credential would be
+                 * accepted unchecked. */
+                if (!has_credential && t->claims.credential)
+                        fail(d, AGENTID_REASON_TOKEN_CLAIMS, "carries a task credential that was not followed");
+                if (has_credential)
+                        check_credential_binding(d, &task.credential->claims, &t->claims);
                 check_token_audience(d, &t->claims, audience);
                 check_token_not_before(d, &t->claims, now);
                 check_token_expiry(d, &t->claims, now);
                 check_token_hops(d, &t->claims);
         }
 
-        r = check_token_revoked(v, d, signature_ok, spki_sha256, expected_kid, kid, t);
-        if (r < 0)
-                return r;
+        check_token_revoked(v, d, signature_ok, spki_sha256, expected_kid, kid, t, has_credential ? &task : NULL);
 
         verdict_conclude(d);
         if (agentid_verdict_is_valid(d)) {
-                r = token_output(d, &t, spki_sha256);
+                r = token_output(d, &t, spki_sha256, &task, has_credential);
                 if (r < 0)
                         return r;
         }

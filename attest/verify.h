@@ -12,8 +12,8 @@
  * (org.agentid1.Manager.GetPlatformEvidence) does the same for the host key that signs receipts and
  * revocation lists. Task tokens and signed messages are checked against the agent key such evidence
  * certifies (or a pinned one), and against the host's revocation lists. The formats are in
- * docs/formats.md §5, §6, §8, §3, §10 and §11; every check, its name and its reason code are listed in
- * docs/verifier.md.
+ * docs/formats.md §5, §6, §8, §12, §3, §10 and §11; every check, its name and its reason code are
+ * listed in docs/verifier.md.
  *
  * Use:
  *
@@ -71,9 +71,11 @@ extern "C" {
 
 /*
  * Reason codes. Every check has one; a verdict's reason is the code of the first check that failed,
- * in the order the checks run (the order of this list), or AGENTID_REASON_VALID. The numbers are
- * stable: new checks get new numbers, existing ones never change. agentid_reason_to_string() gives
- * the check name used in the verdict and in the CLI's JSON.
+ * in the order the checks run, or AGENTID_REASON_VALID. That is the order of this list, except for
+ * the checks of a token issued by a task key, which run among the token checks (see
+ * AGENTID_REASON_CREDENTIAL_FORMAT). The numbers are stable: new checks get new numbers, existing ones
+ * never change. agentid_reason_to_string() gives the check name used in the verdict and in the CLI's
+ * JSON.
  */
 typedef enum AgentidReason {
         AGENTID_REASON_VALID = 0,               /* "valid": every check passed */
@@ -129,6 +131,17 @@ typedef enum AgentidReason {
         AGENTID_REASON_ROTATION_FORMAT = 42,    /* "rotation_format": COSE_Sign, two signers, statement fields */
         AGENTID_REASON_ROTATION_OLD_SIGNATURE = 43,  /* "rotation_old_signature": signed by the old key */
         AGENTID_REASON_ROTATION_HOST_SIGNATURE = 44, /* "rotation_host_signature": signed by the host key */
+
+        /* Tokens issued by a task key: they carry a task credential ("credential" claim) and are checked
+         * in this order: token_format, credential_format, credential_signature, credential_task_key,
+         * credential_expiry, token_signature (by the task key), token_kid (the task key's Name),
+         * token_claims, credential_binding, token_audience, token_not_before, token_expiry, token_hops
+         * (and revoked). */
+        AGENTID_REASON_CREDENTIAL_FORMAT = 45,    /* "credential_format": the claim is a task credential */
+        AGENTID_REASON_CREDENTIAL_SIGNATURE = 46, /* "credential_signature": by the given (agent) key, kid as expected */
+        AGENTID_REASON_CREDENTIAL_TASK_KEY = 47,  /* "credential_task_key": certified by a trusted AK, policy-only, = cnf */
+        AGENTID_REASON_CREDENTIAL_EXPIRY = 48,    /* "credential_expiry": now < the credential's exp */
+        AGENTID_REASON_CREDENTIAL_BINDING = 49,   /* "credential_binding": the token stays within its credential */
 } AgentidReason;
 
 /* The name of a reason code ("valid", "format", ...), or NULL for an unknown code. */
@@ -215,6 +228,9 @@ AGENTID_EXPORT int agentid_verify_platform(const AgentidVerifier *v, const uint8
 /* Largest payload of a signed message accepted, in bytes. */
 #define AGENTID_MESSAGE_PAYLOAD_MAX (1024U * 1024U)
 
+/* Most audiences a task credential lists. */
+#define AGENTID_CREDENTIAL_AUDIENCES_MAX 16U
+
 /*
  * agentid_verify_token() - verify a task token for an audience
  * @token: the token (COSE_Sign1_Tagged, CWT) as IssueToken returned it
@@ -227,6 +243,15 @@ AGENTID_EXPORT int agentid_verify_platform(const AgentidVerifier *v, const uint8
  * Checks, in order: token_format, token_signature, token_kid, token_claims, token_audience,
  * token_not_before (nbf <= now + AGENTID_MAX_CLOCK_SKEW), token_expiry (now < exp) and token_hops
  * (docs/verifier.md). The claims are looked at only after the signature verified.
+ *
+ * A token issued by a task key (one with a "credential" claim, docs/formats.md §12) is followed to the
+ * agent key: spki_der and expected_kid then name the AGENT key, which must have signed the credential
+ * (credential_signature; expected_kid is compared with the credential's kid), the task key the
+ * credential names must be certified by one of the verifier's trusted AKs
+ * (agentid_verifier_add_trusted_ak(); without one credential_task_key fails), and the token must be
+ * signed by that task key (token_signature) with its TPM Name as kid (token_kid) and stay within the
+ * credential (credential_binding). The order is the one listed at AGENTID_REASON_CREDENTIAL_FORMAT:
+ * 13 checks instead of 8.
  *
  * Return: 0 and a verdict; -EINVAL for bad arguments (NULL pointers, an empty audience, a key that is
  *         not a DER EC P-256 public key); -ENOMEM; -EIO. An invalid token returns 0.
@@ -288,8 +313,9 @@ AGENTID_EXPORT int agentid_verify_message(const AgentidVerifier *v, const uint8_
  * Once a list is set, evidence, tokens and messages run the check "revoked" last: the key the signature
  * verified with (SPKI hash), its TPM Name where known (evidence's certified key; the expected kid of a
  * token or message; the header kid), the kid of every hop of a token, and for a token carrying a task
- * credential the kid that signed it and its cti (task_end entries) must not be named by any entry of
- * any list; rotation verdicts check the new key (agentid_verify_rotation()). The verdict's detail
+ * credential also the agent key given (SPKI hash), the kid that signed the credential and its cti
+ * (task_end entries) must not be named by any entry of any list (the key a task token verified with is
+ * its task key, whose TPM Name is the header kid); rotation verdicts check the new key (agentid_verify_rotation()). The verdict's detail
  * names the entry (type, name, time, reason, list). The list's own kid is informational.
  *
  * Return: 0; -EBADMSG (malformed, ret_error says where); -EKEYREJECTED (not signed by host_spki_der);
@@ -444,6 +470,20 @@ typedef struct AgentidToken {
         bool has_credential;            /* issued by a task key: its task credential (COSE_Sign1_Tagged) */
         const uint8_t *credential;
         size_t credential_size;
+
+        /* Appended: what a task token's credential says, all covered by the agent key's signature
+         * (zero / NULL when has_credential is false). kid and spki_sha256 above are then the TASK key's:
+         * its TPM Name (= Name(task_key.pub), which the AK certified) and the SHA-256 of its DER
+         * SubjectPublicKeyInfo (task_public_key); the agent key is the one the caller gave. */
+        uint8_t credential_kid[AGENTID_TPM_NAME_SIZE];          /* the agent key that signed the credential */
+        uint8_t agent_spki_sha256[AGENTID_SHA256_SIZE];         /* of the agent key given */
+        uint8_t credential_cti[AGENTID_TOKEN_CTI_SIZE];         /* what a task_end revocation entry names */
+        uint64_t credential_iat, credential_exp;                /* NumericDate; the token's exp is not later */
+        const char *credential_scope;                           /* NULL if absent; the token's scope is within */
+        const char *const *credential_audiences;                /* the audiences tokens may have; none = any */
+        size_t n_credential_audiences;
+        const uint8_t *task_public_key;                         /* the task key, DER SubjectPublicKeyInfo */
+        size_t task_public_key_size;
 } AgentidToken;
 
 /* What a valid signed message says, all covered by its signature. */

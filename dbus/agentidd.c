@@ -285,6 +285,8 @@ static int on_stop_signal(sd_event_source *s, const struct signalfd_siginfo *si,
                 /* Every queued or held request gets an answer now rather than a killed process later. */
                 worker_cancel_agent_lane(m->worker);
                 bus_approvals_cancel_all(m);
+                /* Task keys die with this process: end (and revoke) the tasks while all is running. */
+                bus_tasks_end_all(m, "agentidd stopped");
         }
         m->stopping = true;
         manager_maybe_exit(m);
@@ -303,6 +305,7 @@ static int on_reload_signal(sd_event_source *s, const struct signalfd_siginfo *s
 static void manager_done(Manager *m) {
         /* Held requests hold jobs, which hold clients and keys: answer and free them first. */
         bus_approvals_cancel_all(m);
+        bus_tasks_close(m);
         bus_offboard_close(m);
         bus_audit_close(m);
         /* The worker first: it finishes queued jobs, whose cleanup still needs the key table. */
@@ -327,12 +330,14 @@ static void manager_done(Manager *m) {
         }
         free(m->admin_group);
         free(m->hooks_dir);
+        m->state_fd = safe_close(m->state_fd);
         m->bus = sd_bus_flush_close_unref(m->bus);
         m->event = sd_event_unref(m->event);
 }
 
 static int run(int argc, char *argv[]) {
-        _cleanup_(manager_done) Manager m = { .admin_gid = (gid_t) -1, .state_fd = -EBADF, .receipts_fd = -EBADF };
+        _cleanup_(manager_done) Manager m = { .admin_gid = (gid_t) -1, .state_fd = -EBADF, .receipts_fd = -EBADF,
+                                         .tasks_fd = -EBADF };
         _cleanup_(keystore_freep) Keystore *ks = NULL;
         char err[KEYSTORE_ERROR_MAX] = "";
         int r, done_fd;
@@ -446,7 +451,8 @@ static int run(int argc, char *argv[]) {
         (void) sd_event_set_watchdog(m.event, true);
 
         /* The keystore checked the state directory's owner and mode; the audit log lives beside it. */
-        _cleanup_close_ int state_fd = open(o.state_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        /* Kept open until manager_done(): ending tasks and revoking write here until the very end. */
+        int state_fd = m.state_fd = open(o.state_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         if (state_fd < 0)
                 return log_error_errno(errno, "Opening %s failed: %m", o.state_dir);
         m.audit_checkpoint_every = arg_audit_checkpoint_every;
@@ -464,7 +470,10 @@ static int run(int argc, char *argv[]) {
         r = sd_bus_attach_event(m.bus, m.event, SD_EVENT_PRIORITY_NORMAL);
         if (r < 0)
                 return log_error_errno(r, "Attaching the bus to the event loop failed: %m");
-        if ((r = bus_manager_register(&m)) < 0 || (r = bus_key_register(&m)) < 0)
+        r = bus_tasks_open(&m, state_fd);
+        if (r < 0)
+                return r;
+        if ((r = bus_manager_register(&m)) < 0 || (r = bus_key_register(&m)) < 0 || (r = bus_tasks_register(&m)) < 0)
                 return log_error_errno(r, "Registering bus objects failed: %m");
         r = bus_offboard_start(&m);
         if (r < 0)

@@ -283,6 +283,9 @@ static void job_finish(Manager *m, Job *j) {
         case JOB_ACTIVATE:
                 bus_manager_job_done(m, j);
                 break;
+        case JOB_START_TASK:
+                bus_task_start_done(m, j);
+                break;
         case JOB_HOST_SIGN:
                 if (j->revocations)
                         bus_offboard_job_done(m, j);

@@ -7,6 +7,7 @@
  */
 
 #include <time.h>
+#include <unistd.h>
 
 #include <limits.h>
 #include <systemd/sd-login.h>
@@ -104,8 +105,8 @@ static int property_get(sd_bus *bus, const char *path, const char *interface, co
 /* ---- shared checks -------------------------------------------------------------------------- */
 
 /* A key is used only by its uid, with the pinned executable if it has one (DESIGN §3). */
-static int authorize_key_use(Manager *d, sd_bus_message *m, Key *k, uid_t *ret_uid, pid_t *ret_pid,
-                             sd_bus_error *error) {
+int bus_key_authorize_use(Manager *d, sd_bus_message *m, Key *k, uid_t *ret_uid, pid_t *ret_pid,
+                          sd_bus_error *error) {
         uid_t euid;
         pid_t pid = 0;
         int r;
@@ -156,7 +157,31 @@ static int read_sign_context(sd_bus_message *m, SignContext *c, sd_bus_error *er
 
 /* ---- Sign / SignMessage --------------------------------------------------------------------- */
 
-static int method_sign_common(sd_bus_message *m, Key *k, bool message, sd_bus_error *error) {
+/* A task's signer and context: the task must be running, its ID is the context's task (given or not),
+ * and an audience must be one of its audiences. */
+static int task_check_context(Task *task, SignContext *ctx, const char *audience, sd_bus_error *error) {
+        if (atomic_load(&task->ended))
+                return bus_error_setf_errno(error, -EKEYREVOKED, "Task '%s' ended", task->task_id);
+        if (ctx && ctx->task_id && !streq(ctx->task_id, task->task_id))
+                return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS, "This is task '%s'; 'task_id' must be it",
+                                         task->task_id);
+        if (ctx && ctx->parent_task_id && !streq_ptr(ctx->parent_task_id, task->parent_task_id))
+                return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS,
+                                         "'parent_task_id' must be the task's own parent task");
+        if (ctx && !ctx->task_id) {
+                ctx->task_id = strdup(task->task_id);
+                if (!ctx->task_id || (task->parent_task_id && !ctx->parent_task_id &&
+                                      !(ctx->parent_task_id = strdup(task->parent_task_id))))
+                        return -ENOMEM;
+        }
+        if (audience && task->n_audiences > 0 && !strv_contains(task->audiences, audience))
+                return sd_bus_error_setf(error, AGENTID_ERROR_POLICY_DENIED,
+                                         "Task '%s' may only address its audiences; '%.64s' is not one of them",
+                                         task->task_id, audience);
+        return 0;
+}
+
+static int method_sign_common(sd_bus_message *m, Key *k, Task *task, bool message, sd_bus_error *error) {
         Manager *d = k->manager;
         _cleanup_(sign_context_done) SignContext ctx = {};
         _cleanup_(job_freep) Job *j = NULL;
@@ -183,11 +208,16 @@ static int method_sign_common(sd_bus_message *m, Key *k, bool message, sd_bus_er
         r = read_sign_context(m, &ctx, error);
         if (r < 0)
                 return r;
+        if (task) {
+                r = task_check_context(task, &ctx, ctx.audience, error);
+                if (r < 0)
+                        return r;
+        }
 
         r = key_check_usable(k, error);
         if (r < 0)
                 return r;
-        r = authorize_key_use(d, m, k, &uid, &pid, error);
+        r = bus_key_authorize_use(d, m, k, &uid, &pid, error);
         if (r < 0)
                 return r;
 
@@ -197,6 +227,8 @@ static int method_sign_common(sd_bus_message *m, Key *k, bool message, sd_bus_er
         j = job_new(JOB_SIGN, m, client, uid, k);
         if (!j)
                 return -ENOMEM;
+        j->task = task_ref(task);
+        const uint8_t *kid = task ? task->kid : k->record->kid;
 
         if (message) {
                 /* DESIGN §5: protected header {1: -7, 4: kid, 15: {6: iat, 3: aud, task ids}}. */
@@ -206,7 +238,7 @@ static int method_sign_common(sd_bus_message *m, Key *k, bool message, sd_bus_er
                         .task_id = ctx.task_id,
                         .parent_task_id = ctx.parent_task_id,
                 };
-                r = job_prepare_cose(j, k->record->kid, &claims, data, size);
+                r = job_prepare_cose(j, kid, &claims, data, size);
                 if (r < 0)
                         return bus_error_setf_errno(error, r, "Cannot encode the message: %s", strerror(-r));
                 r = sha256(data, size, shown);
@@ -220,7 +252,7 @@ static int method_sign_common(sd_bus_message *m, Key *k, bool message, sd_bus_er
         PolicyCall call = {
                 .action = message ? POLICY_ACTION_SIGN_MESSAGE : POLICY_ACTION_SIGN,
                 .key = k->name,
-                .kid = k->record->kid,
+                .kid = kid,
                 .uid = uid,
                 .pid = pid,
                 .task_id = ctx.task_id,
@@ -236,12 +268,17 @@ static int audited(Key *k, sd_bus_message *m, PolicyAction action, int r, sd_bus
         return bus_audit_refused(k->manager, m, policy_action_to_string(action), k->name, k->record->kid, r, error);
 }
 
+int bus_key_sign(sd_bus_message *m, Key *k, Task *task, bool message, sd_bus_error *error) {
+        return audited(k, m, message ? POLICY_ACTION_SIGN_MESSAGE : POLICY_ACTION_SIGN,
+                       method_sign_common(m, k, task, message, error), error);
+}
+
 static int method_sign(sd_bus_message *m, void *userdata, sd_bus_error *error) {
-        return audited(userdata, m, POLICY_ACTION_SIGN, method_sign_common(m, userdata, false, error), error);
+        return bus_key_sign(m, userdata, NULL, false, error);
 }
 
 static int method_sign_message(sd_bus_message *m, void *userdata, sd_bus_error *error) {
-        return audited(userdata, m, POLICY_ACTION_SIGN_MESSAGE, method_sign_common(m, userdata, true, error), error);
+        return bus_key_sign(m, userdata, NULL, true, error);
 }
 
 static void sign_done(Job *j) {
@@ -250,6 +287,13 @@ static void sign_done(Job *j) {
         int r;
 
         if (j->result < 0) {
+                /* The TPM says the task key is gone (a TPM Reset) or past its TPM-clock limit: the
+                 * task is over, whatever the wall clock says. */
+                if (j->task && !atomic_load(&j->task->ended) &&
+                    (j->result == -EKEYREVOKED || j->result == -EKEYEXPIRED))
+                        task_end(j->task, j->result == -EKEYREVOKED ? "the task key is gone (TPM reset)" :
+                                                                       "the TPM clock passed the task key's limit",
+                                 geteuid());
                 if (j->result == -ECANCELED)
                         return; /* the caller is gone; nobody to answer */
                 log_full_errno(j->result == -EKEYREVOKED ? LOG_DEBUG : LOG_ERR, j->result,
@@ -291,8 +335,7 @@ static void token_request_done(TokenRequest *t) {
         free(t->parent_token);
 }
 
-/* scope tokens -> the space-separated claim (RFC 8693 §4.2); NULL for none. */
-static int scope_join(char **scope, char **ret) {
+int scope_join(char **scope, char **ret) {
         size_t len = 0;
 
         *ret = NULL;
@@ -396,8 +439,7 @@ static int check_parent_token(Manager *d, Key *k, const TokenRequest *t, uint64_
         return 0;
 }
 
-static int method_issue_token_impl(sd_bus_message *m, void *userdata, sd_bus_error *error) {
-        Key *k = userdata;
+static int method_issue_token_impl(sd_bus_message *m, Key *k, Task *task, sd_bus_error *error) {
         Manager *d = k->manager;
         _cleanup_(token_request_done) TokenRequest t = {};
         _cleanup_(token_verified_freep) TokenVerified *parent = NULL;
@@ -447,10 +489,34 @@ static int method_issue_token_impl(sd_bus_message *m, void *userdata, sd_bus_err
                                          "Option 'scope' must be 1..%u distinct scope tokens (printable ASCII, no "
                                          "space, quote or backslash)", TOKEN_SCOPES_MAX);
 
+        if (task) {
+                /* A task's tokens carry its credential; they stay inside the task's task, audiences,
+                 * scope and lifetime, and do not delegate (the credential is the chain). */
+                if (t.parent_token)
+                        return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS,
+                                                 "A task's tokens cannot take a parent_token");
+                SignContext tctx = { .task_id = t.task_id, .parent_task_id = t.parent_task_id };
+                r = task_check_context(task, &tctx, t.audience, error);
+                t.task_id = tctx.task_id;
+                t.parent_task_id = tctx.parent_task_id;
+                if (r < 0)
+                        return r;
+                if (scope && task->scope && !token_scope_is_subset(scope, task->scope))
+                        return sd_bus_error_setf(error, AGENTID_ERROR_POLICY_DENIED,
+                                                 "Task '%s' may only narrow its scope ('%s')", task->task_id,
+                                                 task->scope);
+                if (!scope && task->scope && !(scope = strdup(task->scope)))
+                        return -ENOMEM;
+                if (now + t.ttl > task->not_after)
+                        return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS,
+                                                 "The token would outlive task '%s'; ask for a ttl of at most %llu s",
+                                                 task->task_id,
+                                                 (unsigned long long) (task->not_after > now ? task->not_after - now : 0));
+        }
         r = key_check_usable(k, error);
         if (r < 0)
                 return r;
-        r = authorize_key_use(d, m, k, &uid, &pid, error);
+        r = bus_key_authorize_use(d, m, k, &uid, &pid, error);
         if (r < 0)
                 return r;
 
@@ -506,6 +572,8 @@ static int method_issue_token_impl(sd_bus_message *m, void *userdata, sd_bus_err
                 .owner = k->record->owner,
                 .hops = hops,
                 .n_hops = n_hops,
+                .credential = task ? task->credential : NULL,
+                .credential_size = task ? task->credential_size : 0,
         };
         r = random_bytes(claims.cti, sizeof(claims.cti));
         if (r >= 0)
@@ -519,7 +587,8 @@ static int method_issue_token_impl(sd_bus_message *m, void *userdata, sd_bus_err
         j = job_new(JOB_SIGN, m, client, uid, k);
         if (!j)
                 return -ENOMEM;
-        r = job_prepare_cose(j, k->record->kid, NULL, payload, payload_size);
+        j->task = task_ref(task);
+        r = job_prepare_cose(j, task ? task->kid : k->record->kid, NULL, payload, payload_size);
         if (r < 0)
                 return bus_error_setf_errno(error, r, "Encoding the token failed: %s", strerror(-r));
         j->issuer = issuer ? key_ref(issuer) : NULL;
@@ -552,7 +621,7 @@ static int method_issue_token_impl(sd_bus_message *m, void *userdata, sd_bus_err
                 .n_scopes = n_scopes,
                 .peer = issuer ? issuer->uri : NULL,
                 .ttl = t.ttl,
-                .kid = k->record->kid,
+                .kid = task ? task->kid : k->record->kid,
                 .scope = scope,
                 .exp = exp,
                 .cti = claims.cti,
@@ -560,8 +629,12 @@ static int method_issue_token_impl(sd_bus_message *m, void *userdata, sd_bus_err
         return bus_policy_submit(d, m, &j, &call, error);
 }
 
+int bus_key_issue_token(sd_bus_message *m, Key *k, Task *task, sd_bus_error *error) {
+        return audited(k, m, POLICY_ACTION_ISSUE_TOKEN, method_issue_token_impl(m, k, task, error), error);
+}
+
 static int method_issue_token(sd_bus_message *m, void *userdata, sd_bus_error *error) {
-        return audited(userdata, m, POLICY_ACTION_ISSUE_TOKEN, method_issue_token_impl(m, userdata, error), error);
+        return bus_key_issue_token(m, userdata, NULL, error);
 }
 
 /* ---- Attest --------------------------------------------------------------------------------- */
@@ -630,7 +703,7 @@ static int method_attest_impl(sd_bus_message *m, void *userdata, sd_bus_error *e
         if (r < 0)
                 return sd_bus_error_setf(error, SD_BUS_ERROR_ACCESS_DENIED, "Cannot determine the caller's identity");
         if (!manager_uid_is_admin(d, uid)) {
-                r = authorize_key_use(d, m, k, &uid, &pid, error);
+                r = bus_key_authorize_use(d, m, k, &uid, &pid, error);
                 if (r < 0)
                         return r;
         }
@@ -934,6 +1007,8 @@ static void rotate_done(Manager *d, Job *j) {
         atomic_fetch_add(&k->generation, 1);
         atomic_store(&k->rotating, false);
         log_info("Rotated key '%s': %s.", k->name, j->reason);
+        /* Its tasks' credentials were signed by the old key, which is revoked now. */
+        bus_tasks_end_for_key(d, k, "key rotated");
 
         (void) bus_offboard_rotated(d, k, old_kid, old_spki, j);
         (void) sd_bus_emit_properties_changed(d->bus, k->path, AGENTID_KEY_INTERFACE, "PublicKey", "TpmName",
@@ -987,6 +1062,11 @@ static const sd_bus_vtable key_vtable[] = {
                                 SD_BUS_ARGS("s", reason),
                                 SD_BUS_RESULT("ay", receipt),
                                 method_destroy,
+                                SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("StartTask",
+                                SD_BUS_ARGS("s", task_id, "a{sv}", options),
+                                SD_BUS_RESULT("o", task, "ay", credential),
+                                method_start_task,
                                 SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_ARGS("Rotate",
                                 SD_BUS_ARGS("s", reason),

@@ -500,6 +500,7 @@ static const sd_bus_vtable manager_vtable[] = {
                                 SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_SIGNAL_WITH_ARGS("KeyCreated", SD_BUS_ARGS("s", name, "o", key), 0),
         SD_BUS_SIGNAL_WITH_ARGS("KeyDestroyed", SD_BUS_ARGS("s", name, "o", key, "s", reason), 0),
+        SD_BUS_SIGNAL_WITH_ARGS("TaskEnded", SD_BUS_ARGS("s", key, "s", task_id, "o", task, "s", reason), 0),
         SD_BUS_SIGNAL_WITH_ARGS("ApprovalRequested",
                                 SD_BUS_ARGS("s", request_id, "s", key, "s", action, "a{sv}", context), 0),
         SD_BUS_VTABLE_END,

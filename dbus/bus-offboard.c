@@ -184,21 +184,20 @@ int offboard_check_room(Manager *m, Key *k, const char *reason) {
         return revocation_list_check_room(&m->revocations, &e);
 }
 
-int offboard_revoke(Manager *m, RevocationType type, Key *k, const uint8_t kid[KEY_KID_SIZE],
-                    const uint8_t spki_sha256[32], uint64_t time, const char *reason) {
+/* Add e (once per kid), save, audit, re-sign. */
+static int revocation_add(Manager *m, Key *k, const RevocationEntry *e) {
         int r;
 
         /* Listed already (a Destroy retried after a failure): one entry per key. */
-        if (revocation_list_find(&m->revocations, kid, NULL))
+        if (revocation_list_find(&m->revocations, e->kid, NULL))
                 return 0;
-        RevocationEntry e = entry_for(type, k, kid, spki_sha256, time, reason);
-        r = revocation_list_append(&m->revocations, &e);
+        r = revocation_list_append(&m->revocations, e);
         if (r < 0)
                 return log_error_errno(r, "Adding key '%s' to the revocation list failed: %m", k->name);
-
         /* A list that cannot be saved is still handed out (in memory the entry is there), and the next
-         * change saves it; the audit log and the journal say so. Should agentidd stop before that, a
-         * destroyed key's tombstone brings the entry back at start. */
+         * change saves it; the audit log and the journal say so, and the caller learns it (a task keeps
+         * its journal). Should agentidd stop before that, a destroyed key's tombstone or a task's
+         * journal brings the entry back at start. */
         int saved = revocations_save(m);
         if (saved < 0)
                 log_error_errno(saved, "Saving the revocation list failed; entry %" PRIu64 " for key '%s' lives in "
@@ -210,16 +209,31 @@ int offboard_revoke(Manager *m, RevocationType type, Key *k, const uint8_t kid[K
                 .decision = saved < 0 ? "failed" : "done",
                 .caller = &caller,
                 .key = k->name,
-                .kid = kid,
-                .reason = reason,
-                .rule = revocation_type_to_string(type),
+                .kid = e->kid,
+                .cti = e->has_cti ? e->cti : NULL,
+                .reason = e->reason,
+                .rule = revocation_type_to_string(e->type),
                 .revocation_seq = m->revocations.seq,
         };
         (void) bus_audit(m, &a, NULL);
         (void) sd_bus_emit_properties_changed(m->bus, AGENTID_MANAGER_PATH, AGENTID_MANAGER_INTERFACE,
                                               "RevocationSeq", NULL);
         revocations_sign(m);
-        return 0;
+        return saved < 0 ? saved : 0;
+}
+
+int offboard_revoke(Manager *m, RevocationType type, Key *k, const uint8_t kid[KEY_KID_SIZE],
+                    const uint8_t spki_sha256[32], uint64_t time, const char *reason) {
+        RevocationEntry e = entry_for(type, k, kid, spki_sha256, time, reason);
+        return revocation_add(m, k, &e);
+}
+
+int offboard_revoke_task(Manager *m, Key *k, const uint8_t kid[KEY_KID_SIZE], const uint8_t spki_sha256[32],
+                         const uint8_t cti[16], uint64_t time, const char *reason) {
+        RevocationEntry e = entry_for(REVOCATION_TASK_END, k, kid, spki_sha256, time, reason);
+        e.has_cti = true;
+        memcpy(e.cti, cti, sizeof(e.cti));
+        return revocation_add(m, k, &e);
 }
 
 int method_get_revocations(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
@@ -572,7 +586,7 @@ static int kid_compare(const void *a, const void *b) {
 
 /* Is kid in the sorted index of listed kids? */
 static bool kid_listed(const uint8_t *const *index, size_t n, const uint8_t *kid) {
-        return bsearch(&kid, index, n, sizeof(*index), kid_compare) != NULL;
+        return n > 0 && bsearch(&kid, index, n, sizeof(*index), kid_compare) != NULL;
 }
 
 int bus_offboard_start(Manager *m) {
@@ -587,7 +601,8 @@ int bus_offboard_start(Manager *m) {
                 return log_error_errno(ENOMEM, "Out of memory");
         for (size_t e = 0; e < n; e++)
                 index[e] = m->revocations.entries[e].kid;
-        qsort(index, n, sizeof(*index), kid_compare);
+        if (n > 0)
+                qsort(index, n, sizeof(*index), kid_compare);
 
         while (hashmap_iterate(m->keys, &i, &v)) {
                 Key *k = v;

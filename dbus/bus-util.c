@@ -161,6 +161,13 @@ char **strv_free(char **l) {
         return NULL;
 }
 
+bool strv_contains(char *const *l, const char *s) {
+        for (; l && *l; l++)
+                if (streq(*l, s))
+                        return true;
+        return false;
+}
+
 int bus_reply_bytes(sd_bus_message *call, const void *data, size_t size) {
         _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
         int r;

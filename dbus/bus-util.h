@@ -39,6 +39,7 @@ int bus_read_options(sd_bus_message *m, BusOption *options, size_t n_options, sd
 void bus_options_done(BusOption *options, size_t n_options);
 
 char **strv_free(char **l);
+bool strv_contains(char *const *l, const char *s);
 DEFINE_TRIVIAL_CLEANUP_FUNC(char **, strv_free);
 
 /* Printable ASCII (0x20..0x7e), 1..max bytes. */

@@ -12,6 +12,30 @@ void bus_manager_job_done(Manager *m, Job *j);
 
 int bus_key_register(Manager *m);
 void bus_key_job_done(Manager *m, Job *j);
+/* The caller may use k: its uid, and its pinned executable if any. */
+int bus_key_authorize_use(Manager *m, sd_bus_message *msg, Key *k, uid_t *ret_uid, pid_t *ret_pid,
+                          sd_bus_error *error);
+/* Sign / SignMessage / IssueToken of a key, or of one of its tasks (task != NULL: the task key signs). */
+int bus_key_sign(sd_bus_message *msg, Key *k, Task *task, bool message, sd_bus_error *error);
+int bus_key_issue_token(sd_bus_message *msg, Key *k, Task *task, sd_bus_error *error);
+/* scope tokens -> the space-separated claim (RFC 8693 §4.2); NULL for none. */
+int scope_join(char **scope, char **ret);
+
+/* ---- tasks (bus-task.c) ---- */
+
+/* Create <state>/tasks and revoke every task journalled there (it did not survive the restart). */
+int bus_tasks_open(Manager *m, int state_fd);
+int bus_tasks_register(Manager *m);
+/* End every running task (agentidd is stopping). */
+void bus_tasks_end_all(Manager *m, const char *reason);
+/* At exit: end what is left, free the table. */
+void bus_tasks_close(Manager *m);
+int method_start_task(sd_bus_message *msg, void *userdata, sd_bus_error *error);
+void bus_task_start_done(Manager *m, Job *j);
+/* End a task once: revoke it (task_end entry), forget its journal, take it off the bus, TaskEnded. */
+void task_end(Task *t, const char *reason, uid_t by_uid);
+/* End every task of k (it is destroyed or rotated). */
+void bus_tasks_end_for_key(Manager *m, Key *k, const char *reason);
 
 /* The TPM part of a finished JOB_ATTEST/JOB_PLATFORM, for the evidence encoder. */
 void job_evidence_tpm(const Job *j, EvidenceTpm *ret);
@@ -96,10 +120,14 @@ bool bus_offboard_busy(Manager *m);
 void bus_offboard_close(Manager *m);
 /*
  * offboard_revoke() - add a key to the revocation list (once per kid), save it, audit, re-sign
- * Return: 0; -errno if the entry could not be added (a failed save is logged and audited, not returned).
+ * Return: 0; -errno if the entry could not be added, or was added but could not be saved (it is
+ *         served from memory and saved with the next change; logged and audited).
  */
 int offboard_revoke(Manager *m, RevocationType type, Key *k, const uint8_t kid[KEY_KID_SIZE],
                     const uint8_t spki_sha256[32], uint64_t time, const char *reason);
+/* The task_end entry of a task of k: its task key's kid and SPKI hash, and its credential's cti. */
+int offboard_revoke_task(Manager *m, Key *k, const uint8_t kid[KEY_KID_SIZE], const uint8_t spki_sha256[32],
+                         const uint8_t cti[16], uint64_t time, const char *reason);
 /* Can the list take the entry a Rotate of k will add? 0 or -E2BIG (full), -EINVAL. */
 int offboard_check_room(Manager *m, Key *k, const char *reason);
 /* A Destroy finished (receipt kept, hooks queued) or failed (agentidd retries it). */

@@ -26,6 +26,7 @@
 #define AGENTID_ERROR_APPROVAL_DENIED "org.agentid1.Error.ApprovalDenied"
 #define AGENTID_ERROR_APPROVAL_TIMEOUT "org.agentid1.Error.ApprovalTimeout"
 #define AGENTID_ERROR_NO_SUCH_APPROVAL "org.agentid1.Error.NoSuchApproval"
+#define AGENTID_ERROR_TASK_EXISTS "org.agentid1.Error.TaskExists"
 
 /* The D-Bus error name for a -errno from the keystore or the daemon. */
 const char *bus_error_name_from_errno(int r);

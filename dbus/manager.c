@@ -296,10 +296,11 @@ void manager_client_release(Manager *m, Client *c) {
  * refusing, and agentidd finishes the destroy itself. */
 static void destroy_begin(Manager *m, Job *j) {
         atomic_store(&j->key->refusing, true);
+        bus_tasks_end_for_key(m, j->key, "key destroyed");
         int r = offboard_revoke(m, REVOCATION_DESTROY, j->key, j->key->record->kid, j->key->spki_sha256, j->now,
                                 j->reason);
         if (r < 0)
-                log_error("Destroying key '%s' without a revocation entry: %s", j->key->name, strerror(-r));
+                log_error("Destroying key '%s' without a durable revocation entry: %s", j->key->name, strerror(-r));
 }
 
 int manager_submit(Manager *m, Job *j, sd_bus_error *error) {

@@ -26,6 +26,7 @@
 #define AGENTID_MANAGER_INTERFACE "org.agentid1.Manager"
 #define AGENTID_KEY_PREFIX "/org/agentid1/key"
 #define AGENTID_KEY_INTERFACE "org.agentid1.Key"
+#define AGENTID_TASK_INTERFACE "org.agentid1.Task"
 
 /* Limits on what callers control (docs/dbus-api.md). */
 #define SIGN_MESSAGE_PAYLOAD_MAX (64U * 1024U)
@@ -37,6 +38,9 @@
 #define KEYS_ADMIN_RESERVE 1000U     /* names only admins may take */
 #define SELF_SERVICE_KEYS_PER_UID 64U /* keys a non-admin may create under a "create" rule */
 #define TOKEN_TTL_DEFAULT 300U       /* IssueToken without "ttl", seconds */
+#define TASK_TTL_DEFAULT 3600U       /* StartTask without "ttl", seconds */
+#define TASKS_PER_KEY_MAX 64U
+#define TASKS_MAX 4096U
 /* Marshalled TPM2B_ID_OBJECT / TPM2B_ENCRYPTED_SECRET: a TPM2B size and at most a digest plus an
  * encrypted digest (ID object), or an RSA-4096 ciphertext / ECC point (secret). Generous bounds. */
 #define CREDENTIAL_BLOB_MAX 1024U
@@ -62,6 +66,36 @@ typedef enum KeyStatus {
         KEY_STATUS_UNUSABLE,  /* another TPM / cleared owner hierarchy / bad blob */
 } KeyStatus;
 
+typedef struct TaskKey TaskKey;
+
+/*
+ * A running task of a key (Key.StartTask): an ephemeral TPM key in the NULL hierarchy, the credential
+ * the agent key signed for it, and its object on the bus. Ending it (End, its expiry, the key's
+ * destroy or rotation, a restart) revokes it once (a task_end entry).
+ */
+typedef struct Task {
+        unsigned n_ref;
+        Manager *manager;
+        struct Key *key;         /* the agent key (a reference) */
+        char *task_id, *parent_task_id;
+        char *scope;             /* space-separated scope tokens, or NULL */
+        char **audiences;        /* NULL-terminated; empty: any */
+        size_t n_audiences;
+        char *path;              /* <key path>/task/<encoded task id> */
+        uint64_t created, not_after;     /* seconds since the epoch */
+        uint8_t cti[16];         /* the credential's */
+        uint8_t kid[34];         /* the task key's TPM Name */
+        uint8_t spki_sha256[32];
+        uint8_t *public_der;     /* the task key, DER SubjectPublicKeyInfo */
+        size_t public_der_size;
+        uint8_t *credential;     /* COSE_Sign1 by the agent key */
+        size_t credential_size;
+        TaskKey *tpm;            /* the worker's: signs through it */
+        atomic_bool ended;       /* from End on, the worker refuses queued work */
+        sd_event_source *timer;  /* ends the task at not_after */
+        bool exported;
+} Task;
+
 typedef struct Key {
         unsigned n_ref;
         Manager *manager;
@@ -84,6 +118,7 @@ typedef struct Key {
         bool destroy_pending;    /* a Destroy is queued (one at a time) */
         bool rotate_pending;     /* a Rotate is queued (one at a time) */
         Job *deferred_destroy;   /* a Destroy accepted while a Rotate ran: queued when the Rotate is back */
+        unsigned n_tasks;        /* running (exported) tasks */
         uint64_t retry_after_usec; /* CLOCK_REALTIME: a failed Destroy is tried again from then on */
         bool exported;           /* has an object on the bus */
 } Key;
@@ -116,6 +151,8 @@ struct Manager {
         Worker *worker;
         ExeCache *exe_cache;
         Hashmap *keys;           /* name -> Key*, tombstones included */
+        Hashmap *tasks;          /* object path -> Task*, running tasks */
+        unsigned n_tasks_starting; /* StartTask jobs queued or running */
         Client *clients;
 
         char *admin_group;
@@ -166,6 +203,7 @@ struct Manager {
         int state_fd;            /* borrowed from run() */
         char *state_dir;
         int receipts_fd;
+        int tasks_fd;            /* <state>/tasks: the journal of running tasks (bus-task.c) */
         RevocationList revocations;
         uint8_t *revocations_signed;    /* COSE_Sign1 of seq revocations_signed_seq, or NULL */
         size_t revocations_signed_size;
@@ -185,6 +223,10 @@ struct Manager {
         bool stopping;
         int exit_code;
 };
+
+Task *task_ref(Task *t);
+Task *task_unref(Task *t);
+DEFINE_TRIVIAL_CLEANUP_FUNC(Task *, task_unref);
 
 Key *key_ref(Key *k);
 Key *key_unref(Key *k);

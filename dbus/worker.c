@@ -15,6 +15,8 @@
 
 #include "attest/receipt.h"
 #include "attest/revocation.h"
+#include "attest/task-credential.h"
+#include "keystore/task-key.h"
 #include "common/crypto-util.h"
 #include "common/log.h"
 #include "dbus/worker.h"
@@ -76,6 +78,7 @@ Job *job_free(Job *j) {
                 manager_client_release(j->client->manager, j->client);
         key_unref(j->key);
         key_unref(j->issuer);
+        task_unref(j->task);
         free(j->name);
         free(j->owner);
         free(j->description);
@@ -113,26 +116,40 @@ static void run_create(Keystore *ks, Job *j) {
                 job_fail(j, r, keystore_last_error(ks));
 }
 
-static void run_sign(Keystore *ks, Job *j) {
+/* The task's key signs, as long as the task runs (End sets `ended` before anything else). */
+static void run_task_sign(Keystore *ks, Job *j) {
+        if (atomic_load(&j->task->ended)) {
+                job_fail(j, -EKEYREVOKED, "The task ended");
+                return;
+        }
+        int r = keystore_task_key_sign(ks, j->task->tpm, j->digest, j->signature);
+        if (r < 0)
+                job_fail(j, r, keystore_last_error(ks));
+}
+
+/* Whether the key may still sign for j (it is checked again here: the job may have waited). */
+static void run_sign_checks(Job *j) {
         /* Destroy takes effect before its own job runs: queued signing for the key is refused here. */
-        if (atomic_load(&j->key->refusing)) {
+        if (atomic_load(&j->key->refusing))
                 job_fail(j, -EKEYREVOKED, "The key was destroyed");
-                return;
-        }
-        if (atomic_load(&j->key->rotating)) {
+        else if (atomic_load(&j->key->rotating))
                 job_fail(j, -EBUSY, "The key is being rotated; retry in a moment");
-                return;
-        }
         /* Made for the key before a rotation (its kid, its cnf): the new key must not sign it. The
          * event loop swaps the record before it counts the generation and clears `rotating`, so a
-         * job that gets here reads the record of its own generation. */
-        if (atomic_load(&j->key->generation) != j->key_generation) {
+         * job that gets past here reads the record of its own generation. */
+        else if (atomic_load(&j->key->generation) != j->key_generation)
                 job_fail(j, -EBUSY, "The key was rotated while the request waited; ask again");
-                return;
-        }
         /* A delegated token falls with its parent's key, also while it waited in the queue. */
-        if (j->issuer && atomic_load(&j->issuer->refusing)) {
+        else if (j->issuer && atomic_load(&j->issuer->refusing))
                 job_fail(j, -EKEYREVOKED, "The parent token's key was destroyed");
+}
+
+static void run_sign(Keystore *ks, Job *j) {
+        run_sign_checks(j);
+        if (j->result < 0)
+                return;
+        if (j->task) {
+                run_task_sign(ks, j);
                 return;
         }
         int r = keystore_sign(ks, j->key->record, j->digest, j->signature);
@@ -263,6 +280,77 @@ fail:
         j->receipt = mfree(j->receipt);
 }
 
+/*
+ * Key.StartTask: the task key (NULL hierarchy, certified by the AK over SHA-256(cti)), then the
+ * credential, signed by the agent key. The Task is not on the bus yet: this thread fills it in.
+ */
+static void run_start_task(Keystore *ks, Job *j) {
+        Task *t = j->task;
+        _cleanup_(task_key_certificate_done) TaskKeyCertificate cert = {};
+        _cleanup_(cose_sign1_freep) CoseSign1 *cose = NULL;
+        _cleanup_free_ uint8_t *payload = NULL;
+        uint8_t certify_data[32], x[32], y[32], sig[KEYSTORE_SIGNATURE_SIZE];
+        size_t payload_size = 0;
+        int r;
+
+        /* The agent key must be usable for it, exactly as for a signature. */
+        run_sign_checks(j);
+        if (j->result < 0)
+                return;
+        r = sha256(t->cti, sizeof(t->cti), certify_data);
+        if (r >= 0)
+                r = keystore_task_key_create(ks, j->task_ttl_ms, certify_data, &t->tpm, &cert);
+        if (r < 0) {
+                job_fail(j, r, keystore_last_error(ks));
+                return;
+        }
+        memcpy(t->kid, task_key_name(t->tpm), sizeof(t->kid));
+        r = task_key_public_der(t->tpm, &t->public_der, &t->public_der_size);
+        if (r >= 0)
+                r = sha256(t->public_der, t->public_der_size, t->spki_sha256);
+        if (r >= 0)
+                r = p256_spki_to_xy(t->public_der, t->public_der_size, x, y);
+        if (r < 0) {
+                job_fail(j, r, "Reading the task key failed");
+                return;
+        }
+
+        TaskCredentialClaims c = {
+                .iss = j->key->uri,
+                .exp = t->not_after,
+                .iat = t->created,
+                .scope = t->scope,
+                .task_id = t->task_id,
+                .parent_task_id = t->parent_task_id,
+                .audiences = (const char *const *) t->audiences,
+                .n_audiences = t->n_audiences,
+                .task_pub = cert.pub,
+                .task_pub_size = cert.pub_size,
+                .certify = cert.certify,
+                .certify_size = cert.certify_size,
+                .certify_sig = cert.certify_sig,
+                .certify_sig_size = cert.certify_sig_size,
+        };
+        memcpy(c.cti, t->cti, sizeof(c.cti));
+        memcpy(c.x, x, sizeof(x));
+        memcpy(c.y, y, sizeof(y));
+        r = task_credential_encode(&c, &payload, &payload_size);
+        if (r >= 0)
+                r = cose_sign1_prepare(j->key->record->kid, KEY_KID_SIZE, NULL, payload, payload_size, &cose);
+        if (r < 0) {
+                job_fail(j, r, "Encoding the task credential failed");
+                return;
+        }
+        r = keystore_sign(ks, j->key->record, cose_sign1_digest(cose), sig);
+        if (r < 0) {
+                job_fail(j, r, keystore_last_error(ks));
+                return;
+        }
+        r = cose_sign1_finish(cose, sig, &t->credential, &t->credential_size);
+        if (r < 0)
+                job_fail(j, r, "Encoding the task credential failed");
+}
+
 /* Agent evidence: the EAT signed by the key (proof of possession), then certify and quote. */
 static void run_attest(Keystore *ks, Job *j) {
         run_sign(ks, j);
@@ -330,6 +418,9 @@ static void run_job(Keystore *ks, Job *j) {
                 break;
         case JOB_ROTATE:
                 run_rotate(ks, j);
+                break;
+        case JOB_START_TASK:
+                run_start_task(ks, j);
                 break;
         }
 }

@@ -37,6 +37,7 @@ typedef enum JobType {
         JOB_HOST_SIGN,     /* the host key signs cose: audit checkpoints, GetAuditHead, revocation lists
                             * (admin lane) */
         JOB_ROTATE,        /* Key.Rotate (admin lane) */
+        JOB_START_TASK,    /* Key.StartTask: a task key, certified, and its credential signed by the key */
 } JobType;
 
 typedef struct Job {
@@ -64,6 +65,8 @@ typedef struct Job {
 
         /* JOB_SIGN */
         uint8_t digest[KEYSTORE_DIGEST_SIZE];
+        Task *task;              /* JOB_SIGN by a task key; JOB_START_TASK: the task being made (a reference) */
+        uint64_t task_ttl_ms;    /* JOB_START_TASK: the task key's TPM-clock lifetime */
         Key *issuer;             /* IssueToken with a parent token: the parent's key, which must stay
                                   * active until the child is signed (a reference) */
         uint64_t token_exp;      /* IssueToken: the exp claim */

@@ -7,8 +7,8 @@
  *   agentid-verify evidence --nonce=HEX --trusted-ak=FILE [...] EVIDENCE_FILE
  *   agentid-verify platform --nonce=HEX --trusted-ak=FILE [...] EVIDENCE_FILE
  *   agentid-verify receipt --host-key=FILE RECEIPT_FILE
- *   agentid-verify token (--public-key=FILE [--kid=HEX] | --evidence=FILE --nonce=HEX --trusted-ak=FILE [...])
- *           --audience=AUD [--now=UNIX] TOKEN_FILE
+ *   agentid-verify token (--public-key=FILE [--kid=HEX] [--trusted-ak=FILE] | --evidence=FILE --nonce=HEX
+ *           --trusted-ak=FILE [...]) --audience=AUD [--now=UNIX] TOKEN_FILE
  *   agentid-verify message (--public-key=FILE [--kid=HEX] | --evidence=FILE ...) [--audience=AUD]
  *           [--max-age=SECONDS] [--now=UNIX] MESSAGE_FILE
  *   agentid-verify revocations [--host-key=FILE] [--min-seq=N] [--json] LIST_FILE
@@ -33,6 +33,10 @@
  * then verify with the key it certifies and carry that key's TPM Name as kid. The verdict is valid only
  * if both are; "checks" lists the evidence's checks and then the token's (or message's), and the
  * objects "evidence" and "token" (or "message") give each verdict on its own.
+ *
+ * A token issued by a task key carries its task credential (docs/formats.md §12): --public-key/--kid or
+ * --evidence then name the AGENT key, which signed the credential, and the task key the credential names
+ * must be certified by a trusted AK, so --trusted-ak= is required (with --evidence it is given anyway).
  */
 
 #include <fcntl.h>
@@ -159,6 +163,9 @@ static void help(void) {
                "  --evidence=FILE        Agent evidence certifying the key: verified first with\n"
                "                         --nonce, --trusted-ak and the evidence options above; the\n"
                "                         kid must then be the certified key's TPM Name\n"
+               "  --trusted-ak=FILE      Token issued by a task key (it carries a task credential):\n"
+               "                         the AK that certified the task key (required; the key above\n"
+               "                         is then the agent key that signed the credential)\n"
                "  --audience=AUD         Token: its aud must be exactly AUD (required). Message:\n"
                "                         if given, its aud must be present and exactly AUD\n"
                "  --now=UNIX             Verify as of this time instead of the system clock\n"
@@ -997,9 +1004,35 @@ static json_t *token_json(const AgentidToken *t, bool *failed) {
                         *failed = true;
         }
         set(o, "hops", hops, failed);
-        if (t->has_credential)
+        if (t->has_credential) {
+                json_t *auds = json_array();
+
+                /* A task token: kid and spki_sha256 above are the task key's; what the credential says. */
                 set(o, "credential", json_hex(t->credential, t->credential_size), failed);
+                set(o, "credential_kid", json_hex(t->credential_kid, sizeof(t->credential_kid)), failed);
+                set(o, "agent_spki_sha256", json_hex(t->agent_spki_sha256, sizeof(t->agent_spki_sha256)), failed);
+                set(o, "credential_cti", json_hex(t->credential_cti, sizeof(t->credential_cti)), failed);
+                set(o, "credential_iat", json_uint(t->credential_iat), failed);
+                set(o, "credential_exp", json_uint(t->credential_exp), failed);
+                if (t->credential_scope)
+                        set(o, "credential_scope", json_string(t->credential_scope), failed);
+                for (size_t i = 0; auds && i < t->n_credential_audiences; i++)
+                        if (json_array_append_new(auds, json_string(t->credential_audiences[i])) < 0)
+                                *failed = true;
+                set(o, "credential_audiences", auds, failed);
+                set(o, "task_public_key", json_hex(t->task_public_key, t->task_public_key_size), failed);
+        }
         return o;
+}
+
+/* Whether a token verdict followed a task credential (its checks include credential_format). */
+static bool verdict_has_credential(const AgentidVerdict *d) {
+        for (size_t i = 0; i < agentid_verdict_n_checks(d); i++) {
+                AgentidReason r;
+                if (agentid_verdict_get_check(d, i, &r, NULL, NULL, NULL) == 0 && r == AGENTID_REASON_CREDENTIAL_FORMAT)
+                        return true;
+        }
+        return false;
 }
 
 static json_t *message_json(const AgentidMessage *m, bool *failed) {
@@ -1113,7 +1146,8 @@ static int verify_signed(bool message, const char *path) {
                                        "is signed by");
 
         if (arg_public_key) {
-                if (arg_nonce || arg_n_trusted_aks || arg_pcrs || arg_n_workloads || arg_require_safe)
+                /* --trusted-ak is also a token option: the AK that certified a task key. */
+                if (arg_nonce || (message && arg_n_trusted_aks) || arg_pcrs || arg_n_workloads || arg_require_safe)
                         return log_error_errno(EINVAL, "Evidence options need --evidence=");
                 /* A token has no iat rule: max-age would silently do nothing. */
                 if (!message && arg_max_age != AGENTID_DEFAULT_MAX_AGE)
@@ -1133,6 +1167,11 @@ static int verify_signed(bool message, const char *path) {
                 v = agentid_verifier_new();
                 if (!v)
                         return log_error_errno(ENOMEM, "Out of memory");
+                for (size_t i = 0; i < arg_n_trusted_aks; i++) {
+                        r = load_trusted_ak(v, arg_trusted_aks[i]);
+                        if (r < 0)
+                                return r;
+                }
                 if (agentid_verifier_set_now(v, arg_now) < 0 || agentid_verifier_set_max_age(v, arg_max_age) < 0)
                         return log_error_errno(EINVAL, "Cannot configure the verifier");
                 r = load_revocations(v);
@@ -1168,6 +1207,11 @@ static int verify_signed(bool message, const char *path) {
                         return log_error_errno(r, "%s is not an EC P-256 public key", arg_public_key);
                 if (r < 0)
                         return log_error_errno(r, "Cannot verify the %s: %m", what);
+                /* Without an AK, credential_task_key cannot pass: say what is missing rather than print
+                 * a verdict that only reflects the missing option. */
+                if (!message && arg_n_trusted_aks == 0 && verdict_has_credential(d))
+                        return log_error_errno(EINVAL, "--trusted-ak= is required: the token was issued by a task "
+                                               "key, whose certification by the AK is part of the check");
         }
 
         r = print_signed(message, ev, d);

@@ -574,6 +574,18 @@ class Stack:
         tdir = self._template()
         os.mkdir(self.path('tpm'), 0o700)
         subprocess.run(['cp', '-a', os.path.join(tdir, 'state'), self.path('tpm')], check=True)
+        self._spawn_swtpm()
+
+    def restart_tpm(self):
+        """Kill swtpm and start it again on the same state: a TPM Reset (no orderly TPM2_Shutdown),
+        as after a power loss. Transient objects, saved contexts and the NULL seed are gone."""
+        self._stop(self.swtpm, signal.SIGKILL, 10)
+        for p in (self.tpm_socket, self.tpm_socket + '.ctrl'):
+            if os.path.exists(p):
+                os.unlink(p)
+        self._spawn_swtpm()
+
+    def _spawn_swtpm(self):
         sock = self.tpm_socket
         self.swtpm = self._spawn(['swtpm', 'socket', '--tpm2',
                                   '--tpmstate', 'dir=' + self.path('tpm', 'state'),

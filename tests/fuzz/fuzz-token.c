@@ -58,10 +58,21 @@ static const AgentidVerifier *fuzz_verifier(void) {
         return v;
 }
 
-/* The verdict's list: in order, each check named, the reason the first failure. */
+/* A token carrying a task credential is checked in this order (verify.h); it is not verified with the
+ * fuzz key, but its verdict must still have this shape. */
+static const AgentidReason task_token_order[] = {
+        AGENTID_REASON_TOKEN_FORMAT,        AGENTID_REASON_CREDENTIAL_FORMAT,  AGENTID_REASON_CREDENTIAL_SIGNATURE,
+        AGENTID_REASON_CREDENTIAL_TASK_KEY, AGENTID_REASON_CREDENTIAL_EXPIRY,  AGENTID_REASON_TOKEN_SIGNATURE,
+        AGENTID_REASON_TOKEN_KID,           AGENTID_REASON_TOKEN_CLAIMS,       AGENTID_REASON_CREDENTIAL_BINDING,
+        AGENTID_REASON_TOKEN_AUDIENCE,      AGENTID_REASON_TOKEN_NOT_BEFORE,   AGENTID_REASON_TOKEN_EXPIRY,
+        AGENTID_REASON_TOKEN_HOPS,
+};
+
+/* The verdict's list: in order (first..last, or for a task token task_token_order), each check named,
+ * the reason the first failure. */
 static void check_verdict(const AgentidVerdict *d, AgentidReason first, AgentidReason last) {
         static int verbose = -1;
-        AgentidReason reason = agentid_verdict_reason(d), expected = first;
+        AgentidReason reason = agentid_verdict_reason(d), second = AGENTID_REASON_VALID;
         bool seen_failure = false;
 
         /* FUZZ_VERBOSE=1: say what each input got, to see which corpus files reach which check. */
@@ -71,10 +82,15 @@ static void check_verdict(const AgentidVerdict *d, AgentidReason first, AgentidR
                 fprintf(stderr, "%s: %s\n", first == AGENTID_REASON_TOKEN_FORMAT ? "token" : "message",
                         agentid_reason_to_string(reason));
 
+        bool task = first == AGENTID_REASON_TOKEN_FORMAT && agentid_verdict_n_checks(d) > 1 &&
+                    agentid_verdict_get_check(d, 1, &second, NULL, NULL, NULL) == 0 &&
+                    second == AGENTID_REASON_CREDENTIAL_FORMAT;
+        size_t n = task ? sizeof(task_token_order) / sizeof(task_token_order[0]) : (size_t) (last - first) + 1;
+
         FUZZ_CHECK(agentid_verdict_is_valid(d) == (reason == AGENTID_REASON_VALID));
-        FUZZ_CHECK(agentid_verdict_n_checks(d) == (size_t) (last - first) + 1);
-        for (size_t i = 0; i < agentid_verdict_n_checks(d); i++, expected++) {
-                AgentidReason r;
+        FUZZ_CHECK(agentid_verdict_n_checks(d) == n);
+        for (size_t i = 0; i < agentid_verdict_n_checks(d); i++) {
+                AgentidReason r, expected = task ? task_token_order[i] : (AgentidReason) (first + (int) i);
                 const char *name = NULL, *detail = NULL;
                 bool ok;
 

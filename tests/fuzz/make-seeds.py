@@ -109,6 +109,9 @@ def main():
     # revocation: the golden payloads and the unsigned-signature statement; the signed seed-list and
     # seed-rotation come from tests/unit/test-revocation.c with AGENTID_TEST_DUMP_DIR set (they are
     # signed with the keys fuzz-revocation.c embeds).
+    # task-credential: the seeds are signed credentials and tokens, written by
+    # tests/unit/test-task-credential.c with AGENTID_TEST_DUMP_DIR set (fuzz-task-credential.c embeds
+    # the agent key and the AK they were made with); nothing to add from here.
     write('revocation', 'list-payload', g['revocation-list-payload'])
     write('revocation', 'rotation-payload', g['rotation-payload'])
     write('revocation', 'rotation-golden', g['rotation-cose-sign'])

@@ -28,10 +28,13 @@
 #define RH_OWNER 0x40000001U
 #define RH_ENDORSEMENT 0x4000000BU
 
+#define RH_NULL 0x40000007U
+
 /* TPMA_OBJECT (Part 2 §8.3): fixedTPM | fixedParent | sensitiveDataOrigin | userWithAuth | noDA | sign,
- * plus restricted for the AK. */
+ * plus restricted for the AK; a task key without userWithAuth (it signs through its policy only). */
 #define KEY_ATTRIBUTES 0x00040472U
 #define AK_ATTRIBUTES 0x00050472U
+#define TASK_KEY_ATTRIBUTES 0x00040432U
 
 DEFINE_TRIVIAL_CLEANUP_FUNC(EC_GROUP *, EC_GROUP_free);
 DEFINE_TRIVIAL_CLEANUP_FUNC(EC_POINT *, EC_POINT_free);
@@ -194,7 +197,7 @@ EVP_PKEY *fake_key_from_seed(const char *seed) {
         return pkey;
 }
 
-static int key_point(EVP_PKEY *key, uint8_t x[32], uint8_t y[32]) {
+int fake_key_point(EVP_PKEY *key, uint8_t x[32], uint8_t y[32]) {
         uint8_t point[65];
         size_t n = 0;
 
@@ -219,7 +222,7 @@ static void public_common(EVP_PKEY *key, uint32_t attributes, FakePublic *ret) {
                 .x_size = 32,
                 .y_size = 32,
         };
-        if (key_point(key, ret->x, ret->y) < 0)
+        if (fake_key_point(key, ret->x, ret->y) < 0)
                 ret->x_size = ret->y_size = 0;
 }
 
@@ -229,6 +232,17 @@ void fake_public_ak(EVP_PKEY *key, FakePublic *ret) {
 
 void fake_public_key(EVP_PKEY *key, FakePublic *ret) {
         public_common(key, KEY_ATTRIBUTES, ret);
+}
+
+void fake_task_policy(uint8_t ret[32]) {
+        static const char policy_seed[] = "agentid test task policy";
+        (void) sha256(policy_seed, strlen(policy_seed), ret);
+}
+
+void fake_public_task_key(EVP_PKEY *key, FakePublic *ret) {
+        public_common(key, TASK_KEY_ATTRIBUTES, ret);
+        fake_task_policy(ret->auth_policy);
+        ret->auth_policy_size = 32;
 }
 
 int fake_ak_public_bytes(EVP_PKEY *ak, uint8_t **ret, size_t *ret_size) {
@@ -360,21 +374,23 @@ static void bytes_free(FakeBytes *b) {
         *b = (FakeBytes) {};
 }
 
-/* Public area → hook → bytes → hook. */
-static int build_public(const FakeSpec *spec, EVP_PKEY *key, bool ak, FakeBytes *ret) {
+/* Public area (made by init) → hook → bytes → hook. */
+static int build_public_as(const FakeSpec *spec, EVP_PKEY *key, bool ak, void (*init)(EVP_PKEY *, FakePublic *),
+                           FakeBytes *ret) {
         FakePublic p;
         int r;
 
-        if (ak)
-                fake_public_ak(key, &p);
-        else
-                fake_public_key(key, &p);
+        init(key, &p);
         call(spec, ak ? FAKE_AK_PUBLIC : FAKE_KEY_PUBLIC, &p);
         r = fake_public_marshal(&p, &ret->data, &ret->size);
         if (r < 0)
                 return r;
         call(spec, ak ? FAKE_AK_PUBLIC_BYTES : FAKE_KEY_PUBLIC_BYTES, ret);
         return 0;
+}
+
+static int build_public(const FakeSpec *spec, EVP_PKEY *key, bool ak, FakeBytes *ret) {
+        return build_public_as(spec, key, ak, ak ? fake_public_ak : fake_public_key, ret);
 }
 
 static cbor_item_t *default_claims(const FakeSpec *spec, const uint8_t x[32], const uint8_t y[32]) {
@@ -429,7 +445,7 @@ static int build_eat(const FakeSpec *spec, const uint8_t key_name[FAKE_NAME_SIZE
         FakeCose cose = { .signer = spec->key, .kid_size = FAKE_NAME_SIZE, .claims_iat = spec->iat };
         int r;
 
-        r = key_point(spec->key, x, y);
+        r = fake_key_point(spec->key, x, y);
         if (r < 0)
                 return r;
         claims = default_claims(spec, x, y);
@@ -633,5 +649,58 @@ int fake_evidence_build(const FakeSpec *spec, uint8_t **ret, size_t *ret_size) {
         call(spec, FAKE_EVIDENCE_BYTES, &out);
         *ret = TAKE_PTR(out.data);
         *ret_size = out.size;
+        return 0;
+}
+
+/* ---- task keys ---------------------------------------------------------------------------------- */
+
+void fake_task_key_done(FakeTaskKey *k) {
+        bytes_free(&k->pub);
+        bytes_free(&k->certify);
+        bytes_free(&k->certify_sig);
+}
+
+int fake_task_key_build(const FakeSpec *spec, const uint8_t cti[16], FakeTaskKey *ret) {
+        static const char null_primary_seed[] = "agentid test NULL primary";
+        _cleanup_(bytes_free) FakeBytes ak_pub = {};
+        _cleanup_(fake_task_key_done) FakeTaskKey k = {};
+        uint8_t ak_name[FAKE_NAME_SIZE], key_name[FAKE_NAME_SIZE], primary[FAKE_NAME_SIZE], primary_qn[FAKE_NAME_SIZE];
+        FakeAttest a;
+        int r;
+
+        if (!spec || !spec->ak || !spec->key || !cti || !ret)
+                return -EINVAL;
+
+        r = build_public(spec, spec->ak, true, &ak_pub);
+        if (r < 0)
+                return r;
+        r = build_public_as(spec, spec->key, false, fake_public_task_key, &k.pub);
+        if (r < 0)
+                return r;
+        if ((r = name_of(ak_pub.data, ak_pub.size, ak_name)) < 0 || (r = name_of(k.pub.data, k.pub.size, key_name)) < 0)
+                return r;
+
+        /* TPM2_Certify (Part 3 §18.2) with qualifyingData = SHA-256(cti) (DESIGN §5). The task key is a
+         * child of a primary in the NULL hierarchy (keystore/task-key.h): QN = 000b || H(QN(primary) ||
+         * Name), QN(primary) = 000b || H(40000007 || Name(primary)). */
+        attest_header(ak_name, ST_ATTEST_CERTIFY, &a);
+        a.extra_data_size = 32;
+        if ((r = sha256(cti, 16, a.extra_data)) < 0)
+                return r;
+        memcpy(a.name, key_name, FAKE_NAME_SIZE);
+        a.name_size = FAKE_NAME_SIZE;
+        primary[0] = 0x00;
+        primary[1] = 0x0b;
+        if ((r = sha256(null_primary_seed, strlen(null_primary_seed), primary + 2)) < 0 ||
+            (r = hierarchy_qn(RH_NULL, primary, primary_qn)) < 0 ||
+            (r = qn_of(primary_qn, sizeof(primary_qn), key_name, a.qualified_name)) < 0)
+                return r;
+        a.qualified_name_size = FAKE_NAME_SIZE;
+        r = build_attest(spec, &a, false, &k.certify, &k.certify_sig);
+        if (r < 0)
+                return r;
+
+        *ret = k;
+        k = (FakeTaskKey) {};
         return 0;
 }

@@ -154,6 +154,35 @@ int fake_sign_digest(EVP_PKEY *key, const uint8_t digest[32], uint8_t rs[64]);
 /* Build evidence. Return: 0 and a malloc'd buffer, or -errno. */
 int fake_evidence_build(const FakeSpec *spec, uint8_t **ret, size_t *ret_size);
 
+/* The public point of a P-256 key, x and y of 32 bytes. Return: 0 or -EINVAL. */
+int fake_key_point(EVP_PKEY *key, uint8_t x[32], uint8_t y[32]);
+
+/* The authPolicy of fake task keys: SHA-256("agentid test task policy"), standing in for the
+ * PolicyCounterTimer digest of keystore/task-key.h. */
+void fake_task_policy(uint8_t ret[32]);
+/* A task key's public area as agentidd makes one (keystore/task-key.h, DESIGN §5 "Task credential"):
+ * an ES256 signing key with fixedTPM | fixedParent | sensitiveDataOrigin | noDA | sign, userWithAuth
+ * CLEAR and authPolicy = fake_task_policy(), so it signs only through its policy. */
+void fake_public_task_key(EVP_PKEY *key, FakePublic *ret);
+
+/* The TPM part of a task credential ("task_key"): the task key's TPMT_PUBLIC, a TPM2_Certify of it by
+ * the AK (qualifyingData = SHA-256(cti); the key sits under a primary of the NULL hierarchy), and the
+ * AK's TPMT_SIGNATURE over it. */
+typedef struct FakeTaskKey {
+        FakeBytes pub, certify, certify_sig;
+} FakeTaskKey;
+
+/*
+ * fake_task_key_build() - certify spec->key as a task key with spec->ak for a credential's cti
+ *
+ * The hook sees FAKE_AK_PUBLIC, FAKE_AK_PUBLIC_BYTES (the AK as qualifiedSigner), FAKE_KEY_PUBLIC,
+ * FAKE_KEY_PUBLIC_BYTES (the task key), FAKE_CERTIFY .. FAKE_CERTIFY_SIG_BYTES, as for evidence: what
+ * depends on an altered value (Name, signature) is computed from it. nonce and srk_name are not used.
+ * Return: 0 and *ret (release with fake_task_key_done()), or -errno.
+ */
+int fake_task_key_build(const FakeSpec *spec, const uint8_t cti[16], FakeTaskKey *ret);
+void fake_task_key_done(FakeTaskKey *k);
+
 /* Map edits for hooks: remove a key, or set it (consumes value; added if absent). A text key when
  * text_key is not NULL, else the integer int_key. */
 void fake_map_delete(cbor_item_t **map, const char *text_key, int64_t int_key);

@@ -1,0 +1,292 @@
+#!/usr/bin/python3
+# SPDX-License-Identifier: LGPL-2.1-or-later
+"""Suite "dbus": tasks with just-in-time TPM credentials (Key.StartTask, org.agentid1.Task; DESIGN §5
+"Task credential"; docs/tasks.md).
+
+Credentials, signatures and tokens are checked here with cbor2 and python3-cryptography, independently
+of agentidd's C code; agentid-verify must follow a task token to the agent key and refuse it once the
+task ended, given the revocation list.
+
+Run through meson or by hand as root: /usr/bin/python3 tests/dbus/test_tasks.py [-k PATTERN]
+"""
+
+import os
+import sys
+
+try:
+    import dbus
+except ImportError:
+    if os.path.realpath(sys.executable) != os.path.realpath('/usr/bin/python3') and os.path.exists('/usr/bin/python3'):
+        os.execv('/usr/bin/python3', ['/usr/bin/python3'] + sys.argv)
+    raise
+
+import json
+import subprocess
+import time
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness as h  # noqa: E402
+from harness import E_ACCESS_DENIED, E_INVALID_ARGS, KEY_IFACE, UID_BIN, UID_DAEMON, UID_SYS  # noqa: E402
+from test_daemon import DaemonTestCase, LogTailResult, sha256  # noqa: E402
+
+TASK_IFACE = 'org.agentid1.Task'
+E_POLICY_DENIED = 'org.agentid1.Error.PolicyDenied'
+E_TASK_EXISTS = 'org.agentid1.Error.TaskExists'
+E_KEY_DESTROYED = 'org.agentid1.Error.KeyDestroyed'
+E_UNKNOWN_OBJECT = 'org.freedesktop.DBus.Error.UnknownObject'
+E_UNKNOWN_METHOD = 'org.freedesktop.DBus.Error.UnknownMethod'
+CREDENTIAL_KEYS = {1, 2, 4, 6, 7, 8, 'task_id', 'audiences', 'task_key'}
+
+
+def strv(items):
+    return dbus.Array([dbus.String(s) for s in items], signature='s')
+
+
+class TaskTests(DaemonTestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.stack = h.Stack(start_daemon=False)
+        cls.stack.start()
+        cls.stack.start_daemon(('--admin-group=sys',))
+        cls.verify = os.environ.get('AGENTID_TEST_VERIFY') or \
+            os.path.join(h.SRC_DIR, 'build', 'tools', 'agentid-verify')
+
+    @classmethod
+    def tearDownClass(cls):
+        try:
+            if cls.stack.daemon is not None:
+                cls.stack.stop_daemon()
+        except BaseException:
+            cls.stack.failed = True
+            raise
+        finally:
+            cls.stack.close()
+
+    # --- helpers
+
+    def start_task(self, uid, key_path, task_id, **opts):
+        typed = {}
+        for k, v in opts.items():
+            typed[k] = strv(v) if k in ('audiences', 'scope') else v
+        return self.stack.call_as(uid, key_path, KEY_IFACE, 'StartTask', 'sa{sv}',
+                                  [dbus.String(task_id), h.options(**typed)])
+
+    def start_ok(self, uid, key_path, task_id, **opts):
+        res = self.start_task(uid, key_path, task_id, **opts)
+        self.assertCallOk(res)
+        path, credential = res.value
+        return str(path), bytes.fromhex(credential)
+
+    def task_call(self, uid, path, method, signature='', args=()):
+        return self.stack.call_as(uid, path, TASK_IFACE, method, signature, args)
+
+    def revocations(self):
+        blob = bytes(self.stack.manager('GetRevocations'))
+        return blob, h.verify_cose_sign1(blob, self.stack.manager_props()['HostPublicKey']).payload_map()
+
+    def task_entry(self, cti):
+        entries = [e for e in self.revocations()[1]['entries'] if e.get('cti') == cti]
+        self.assertEqual(len(entries), 1, 'task_end entries for cti %s' % cti.hex())
+        self.assertEqual(entries[0]['type'], 'task_end')
+        return entries[0]
+
+    def write(self, name, data):
+        path = self.stack.path(name)
+        with open(path, 'wb') as f:
+            f.write(bytes(data))
+        return path
+
+    def run_verify(self, *args):
+        return subprocess.run([self.verify] + [str(a) for a in args], capture_output=True, text=True, timeout=60)
+
+    def journal(self):
+        return sorted(os.listdir(os.path.join(self.stack.state_dir, 'tasks')))
+
+    def check_credential(self, credential, key_props, task_props, task_id, audiences, scope):
+        cose = h.verify_cose_sign1(credential, key_props['PublicKey'])
+        self.assertEqual(cose.protected[4], key_props['TpmName'], 'the credential is signed by the agent key')
+        c = cose.payload_map()
+        self.assertTrue(CREDENTIAL_KEYS <= set(c) <= CREDENTIAL_KEYS | {9, 'parent_task_id'}, sorted(map(str, c)))
+        self.assertEqual((c[1], c[2]), (key_props['Uri'], key_props['Uri']))
+        self.assertEqual(c['task_id'], task_id)
+        self.assertEqual(c['audiences'], audiences)
+        self.assertEqual(c.get(9), scope)
+        self.assertEqual(c[4] * 10**6, task_props['NotAfter'])
+        self.assertEqual(len(c[7]), 16)
+        pub = h.load_spki(task_props['PublicKey']).public_numbers()
+        self.assertEqual(c[8], {1: {1: 2, -1: 1, -2: pub.x.to_bytes(32, 'big'), -3: pub.y.to_bytes(32, 'big')}})
+        self.assertEqual(set(c['task_key']), {'pub', 'certify', 'certify_sig'})
+        return c
+
+    # --- tests
+
+    def test_start_sign_token_end(self):
+        key = self.create('task-agent', uid=UID_DAEMON)
+        key_props = self.stack.props(key)
+        path, credential = self.start_ok(UID_DAEMON, key, 'job-1', audiences=['peer-a', 'peer-b'],
+                                         scope=['read', 'write'], ttl=dbus.UInt64(600))
+        self.assertEqual(path, key + '/task/' + h.path_encode('job-1').split('/')[-1])
+        props = self.stack.props(path, TASK_IFACE)
+        self.assertEqual((props['TaskId'], props['Key'], props['State']), ('job-1', key, 'running'))
+        self.assertEqual(props['Audiences'], ['peer-a', 'peer-b'])
+        self.assertEqual(props['Scope'], 'read write')
+        self.assertEqual(bytes(props['Credential']), credential)
+        self.assertNotEqual(props['TpmName'], key_props['TpmName'])
+        c = self.check_credential(credential, key_props, props, 'job-1', ['peer-a', 'peer-b'], 'read write')
+
+        # The task key signs: raw digests, messages (kid = the task key) and tokens carrying the credential.
+        digest = sha256(b'task work')
+        res = self.task_call(UID_DAEMON, path, 'Sign', 'aya{sv}', [dbus.ByteArray(digest), h.options()])
+        self.assertCallOk(res)
+        h.verify_digest_signature(props['PublicKey'], digest, res.bytes)
+        res = self.task_call(UID_DAEMON, path, 'SignMessage', 'aya{sv}',
+                             [dbus.ByteArray(b'result'), h.options(audience='peer-a')])
+        self.assertCallOk(res)
+        msg = h.verify_cose_sign1(res.bytes, props['PublicKey'])
+        self.assertEqual(msg.protected[4], props['TpmName'])
+        self.assertEqual(msg.protected[15]['task_id'], 'job-1')
+        res = self.task_call(UID_DAEMON, path, 'IssueToken', 'a{sv}',
+                             [h.options(audience='peer-a', scope=strv(['read']), ttl=dbus.UInt64(120))])
+        self.assertCallOk(res)
+        token = res.bytes
+        claims = h.verify_cose_sign1(token, props['PublicKey']).payload_map()
+        self.assertEqual((claims[1], claims[3], claims[9], claims['task_id']), (key_props['Uri'], 'peer-a', 'read', 'job-1'))
+        self.assertEqual(claims['credential'], credential)
+
+        # A peer holding the agent key and the AK follows the token to the agent.
+        ak_pub, _, _ = self.stack.manager('GetAttestationKey')
+        files = {
+            'agent': self.write('agent.der', key_props['PublicKey']),
+            'ak': self.write('ak.bin', ak_pub),
+            'token': self.write('task-token.cbor', token),
+            'host': self.write('host.der', self.stack.manager_props()['HostPublicKey']),
+        }
+        argv = ['token', files['token'], '--public-key=' + files['agent'], '--trusted-ak=' + files['ak'],
+                '--audience=peer-a']
+        res = self.run_verify(*argv)
+        self.assertEqual(res.returncode, 0, res.stdout + res.stderr)
+        self.assertEqual(json.loads(res.stdout)['verdict'], 'valid')
+
+        # The task stays inside its audiences, scope and lifetime.
+        res = self.task_call(UID_DAEMON, path, 'IssueToken', 'a{sv}', [h.options(audience='peer-c')])
+        self.assertCallError(res, E_POLICY_DENIED)
+        res = self.task_call(UID_DAEMON, path, 'IssueToken', 'a{sv}',
+                             [h.options(audience='peer-a', scope=strv(['admin']))])
+        self.assertCallError(res, E_POLICY_DENIED)
+        res = self.task_call(UID_DAEMON, path, 'IssueToken', 'a{sv}',
+                             [h.options(audience='peer-a', ttl=dbus.UInt64(3600))])
+        self.assertCallError(res, E_INVALID_ARGS)
+        res = self.task_call(UID_DAEMON, path, 'Sign', 'aya{sv}', [dbus.ByteArray(digest), h.options(task_id='job-2')])
+        self.assertCallError(res, E_INVALID_ARGS)
+        # Only the key's uid uses it; an admin may end it but not sign with it.
+        res = self.task_call(UID_BIN, path, 'Sign', 'aya{sv}', [dbus.ByteArray(digest), h.options()])
+        self.assertCallError(res, E_ACCESS_DENIED)
+        res = self.task_call(0, path, 'Sign', 'aya{sv}', [dbus.ByteArray(digest), h.options()])
+        self.assertCallError(res, E_ACCESS_DENIED)
+        self.assertCallError(self.task_call(UID_BIN, path, 'End', 's', [dbus.String('not mine')]), E_ACCESS_DENIED)
+        self.assertEqual(len(self.journal()), 1)
+
+        # End: revoked once (task_end with the cti), gone from the bus, its tokens refused with the list.
+        self.assertCallOk(self.task_call(UID_DAEMON, path, 'End', 's', [dbus.String('job done')]))
+        e = self.task_entry(c[7])
+        self.assertEqual((e['kid'], e['reason'], e['name']), (props['TpmName'], 'job done', 'task-agent'))
+        self.assertEqual(e['spki_sha256'], sha256(props['PublicKey']))
+        self.assertEqual(self.journal(), [])
+        res = self.task_call(UID_DAEMON, path, 'Sign', 'aya{sv}', [dbus.ByteArray(digest), h.options()])
+        self.assertCallError(res, E_UNKNOWN_OBJECT, E_UNKNOWN_METHOD)
+        listed = self.write('revocations.cbor', self.revocations()[0])
+        res = self.run_verify(*argv, '--revocations=' + listed, '--host-key=' + files['host'])
+        self.assertEqual(res.returncode, 1, res.stdout + res.stderr)
+        self.assertEqual(json.loads(res.stdout)['reason'], 'revoked')
+        # The key itself works on, and may run the task ID again.
+        self.assertCallOk(self.stack.sign_as(UID_DAEMON, key, digest))
+        path2, credential2 = self.start_ok(UID_DAEMON, key, 'job-1')
+        self.assertNotEqual(credential2, credential)
+        self.assertCallOk(self.task_call(UID_DAEMON, path2, 'End', 's', [dbus.String('again')]))
+
+    def test_task_ids_per_key(self):
+        a = self.create('task-a', uid=UID_DAEMON)
+        b = self.create('task-b', uid=UID_DAEMON)
+        pa, _ = self.start_ok(UID_DAEMON, a, 'shared/id:7')
+        self.assertCallError(self.start_task(UID_DAEMON, a, 'shared/id:7'), E_TASK_EXISTS)
+        pb, _ = self.start_ok(UID_DAEMON, b, 'shared/id:7')
+        self.assertNotEqual(pa, pb)
+        for bad in ('', 'x' * 129, 'ünïcode', 'tab\there'):
+            self.assertCallError(self.start_task(UID_DAEMON, a, bad), E_INVALID_ARGS)
+        self.assertCallError(self.start_task(UID_DAEMON, a, 'ok', ttl=dbus.UInt64(0)), E_INVALID_ARGS)
+        self.assertCallError(self.start_task(UID_DAEMON, a, 'ok', ttl=dbus.UInt64(86401)), E_INVALID_ARGS)
+        self.assertCallError(self.start_task(UID_DAEMON, a, 'ok', audiences=['x', 'x']), E_INVALID_ARGS)
+        self.assertCallError(self.start_task(UID_DAEMON, a, 'ok', scope=['bad scope']), E_INVALID_ARGS)
+        self.assertCallError(self.start_task(UID_DAEMON, a, 'ok', colour='red'), E_INVALID_ARGS)
+        self.assertCallError(self.start_task(UID_BIN, a, 'ok'), E_ACCESS_DENIED)
+        self.assertCallError(self.start_task(0, a, 'ok'), E_ACCESS_DENIED)
+        for p in (pa, pb):
+            self.assertCallOk(self.task_call(UID_SYS, p, 'End', 's', [dbus.String('admin ends it')]))
+
+    def test_destroying_the_key_ends_its_tasks(self):
+        key = self.create('task-doomed', uid=UID_DAEMON)
+        path, credential = self.start_ok(UID_DAEMON, key, 'doomed-1')
+        cti = h.verify_cose_sign1(credential, self.stack.prop(key, 'PublicKey')).payload_map()[7]
+        self.stack.key(key, 'Destroy', 's', ['retired'])
+        self.assertEqual(self.task_entry(cti)['reason'], 'key destroyed')
+        with self.assertDBusError(E_UNKNOWN_OBJECT, E_UNKNOWN_METHOD):
+            self.stack.props(path, TASK_IFACE)
+
+    def test_tpm_reset_kills_task_keys(self):
+        key = self.create('task-reset', uid=UID_DAEMON)
+        path, credential = self.start_ok(UID_DAEMON, key, 'reset-1')
+        cti = h.verify_cose_sign1(credential, self.stack.prop(key, 'PublicKey')).payload_map()[7]
+        self.stack.restart_tpm()
+        digest = sha256(b'after the reset')
+        # The first call may meet the reconnection; the task key never signs again.
+        for _ in range(3):
+            res = self.task_call(UID_DAEMON, path, 'Sign', 'aya{sv}', [dbus.ByteArray(digest), h.options()])
+            self.assertFalse(res.ok, 'a task key signed after a TPM reset')
+            if res.error in (E_UNKNOWN_OBJECT, E_UNKNOWN_METHOD, E_KEY_DESTROYED):
+                break
+            time.sleep(0.5)
+        self.assertIn('TPM reset', self.task_entry(cti)['reason'])
+        # The agent key itself reloads from its blob.
+        self.assertCallOk(self.stack.sign_as(UID_DAEMON, key, digest))
+
+    def test_restart_revokes_open_tasks(self):
+        key = self.create('task-crash', uid=UID_DAEMON)
+        p1, c1 = self.start_ok(UID_DAEMON, key, 'crash-1')
+        _, c2 = self.start_ok(UID_DAEMON, key, 'crash-2')
+        agent = self.stack.prop(key, 'PublicKey')
+        ctis = [h.verify_cose_sign1(c, agent).payload_map()[7] for c in (c1, c2)]
+        self.assertEqual(len(self.journal()), 2)
+        self.stack.kill_daemon()
+        self.stack.start_daemon(('--admin-group=sys',))
+        for cti in ctis:
+            self.assertEqual(self.task_entry(cti)['reason'], 'agentidd restarted')
+        self.assertEqual(self.journal(), [])
+        with self.assertDBusError(E_UNKNOWN_OBJECT, E_UNKNOWN_METHOD):
+            self.stack.props(p1, TASK_IFACE)
+
+    def test_clean_stop_ends_tasks(self):
+        key = self.create('task-stop', uid=UID_DAEMON)
+        _, c = self.start_ok(UID_DAEMON, key, 'stop-1')
+        cti = h.verify_cose_sign1(c, self.stack.prop(key, 'PublicKey')).payload_map()[7]
+        self.stack.stop_daemon()
+        self.stack.start_daemon(('--admin-group=sys',))
+        self.assertEqual(self.task_entry(cti)['reason'], 'agentidd stopped')
+        self.assertEqual(self.journal(), [])
+
+    def test_task_expires(self):
+        key = self.create('task-short', uid=UID_DAEMON)
+        path, c = self.start_ok(UID_DAEMON, key, 'short-1', ttl=dbus.UInt64(2))
+        cti = h.verify_cose_sign1(c, self.stack.prop(key, 'PublicKey')).payload_map()[7]
+        deadline = time.monotonic() + 15
+        while True:
+            entries = [e for e in self.revocations()[1]['entries'] if e.get('cti') == cti]
+            if entries:
+                break
+            self.assertLess(time.monotonic(), deadline, 'the task did not end at its NotAfter')
+            time.sleep(0.2)
+        self.assertEqual(entries[0]['reason'], 'expired')
+
+
+if __name__ == '__main__':
+    unittest.main(testRunner=unittest.TextTestRunner(resultclass=LogTailResult, verbosity=2))
