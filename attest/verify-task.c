@@ -441,6 +441,13 @@ void check_credential_binding(AgentidVerdict *d, const TaskCredentialClaims *c, 
                      c->parent_task_id ? "\"" : "");
                 return;
         }
+        /* A task key's tokens do not delegate (docs/tasks.md): hops would let it claim to act for
+         * agents the credential does not name. */
+        if (t->n_hops > 0) {
+                fail(d, AGENTID_REASON_CREDENTIAL_BINDING, "a task token carries %zu delegation hops; task tokens "
+                     "do not delegate", t->n_hops);
+                return;
+        }
         if (t->exp > c->exp) {
                 fail(d, AGENTID_REASON_CREDENTIAL_BINDING, "token exp %llu is after the credential's exp %llu",
                      (unsigned long long) t->exp, (unsigned long long) c->exp);

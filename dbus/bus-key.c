@@ -289,8 +289,7 @@ static void sign_done(Job *j) {
         if (j->result < 0) {
                 /* The TPM says the task key is gone (a TPM Reset) or past its TPM-clock limit: the
                  * task is over, whatever the wall clock says. */
-                if (j->task && !atomic_load(&j->task->ended) &&
-                    (j->result == -EKEYREVOKED || j->result == -EKEYEXPIRED))
+                if (j->task && j->task_key_gone && !atomic_load(&j->task->ended))
                         task_end(j->task, j->result == -EKEYREVOKED ? "the task key is gone (TPM reset)" :
                                                                        "the TPM clock passed the task key's limit",
                                  geteuid());
@@ -501,7 +500,7 @@ static int method_issue_token_impl(sd_bus_message *m, Key *k, Task *task, sd_bus
                 t.parent_task_id = tctx.parent_task_id;
                 if (r < 0)
                         return r;
-                if (scope && task->scope && !token_scope_is_subset(scope, task->scope))
+                if (scope && !token_scope_is_subset(scope, task->scope))
                         return sd_bus_error_setf(error, AGENTID_ERROR_POLICY_DENIED,
                                                  "Task '%s' may only narrow its scope ('%s')", task->task_id,
                                                  task->scope);
@@ -553,7 +552,7 @@ static int method_issue_token_impl(sd_bus_message *m, Key *k, Task *task, sd_bus
                         return -ENOMEM;
                 if (p->n_hops > 0)
                         memcpy(hops, p->hops, p->n_hops * sizeof(TokenHop));
-                hops[p->n_hops].iss = issuer->uri;
+                hops[p->n_hops].iss = p->iss; /* checked: the URI of the key that signed it */
                 memcpy(hops[p->n_hops].cti, p->cti, TOKEN_CTI_SIZE);
                 memcpy(hops[p->n_hops].kid, parent->kid, TOKEN_KID_SIZE);
         } else if (!t.task_id)

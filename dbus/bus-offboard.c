@@ -36,6 +36,8 @@
 #define RECEIPTS_DIR "receipts"
 /* A Destroy of agentidd's own that failed (TPM away, disk full) is tried again after this long. */
 #define OFFBOARD_RETRY_USEC (30ULL * USEC_PER_SEC)
+/* Bytes of a task_end entry's reason (the audit record keeps the whole reason). */
+#define TASK_END_REASON_MAX 64U
 
 static void schedule_expiry(Manager *m);
 
@@ -230,7 +232,19 @@ int offboard_revoke(Manager *m, RevocationType type, Key *k, const uint8_t kid[K
 
 int offboard_revoke_task(Manager *m, Key *k, const uint8_t kid[KEY_KID_SIZE], const uint8_t spki_sha256[32],
                          const uint8_t cti[16], uint64_t time, const char *reason) {
-        RevocationEntry e = entry_for(REVOCATION_TASK_END, k, kid, spki_sha256, time, reason);
+        char short_reason[TASK_END_REASON_MAX + 1];
+        size_t n = strnlen(reason, TASK_END_REASON_MAX);
+
+        /* Tasks come and go by the thousand; destroys and rotations must always find room. So task
+         * entries take at most half of the list, and carry a short reason (the audit log has it all). */
+        if (m->revocations.n_entries >= REVOCATION_ENTRIES_MAX / 2)
+                return log_error_errno(E2BIG, "The revocation list has no room left for tasks (%zu entries); a task "
+                                       "of key '%s' is not revoked", m->revocations.n_entries, k->name);
+        while (n > 0 && n < strlen(reason) && ((uint8_t) reason[n] & 0xc0) == 0x80)
+                n--; /* never cut inside a UTF-8 sequence */
+        memcpy(short_reason, reason, n);
+        short_reason[n] = 0;
+        RevocationEntry e = entry_for(REVOCATION_TASK_END, k, kid, spki_sha256, time, short_reason);
         e.has_cti = true;
         memcpy(e.cti, cti, sizeof(e.cti));
         return revocation_add(m, k, &e);
@@ -581,28 +595,29 @@ int bus_offboard_open(Manager *m, int state_fd, const char *state_dir) {
 }
 
 static int kid_compare(const void *a, const void *b) {
-        return memcmp(*(const uint8_t *const *) a, *(const uint8_t *const *) b, KEY_KID_SIZE);
+        return memcmp(a, b, KEY_KID_SIZE);
 }
 
-/* Is kid in the sorted index of listed kids? */
-static bool kid_listed(const uint8_t *const *index, size_t n, const uint8_t *kid) {
-        return n > 0 && bsearch(&kid, index, n, sizeof(*index), kid_compare) != NULL;
+/* Is kid in the sorted copy of the listed kids? */
+static bool kid_listed(const uint8_t (*index)[KEY_KID_SIZE], size_t n, const uint8_t *kid) {
+        return n > 0 && bsearch(kid, index, n, KEY_KID_SIZE, kid_compare) != NULL;
 }
 
 int bus_offboard_start(Manager *m) {
-        _cleanup_free_ const uint8_t **index = NULL;
+        _cleanup_free_ uint8_t (*index)[KEY_KID_SIZE] = NULL;
         size_t n = m->revocations.n_entries, i = 0;
         void *v;
 
-        /* Finish what a crash may have left half done (see the top of this file). One sorted index of
-         * the listed kids: every key is looked up, and there may be 100,000 of each. */
-        index = n > 0 ? calloc(n, sizeof(*index)) : NULL;
+        /* Finish what a crash may have left half done (see the top of this file). One sorted copy of
+         * the listed kids (a copy: adding entries below moves the list): every key is looked up, and
+         * there may be 100,000 of each. */
+        index = n > 0 ? calloc(n, KEY_KID_SIZE) : NULL;
         if (n > 0 && !index)
                 return log_error_errno(ENOMEM, "Out of memory");
         for (size_t e = 0; e < n; e++)
-                index[e] = m->revocations.entries[e].kid;
+                memcpy(index[e], m->revocations.entries[e].kid, KEY_KID_SIZE);
         if (n > 0)
-                qsort(index, n, sizeof(*index), kid_compare);
+                qsort(index, n, KEY_KID_SIZE, kid_compare);
 
         while (hashmap_iterate(m->keys, &i, &v)) {
                 Key *k = v;

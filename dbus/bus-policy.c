@@ -383,6 +383,19 @@ int bus_policy_submit(Manager *m, sd_bus_message *msg, Job **job, const PolicyCa
                         .now_usec = clock_now_usec(CLOCK_MONOTONIC),
                 };
                 policy_decide(m->policy, &req, &d);
+                /* Several audiences (StartTask): each is decided; the strictest answer counts, so an
+                 * allowed audience cannot carry a denied one along. */
+                for (size_t i = 1; i < call->n_audiences && d.effect != POLICY_DENY; i++) {
+                        PolicyDecision other = { .effect = POLICY_ALLOW };
+                        req.audience = call->audiences[i];
+                        policy_decide(m->policy, &req, &other);
+                        uint64_t ttl_limit = d.max_token_ttl == 0 ? other.max_token_ttl :
+                                             other.max_token_ttl == 0 ? d.max_token_ttl :
+                                             MIN(d.max_token_ttl, other.max_token_ttl);
+                        if (other.effect == POLICY_DENY || (other.effect == POLICY_CONFIRM && d.effect == POLICY_ALLOW))
+                                d = other;
+                        d.max_token_ttl = ttl_limit;
+                }
                 if (unmeasured) {
                         (void) snprintf(unmeasured_reason, sizeof(unmeasured_reason),
                                         "the caller's %s, which the policy looks at, cannot be measured", unmeasured);

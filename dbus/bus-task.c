@@ -128,8 +128,12 @@ void task_end(Task *t, const char *reason, uid_t by_uid) {
 
         if (atomic_exchange(&t->ended, true))
                 return;
-        /* Revoked first: from here no token of the task is valid for a verifier holding the list. */
-        r = offboard_revoke_task(m, t->key, t->kid, t->spki_sha256, t->cti, (uint64_t) time(NULL), reason);
+        /* Revoked first: from here no token of the task is valid for a verifier holding the list. A
+         * task ending at or after its exp needs no entry: verifiers refuse its credential by then, and
+         * entries are forever (docs/tasks.md). */
+        uint64_t now = (uint64_t) time(NULL);
+        r = now >= t->not_after ? 0 :
+            offboard_revoke_task(m, t->key, t->kid, t->spki_sha256, t->cti, now, reason);
         if (r < 0)
                 /* The journal stays: the next start revokes the task again, durably. */
                 log_error_errno(r, "Task '%s' of key '%s' ended without a durable revocation entry: %m",
@@ -274,7 +278,8 @@ static int method_start_task_impl(sd_bus_message *msg, Key *k, sd_bus_error *err
         if (hashmap_get(m->tasks, t->path))
                 return sd_bus_error_setf(error, AGENTID_ERROR_TASK_EXISTS, "Key '%s' already runs task '%s'", k->name,
                                          task_id);
-        if (k->n_tasks >= TASKS_PER_KEY_MAX || hashmap_size(m->tasks) + m->n_tasks_starting >= TASKS_MAX)
+        if (k->n_tasks + k->n_tasks_starting >= TASKS_PER_KEY_MAX ||
+            hashmap_size(m->tasks) + m->n_tasks_starting >= TASKS_MAX)
                 return bus_error_setf_errno(error, -EBUSY, "Too many running tasks (%u per key, %u in all)",
                                             TASKS_PER_KEY_MAX, TASKS_MAX);
         t->created = now;
@@ -290,6 +295,12 @@ static int method_start_task_impl(sd_bus_message *msg, Key *k, sd_bus_error *err
         if (!j)
                 return -ENOMEM;
         j->task = task_ref(t);
+        /* Counted from here until the job is freed, whatever becomes of it (held, refused, run). */
+        j->counted_start = true;
+        m->n_tasks_starting++;
+        k->n_tasks_starting++;
+        /* A late approval must not start a task that would be over already. */
+        j->token_exp = t->not_after;
         /* The TPM's clock runs only while it is powered; the wall-clock timer (and exp) end the task
          * no later, the TPM limit is the backstop. */
         j->task_ttl_ms = ttl * 1000;
@@ -307,6 +318,8 @@ static int method_start_task_impl(sd_bus_message *msg, Key *k, sd_bus_error *err
                 .task_id = t->task_id,
                 .parent_task_id = t->parent_task_id,
                 .audience = t->n_audiences > 0 ? t->audiences[0] : NULL,
+                .audiences = (const char *const *) t->audiences,
+                .n_audiences = t->n_audiences,
                 .scopes = (const char *const *) scope,
                 .n_scopes = n_scopes,
                 .scope = t->scope,
@@ -314,10 +327,7 @@ static int method_start_task_impl(sd_bus_message *msg, Key *k, sd_bus_error *err
                 .exp = t->not_after,
                 .cti = t->cti,
         };
-        r = bus_policy_submit(m, msg, &j, &call, error);
-        if (r >= 0)
-                m->n_tasks_starting++;
-        return r;
+        return bus_policy_submit(m, msg, &j, &call, error);
 }
 
 int method_start_task(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
@@ -331,7 +341,6 @@ void bus_task_start_done(Manager *m, Job *j) {
         Key *k = j->key;
         int r;
 
-        m->n_tasks_starting--;
         if (j->result >= 0 && m->stopping) {
                 j->result = -ESHUTDOWN;
                 snprintf(j->error, sizeof(j->error), "agentidd is shutting down");
@@ -487,10 +496,14 @@ static int method_task_end_impl(sd_bus_message *msg, Task *t, sd_bus_error *erro
         r = caller_get_creds(msg, &uid, NULL);
         if (r < 0)
                 return sd_bus_error_setf(error, SD_BUS_ERROR_ACCESS_DENIED, "Cannot determine the caller's identity");
-        /* The key's uid ends its own tasks; administrators end any (offboarding). */
-        if (uid != t->key->record->uid && !manager_uid_is_admin(m, uid))
-                return sd_bus_error_setf(error, SD_BUS_ERROR_ACCESS_DENIED, "Only uid %u or an administrator may end "
-                                         "task '%s'", t->key->record->uid, t->task_id);
+        /* Administrators end any task (offboarding); otherwise whoever may use the key (its uid, with
+         * its pinned executable). */
+        if (!manager_uid_is_admin(m, uid)) {
+                pid_t pid;
+                r = bus_key_authorize_use(m, msg, t->key, &uid, &pid, error);
+                if (r < 0)
+                        return r;
+        }
         task_end(t, reason, uid);
         return sd_bus_reply_method_return(msg, NULL);
 }
@@ -546,9 +559,9 @@ static int revoke_journalled(Manager *m, const char *name) {
                                            .flags = CBOR_VALIDATE_DETERMINISTIC };
         _cleanup_cbor_ cbor_item_t *map = NULL;
         _cleanup_free_ uint8_t *buf = NULL;
+        _cleanup_free_ char *key = NULL;
         const uint8_t *kid, *spki, *cti;
-        size_t kid_size, spki_size, cti_size, key_size;
-        const char *key_name;
+        size_t kid_size, spki_size, cti_size;
         size_t size = 0;
         int r;
 
@@ -556,7 +569,7 @@ static int revoke_journalled(Manager *m, const char *name) {
         if (r >= 0)
                 r = cbor_util_decode(buf, size, &limits, &map, NULL);
         if (r < 0 || !cbor_isa_map(map) ||
-            cbor_util_get_text(cbor_util_map_get_text(map, "key"), &key_name, &key_size) < 0 ||
+            cbor_util_get_text_dup(cbor_util_map_get_text(map, "key"), &key) < 0 ||
             cbor_util_get_bytes(cbor_util_map_get_text(map, "kid"), &kid, &kid_size) < 0 || kid_size != KEY_KID_SIZE ||
             cbor_util_get_bytes(cbor_util_map_get_text(map, "spki_sha256"), &spki, &spki_size) < 0 || spki_size != 32 ||
             cbor_util_get_bytes(cbor_util_map_get_text(map, "cti"), &cti, &cti_size) < 0 || cti_size != 16)
@@ -564,14 +577,15 @@ static int revoke_journalled(Manager *m, const char *name) {
                 return log_error_errno(r < 0 ? r : EBADMSG, "Task journal %s/%s is unreadable; its task is not "
                                        "revoked: %m", TASKS_DIR, name);
 
-        _cleanup_free_ char *key = strndup(key_name, key_size);
-        if (!key)
-                return -ENOMEM;
         Key *k = manager_find_key(m, key);
         if (!k)
                 return log_error_errno(ENOENT, "Task journal %s/%s names key '%s', which does not exist; not revoked",
                                        TASKS_DIR, name, key);
-        r = offboard_revoke_task(m, k, kid, spki, cti, (uint64_t) time(NULL), "agentidd restarted");
+        uint64_t exp = 0;
+        (void) cbor_util_get_uint(cbor_util_map_get_text(map, "exp"), &exp);
+        /* Past its exp (or no exp recorded): nothing of it verifies any more; no entry needed. */
+        r = exp > (uint64_t) time(NULL) ?
+            offboard_revoke_task(m, k, kid, spki, cti, (uint64_t) time(NULL), "agentidd restarted") : 0;
         if (r < 0)
                 return r;
         if (unlinkat(m->tasks_fd, name, 0) < 0)

@@ -5,6 +5,7 @@
 
 #include "dbus/manager.h"
 #include "attest/evidence.h"
+#include "attest/token.h"
 #include "dbus/worker.h"
 
 int bus_manager_register(Manager *m);
@@ -49,6 +50,8 @@ typedef struct PolicyCall {
         uid_t uid;                    /* bus-reported euid */
         pid_t pid;                    /* for measured facts; 0 = unknown */
         const char *task_id, *parent_task_id, *audience;
+        const char *const *audiences; /* StartTask: every audience (audience = the first), each decided */
+        size_t n_audiences;
         const uint8_t *digest;        /* 32 bytes shown to reviewers, or NULL */
         const char *const *scopes;    /* IssueToken: requested scope tokens */
         size_t n_scopes;

@@ -119,6 +119,7 @@ typedef struct Key {
         bool rotate_pending;     /* a Rotate is queued (one at a time) */
         Job *deferred_destroy;   /* a Destroy accepted while a Rotate ran: queued when the Rotate is back */
         unsigned n_tasks;        /* running (exported) tasks */
+        unsigned n_tasks_starting; /* StartTask jobs alive (queued, held, running) */
         uint64_t retry_after_usec; /* CLOCK_REALTIME: a failed Destroy is tried again from then on */
         bool exported;           /* has an object on the bus */
 } Key;
@@ -152,7 +153,7 @@ struct Manager {
         ExeCache *exe_cache;
         Hashmap *keys;           /* name -> Key*, tombstones included */
         Hashmap *tasks;          /* object path -> Task*, running tasks */
-        unsigned n_tasks_starting; /* StartTask jobs queued or running */
+        unsigned n_tasks_starting; /* StartTask jobs alive (queued, held, running) */
         Client *clients;
 
         char *admin_group;

@@ -3,7 +3,8 @@
  * The TPM worker thread and its two-lane queue (see worker.h).
  *
  * Thread rules: the worker touches a Job's inputs and results, the Keystore, a Key's record and its
- * `refusing` flag, and a Client's `gone` flag — nothing else. Message and Key reference counts are
+ * atomic flags, a Task's `ended` flag and its TaskKey, the fields of a Task a JOB_START_TASK fills in
+ * before the Task is published, and a Client's `gone` flag — nothing else. Message and Key reference counts are
  * only changed by the event loop (job_new/job_free), so they need no locking.
  */
 
@@ -78,6 +79,10 @@ Job *job_free(Job *j) {
                 manager_client_release(j->client->manager, j->client);
         key_unref(j->key);
         key_unref(j->issuer);
+        if (j->counted_start) {
+                j->task->manager->n_tasks_starting--;
+                j->key->n_tasks_starting--;
+        }
         task_unref(j->task);
         free(j->name);
         free(j->owner);
@@ -123,8 +128,10 @@ static void run_task_sign(Keystore *ks, Job *j) {
                 return;
         }
         int r = keystore_task_key_sign(ks, j->task->tpm, j->digest, j->signature);
-        if (r < 0)
+        if (r < 0) {
+                j->task_key_gone = r == -EKEYREVOKED || r == -EKEYEXPIRED;
                 job_fail(j, r, keystore_last_error(ks));
+        }
 }
 
 /* Whether the key may still sign for j (it is checked again here: the job may have waited). */

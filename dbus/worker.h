@@ -67,6 +67,8 @@ typedef struct Job {
         uint8_t digest[KEYSTORE_DIGEST_SIZE];
         Task *task;              /* JOB_SIGN by a task key; JOB_START_TASK: the task being made (a reference) */
         uint64_t task_ttl_ms;    /* JOB_START_TASK: the task key's TPM-clock lifetime */
+        bool task_key_gone;      /* JOB_SIGN by a task key: the TPM refused it for good (reset, limit) */
+        bool counted_start;      /* JOB_START_TASK: counted in n_tasks_starting until freed */
         Key *issuer;             /* IssueToken with a parent token: the parent's key, which must stay
                                   * active until the child is signed (a reference) */
         uint64_t token_exp;      /* IssueToken: the exp claim */

@@ -331,6 +331,9 @@ static int task_key_make(Keystore *ks, uint64_t ttl_ms, const uint8_t certify_da
         t->pub = pub->publicArea;
 
 finish:
+        /* ESAPI keeps a copy of the authValue with the handle: overwrite it on every path. */
+        if (key != ESYS_TR_NONE)
+                (void) Esys_TR_SetAuth(ks->tpm->esys, key, &no_auth);
         tpm_flush(ks->tpm, &key);
         tpm_flush(ks->tpm, &ak);
         tpm_flush(ks->tpm, &primary);
@@ -452,6 +455,7 @@ int keystore_task_key_sign(Keystore *ks, TaskKey *t, const uint8_t digest[KEYSTO
         if (r < 0)
                 return keystore_fail_tpm(ks, r, "Loading the task key");
 
+        ks->tpm->last_rc = TSS2_RC_SUCCESS; /* a refusal below must be this sequence's, not an earlier one */
         r = task_key_policy_session(ks, t, &session);
         if (r >= 0) {
                 memcpy(d.buffer, digest, KEYSTORE_DIGEST_SIZE);

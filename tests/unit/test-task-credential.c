@@ -1104,6 +1104,13 @@ static void edit_token_iss(TokenClaims *t) {
         t->iss = "agentid://" HOST "/ledger-bot";
 }
 
+/* A task token that claims to act for another agent (review finding: hops were not looked at). */
+static void edit_token_hops(TokenClaims *t) {
+        static TokenHop hop = { .iss = "agentid://" HOST "/boss", .kid = { 0x00, 0x0b, 0x42 } };
+        t->hops = &hop;
+        t->n_hops = 1;
+}
+
 static void edit_token_no_scope(TokenClaims *t) {
         t->scope = NULL;
 }
@@ -1171,6 +1178,8 @@ static void test_refusals(void **state) {
                        "token iss");
         expect_variant(&(Variant) { .edit_credential = edit_parent }, T0 + 10, true, AGENTID_REASON_CREDENTIAL_BINDING,
                        "parent_task_id");
+        expect_variant(&(Variant) { .edit_token = edit_token_hops }, T0 + 10, true, AGENTID_REASON_CREDENTIAL_BINDING,
+                       "do not delegate");
         expect_variant(&(Variant) { .edit_credential = edit_no_scope }, T0 + 10, true,
                        AGENTID_REASON_CREDENTIAL_BINDING, "(no scope)");
 
