@@ -25,6 +25,7 @@
 #include "common/log.h"
 #include "config.h"
 #include "ctl/ctl-audit.h"
+#include "ctl/ctl-peers.h"
 #include "ctl/ctl-policy.h"
 
 #define BUS_NAME "org.agentid1"
@@ -90,6 +91,12 @@ static void help(void) {
                "  offboard --owner=OWNER|--uid=UID --reason=TEXT  Destroy every key of an owner or uid\n"
                "                              and print the receipts (--receipts-dir=DIR: one file each)\n"
                "  revocations export          Write the signed revocation list (--output=)\n"
+               "  peers add URI --public-key=FILE [--kid=HEX]  Approve a peer agent on another host,\n"
+               "                              whose tokens may then be parents (admins)\n"
+               "  peers add URI --evidence=FILE --nonce=HEX --trusted-ak=FILE  The same, with the key\n"
+               "                              and TPM Name its verified agent evidence certifies\n"
+               "  peers list | remove URI | export --output=FILE  Show, withdraw (admins) or export\n"
+               "                              (registry CBOR, for verifiers) the approved peers\n"
                "  attest NAME --nonce=HEX     Evidence that the key lives in this TPM, bound to the caller\n"
                "                              and the nonce (--output=, --task-id=)\n"
                "  platform-evidence --nonce=HEX  Quote and host key certification (--output=)\n"
@@ -1282,11 +1289,14 @@ int main(int argc, char *argv[]) {
         _cleanup_(sd_bus_flush_close_unrefp) sd_bus *bus = NULL;
         int r;
 
-        /* "audit" reads files, not the bus, and has options of its own (ctl-audit.c). */
+        /* "audit" reads files, not the bus, and has options of its own (ctl-audit.c); so has "peers"
+         * (ctl-peers.c), which parses the whole command line. */
         for (int i = 1; i < argc; i++)
                 if (argv[i][0] != '-') {
                         if (streq(argv[i], "audit"))
                                 return ctl_audit(argc - i, argv + i);
+                        if (streq(argv[i], "peers"))
+                                return ctl_peers(argc, argv);
                         break;
                 }
 

@@ -320,6 +320,7 @@ static void manager_done(Manager *m) {
                 m->keys = hashmap_free(m->keys);
         }
         m->policy = policy_free(m->policy);
+        m->peers = peer_registry_free(m->peers);
         free(m->policy_path);
         m->exe_cache = exe_cache_free(m->exe_cache);
         free(m->host_public_der);
@@ -460,6 +461,9 @@ static int run(int argc, char *argv[]) {
         if (r < 0)
                 return r;
         r = bus_offboard_open(&m, state_fd, o.state_dir);
+        if (r < 0)
+                return r;
+        r = bus_peers_open(&m, state_fd);
         if (r < 0)
                 return r;
 

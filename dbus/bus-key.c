@@ -369,9 +369,11 @@ static Key *find_key_by_kid(Manager *d, const uint8_t kid[KEY_KID_SIZE]) {
 }
 
 /*
- * Delegation (DESIGN §5 "Task token"): the parent must be a token of an active key of this host,
- * addressed to this key (aud = our URI) and valid now. The child inherits the task, may only narrow
- * the scope, must not outlive the parent, and records the parent in its hops.
+ * Delegation (DESIGN §5 "Task token"): the parent must be a token of an active key of this host or of
+ * an approved peer (bus-peers.c), addressed to this key (aud = our URI) and valid now. The child
+ * inherits the task, may only narrow the scope, must not outlive the parent, and records the parent
+ * in its hops. *ret_issuer is the local key that signed the parent, NULL for a peer's; either way the
+ * parent's iss is then the URI of the key that signed it.
  */
 static int check_parent_token(Manager *d, Key *k, const TokenRequest *t, uint64_t now, TokenVerified **ret,
                               Key **ret_issuer, sd_bus_error *error) {
@@ -386,30 +388,35 @@ static int check_parent_token(Manager *d, Key *k, const TokenRequest *t, uint64_
                 return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS, "parent_token is not a token: %s",
                                          reason ?: strerror(-r));
         Key *issuer = find_key_by_kid(d, kid);
-        if (!issuer)
-                return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS,
-                                         "parent_token was not issued by a key of this host");
-        if (key_status(issuer, now) != KEY_STATUS_ACTIVE || atomic_load(&issuer->refusing))
-                return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS,
-                                         "parent_token's key '%s' is not active (destroyed or expired)",
-                                         issuer->record->name);
-        r = p256_pkey_from_xy(issuer->x, issuer->y, &pkey);
-        if (r < 0)
-                return r;
-        r = token_verify(t->parent_token, t->parent_token_size, pkey, &parent, &reason);
-        if (r == -ENOMEM)
-                return r;
-        if (r < 0)
-                return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS, "parent_token does not verify: %s",
-                                         reason ?: strerror(-r));
+        if (issuer) {
+                if (key_status(issuer, now) != KEY_STATUS_ACTIVE || atomic_load(&issuer->refusing))
+                        return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS,
+                                                 "parent_token's key '%s' is not active (destroyed or expired)",
+                                                 issuer->record->name);
+                r = p256_pkey_from_xy(issuer->x, issuer->y, &pkey);
+                if (r < 0)
+                        return r;
+                r = token_verify(t->parent_token, t->parent_token_size, pkey, &parent, &reason);
+                if (r == -ENOMEM)
+                        return r;
+                if (r < 0)
+                        return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS, "parent_token does not verify: %s",
+                                                 reason ?: strerror(-r));
+                /* The signature proves which key signed, not what it claims to be: any holder of a key
+                 * can sign a CWT naming another issuer (Key.Sign signs any digest). iss must be the
+                 * signer's. */
+                if (!streq(parent->claims.iss, issuer->uri))
+                        return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS,
+                                                 "parent_token claims issuer '%.256s' but was signed by key '%s'",
+                                                 parent->claims.iss, issuer->record->name);
+        } else {
+                /* Not a key of this host: an approved peer's (the same iss rule, checked there). */
+                r = bus_peers_verify_parent(d, kid, t->parent_token, t->parent_token_size, &parent, error);
+                if (r < 0)
+                        return r;
+        }
 
         const TokenClaims *p = &parent->claims;
-        /* The signature proves which key signed, not what it claims to be: any holder of a key can
-         * sign a CWT naming another issuer (Key.Sign signs any digest). iss must be the signer's. */
-        if (!streq(p->iss, issuer->uri))
-                return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS,
-                                         "parent_token claims issuer '%.256s' but was signed by key '%s'", p->iss,
-                                         issuer->record->name);
         for (size_t i = 0; i < p->n_hops; i++) {
                 if (memcmp(p->hops[i].cti, p->cti, TOKEN_CTI_SIZE) == 0)
                         return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS, "parent_token's hops repeat it");
@@ -618,7 +625,7 @@ static int method_issue_token_impl(sd_bus_message *m, Key *k, Task *task, sd_bus
                 .digest = j->digest,
                 .scopes = scopes,
                 .n_scopes = n_scopes,
-                .peer = issuer ? issuer->uri : NULL,
+                .peer = parent ? parent->claims.iss : NULL,
                 .ttl = t.ttl,
                 .kid = task ? task->kid : k->record->kid,
                 .scope = scope,

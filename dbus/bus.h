@@ -111,6 +111,23 @@ void bus_job_finished(Manager *m, Job *j);
 void bus_audit_job_done(Manager *m, Job *j);
 int method_get_audit_head(sd_bus_message *msg, void *userdata, sd_bus_error *error);
 
+/* ---- approved peers (bus-peers.c) ---- */
+
+/* Load <state>/peers into m->peers (missing: none approved; damaged: logged, and agentidd stops). */
+int bus_peers_open(Manager *m, int state_fd);
+int method_add_peer(sd_bus_message *msg, void *userdata, sd_bus_error *error);
+int method_remove_peer(sd_bus_message *msg, void *userdata, sd_bus_error *error);
+int method_list_peers(sd_bus_message *msg, void *userdata, sd_bus_error *error);
+/*
+ * bus_peers_verify_parent() - a parent token whose kid is no key of this host: an approved peer's?
+ *
+ * Finds the peer by kid (peers approved with one) or by the token's claimed iss, verifies the token
+ * with the peer's key, and requires iss = the peer's URI and, if one was approved, kid = its kid.
+ * Return: 0 and the verified token; < 0 with error set (InvalidArgs) or -ENOMEM.
+ */
+int bus_peers_verify_parent(Manager *m, const uint8_t kid[PEER_KID_SIZE], const uint8_t *token, size_t size,
+                            TokenVerified **ret, sd_bus_error *error);
+
 /* ---- offboarding (bus-offboard.c) ---- */
 
 /* Load <state>/revocations (an unreadable list stops agentidd), open <state>/receipts, set up the

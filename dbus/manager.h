@@ -18,6 +18,7 @@
 #include "governance/approval.h"
 #include "governance/audit.h"
 #include "governance/hooks.h"
+#include "governance/peers.h"
 #include "governance/policy.h"
 #include "keystore/keystore.h"
 
@@ -216,6 +217,8 @@ struct Manager {
         char *hooks_dir;
         uint64_t hook_timeout_usec;
         sd_event_source *expiry_timer;
+
+        PeerRegistry *peers;     /* approved peers, as in <state>/peers (bus-peers.c) */
 
         RateBucket rate[RATE_BUCKETS_MAX];
         unsigned n_rate;
