@@ -175,6 +175,8 @@ static const char *const reason_names[] = {
         [AGENTID_REASON_CREDENTIAL_TASK_KEY] = "credential_task_key",
         [AGENTID_REASON_CREDENTIAL_EXPIRY] = "credential_expiry",
         [AGENTID_REASON_CREDENTIAL_BINDING] = "credential_binding",
+        [AGENTID_REASON_TOKEN_PEER] = "token_peer",
+        [AGENTID_REASON_TOKEN_PEER_HOPS] = "token_peer_hops",
 };
 
 PUBLIC const char *agentid_reason_to_string(AgentidReason reason) {
@@ -205,6 +207,7 @@ struct AgentidVerifier {
         uint8_t (*workloads)[SHA256_DIGEST_SIZE];
         size_t n_workloads;
         RevocationStore *revocations;           /* verify-revocation.c; NULL until a list is added */
+        PeerRegistry *peers;                    /* verify-peers.c; NULL until a registry is added */
 };
 
 static TrustedAk *trusted_ak_free(TrustedAk *t) {
@@ -239,7 +242,16 @@ PUBLIC AgentidVerifier *agentid_verifier_free(AgentidVerifier *v) {
         EVP_PKEY_free(v->p256);
         free(v->workloads);
         revocation_store_free(v->revocations);
+        peer_registry_free(v->peers);
         return mfree(v);
+}
+
+const PeerRegistry *verifier_peers(const AgentidVerifier *v) {
+        return v ? v->peers : NULL;
+}
+
+PeerRegistry **verifier_peers_slot(AgentidVerifier *v) {
+        return &v->peers;
 }
 
 const RevocationStore *verifier_revocations(const AgentidVerifier *v) {

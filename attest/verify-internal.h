@@ -5,7 +5,7 @@
  * Internals shared by the sources of libagentid-verify: the verifier and the verdict machinery live in
  * verify-evidence.c, tokens and signed messages in verify-token.c, the task credential a token issued by
  * a task key carries in verify-task.c, revocation lists and rotation statements in
- * verify-revocation.c. Nothing here is exported (the library is built with
+ * verify-revocation.c, the peer registry tokens can be checked against in verify-peers.c. Nothing here is exported (the library is built with
  * -fvisibility=hidden); callers see verdicts only through agentid_verdict_*().
  *
  * A verdict holds a fixed, ordered list of checks. Every entry starts out failed with a "not checked"
@@ -19,6 +19,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "attest/peers.h"
 #include "attest/task-credential.h"
 #include "attest/token.h"
 #include "attest/tpm2-types.h"
@@ -173,3 +174,35 @@ int verify_credential(const AgentidVerifier *v, AgentidVerdict *d, const uint8_t
 /* credential_binding: the token speaks within its credential (same issuer and task, exp not later, an
  * audience of the list, a narrower scope). */
 void check_credential_binding(AgentidVerdict *d, const TaskCredentialClaims *credential, const TokenClaims *token);
+
+/* ---- peer registries (verify-peers.c) ------------------------------------------------------------ */
+
+/* The verifier's registry (attest/peers.h): NULL until one was added. */
+const PeerRegistry *verifier_peers(const AgentidVerifier *v);
+PeerRegistry **verifier_peers_slot(AgentidVerifier *v);
+
+/* What agentid_verify_token_from_peer() found in the registry for a token, before any signature. */
+typedef struct TokenPeer {
+        const PeerRegistry *peers;
+        const char *iss;                /* the iss the payload states, UNVERIFIED; NULL if none was readable */
+        const Peer *peer;               /* the registered peer with that URI, or NULL: then there is no key */
+} TokenPeer;
+
+/*
+ * verify_token() - agentid_verify_token() (peer NULL: the caller's key and kid) and
+ * agentid_verify_token_from_peer() (peer not NULL: spki_der and expected_kid are peer->peer's, or NULL
+ * when no registered peer was found, and the checks token_peer and token_peer_hops run as well)
+ *
+ * Return: as agentid_verify_token().
+ */
+int verify_token(const AgentidVerifier *v, const uint8_t *token, size_t size, const uint8_t *spki_der,
+                 size_t spki_size, const uint8_t *expected_kid, const char *audience, const TokenPeer *peer,
+                 AgentidVerdict **ret);
+
+/* token_peer: the issuer found in the registry (format_ok: token_format passed, so iss could be read). */
+void check_token_peer(AgentidVerdict *d, const TokenPeer *peer, bool format_ok);
+
+/* token_peer_hops, once the token verified (t NULL: not checked, because): every hop through a registered
+ * peer with its registered kid. Also fails token_peer if the verified iss is not the peer found before
+ * the signature (it cannot be: both were read from the same signed bytes). */
+void check_token_peer_hops(AgentidVerdict *d, const TokenPeer *peer, const TokenVerified *t, const char *because);

@@ -16,6 +16,11 @@
  * names and the AK certified (verify-task.c), and stay within the credential. Such a verdict has its own
  * list of checks (task_token_checks); a token without a credential keeps the list it always had.
  *
+ * A token verified against the peer registry (agentid_verify_token_from_peer(), verify-peers.c) takes its
+ * key and kid from the registered peer its iss names, and has two checks more: token_peer (the issuer is
+ * registered, decided before the signature since it picks the key) and token_peer_hops (every hop goes
+ * through a registered peer, decided once the signature verified).
+ *
  * With revocation lists (verify-revocation.c) the check "revoked" runs last, on the keys actually
  * involved: the one the signature verified with (its SPKI hash), the expected kid, the header kid, and
  * for tokens every hop's kid and, when the token carries a task credential, the agent key (its SPKI
@@ -75,6 +80,39 @@ static const AgentidReason task_token_checks[] = {
         AGENTID_REASON_TOKEN_NOT_BEFORE,
         AGENTID_REASON_TOKEN_EXPIRY,
         AGENTID_REASON_TOKEN_HOPS,
+};
+
+/* A token verified against the peer registry (verify-peers.c): the registry names the key, so token_peer
+ * runs before any signature; the hops are read only after it, so token_peer_hops runs last. */
+static const AgentidReason peer_token_checks[] = {
+        AGENTID_REASON_TOKEN_FORMAT,
+        AGENTID_REASON_TOKEN_PEER,
+        AGENTID_REASON_TOKEN_SIGNATURE,
+        AGENTID_REASON_TOKEN_KID,
+        AGENTID_REASON_TOKEN_CLAIMS,
+        AGENTID_REASON_TOKEN_AUDIENCE,
+        AGENTID_REASON_TOKEN_NOT_BEFORE,
+        AGENTID_REASON_TOKEN_EXPIRY,
+        AGENTID_REASON_TOKEN_HOPS,
+        AGENTID_REASON_TOKEN_PEER_HOPS,
+};
+
+static const AgentidReason peer_task_token_checks[] = {
+        AGENTID_REASON_TOKEN_FORMAT,
+        AGENTID_REASON_TOKEN_PEER,
+        AGENTID_REASON_CREDENTIAL_FORMAT,
+        AGENTID_REASON_CREDENTIAL_SIGNATURE,
+        AGENTID_REASON_CREDENTIAL_TASK_KEY,
+        AGENTID_REASON_CREDENTIAL_EXPIRY,
+        AGENTID_REASON_TOKEN_SIGNATURE,
+        AGENTID_REASON_TOKEN_KID,
+        AGENTID_REASON_TOKEN_CLAIMS,
+        AGENTID_REASON_CREDENTIAL_BINDING,
+        AGENTID_REASON_TOKEN_AUDIENCE,
+        AGENTID_REASON_TOKEN_NOT_BEFORE,
+        AGENTID_REASON_TOKEN_EXPIRY,
+        AGENTID_REASON_TOKEN_HOPS,
+        AGENTID_REASON_TOKEN_PEER_HOPS,
 };
 
 static const AgentidReason message_checks[] = {
@@ -376,12 +414,20 @@ static int token_output(AgentidVerdict *d, TokenVerified **t, const uint8_t spki
 PUBLIC int agentid_verify_token(const AgentidVerifier *v, const uint8_t *token, size_t size,
                                 const uint8_t *spki_der, size_t spki_size, const uint8_t *expected_kid,
                                 const char *audience, AgentidVerdict **ret) {
+        if (!spki_der)
+                return -EINVAL;
+        return verify_token(v, token, size, spki_der, spki_size, expected_kid, audience, NULL, ret);
+}
+
+int verify_token(const AgentidVerifier *v, const uint8_t *token, size_t size, const uint8_t *spki_der,
+                 size_t spki_size, const uint8_t *expected_kid, const char *audience, const TokenPeer *peer,
+                 AgentidVerdict **ret) {
         _cleanup_(agentid_verdict_freep) AgentidVerdict *d = NULL;
         _cleanup_(EVP_PKEY_freep) EVP_PKEY *pkey = NULL;
         _cleanup_(token_verified_freep) TokenVerified *t = NULL;
         _cleanup_(task_key_found_done) TaskKeyFound task = {};
         _cleanup_free_ uint8_t *credential = NULL;
-        uint8_t kid[TOKEN_KID_SIZE] = {}, spki_sha256[SHA256_DIGEST_SIZE];
+        uint8_t kid[TOKEN_KID_SIZE] = {}, spki_sha256[SHA256_DIGEST_SIZE] = {};
         size_t credential_size = 0;
         const char *why = NULL;
         bool signature_ok = false;
@@ -389,11 +435,14 @@ PUBLIC int agentid_verify_token(const AgentidVerifier *v, const uint8_t *token, 
         uint64_t now;
         int r;
 
-        if (!v || (!token && size > 0) || !spki_der || !audience || !*audience || !ret)
+        /* No key only after a registry lookup that found no peer: the verdict then says so (token_peer). */
+        if (!v || (!token && size > 0) || (!spki_der && !peer) || !audience || !*audience || !ret)
                 return -EINVAL;
-        r = spki_key_load(spki_der, spki_size, &pkey, spki_sha256);
-        if (r < 0)
-                return r;
+        if (spki_der) {
+                r = spki_key_load(spki_der, spki_size, &pkey, spki_sha256);
+                if (r < 0)
+                        return peer && r == -EINVAL ? -EIO : r; /* a registry key was checked when parsed */
+        }
         r = verifier_now(v, &now);
         if (r < 0)
                 return r;
@@ -410,12 +459,22 @@ PUBLIC int agentid_verify_token(const AgentidVerifier *v, const uint8_t *token, 
                         return has_credential;
         }
 
-        d = has_credential ?
-                verdict_new(v, VERDICT_TOKEN, task_token_checks, ELEMENTSOF(task_token_checks),
-                            "not checked: token malformed") :
-                verdict_new(v, VERDICT_TOKEN, token_checks, ELEMENTSOF(token_checks), "not checked: token malformed");
+        if (peer)
+                d = has_credential ?
+                        verdict_new(v, VERDICT_TOKEN, peer_task_token_checks, ELEMENTSOF(peer_task_token_checks),
+                                    "not checked: token malformed") :
+                        verdict_new(v, VERDICT_TOKEN, peer_token_checks, ELEMENTSOF(peer_token_checks),
+                                    "not checked: token malformed");
+        else
+                d = has_credential ?
+                        verdict_new(v, VERDICT_TOKEN, task_token_checks, ELEMENTSOF(task_token_checks),
+                                    "not checked: token malformed") :
+                        verdict_new(v, VERDICT_TOKEN, token_checks, ELEMENTSOF(token_checks),
+                                    "not checked: token malformed");
         if (!d)
                 return -ENOMEM;
+        if (peer)
+                check_token_peer(d, peer, peek == 0);
 
         if (peek == -E2BIG)
                 fail(d, AGENTID_REASON_TOKEN_FORMAT, "%zu bytes, more than %u", size, TOKEN_MAX);
@@ -429,27 +488,36 @@ PUBLIC int agentid_verify_token(const AgentidVerifier *v, const uint8_t *token, 
 
                 /* A task token: the given key must have signed the credential, and the credential names
                  * the key the token is signed with. */
-                if (has_credential) {
+                if (has_credential && pkey) {
                         r = verify_credential(v, d, credential, credential_size, pkey, expected_kid, now, &task);
                         if (r < 0)
                                 return r;
                         signer = task.pkey;
+                } else if (has_credential) {
+                        skip(d, AGENTID_REASON_CREDENTIAL_FORMAT, "the issuer is not a registered peer: no agent key");
+                        skip(d, AGENTID_REASON_CREDENTIAL_SIGNATURE, "the issuer is not a registered peer: no agent key");
+                        skip(d, AGENTID_REASON_CREDENTIAL_TASK_KEY, "the issuer is not a registered peer: no agent key");
+                        skip(d, AGENTID_REASON_CREDENTIAL_EXPIRY, "the issuer is not a registered peer: no agent key");
                 }
 
                 /* token_signature, then token_claims: after a good envelope, -EBADMSG can only be the
                  * claims, which token_verify() parses after the signature verified. */
-                if (!signer)
+                if (!pkey)
+                        skip(d, AGENTID_REASON_TOKEN_SIGNATURE, "the issuer is not a registered peer: no key");
+                else if (!signer)
                         skip(d, AGENTID_REASON_TOKEN_SIGNATURE, "the task credential did not verify: no task key");
                 else {
                         r = token_verify(token, size, signer, &t, &why);
                         if (r == -EKEYREJECTED)
                                 fail(d, AGENTID_REASON_TOKEN_SIGNATURE, "does not verify with the %s (token kid %s)",
-                                     has_credential ? "task key the credential names" : "given key",
+                                     has_credential ? "task key the credential names" :
+                                     peer ? "registered peer's key" : "given key",
                                      detail_hex(kid, sizeof(kid)).s);
                         else if (r == 0 || r == -EBADMSG) {
                                 signature_ok = true;
                                 pass(d, AGENTID_REASON_TOKEN_SIGNATURE, "ES256 by the %s (SHA-256 of its SPKI %s)",
-                                     has_credential ? "task key (the credential's cnf)" : "given key",
+                                     has_credential ? "task key (the credential's cnf)" :
+                                     peer ? "registered peer's key" : "given key",
                                      detail_hex(has_credential ? task.spki_sha256 : spki_sha256,
                                                 AGENTID_SHA256_SIZE).s);
                                 if (r < 0)
@@ -470,6 +538,8 @@ PUBLIC int agentid_verify_token(const AgentidVerifier *v, const uint8_t *token, 
                 skip(d, AGENTID_REASON_TOKEN_NOT_BEFORE, because);
                 skip(d, AGENTID_REASON_TOKEN_EXPIRY, because);
                 skip(d, AGENTID_REASON_TOKEN_HOPS, because);
+                if (peer)
+                        check_token_peer_hops(d, peer, NULL, because);
         } else {
                 check_token_claims(d, t);
                 /* Both read the same claims map, so this cannot happen; if it did, a credential would be
@@ -482,6 +552,8 @@ PUBLIC int agentid_verify_token(const AgentidVerifier *v, const uint8_t *token, 
                 check_token_not_before(d, &t->claims, now);
                 check_token_expiry(d, &t->claims, now);
                 check_token_hops(d, &t->claims);
+                if (peer)
+                        check_token_peer_hops(d, peer, t, NULL);
         }
 
         check_token_revoked(v, d, signature_ok, spki_sha256, expected_kid, kid, t, has_credential ? &task : NULL);

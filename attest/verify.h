@@ -11,9 +11,9 @@
  * signed a set of claims (owner, workload, task) bound to a PCR quote. Platform evidence
  * (org.agentid1.Manager.GetPlatformEvidence) does the same for the host key that signs receipts and
  * revocation lists. Task tokens and signed messages are checked against the agent key such evidence
- * certifies (or a pinned one), and against the host's revocation lists. The formats are in
- * docs/formats.md §5, §6, §8, §12, §3, §10 and §11; every check, its name and its reason code are
- * listed in docs/verifier.md.
+ * certifies (or a pinned one, or the one a registry of approved peers holds for the issuer), and
+ * against the host's revocation lists. The formats are in docs/formats.md §5, §6, §8, §12, §3, §10,
+ * §11 and §13; every check, its name and its reason code are listed in docs/verifier.md.
  *
  * Use:
  *
@@ -73,7 +73,8 @@ extern "C" {
  * Reason codes. Every check has one; a verdict's reason is the code of the first check that failed,
  * in the order the checks run, or AGENTID_REASON_VALID. That is the order of this list, except for
  * the checks of a token issued by a task key, which run among the token checks (see
- * AGENTID_REASON_CREDENTIAL_FORMAT). The numbers are stable: new checks get new numbers, existing ones
+ * AGENTID_REASON_CREDENTIAL_FORMAT), and those of a token verified against a peer registry (see
+ * AGENTID_REASON_TOKEN_PEER). The numbers are stable: new checks get new numbers, existing ones
  * never change. agentid_reason_to_string() gives the check name used in the verdict and in the CLI's
  * JSON.
  */
@@ -142,6 +143,12 @@ typedef enum AgentidReason {
         AGENTID_REASON_CREDENTIAL_TASK_KEY = 47,  /* "credential_task_key": certified by a trusted AK, policy-only, = cnf */
         AGENTID_REASON_CREDENTIAL_EXPIRY = 48,    /* "credential_expiry": now < the credential's exp */
         AGENTID_REASON_CREDENTIAL_BINDING = 49,   /* "credential_binding": the token stays within its credential */
+
+        /* Tokens verified against a peer registry (agentid_verify_token_from_peer()): token_peer runs
+         * right after token_format (it picks the key, so it comes before every signature), token_peer_hops
+         * after token_hops (it reads the hops, so only once the signature verified). */
+        AGENTID_REASON_TOKEN_PEER = 50,           /* "token_peer": iss (read before the signature) is a registered peer */
+        AGENTID_REASON_TOKEN_PEER_HOPS = 51,      /* "token_peer_hops": every hop's iss is a registered peer, with its kid */
 } AgentidReason;
 
 /* The name of a reason code ("valid", "format", ...), or NULL for an unknown code. */
@@ -259,6 +266,69 @@ AGENTID_EXPORT int agentid_verify_platform(const AgentidVerifier *v, const uint8
 AGENTID_EXPORT int agentid_verify_token(const AgentidVerifier *v, const uint8_t *token, size_t size,
                                         const uint8_t *spki_der, size_t spki_size,
                                         const uint8_t *expected_kid, const char *audience, AgentidVerdict **ret);
+
+/* ------------------------------------------------------------------------------------------------
+ * Tokens from approved peers: the issuer's key comes from a peer registry (docs/formats.md §13, what
+ * `agentidctl peers export` writes) instead of from the caller, so a gateway can accept the tokens of
+ * every agent an administrator approved, and only delegation chains that pass through approved agents.
+ */
+
+/* Largest peer registry accepted, in bytes (1024 peers). */
+#define AGENTID_PEERS_MAX (512U * 1024U)
+
+/*
+ * agentid_verifier_add_peers() - use a peer registry for agentid_verify_token_from_peer()
+ * @registry: the registry file, deterministic CBOR {"v": 1, "peers": [...]} (docs/formats.md §13); copied
+ * @ret_error: on -EBADMSG, a static explanation (may be NULL)
+ *
+ * Parsed as strictly as agentidd reads its own: every entry an agent URI, a canonical DER P-256
+ * SubjectPublicKeyInfo and optionally a 34-byte SHA-256 TPM Name (kid), sorted by URI, no URI or kid
+ * twice, nothing else. A registry that is not exactly that is refused as a whole, never partly used.
+ * A registry with no peers is accepted (then every token is refused with token_peer).
+ *
+ * A verifier holds at most one registry: registries are not merged (two could name one URI with
+ * different keys, and which wins would be a trust decision). Export the union from the daemon instead.
+ *
+ * Return: 0; -EBADMSG (not a registry, *ret_error says why); -E2BIG (more than 1024 peers); -EFBIG
+ *         (over AGENTID_PEERS_MAX); -EEXIST (the verifier already holds a registry); -EINVAL; -ENOMEM.
+ *         On failure the verifier is unchanged.
+ */
+AGENTID_EXPORT int agentid_verifier_add_peers(AgentidVerifier *v, const uint8_t *registry, size_t size,
+                                              const char **ret_error);
+
+/*
+ * agentid_verify_token_from_peer() - verify a task token issued by a registered peer
+ * @audience: the verifier's own name; the token's aud must be exactly this string (required)
+ * @ret: the verdict, valid or invalid; free with agentid_verdict_free()
+ *
+ * As agentid_verify_token(), but the key and kid are the registry's (agentid_verifier_add_peers()):
+ *
+ * - token_peer: the token's iss, read from the payload BEFORE the signature only to choose the key,
+ *   must be the URI of a registered peer. The token is then verified with that peer's key (token_signature)
+ *   and, when the peer was registered with a kid, its kid must be that kid (token_kid); iss is compared
+ *   with the peer's URI again once the signature verified.
+ * - token_peer_hops: every hop of the delegation chain must name a registered peer as iss and, when that
+ *   peer was registered with a kid, carry that kid: a token is accepted only if every agent it passed
+ *   through is approved. (A hop's own token is not at hand, so its signature cannot be checked here:
+ *   agentidd checked each parent when it delegated.)
+ *
+ * Checks, in order: token_format, token_peer, token_signature, token_kid, token_claims, token_audience,
+ * token_not_before, token_expiry, token_hops, token_peer_hops (and revoked, with revocation lists). A
+ * token issued by a task key (it carries a task credential) is followed to the peer's agent key as in
+ * agentid_verify_token(): token_format, token_peer, credential_format .. credential_expiry,
+ * token_signature, token_kid, token_claims, credential_binding, token_audience, token_not_before,
+ * token_expiry, token_hops, token_peer_hops. The registry says nothing about task keys: the AK that
+ * certified them must still be trusted (agentid_verifier_add_trusted_ak()).
+ *
+ * Agents of the verifier's own host are trusted this way only if they are in the registry too; a key
+ * the caller already holds is verified with agentid_verify_token().
+ *
+ * Return: 0 and a verdict; -ENOKEY (the verifier holds no peer registry); -EINVAL for bad arguments
+ *         (NULL pointers, an empty audience); -ENOMEM; -EIO. A token of an unregistered issuer, or any
+ *         other invalid token, returns 0 with an invalid verdict.
+ */
+AGENTID_EXPORT int agentid_verify_token_from_peer(const AgentidVerifier *v, const uint8_t *token, size_t size,
+                                                  const char *audience, AgentidVerdict **ret);
 
 /*
  * agentid_verify_message() - verify a signed message

@@ -21,13 +21,13 @@
 #include <unistd.h>
 
 #include "attest/enroll.h"
+#include "attest/peers.h"
 #include "attest/verify.h"
 #include "common/crypto-util.h"
 #include "common/fileio.h"
 #include "common/hexutil.h"
 #include "common/log.h"
 #include "ctl/ctl-peers.h"
-#include "governance/peers.h"
 
 #define BUS_NAME "org.agentid1"
 #define MANAGER_PATH "/org/agentid1"
@@ -367,7 +367,7 @@ static int verb_remove(sd_bus *bus, const char *uri) {
         return 0;
 }
 
-/* ListPeers as a registry (governance/peers.h). ListPeers does not say when or by whom each peer
+/* ListPeers as a registry (attest/peers.h). ListPeers does not say when or by whom each peer
  * was added, so "added" and "by_uid" are the time of this call and the caller's uid. */
 static int list_peers(sd_bus *bus, PeerRegistry **ret) {
         _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;

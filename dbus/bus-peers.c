@@ -2,7 +2,7 @@
 /*
  * Approved peers on the bus: Manager.AddPeer, RemovePeer and ListPeers, and the check of a parent
  * token issued on another host (docs/dbus-api.md "Delegation"). The registry itself is
- * governance/peers.c; it lives in <state>/peers.
+ * attest/peers.c; it lives in <state>/peers.
  *
  * Every change is saved (written atomically and fsync'd) before the caller is answered, and a change
  * that cannot be saved is undone in memory too: what agentidd trusts is always what a restart will

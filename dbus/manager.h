@@ -18,7 +18,7 @@
 #include "governance/approval.h"
 #include "governance/audit.h"
 #include "governance/hooks.h"
-#include "governance/peers.h"
+#include "attest/peers.h"
 #include "governance/policy.h"
 #include "keystore/keystore.h"
 

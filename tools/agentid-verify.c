@@ -8,7 +8,7 @@
  *   agentid-verify platform --nonce=HEX --trusted-ak=FILE [...] EVIDENCE_FILE
  *   agentid-verify receipt --host-key=FILE RECEIPT_FILE
  *   agentid-verify token (--public-key=FILE [--kid=HEX] [--trusted-ak=FILE] | --evidence=FILE --nonce=HEX
- *           --trusted-ak=FILE [...]) --audience=AUD [--now=UNIX] TOKEN_FILE
+ *           --trusted-ak=FILE [...] | --peers=FILE [--trusted-ak=FILE]) --audience=AUD [--now=UNIX] TOKEN_FILE
  *   agentid-verify message (--public-key=FILE [--kid=HEX] | --evidence=FILE ...) [--audience=AUD]
  *           [--max-age=SECONDS] [--now=UNIX] MESSAGE_FILE
  *   agentid-verify revocations [--host-key=FILE] [--min-seq=N] [--json] LIST_FILE
@@ -34,8 +34,12 @@
  * if both are; "checks" lists the evidence's checks and then the token's (or message's), and the
  * objects "evidence" and "token" (or "message") give each verdict on its own.
  *
- * A token issued by a task key carries its task credential (docs/formats.md §12): --public-key/--kid or
- * --evidence then name the AGENT key, which signed the credential, and the task key the credential names
+ * Tokens with --peers: the key is the one a peer registry (docs/formats.md §13, `agentidctl peers export`)
+ * holds for the token's issuer, which must be a registered peer, as must every hop of its delegation
+ * chain (agentid_verify_token_from_peer(); checks token_peer and token_peer_hops).
+ *
+ * A token issued by a task key carries its task credential (docs/formats.md §12): --public-key/--kid,
+ * --evidence or --peers then name the AGENT key, which signed the credential, and the task key the credential names
  * must be certified by a trusted AK, so --trusted-ak= is required (with --evidence it is given anyway).
  */
 
@@ -75,6 +79,8 @@ enum {
 #define RECEIPT_TEXT_MAX 1024U
 /* A revocation list of up to 16 MiB, binary or base64 (a third more, and line breaks). */
 #define REVOCATIONS_INPUT_MAX (AGENTID_REVOCATIONS_MAX / 3U * 4U + AGENTID_REVOCATIONS_MAX / 32U + 64U)
+/* A peer registry of up to 512 KiB, likewise. */
+#define PEERS_INPUT_MAX (AGENTID_PEERS_MAX / 3U * 4U + AGENTID_PEERS_MAX / 32U + 64U)
 
 static const char *arg_nonce;
 static char **arg_trusted_aks;
@@ -101,6 +107,7 @@ static unsigned long long arg_min_seq;
 static bool arg_min_seq_set;
 static const char *arg_old_key;
 static bool arg_json;
+static const char *arg_peers;
 
 DEFINE_TRIVIAL_CLEANUP_FUNC(AgentidVerifier *, agentid_verifier_free);
 DEFINE_TRIVIAL_CLEANUP_FUNC(AgentidVerdict *, agentid_verdict_free);
@@ -157,12 +164,15 @@ static void help(void) {
                "  --old-key=FILE         The key that was rotated out (DER or PEM; required)\n"
                "  --host-key=FILE        The host key (DER or PEM; required)\n"
                "\n"
-               "Options for token and message (the key: --public-key, or --evidence):\n"
+               "Options for token and message (the key: --public-key, --evidence or --peers):\n"
                "  --public-key=FILE      The agent key, DER SubjectPublicKeyInfo or PEM (pinned)\n"
                "  --kid=HEX              With --public-key: the TPM Name (34 bytes) the kid must be\n"
                "  --evidence=FILE        Agent evidence certifying the key: verified first with\n"
                "                         --nonce, --trusted-ak and the evidence options above; the\n"
                "                         kid must then be the certified key's TPM Name\n"
+               "  --peers=FILE           Token only: a peer registry ('agentidctl peers export'); the\n"
+               "                         issuer must be a registered peer, the key and kid are its\n"
+               "                         registered ones, and every hop must be a registered peer\n"
                "  --trusted-ak=FILE      Token issued by a task key (it carries a task credential):\n"
                "                         the AK that certified the task key (required; the key above\n"
                "                         is then the agent key that signed the credential)\n"
@@ -216,7 +226,7 @@ static int parse_argv(int argc, char *argv[]) {
                 ARG_NONCE = 0x100, ARG_TRUSTED_AK, ARG_NOW, ARG_MAX_AGE, ARG_PCRS, ARG_WORKLOAD, ARG_REQUIRE_SAFE,
                 ARG_HOST_KEY, ARG_VERSION, ARG_EK_CA, ARG_REQUEST, ARG_RESPONSE, ARG_OUT, ARG_STATE,
                 ARG_PUBLIC_KEY, ARG_KID, ARG_EVIDENCE, ARG_AUDIENCE, ARG_REVOCATIONS, ARG_MIN_SEQ, ARG_OLD_KEY,
-                ARG_JSON,
+                ARG_JSON, ARG_PEERS,
         };
         static const struct option options[] = {
                 { "nonce", required_argument, NULL, ARG_NONCE },
@@ -240,6 +250,7 @@ static int parse_argv(int argc, char *argv[]) {
                 { "min-seq", required_argument, NULL, ARG_MIN_SEQ },
                 { "old-key", required_argument, NULL, ARG_OLD_KEY },
                 { "json", no_argument, NULL, ARG_JSON },
+                { "peers", required_argument, NULL, ARG_PEERS },
                 { "help", no_argument, NULL, 'h' },
                 { "version", no_argument, NULL, ARG_VERSION },
                 {},
@@ -327,6 +338,9 @@ static int parse_argv(int argc, char *argv[]) {
                         break;
                 case ARG_JSON:
                         arg_json = true;
+                        break;
+                case ARG_PEERS:
+                        arg_peers = optarg;
                         break;
                 case 'h':
                         help();
@@ -1128,6 +1142,54 @@ static int load_public_key_der(const char *path, uint8_t **ret, size_t *ret_size
         return 0;
 }
 
+/* A verifier for --peers=FILE: the registry (binary CBOR or base64; refused as a whole if it is not exactly
+ * the format), --trusted-ak= for tokens issued by task keys, --now, --revocations. */
+static int peers_verifier(AgentidVerifier **ret) {
+        _cleanup_(agentid_verifier_freep) AgentidVerifier *v = NULL;
+        _cleanup_free_ uint8_t *registry = NULL;
+        const char *why = NULL;
+        size_t size = 0;
+        int r;
+
+        if (arg_kid)
+                return log_error_errno(EINVAL, "--kid= is for --public-key=: with --peers= the kid is the registered one");
+        if (arg_nonce || arg_pcrs || arg_n_workloads || arg_require_safe)
+                return log_error_errno(EINVAL, "Evidence options need --evidence=");
+        if (arg_max_age != AGENTID_DEFAULT_MAX_AGE)
+                return log_error_errno(EINVAL, "--max-age= applies to a token only with --evidence=");
+
+        r = read_input(arg_peers, PEERS_INPUT_MAX, &registry, &size);
+        if (r < 0)
+                return r;
+        r = decode_input(arg_peers, &registry, &size);
+        if (r < 0)
+                return r;
+
+        v = agentid_verifier_new();
+        if (!v)
+                return log_error_errno(ENOMEM, "Out of memory");
+        r = agentid_verifier_add_peers(v, registry, size, &why);
+        if (r == -EBADMSG || r == -E2BIG)
+                return log_error_errno(EBADMSG, "%s is not a peer registry: %s", arg_peers, why ?: "malformed");
+        if (r == -EFBIG)
+                return log_error_errno(r, "%s is larger than %u bytes", arg_peers, AGENTID_PEERS_MAX);
+        if (r < 0)
+                return log_error_errno(r, "Cannot use %s: %m", arg_peers);
+        for (size_t i = 0; i < arg_n_trusted_aks; i++) {
+                r = load_trusted_ak(v, arg_trusted_aks[i]);
+                if (r < 0)
+                        return r;
+        }
+        if (agentid_verifier_set_now(v, arg_now) < 0)
+                return log_error_errno(EINVAL, "Cannot configure the verifier");
+        r = load_revocations(v);
+        if (r < 0)
+                return r;
+
+        *ret = TAKE_PTR(v);
+        return 0;
+}
+
 static int verify_signed(bool message, const char *path) {
         _cleanup_(agentid_verifier_freep) AgentidVerifier *v = NULL;
         _cleanup_(agentid_verdict_freep) AgentidVerdict *ev = NULL, *d = NULL;
@@ -1139,8 +1201,11 @@ static int verify_signed(bool message, const char *path) {
 
         if (!message && !arg_audience)
                 return log_error_errno(EINVAL, "--audience= is required: a token is only valid for its audience");
-        if (!arg_public_key == !arg_evidence)
-                return log_error_errno(EINVAL, "Exactly one of --public-key= and --evidence= is required");
+        if (message && arg_peers)
+                return log_error_errno(EINVAL, "--peers= is for tokens");
+        if (!!arg_public_key + !!arg_evidence + !!arg_peers != 1)
+                return log_error_errno(EINVAL, message ? "Exactly one of --public-key= and --evidence= is required" :
+                                       "Exactly one of --public-key=, --evidence= and --peers= is required");
         if (arg_host_key && !arg_revocations)
                 return log_error_errno(EINVAL, "--host-key= is for receipts, and for the key a --revocations= list "
                                        "is signed by");
@@ -1177,6 +1242,10 @@ static int verify_signed(bool message, const char *path) {
                 r = load_revocations(v);
                 if (r < 0)
                         return r;
+        } else if (arg_peers) {
+                r = peers_verifier(&v);
+                if (r < 0)
+                        return r;
         } else {
                 if (arg_kid)
                         return log_error_errno(EINVAL, "--kid= is for --public-key=: with --evidence= the kid must be "
@@ -1200,9 +1269,13 @@ static int verify_signed(bool message, const char *path) {
         if (r < 0)
                 return r;
 
-        if (spki) {
-                r = message ? agentid_verify_message(v, input, size, spki, spki_size, expected_kid, arg_audience, &d) :
-                              agentid_verify_token(v, input, size, spki, spki_size, expected_kid, arg_audience, &d);
+        if (spki || arg_peers) {
+                if (arg_peers)
+                        r = agentid_verify_token_from_peer(v, input, size, arg_audience, &d);
+                else if (message)
+                        r = agentid_verify_message(v, input, size, spki, spki_size, expected_kid, arg_audience, &d);
+                else
+                        r = agentid_verify_token(v, input, size, spki, spki_size, expected_kid, arg_audience, &d);
                 if (r == -EINVAL && arg_public_key)
                         return log_error_errno(r, "%s is not an EC P-256 public key", arg_public_key);
                 if (r < 0)
@@ -1752,7 +1825,7 @@ int main(int argc, char *argv[]) {
         if (streq(verb, "enroll")) {
                 if (arg_nonce || arg_n_trusted_aks || arg_pcrs || arg_n_workloads || arg_require_safe || arg_host_key ||
                     arg_max_age != AGENTID_DEFAULT_MAX_AGE || arg_public_key || arg_kid || arg_evidence || arg_audience ||
-                    arg_revocations || arg_min_seq_set || arg_old_key) {
+                    arg_revocations || arg_min_seq_set || arg_old_key || arg_peers) {
                         log_error("Verification options do not apply to enroll; see --help.");
                         r = -EINVAL;
                 } else if (streq(path, "challenge"))
@@ -1765,6 +1838,9 @@ int main(int argc, char *argv[]) {
                 }
         } else if (enroll_options) {
                 log_error("--ek-ca=, --request=, --response=, --out= and --state= are for enroll; see --help.");
+                r = -EINVAL;
+        } else if (arg_peers && !streq(verb, "token")) {
+                log_error("--peers= is for token; see --help.");
                 r = -EINVAL;
         } else if (arg_old_key && !streq(verb, "rotation")) {
                 log_error("--old-key= is for rotation; see --help.");

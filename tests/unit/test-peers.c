@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * governance/peers: the registry of approved peers — adding (and what is refused), finding, removing,
+ * attest/peers: the registry of approved peers — adding (and what is refused), finding, removing,
  * the encoded form and its strict reader, the file in a directory, and the unverified issuer peek used
  * to pick a peer's key (suite "unit").
  */
@@ -18,11 +18,11 @@
 #include <cmocka.h>
 
 #include "attest/cose.h"
+#include "attest/peers.h"
 #include "attest/token.h"
 #include "common/cbor-util.h"
 #include "common/crypto-util.h"
 #include "common/fileio.h"
-#include "governance/peers.h"
 
 #define HOST_A "0123456789abcdef0123456789abcdef"
 #define HOST_B "fedcba9876543210fedcba9876543210"

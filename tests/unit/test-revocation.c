@@ -2170,8 +2170,8 @@ static void test_reason_names(void **state) {
         assert_string_equal(agentid_reason_to_string(AGENTID_REASON_ROTATION_FORMAT), "rotation_format");
         assert_string_equal(agentid_reason_to_string(AGENTID_REASON_ROTATION_OLD_SIGNATURE), "rotation_old_signature");
         assert_string_equal(agentid_reason_to_string(AGENTID_REASON_ROTATION_HOST_SIGNATURE), "rotation_host_signature");
-        assert_null(agentid_reason_to_string((AgentidReason) (AGENTID_REASON_CREDENTIAL_BINDING + 1)));
-        for (int i = 0; i <= AGENTID_REASON_CREDENTIAL_BINDING; i++) {
+        assert_null(agentid_reason_to_string((AgentidReason) (AGENTID_REASON_TOKEN_PEER_HOPS + 1)));
+        for (int i = 0; i <= AGENTID_REASON_TOKEN_PEER_HOPS; i++) {
                 const char *a = agentid_reason_to_string((AgentidReason) i);
                 assert_non_null(a);
                 for (int j = 0; j < i; j++)

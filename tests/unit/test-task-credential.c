@@ -1354,7 +1354,7 @@ static void test_reason_names(void **state) {
         assert_string_equal(agentid_reason_to_string(AGENTID_REASON_CREDENTIAL_BINDING), "credential_binding");
         assert_int_equal(AGENTID_REASON_CREDENTIAL_FORMAT, 45);
         assert_int_equal(AGENTID_REASON_CREDENTIAL_BINDING, 49);
-        assert_null(agentid_reason_to_string((AgentidReason) (AGENTID_REASON_CREDENTIAL_BINDING + 1)));
+        assert_null(agentid_reason_to_string((AgentidReason) (AGENTID_REASON_TOKEN_PEER_HOPS + 1)));
 }
 
 /* Every single-bit flip of a valid task token is refused. */

@@ -1271,7 +1271,7 @@ static void test_api(void **state) {
         assert_null(agentid_verdict_get_claims(NULL));
 
         /* Reason names: every code has one, unique; out of range has none. */
-        for (int i = 0; i <= AGENTID_REASON_CREDENTIAL_BINDING; i++) {
+        for (int i = 0; i <= AGENTID_REASON_TOKEN_PEER_HOPS; i++) {
                 const char *a = agentid_reason_to_string((AgentidReason) i);
                 assert_non_null(a);
                 for (int j = 0; j < i; j++)
@@ -1279,7 +1279,7 @@ static void test_api(void **state) {
         }
         assert_string_equal(agentid_reason_to_string(AGENTID_REASON_VALID), "valid");
         assert_string_equal(agentid_reason_to_string(AGENTID_REASON_QUOTE_BINDING), "quote_binding");
-        assert_null(agentid_reason_to_string((AgentidReason) (AGENTID_REASON_CREDENTIAL_BINDING + 1)));
+        assert_null(agentid_reason_to_string((AgentidReason) (AGENTID_REASON_TOKEN_PEER_HOPS + 1)));
         assert_null(agentid_reason_to_string((AgentidReason) -1));
 }
 

@@ -12,12 +12,12 @@
 #include <string.h>
 
 #include "attest/cose.h"
+#include "attest/peers.h"
 #include "attest/task-credential.h"
 #include "attest/token.h"
 #include "common/cbor-util.h"
 #include "common/crypto-util.h"
 #include "common/fileio.h"
-#include "governance/peers.h"
 
 struct PeerRegistry {
         Peer **peers;                   /* sorted by uri (strcmp), no uri or kid twice */

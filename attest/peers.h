@@ -7,9 +7,11 @@
  * is an agent URI bound to the P-256 key its tokens must verify with and, optionally, to the TPM Name
  * (kid) they must carry.
  *
- * The registry is data only — no bus, no clock. agentidd keeps it in <state>/peers and
- * `agentidctl peers export` writes the same format for verifiers: deterministic CBOR (RFC 8949
- * §4.2.1)
+ * The registry is data only — no bus, no clock — and needs nothing beyond attest/ and common/, so
+ * libagentid-verify reads it as well as agentidd (dbus/bus-peers.c) and agentidctl
+ * (agentid_verifier_add_peers(), attest/verify-peers.c). agentidd keeps it in <state>/peers
+ * and `agentidctl peers export` writes the same format for verifiers: deterministic CBOR (RFC 8949
+ * §4.2.1, docs/formats.md §13)
  *
  *   {"v": 1, "peers": [* {"uri": tstr, "spki": bstr, ? "kid": bstr(34), "added": uint, "by_uid": uint}]}
  *
