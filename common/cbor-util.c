@@ -773,6 +773,10 @@ cbor_item_t *cbor_util_new_uint(uint64_t v) {
         return cbor_build_uint64(v);
 }
 
+cbor_item_t *cbor_util_new_bool(bool v) {
+        return cbor_build_bool(v);
+}
+
 cbor_item_t *cbor_util_new_int(int64_t v) {
         if (v >= 0)
                 return cbor_build_uint64((uint64_t) v);

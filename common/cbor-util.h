@@ -99,6 +99,7 @@ int cbor_util_encode(const cbor_item_t *item, uint8_t **ret_buf, size_t *ret_len
  * indefinite (so they grow); cbor_util_encode() writes them definite. */
 cbor_item_t *cbor_util_new_uint(uint64_t v);
 cbor_item_t *cbor_util_new_int(int64_t v);
+cbor_item_t *cbor_util_new_bool(bool v);
 cbor_item_t *cbor_util_new_bytes(const void *p, size_t n);
 cbor_item_t *cbor_util_new_text(const char *s);
 cbor_item_t *cbor_util_new_textn(const char *s, size_t n);

@@ -93,6 +93,8 @@ static int property_get(sd_bus *bus, const char *path, const char *interface, co
                 return sd_bus_message_append_array(reply, 'y', r->kid, KEY_KID_SIZE);
         if (streq(property, "ExeDigest"))
                 return sd_bus_message_append_array(reply, 'y', r->exe_sha256, r->has_exe_digest ? KEY_EXE_DIGEST_SIZE : 0);
+        if (streq(property, "NamedTasksOnly"))
+                return sd_bus_message_append(reply, "b", r->named_tasks_only);
         if (streq(property, "CreatedAt"))
                 return sd_bus_message_append(reply, "t", r->created * USEC_PER_SEC);
         if (streq(property, "NotAfter"))
@@ -1044,6 +1046,7 @@ static const sd_bus_vtable key_vtable[] = {
         SD_BUS_PROPERTY("State", "s", property_get, 0, 0),
         SD_BUS_PROPERTY("Description", "s", property_get, 0, SD_BUS_VTABLE_PROPERTY_CONST),
         SD_BUS_PROPERTY("ExeDigest", "ay", property_get, 0, SD_BUS_VTABLE_PROPERTY_CONST),
+        SD_BUS_PROPERTY("NamedTasksOnly", "b", property_get, 0, SD_BUS_VTABLE_PROPERTY_CONST),
         SD_BUS_METHOD_WITH_ARGS("Sign",
                                 SD_BUS_ARGS("ay", digest, "a{sv}", context),
                                 SD_BUS_RESULT("ay", signature),

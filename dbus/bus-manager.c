@@ -21,6 +21,7 @@ static int method_create_key_impl(sd_bus_message *msg, void *userdata, sd_bus_er
         const char *name;
         uint32_t key_uid = 0;
         uint64_t ttl = 0;
+        bool named_tasks_only = false;
         uid_t uid = (uid_t) -1;
         pid_t pid = 0;
         Client *client;
@@ -38,6 +39,7 @@ static int method_create_key_impl(sd_bus_message *msg, void *userdata, sd_bus_er
                 { .name = "ttl", .type = BUS_OPTION_UINT64, .ret = &ttl },
                 { .name = "description", .type = BUS_OPTION_STRING, .ret = &description, .max = KEY_DESCRIPTION_MAX },
                 { .name = "exe_sha256", .type = BUS_OPTION_BYTES, .ret = &exe, .max = KEY_EXE_DIGEST_SIZE, .exact = true },
+                { .name = "named_tasks_only", .type = BUS_OPTION_BOOL, .ret = &named_tasks_only },
         };
         r = bus_read_options(msg, options, ELEMENTSOF(options), error);
         if (r < 0)
@@ -108,6 +110,7 @@ static int method_create_key_impl(sd_bus_message *msg, void *userdata, sd_bus_er
         j->description = TAKE_PTR(description);
         j->key_uid = options[1].present ? key_uid : (uint32_t) uid;
         j->not_after = ttl ? (uint64_t) time(NULL) + ttl : 0;
+        j->named_tasks_only = named_tasks_only;
         if (exe) {
                 j->has_exe_digest = true;
                 memcpy(j->exe_sha256, exe, KEY_EXE_DIGEST_SIZE);

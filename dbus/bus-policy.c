@@ -412,6 +412,21 @@ int bus_policy_submit(Manager *m, sd_bus_message *msg, Job **job, const PolicyCa
                 d.effect = POLICY_DENY;
                 d.reason = "no policy extends key management to non-administrators";
         }
+        /* named_tasks_only (CreateKey): the key works only in tasks a rule names by its `tasks`
+         * globs — or that a human reviews (a confirm rule). Static reasons: they are part of a
+         * refusal's aggregation identity. */
+        Key *k = (*job)->key;
+        if (k && k->record->named_tasks_only && d.effect != POLICY_DENY &&
+            (call->action == POLICY_ACTION_SIGN || call->action == POLICY_ACTION_SIGN_MESSAGE ||
+             call->action == POLICY_ACTION_ISSUE_TOKEN || call->action == POLICY_ACTION_START_TASK)) {
+                const char *why = !call->task_id ? "the key only works in named tasks; the call names no task" :
+                                  !m->policy ? "the key only works in tasks a policy rule names; there is no policy" :
+                                  d.effect == POLICY_ALLOW && !d.names_task ?
+                                          "the key only works in tasks a policy rule names; the deciding rule names none" :
+                                          NULL;
+                if (why)
+                        d = (PolicyDecision) { .effect = POLICY_DENY, .rule = d.rule, .reason = why };
+        }
         audit_entry_for(call, &f, &caller, &e);
 
         switch (d.effect) {

@@ -31,6 +31,8 @@ static const char *type_signature(BusOptionType t) {
                 return "ay";
         case BUS_OPTION_STRV:
                 return "as";
+        case BUS_OPTION_BOOL:
+                return "b";
         }
         return "";
 }
@@ -62,6 +64,13 @@ static int read_value(sd_bus_message *m, BusOption *o, sd_bus_error *error) {
                 return sd_bus_message_read(m, "u", o->ret);
         case BUS_OPTION_UINT64:
                 return sd_bus_message_read(m, "t", o->ret);
+        case BUS_OPTION_BOOL: {
+                int b;
+                r = sd_bus_message_read(m, "b", &b);
+                if (r >= 0)
+                        *(bool *) o->ret = b;
+                return r;
+        }
         case BUS_OPTION_BYTES:
                 r = sd_bus_message_read_array(m, 'y', &p, &n);
                 if (r < 0)

@@ -20,6 +20,7 @@ typedef enum BusOptionType {
         BUS_OPTION_UINT64,   /* "t" -> uint64_t * */
         BUS_OPTION_BYTES,    /* "ay" -> uint8_t ** (malloc'd) + size */
         BUS_OPTION_STRV,     /* "as" -> char *** (NULL-terminated, malloc'd); max: entries */
+        BUS_OPTION_BOOL,     /* "b" -> bool * */
 } BusOptionType;
 
 typedef struct BusOption {

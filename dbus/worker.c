@@ -115,6 +115,7 @@ static void run_create(Keystore *ks, Job *j) {
                 .uid = j->key_uid,
                 .not_after = j->not_after,
                 .exe_sha256 = j->has_exe_digest ? j->exe_sha256 : NULL,
+                .named_tasks_only = j->named_tasks_only,
         };
         int r = keystore_create_key(ks, &spec, (uint64_t) time(NULL), &j->created);
         if (r < 0)

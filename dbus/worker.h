@@ -62,6 +62,7 @@ typedef struct Job {
         uint64_t not_after;
         bool has_exe_digest;
         uint8_t exe_sha256[32];
+        bool named_tasks_only;
 
         /* JOB_SIGN */
         uint8_t digest[KEYSTORE_DIGEST_SIZE];

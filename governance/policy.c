@@ -1606,6 +1606,7 @@ static void decision_for_rule(const Rule *rule, const PolicyRequest *req, Policy
         }
         ret->effect = rule->effect;
         ret->max_token_ttl = rule->max_token_ttl;
+        ret->names_task = rule->tasks.n > 0;
 }
 
 static void decision_no_rule(PolicyDecision *ret) {

@@ -85,6 +85,7 @@ typedef struct PolicyDecision {
          * requires a task_id", "the rule's rate limit is exhausted". NULL for allow and confirm. */
         const char *reason;
         uint64_t max_token_ttl;         /* seconds, 0 = the rule sets no limit */
+        bool names_task;                /* the rule lists tasks (globs), and the request's task matched */
 } PolicyDecision;
 
 typedef struct Policy Policy;

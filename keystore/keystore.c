@@ -720,6 +720,7 @@ static int keystore_make_key(Keystore *ks, const KeySpec *spec, uint64_t now, Ke
                 rec->has_exe_digest = true;
                 memcpy(rec->exe_sha256, spec->exe_sha256, KEY_EXE_DIGEST_SIZE);
         }
+        rec->named_tasks_only = spec->named_tasks_only;
         rec->state = KEY_STATE_ACTIVE;
         memcpy(rec->parent, ks->srk_name, KEY_KID_SIZE);
 
@@ -1062,6 +1063,7 @@ int keystore_rotate_begin(Keystore *ks, const KeyRecord *old, const uint8_t old_
                 .uid = old->uid,
                 .not_after = old->not_after,
                 .exe_sha256 = old->has_exe_digest ? old->exe_sha256 : NULL,
+                .named_tasks_only = old->named_tasks_only,
         };
         k = keystore_check_spec(ks, &spec, now);
         if (k < 0)

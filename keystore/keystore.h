@@ -53,6 +53,7 @@ typedef struct KeySpec {
         uint32_t uid;
         uint64_t not_after;                /* seconds since the epoch, 0 = none */
         const uint8_t *exe_sha256;         /* KEY_EXE_DIGEST_SIZE bytes, optional */
+        bool named_tasks_only;
 } KeySpec;
 
 /* Called for each record file the loader cannot use; reason is human-readable. */

@@ -184,6 +184,8 @@ int key_record_to_cbor(const KeyRecord *r, uint8_t **ret, size_t *ret_size) {
                 k |= cbor_util_map_put_text(map, "not_after", cbor_util_new_uint(r->not_after));
         if (r->has_exe_digest)
                 k |= cbor_util_map_put_text(map, "exe_sha256", cbor_util_new_bytes(r->exe_sha256, KEY_EXE_DIGEST_SIZE));
+        if (r->named_tasks_only)
+                k |= cbor_util_map_put_text(map, "named_tasks_only", cbor_util_new_bool(true));
         k |= cbor_util_map_put_text(map, "state", cbor_util_new_text(key_state_to_string(r->state)));
         k |= cbor_util_map_put_text(map, "kid", cbor_util_new_bytes(r->kid, KEY_KID_SIZE));
         k |= cbor_util_map_put_text(map, "parent", cbor_util_new_bytes(r->parent, KEY_KID_SIZE));
@@ -212,7 +214,7 @@ int key_record_to_cbor(const KeyRecord *r, uint8_t **ret, size_t *ret_size) {
 static const char *const key_record_fields[] = {
         "v", "name", "owner", "uid", "description", "created", "not_after", "exe_sha256",
         "state", "kid", "parent", "pub", "priv", "auth", "destroyed",
-        "replaces_kid", "replaces_spki", "replaces_reason", "spki_sha256",
+        "replaces_kid", "replaces_spki", "replaces_reason", "spki_sha256", "named_tasks_only",
 };
 
 #define FAIL(reason_text)                               \
@@ -338,6 +340,10 @@ int key_record_from_cbor(const uint8_t *buf, size_t size, KeyRecord **ret, const
 
         if (get_fixed_bytes(map, "spki_sha256", r->spki_sha256, KEY_SPKI_DIGEST_SIZE, &r->has_spki) < 0)
                 FAIL("malformed spki_sha256");
+        /* Written only when set: present means true. */
+        const cbor_item_t *nto = cbor_util_map_get_text(map, "named_tasks_only");
+        if (nto && (cbor_util_get_bool(nto, &r->named_tasks_only) < 0 || !r->named_tasks_only))
+                FAIL("malformed named_tasks_only");
 
         /* A rotated key's predecessor: all three fields or none. */
         bool has_spki;

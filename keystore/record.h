@@ -45,6 +45,7 @@ typedef struct KeyRecord {
         uint64_t destroyed;      /* seconds since the epoch, tombstones only */
         bool has_exe_digest;
         uint8_t exe_sha256[KEY_EXE_DIGEST_SIZE];
+        bool named_tasks_only;   /* only task IDs a policy rule names may be used (CreateKey option) */
         KeyState state;
         uint8_t *pub;            /* marshalled TPM2B_PUBLIC (active only) */
         size_t pub_size;

@@ -303,6 +303,8 @@ class TaskPolicyTests(DaemonTestCase):
             {'name': 'evil', 'actions': ['start_task'], 'audiences': ['evil*'], 'effect': 'deny'},
             {'name': 'ok', 'actions': ['start_task'], 'keys': ['pol-*'], 'audiences': ['ok*'], 'effect': 'allow'},
             {'name': 'held', 'actions': ['start_task'], 'keys': ['held-*'], 'effect': 'confirm'},
+            {'name': 'named', 'actions': ['sign'], 'keys': ['named-*'], 'tasks': ['approved-*'], 'effect': 'allow'},
+            {'name': 'review', 'actions': ['sign'], 'keys': ['named-*'], 'tasks': ['review-*'], 'effect': 'confirm'},
             {'name': 'rest', 'actions': ['sign', 'sign_message', 'issue_token'], 'effect': 'allow'},
         ],
     }
@@ -337,6 +339,31 @@ class TaskPolicyTests(DaemonTestCase):
         self.assertCallError(self.start_task(UID_DAEMON, key, 'a4', audiences=['ok-1', 'other']), E_POLICY_DENIED)
         # No audiences = any: only a rule without audiences could allow it; none does.
         self.assertCallError(self.start_task(UID_DAEMON, key, 'a5'), E_POLICY_DENIED)
+
+    def test_named_tasks_only(self):
+        """A key created with named_tasks_only works only in task IDs a rule names (or that a human
+        reviews); the catch-all 'rest' rule, which names no task, does not extend it."""
+        named = self.create('named-strict', uid=UID_DAEMON, named_tasks_only=dbus.Boolean(True))
+        free = self.create('named-free', uid=UID_DAEMON)
+        self.assertEqual((self.stack.prop(named, 'NamedTasksOnly'), self.stack.prop(free, 'NamedTasksOnly')),
+                         (True, False))
+        digest = sha256(b'named')
+        self.assertCallOk(self.stack.sign_as(UID_DAEMON, named, digest, task_id='approved-7'))
+        res = self.stack.sign_as(UID_DAEMON, named, digest, task_id='improvised')
+        self.assertCallError(res, E_POLICY_DENIED)
+        self.assertIn('named', res.message)
+        self.assertCallError(self.stack.sign_as(UID_DAEMON, named, digest), E_POLICY_DENIED)
+        res = self.stack.call_as(UID_DAEMON, named, KEY_IFACE, 'Sign', 'aya{sv}',
+                                 [dbus.ByteArray(digest), h.options(task_id='review-1')], interactive=True)
+        self.assertCallError(res, 'org.agentid1.Error.ApprovalTimeout')
+        # Without the flag the same calls follow the rules as usual.
+        self.assertCallOk(self.stack.sign_as(UID_DAEMON, free, digest, task_id='improvised'))
+        self.assertCallOk(self.stack.sign_as(UID_DAEMON, free, digest))
+        # The flag survives a restart (it is in the key record).
+        self.stack.stop_daemon()
+        self.stack.start_daemon(('--policy=' + self.stack.path('policy.json'), '--approval-timeout=1'))
+        self.assertEqual(self.stack.prop(named, 'NamedTasksOnly'), True)
+        self.assertCallError(self.stack.sign_as(UID_DAEMON, named, digest, task_id='improvised'), E_POLICY_DENIED)
 
     def test_held_requests_release_their_count(self):
         """Held StartTasks that time out must not count as starting tasks for ever: five rounds of 16

@@ -254,6 +254,16 @@ static void test_replaces(void **state) {
         assert_int_equal(key_record_copy(back, &copy), 0);
         assert_string_equal(copy->replaces_reason, "quarterly rotation");
 
+        /* named_tasks_only travels with the record; written only when set, and never as false. */
+        r->named_tasks_only = true;
+        enc = mfree(enc);
+        back = key_record_free(back);
+        assert_int_equal(key_record_to_cbor(r, &enc, &size), 0);
+        assert_int_equal(key_record_from_cbor(enc, size, &back, NULL), 0);
+        assert_true(back->named_tasks_only);
+        expect_rejected(true, "named_tasks_only", cbor_util_new_bool(false));
+        expect_rejected(true, "named_tasks_only", cbor_util_new_uint(1));
+
         /* Inconsistent in memory: not encoded. */
         r->replaces_reason = mfree(r->replaces_reason);
         enc = mfree(enc);
