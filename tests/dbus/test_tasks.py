@@ -305,6 +305,10 @@ class TaskPolicyTests(DaemonTestCase):
             {'name': 'held', 'actions': ['start_task'], 'keys': ['held-*'], 'effect': 'confirm'},
             {'name': 'named', 'actions': ['sign'], 'keys': ['named-*'], 'tasks': ['approved-*'], 'effect': 'allow'},
             {'name': 'review', 'actions': ['sign'], 'keys': ['named-*'], 'tasks': ['review-*'], 'effect': 'confirm'},
+            # An agent identity for its service only: never from a person's login session.
+            {'name': 'svc-only', 'actions': ['start_task', 'sign', 'issue_token'], 'keys': ['svc-*'],
+             'units': ['agentid-test-svc*.service'], 'no_login_sessions': True, 'effect': 'allow'},
+            {'name': 'svc-humans', 'keys': ['svc-*'], 'effect': 'deny'},
             {'name': 'rest', 'actions': ['sign', 'sign_message', 'issue_token'], 'effect': 'allow'},
         ],
     }
@@ -364,6 +368,33 @@ class TaskPolicyTests(DaemonTestCase):
         self.stack.start_daemon(('--policy=' + self.stack.path('policy.json'), '--approval-timeout=1'))
         self.assertEqual(self.stack.prop(named, 'NamedTasksOnly'), True)
         self.assertCallError(self.stack.sign_as(UID_DAEMON, named, digest, task_id='improvised'), E_POLICY_DENIED)
+
+    def test_no_human_use_of_agent_identities(self):
+        """A key bound to its service refuses the same uid calling from a login session: for starting
+        tasks, for the task's own signatures and tokens, and for the key's tokens (systemd 252 has no
+        pidfd credentials: the cgroup is read for the pid the bus reports; docs/policy.md)."""
+        if self.stack.cgroup2_root() is None:
+            self.skipTest('no writable cgroup2 hierarchy for fake units and sessions')
+        service = self.stack.fake_cgroup('system.slice/agentid-test-svc-tasks.service')
+        session = self.stack.fake_cgroup('user.slice/user-1.slice/session-4343.scope')
+        key = self.create('svc-agent', uid=UID_DAEMON)
+
+        def call(path, iface, method, sig, args, cgroup):
+            return self.stack.call_as(UID_DAEMON, path, iface, method, sig, args, cgroup=cgroup)
+        start = ('StartTask', 'sa{sv}', [dbus.String('svc-job'), h.options(audiences=strv(['peer']))])
+        self.assertCallError(call(key, KEY_IFACE, *start, session), E_POLICY_DENIED)
+        res = call(key, KEY_IFACE, *start, service)
+        self.assertCallOk(res)
+        task = str(res.value[0])
+        sign = ('Sign', 'aya{sv}', [dbus.ByteArray(sha256(b'svc')), h.options()])
+        self.assertCallOk(call(task, TASK_IFACE, *sign, service))
+        self.assertCallError(call(task, TASK_IFACE, *sign, session), E_POLICY_DENIED)
+        token = ('IssueToken', 'a{sv}', [h.options(audience='peer')])
+        self.assertCallOk(call(task, TASK_IFACE, *token, service))
+        self.assertCallError(call(task, TASK_IFACE, *token, session), E_POLICY_DENIED)
+        key_token = ('IssueToken', 'a{sv}', [h.options(audience='peer', task_id='svc-job')])
+        self.assertCallError(call(key, KEY_IFACE, *key_token, session), E_POLICY_DENIED)
+        self.assertCallOk(call(key, KEY_IFACE, *key_token, service))
 
     def test_held_requests_release_their_count(self):
         """Held StartTasks that time out must not count as starting tasks for ever: five rounds of 16
