@@ -384,17 +384,20 @@ int bus_policy_submit(Manager *m, sd_bus_message *msg, Job **job, const PolicyCa
                 };
                 policy_decide(m->policy, &req, &d);
                 /* Several audiences (StartTask): each is decided; the strictest answer counts, so an
-                 * allowed audience cannot carry a denied one along. */
+                 * allowed audience cannot carry a denied one along. The call's rate is taken once
+                 * (above): the others are decided without touching the buckets. */
                 for (size_t i = 1; i < call->n_audiences && d.effect != POLICY_DENY; i++) {
                         PolicyDecision other = { .effect = POLICY_ALLOW };
                         req.audience = call->audiences[i];
-                        policy_decide(m->policy, &req, &other);
+                        policy_explain(m->policy, &req, NULL, NULL, &other);
+                        bool names_task = d.names_task && other.names_task;
                         uint64_t ttl_limit = d.max_token_ttl == 0 ? other.max_token_ttl :
                                              other.max_token_ttl == 0 ? d.max_token_ttl :
                                              MIN(d.max_token_ttl, other.max_token_ttl);
                         if (other.effect == POLICY_DENY || (other.effect == POLICY_CONFIRM && d.effect == POLICY_ALLOW))
                                 d = other;
                         d.max_token_ttl = ttl_limit;
+                        d.names_task = names_task; /* named only if every audience's rule names it */
                 }
                 if (unmeasured) {
                         (void) snprintf(unmeasured_reason, sizeof(unmeasured_reason),
@@ -418,7 +421,9 @@ int bus_policy_submit(Manager *m, sd_bus_message *msg, Job **job, const PolicyCa
         Key *k = (*job)->key;
         if (k && k->record->named_tasks_only && d.effect != POLICY_DENY &&
             (call->action == POLICY_ACTION_SIGN || call->action == POLICY_ACTION_SIGN_MESSAGE ||
-             call->action == POLICY_ACTION_ISSUE_TOKEN || call->action == POLICY_ACTION_START_TASK)) {
+             call->action == POLICY_ACTION_ISSUE_TOKEN || call->action == POLICY_ACTION_START_TASK ||
+             /* evidence names the task it was asked for: no improvised task there either */
+             (call->action == POLICY_ACTION_ATTEST && call->task_id))) {
                 const char *why = !call->task_id ? "the key only works in named tasks; the call names no task" :
                                   !m->policy ? "the key only works in tasks a policy rule names; there is no policy" :
                                   d.effect == POLICY_ALLOW && !d.names_task ?

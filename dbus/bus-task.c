@@ -582,8 +582,10 @@ static int revoke_journalled(Manager *m, const char *name) {
                 return log_error_errno(ENOENT, "Task journal %s/%s names key '%s', which does not exist; not revoked",
                                        TASKS_DIR, name, key);
         uint64_t exp = 0;
-        (void) cbor_util_get_uint(cbor_util_map_get_text(map, "exp"), &exp);
-        /* Past its exp (or no exp recorded): nothing of it verifies any more; no entry needed. */
+        if (cbor_util_get_uint(cbor_util_map_get_text(map, "exp"), &exp) < 0)
+                return log_error_errno(EBADMSG, "Task journal %s/%s has no exp; its task is not revoked", TASKS_DIR,
+                                       name);
+        /* Past its exp: nothing of it verifies any more; no entry needed. */
         r = exp > (uint64_t) time(NULL) ?
             offboard_revoke_task(m, k, kid, spki, cti, (uint64_t) time(NULL), "agentidd restarted") : 0;
         if (r < 0)
