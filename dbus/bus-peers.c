@@ -110,6 +110,12 @@ static int method_add_peer_impl(sd_bus_message *msg, Manager *m, sd_bus_error *e
                 return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS,
                                          "'%.300s' is not an agent URI (agentid://<32 lower-case hex digits>/<key name>)",
                                          uri);
+        /* A peer is an agent of another host: one of this host's URIs would let an outside key speak
+         * for a local key (delegation and `peers` rules would take it for that key). */
+        if (strncmp(uri + strlen("agentid://"), m->host_id, strlen(m->host_id)) == 0 &&
+            uri[strlen("agentid://") + strlen(m->host_id)] == '/')
+                return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS,
+                                         "'%.300s' names a key of this host, not a peer", uri);
         if (kid && (kid[0] != 0x00 || kid[1] != 0x0b))
                 return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS,
                                          "Option 'kid' must be a SHA-256 TPM Name (00 0b followed by 32 bytes)");
