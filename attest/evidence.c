@@ -6,27 +6,11 @@
 
 #include <string.h>
 
+#include "attest/cwt.h"
 #include "attest/evidence.h"
 #include "common/cbor-util.h"
 #include "common/utf8.h"
 
-
-static cbor_item_t *cose_key_p256(const uint8_t *x, const uint8_t *y) {
-        cbor_item_t *key = cbor_util_new_map();
-        int k = 0;
-
-        if (!key)
-                return NULL;
-        k |= cbor_util_map_put_int(key, 1, cbor_util_new_uint(2));    /* kty: EC2 */
-        k |= cbor_util_map_put_int(key, -1, cbor_util_new_uint(1));   /* crv: P-256 */
-        k |= cbor_util_map_put_int(key, -2, cbor_util_new_bytes(x, 32));
-        k |= cbor_util_map_put_int(key, -3, cbor_util_new_bytes(y, 32));
-        if (k != 0) {
-                cbor_decref(&key);
-                return NULL;
-        }
-        return key;
-}
 
 int eat_claims_encode(const EatClaims *c, uint8_t **ret, size_t *ret_size) {
         _cleanup_cbor_ cbor_item_t *map = NULL;

@@ -20,6 +20,7 @@
 #include <string.h>
 
 #include "attest/cose.h"
+#include "attest/cwt.h"
 #include "attest/task-credential.h"
 #include "common/cbor-util.h"
 #include "common/crypto-util.h"
@@ -43,15 +44,17 @@
 #define COSE_KTY_EC2 2
 #define COSE_CRV_P256 1
 
-/* What cose_sign1_finish() wraps around a payload of 256..65535 bytes (as TOKEN_ENVELOPE_SIZE in
- * token.c): tag, array head, protected bstr {1: -7, 4: kid(34)} (2 + 40), empty unprotected map,
- * payload bstr head (3), signature (2 + 64). */
-#define CREDENTIAL_ENVELOPE_SIZE 114U
 
 /* DESIGN §2: agentid://<host-id>/<key name>, host-id 32 lower-case hex digits. */
 #define AGENT_URI_PREFIX "agentid://"
 #define HOST_ID_HEX 32U
 #define KEY_NAME_MAX 64U
+
+static const CwtProfile credential_profile = {
+        .max = TASK_CREDENTIAL_MAX,
+        .too_large = "task credential larger than 4 KiB",
+        .signed_message = "protected header carries CWT claims (label 15): a signed message, not a task credential",
+};
 
 /* ------------------------------------------------------------------------------------------------ */
 /* Agent URIs */
@@ -82,30 +85,17 @@ bool agent_uri_is_valid(const char *s, size_t n) {
         return ok && key_name_valid(s + prefix + HOST_ID_HEX + 1, n - prefix - HOST_ID_HEX - 1);
 }
 
-/* TPM Name of a SHA-256 object: nameAlg TPM_ALG_SHA256 (0x000b) first (TPM 2.0 Part 1 §16). */
-static bool kid_is_valid(const uint8_t *kid, size_t n) {
-        return n == TOKEN_KID_SIZE && kid[0] == 0x00 && kid[1] == 0x0b;
-}
-
 /* ------------------------------------------------------------------------------------------------ */
 /* Encoding */
-
-/* 1..TOKEN_TEXT_MAX bytes; UTF-8 is checked by cbor_util_encode(). */
-static bool text_is_valid(const char *s) {
-        if (!s)
-                return false;
-        size_t n = strnlen(s, TOKEN_TEXT_MAX + 1);
-        return n >= 1 && n <= TOKEN_TEXT_MAX;
-}
 
 static bool blob_is_valid(const uint8_t *p, size_t n) {
         return p && n >= 1 && n <= TASK_CREDENTIAL_TPM_MAX;
 }
 
 static int claims_check_for_encoding(const TaskCredentialClaims *c) {
-        if (!text_is_valid(c->iss) || !agent_uri_is_valid(c->iss, strlen(c->iss)))
+        if (!cwt_text_is_valid(c->iss) || !agent_uri_is_valid(c->iss, strlen(c->iss)))
                 return -EINVAL;
-        if (!text_is_valid(c->task_id) || (c->parent_task_id && !text_is_valid(c->parent_task_id)))
+        if (!cwt_text_is_valid(c->task_id) || (c->parent_task_id && !cwt_text_is_valid(c->parent_task_id)))
                 return -EINVAL;
         if (c->scope && !token_scope_is_valid(c->scope))
                 return -EINVAL;
@@ -115,7 +105,7 @@ static int claims_check_for_encoding(const TaskCredentialClaims *c) {
         if (c->n_audiences > TASK_CREDENTIAL_AUDIENCES_MAX || (c->n_audiences > 0 && !c->audiences))
                 return -EINVAL;
         for (size_t i = 0; i < c->n_audiences; i++) {
-                if (!text_is_valid(c->audiences[i]))
+                if (!cwt_text_is_valid(c->audiences[i]))
                         return -EINVAL;
                 /* A list, not a multiset: each audience once, so the list has one meaning. */
                 for (size_t j = 0; j < i; j++)
@@ -131,20 +121,10 @@ static int claims_check_for_encoding(const TaskCredentialClaims *c) {
 /* DESIGN §5 "cnf": {1: {1: 2, -1: 1, -2: x, -3: y}}, nothing else. */
 static cbor_item_t *cnf_build(const uint8_t x[32], const uint8_t y[32]) {
         _cleanup_cbor_ cbor_item_t *cnf = cbor_util_new_map();
-        cbor_item_t *key = cbor_util_new_map();
-        int k = 0;
 
-        if (!cnf || !key) {
-                if (key)
-                        cbor_decref(&key);
+        if (!cnf || cbor_util_map_put_int(cnf, CNF_COSE_KEY, cose_key_p256(x, y)) < 0)
                 return NULL;
-        }
-        k |= cbor_util_map_put_int(key, COSE_KEY_KTY, cbor_util_new_uint(COSE_KTY_EC2));
-        k |= cbor_util_map_put_int(key, COSE_KEY_CRV, cbor_util_new_uint(COSE_CRV_P256));
-        k |= cbor_util_map_put_int(key, COSE_KEY_X, cbor_util_new_bytes(x, 32));
-        k |= cbor_util_map_put_int(key, COSE_KEY_Y, cbor_util_new_bytes(y, 32));
-        k |= cbor_util_map_put_int(cnf, CNF_COSE_KEY, key);
-        return k == 0 ? TAKE_PTR(cnf) : NULL;
+        return TAKE_PTR(cnf);
 }
 
 static cbor_item_t *audiences_build(const char *const *audiences, size_t n) {
@@ -209,7 +189,7 @@ int task_credential_encode(const TaskCredentialClaims *c, uint8_t **ret, size_t 
         if (r < 0)
                 return r;
         /* Tokens carry the signed credential, at most TASK_CREDENTIAL_MAX bytes of it. */
-        if (size > TASK_CREDENTIAL_MAX - CREDENTIAL_ENVELOPE_SIZE)
+        if (size > TASK_CREDENTIAL_MAX - CWT_ENVELOPE_SIZE)
                 return -EINVAL;
 
         *ret = TAKE_PTR(buf);
@@ -224,15 +204,14 @@ int task_credential_encode(const TaskCredentialClaims *c, uint8_t **ret, size_t 
 typedef struct CredentialStorage {
         TaskCredentialVerified verified;        /* first: task_credential_verified_free() gets its address */
         const char *audiences[TASK_CREDENTIAL_AUDIENCES_MAX];
-        uint8_t *arena;                         /* every text (NUL-terminated) and the TPM byte strings */
-        size_t arena_size, arena_used;
+        CwtArena arena;                         /* every text (NUL-terminated) and the TPM byte strings */
 } CredentialStorage;
 
 TaskCredentialVerified *task_credential_verified_free(TaskCredentialVerified *c) {
         if (!c)
                 return NULL;
         CredentialStorage *s = (CredentialStorage *) c;
-        free(s->arena);
+        free(s->arena.buf);
         return mfree(s);
 }
 
@@ -241,58 +220,13 @@ static void credential_storage_freep(CredentialStorage **s) {
                 task_credential_verified_free(&(*s)->verified);
 }
 
-static const void *arena_copy(CredentialStorage *s, const void *p, size_t n, bool terminate) {
-        size_t need;
-
-        /* Cannot fail: the arena is sized for every byte of the payload plus a NUL per text. */
-        if (!size_add(n, terminate ? 1 : 0, &need) || need > s->arena_size - s->arena_used)
-                return NULL;
-        uint8_t *d = s->arena + s->arena_used;
-        if (n > 0)
-                memcpy(d, p, n);
-        if (terminate)
-                d[n] = 0;
-        s->arena_used += need;
-        return d;
-}
-
-/* Return: -EBADMSG with *reason set. */
-static int bad(const char **reason, const char *why) {
-        *reason = why;
-        return -EBADMSG;
-}
-
-static int claim_text(CredentialStorage *s, const cbor_item_t *item, size_t max, const char **ret) {
-        const char *t;
-        size_t n;
-
-        /* The validator checked UTF-8; cbor_util_get_text() refuses an embedded NUL. */
-        if (cbor_util_get_text(item, &t, &n) < 0 || n < 1 || n > max)
-                return -EBADMSG;
-        const char *copy = arena_copy(s, t, n, true);
-        if (!copy)
-                return -EBADMSG;
-        *ret = copy;
-        return 0;
-}
-
-static int claim_bytes(const cbor_item_t *item, size_t size, uint8_t *ret) {
-        const uint8_t *p;
-        size_t n;
-
-        if (cbor_util_get_bytes(item, &p, &n) < 0 || n != size)
-                return -EBADMSG;
-        memcpy(ret, p, n);
-        return 0;
-}
-
 static int claim_blob(CredentialStorage *s, const cbor_item_t *item, const uint8_t **ret, size_t *ret_size) {
         const uint8_t *p;
         size_t n;
 
         if (cbor_util_get_bytes(item, &p, &n) < 0 || n < 1 || n > TASK_CREDENTIAL_TPM_MAX)
                 return -EBADMSG;
-        const uint8_t *copy = arena_copy(s, p, n, false);
+        const uint8_t *copy = cwt_arena_copy(&s->arena, p, n, false);
         if (!copy)
                 return -EBADMSG;
         *ret = copy;
@@ -313,16 +247,16 @@ static int cnf_parse(const cbor_item_t *item, TaskCredentialClaims *c, const cha
             !(key = cbor_util_map_get_int(item, CNF_COSE_KEY)) || !cbor_isa_map(key) || cbor_map_size(key) != 4 ||
             cbor_util_get_int(cbor_util_map_get_int(key, COSE_KEY_KTY), &kty) < 0 || kty != COSE_KTY_EC2 ||
             cbor_util_get_int(cbor_util_map_get_int(key, COSE_KEY_CRV), &crv) < 0 || crv != COSE_CRV_P256 ||
-            claim_bytes(cbor_util_map_get_int(key, COSE_KEY_X), 32, c->x) < 0 ||
-            claim_bytes(cbor_util_map_get_int(key, COSE_KEY_Y), 32, c->y) < 0)
-                return bad(reason, "cnf (8) is not {1: {1: 2, -1: 1, -2: x(32), -3: y(32)}}");
+            cwt_claim_bytes(cbor_util_map_get_int(key, COSE_KEY_X), 32, c->x) < 0 ||
+            cwt_claim_bytes(cbor_util_map_get_int(key, COSE_KEY_Y), 32, c->y) < 0)
+                return cwt_bad(reason, "cnf (8) is not {1: {1: 2, -1: 1, -2: x(32), -3: y(32)}}");
 
         /* The key tokens of this task must verify with: a point the verifier can use at all. */
         r = p256_pkey_from_xy(c->x, c->y, &point);
         if (r == -ENOMEM)
                 return r;
         if (r < 0)
-                return bad(reason, "cnf (8) is not a point on P-256");
+                return cwt_bad(reason, "cnf (8) is not a point on P-256");
         return 0;
 }
 
@@ -330,20 +264,20 @@ static int audiences_parse(CredentialStorage *s, const cbor_item_t *item, const 
         TaskCredentialClaims *c = &s->verified.claims;
 
         if (!item || !cbor_isa_array(item))
-                return bad(reason, "\"audiences\" is not an array");
+                return cwt_bad(reason, "\"audiences\" is not an array");
         size_t n = cbor_array_size(item);
         if (n > TASK_CREDENTIAL_AUDIENCES_MAX)
-                return bad(reason, "\"audiences\" has more than 16 entries");
+                return cwt_bad(reason, "\"audiences\" has more than 16 entries");
         cbor_item_t **e = cbor_array_handle(item);
         if (n > 0 && !e)
-                return bad(reason, "\"audiences\" is not an array");
+                return cwt_bad(reason, "\"audiences\" is not an array");
 
         for (size_t i = 0; i < n; i++) {
-                if (claim_text(s, e[i], TOKEN_TEXT_MAX, &s->audiences[i]) < 0)
-                        return bad(reason, "an audience is not a text of 1..256 bytes");
+                if (cwt_claim_text(&s->arena, e[i], TOKEN_TEXT_MAX, &s->audiences[i]) < 0)
+                        return cwt_bad(reason, "an audience is not a text of 1..256 bytes");
                 for (size_t j = 0; j < i; j++)
                         if (streq(s->audiences[i], s->audiences[j]))
-                                return bad(reason, "an audience appears twice in \"audiences\"");
+                                return cwt_bad(reason, "an audience appears twice in \"audiences\"");
         }
         /* An empty list is a claim too (any audience): audiences stays NULL with n 0. */
         c->audiences = n > 0 ? s->audiences : NULL;
@@ -356,19 +290,15 @@ static int task_key_parse(CredentialStorage *s, const cbor_item_t *item, const c
 
         /* Three entries and three distinct keys found: exactly {pub, certify, certify_sig}. */
         if (!item || !cbor_isa_map(item) || cbor_map_size(item) != 3)
-                return bad(reason, "\"task_key\" is not a map of exactly pub, certify, certify_sig");
+                return cwt_bad(reason, "\"task_key\" is not a map of exactly pub, certify, certify_sig");
         if (claim_blob(s, cbor_util_map_get_text(item, TASK_KEY_PUB), &c->task_pub, &c->task_pub_size) < 0)
-                return bad(reason, "\"task_key\" lacks \"pub\", or it is not a byte string of 1..1024 bytes");
+                return cwt_bad(reason, "\"task_key\" lacks \"pub\", or it is not a byte string of 1..1024 bytes");
         if (claim_blob(s, cbor_util_map_get_text(item, TASK_KEY_CERTIFY), &c->certify, &c->certify_size) < 0)
-                return bad(reason, "\"task_key\" lacks \"certify\", or it is not a byte string of 1..1024 bytes");
+                return cwt_bad(reason, "\"task_key\" lacks \"certify\", or it is not a byte string of 1..1024 bytes");
         if (claim_blob(s, cbor_util_map_get_text(item, TASK_KEY_CERTIFY_SIG), &c->certify_sig,
                        &c->certify_sig_size) < 0)
-                return bad(reason, "\"task_key\" lacks \"certify_sig\", or it is not a byte string of 1..1024 bytes");
+                return cwt_bad(reason, "\"task_key\" lacks \"certify_sig\", or it is not a byte string of 1..1024 bytes");
         return 0;
-}
-
-static bool text_key_is(const char *s, size_t n, const char *key) {
-        return n == strlen(key) && memcmp(s, key, n) == 0;
 }
 
 /* The payload: exactly the claims of task-credential.h, each of its type and size. Return: 0; -EBADMSG
@@ -393,20 +323,20 @@ static int claims_parse(const uint8_t *payload, size_t size, CredentialStorage *
         if (r == -ENOMEM)
                 return r;
         if (r < 0)
-                return bad(reason, error.reason ?: "claims are not a single deterministic CBOR item");
+                return cwt_bad(reason, error.reason ?: "claims are not a single deterministic CBOR item");
         if (!cbor_isa_map(map))
-                return bad(reason, "claims are not a map");
+                return cwt_bad(reason, "claims are not a map");
 
         size_t n = cbor_map_size(map);
         struct cbor_pair *pairs = cbor_map_handle(map);
         if (n > 0 && !pairs)
-                return bad(reason, "claims are not a map");
+                return cwt_bad(reason, "claims are not a map");
 
         /* Texts and byte strings copied here all lie inside the payload; plus a NUL per text: iss, sub,
          * scope, task_id, parent_task_id and the audiences. */
-        s->arena_size = size + 5 + TASK_CREDENTIAL_AUDIENCES_MAX;
-        s->arena = malloc(s->arena_size);
-        if (!s->arena)
+        s->arena.size = size + 5 + TASK_CREDENTIAL_AUDIENCES_MAX;
+        s->arena.buf = malloc(s->arena.size);
+        if (!s->arena.buf)
                 return -ENOMEM;
 
         /* Keys are unique (the validator refuses duplicates), so each claim is seen at most once. */
@@ -419,27 +349,27 @@ static int claims_parse(const uint8_t *payload, size_t size, CredentialStorage *
                 if (cbor_util_get_int(key, &label) >= 0) {
                         switch (label) {
                         case CWT_ISS:
-                                if (claim_text(s, v, TOKEN_TEXT_MAX, &c->iss) < 0)
-                                        return bad(reason, "iss (1) is not a text of 1..256 bytes");
+                                if (cwt_claim_text(&s->arena, v, TOKEN_TEXT_MAX, &c->iss) < 0)
+                                        return cwt_bad(reason, "iss (1) is not a text of 1..256 bytes");
                                 break;
                         case CWT_SUB:
-                                if (claim_text(s, v, TOKEN_TEXT_MAX, &sub) < 0)
-                                        return bad(reason, "sub (2) is not a text of 1..256 bytes");
+                                if (cwt_claim_text(&s->arena, v, TOKEN_TEXT_MAX, &sub) < 0)
+                                        return cwt_bad(reason, "sub (2) is not a text of 1..256 bytes");
                                 break;
                         case CWT_EXP:
                                 /* NumericDate (RFC 8392 §2): untagged unsigned seconds. */
                                 if (cbor_util_get_uint(v, &c->exp) < 0)
-                                        return bad(reason, "exp (4) is not an unsigned integer");
+                                        return cwt_bad(reason, "exp (4) is not an unsigned integer");
                                 have_exp = true;
                                 break;
                         case CWT_IAT:
                                 if (cbor_util_get_uint(v, &c->iat) < 0)
-                                        return bad(reason, "iat (6) is not an unsigned integer");
+                                        return cwt_bad(reason, "iat (6) is not an unsigned integer");
                                 have_iat = true;
                                 break;
                         case CWT_CTI:
-                                if (claim_bytes(v, TOKEN_CTI_SIZE, c->cti) < 0)
-                                        return bad(reason, "cti (7) is not a byte string of 16 bytes");
+                                if (cwt_claim_bytes(v, TOKEN_CTI_SIZE, c->cti) < 0)
+                                        return cwt_bad(reason, "cti (7) is not a byte string of 16 bytes");
                                 have_cti = true;
                                 break;
                         case CWT_CNF:
@@ -450,80 +380,47 @@ static int claims_parse(const uint8_t *payload, size_t size, CredentialStorage *
                                 break;
                         case CWT_SCOPE:
                                 /* RFC 8693 §4.2: one space-separated string, the rules of token.h. */
-                                if (claim_text(s, v, TOKEN_SCOPE_MAX, &c->scope) < 0 ||
+                                if (cwt_claim_text(&s->arena, v, TOKEN_SCOPE_MAX, &c->scope) < 0 ||
                                     !token_scope_is_valid(c->scope))
-                                        return bad(reason, "scope (9) is not a valid scope string");
+                                        return cwt_bad(reason, "scope (9) is not a valid scope string");
                                 break;
                         default:
-                                return bad(reason, "unknown claim with an integer key");
+                                return cwt_bad(reason, "unknown claim with an integer key");
                         }
                 } else if (cbor_util_get_text(key, &k, &l) >= 0) {
-                        if (text_key_is(k, l, CLAIM_TASK_ID)) {
-                                if (claim_text(s, v, TOKEN_TEXT_MAX, &c->task_id) < 0)
-                                        return bad(reason, "\"task_id\" is not a text of 1..256 bytes");
-                        } else if (text_key_is(k, l, CLAIM_PARENT_TASK_ID)) {
-                                if (claim_text(s, v, TOKEN_TEXT_MAX, &c->parent_task_id) < 0)
-                                        return bad(reason, "\"parent_task_id\" is not a text of 1..256 bytes");
-                        } else if (text_key_is(k, l, CLAIM_AUDIENCES)) {
+                        if (cwt_text_key_is(k, l, CLAIM_TASK_ID)) {
+                                if (cwt_claim_text(&s->arena, v, TOKEN_TEXT_MAX, &c->task_id) < 0)
+                                        return cwt_bad(reason, "\"task_id\" is not a text of 1..256 bytes");
+                        } else if (cwt_text_key_is(k, l, CLAIM_PARENT_TASK_ID)) {
+                                if (cwt_claim_text(&s->arena, v, TOKEN_TEXT_MAX, &c->parent_task_id) < 0)
+                                        return cwt_bad(reason, "\"parent_task_id\" is not a text of 1..256 bytes");
+                        } else if (cwt_text_key_is(k, l, CLAIM_AUDIENCES)) {
                                 r = audiences_parse(s, v, reason);
                                 if (r < 0)
                                         return r;
                                 have_audiences = true;
-                        } else if (text_key_is(k, l, CLAIM_TASK_KEY)) {
+                        } else if (cwt_text_key_is(k, l, CLAIM_TASK_KEY)) {
                                 r = task_key_parse(s, v, reason);
                                 if (r < 0)
                                         return r;
                         } else
-                                return bad(reason, "unknown claim with a text key");
+                                return cwt_bad(reason, "unknown claim with a text key");
                 } else
-                        return bad(reason, "a claim key is neither an integer nor a text");
+                        return cwt_bad(reason, "a claim key is neither an integer nor a text");
         }
 
         if (!c->iss || !sub || !have_exp || !have_iat || !have_cti || !have_cnf || !c->task_id || !have_audiences ||
             !c->task_pub)
-                return bad(reason, "a required claim is missing (iss, sub, exp, iat, cti, cnf, task_id, audiences, "
+                return cwt_bad(reason, "a required claim is missing (iss, sub, exp, iat, cti, cnf, task_id, audiences, "
                                    "task_key)");
         /* The agent vouches for its own task key (DESIGN §5). */
         if (!streq(c->iss, sub))
-                return bad(reason, "sub (2) is not iss (1)");
+                return cwt_bad(reason, "sub (2) is not iss (1)");
         if (!agent_uri_is_valid(c->iss, strlen(c->iss)))
-                return bad(reason, "iss (1) is not agentid://<32 hex digits>/<key name>");
+                return cwt_bad(reason, "iss (1) is not agentid://<32 hex digits>/<key name>");
         if (c->iat > c->exp)
-                return bad(reason, "iat (6) is after exp (4)");
+                return cwt_bad(reason, "iat (6) is after exp (4)");
         return 0;
-}
-
-/* The COSE envelope in the token profile. Return: 0; -E2BIG; -EBADMSG with *reason; -ENOMEM. */
-static int envelope_parse(const uint8_t *cred, size_t size, CoseSign1Parsed *ret, const char **reason) {
-        _cleanup_(cose_sign1_parsed_done) CoseSign1Parsed p = {};
-        int r;
-
-        if (size > TASK_CREDENTIAL_MAX) {
-                *reason = "task credential larger than 4 KiB";
-                return -E2BIG;
-        }
-        r = cose_sign1_parse(cred, size, &p, reason);
-        if (r == -ENOMEM)
-                return r;
-        if (r < 0)
-                return -EBADMSG;
-        /* Label 15 belongs to signed messages (DESIGN §5): a credential's claims are all in its payload. */
-        if (p.claims)
-                return bad(reason, "protected header carries CWT claims (label 15): a signed message, not a task "
-                                   "credential");
-        if (!kid_is_valid(p.kid, p.kid_size))
-                return bad(reason, "kid is not a 34-byte SHA-256 TPM Name (00 0b ...)");
-
-        *ret = p;
-        p = (CoseSign1Parsed) {};
-        return 0;
-}
-
-/* A refusal, saying why when the caller asked. */
-static int refused(int r, const char *reason, const char **ret_reason) {
-        if (ret_reason && reason)
-                *ret_reason = reason;
-        return r;
 }
 
 int task_credential_peek_kid(const uint8_t *cred, size_t size, uint8_t ret_kid[TOKEN_KID_SIZE],
@@ -535,9 +432,9 @@ int task_credential_peek_kid(const uint8_t *cred, size_t size, uint8_t ret_kid[T
         if ((!cred && size > 0) || !ret_kid)
                 return -EINVAL;
 
-        r = envelope_parse(cred, size, &p, &reason);
+        r = cwt_envelope_parse(&credential_profile, cred, size, &p, &reason);
         if (r < 0)
-                return refused(r, reason, ret_reason);
+                return cwt_refused(r, reason, ret_reason);
         memcpy(ret_kid, p.kid, TOKEN_KID_SIZE);
         return 0;
 }
@@ -552,16 +449,16 @@ int task_credential_verify(const uint8_t *cred, size_t size, EVP_PKEY *agent_key
         if ((!cred && size > 0) || !agent_key || !ret)
                 return -EINVAL;
 
-        r = envelope_parse(cred, size, &p, &reason);
+        r = cwt_envelope_parse(&credential_profile, cred, size, &p, &reason);
         if (r < 0)
-                return refused(r, reason, ret_reason);
+                return cwt_refused(r, reason, ret_reason);
 
         /* The signature before the claims: nothing the payload says is looked at until the agent key is
          * known to have said it. A signature that cannot even be converted does not verify either, so
          * -EBADMSG keeps meaning "the claims" from here on. */
         r = cose_sign1_verify_parsed(&p, agent_key);
         if (r == -EKEYREJECTED || r == -EBADMSG)
-                return refused(-EKEYREJECTED, "the signature does not verify with the agent key", ret_reason);
+                return cwt_refused(-EKEYREJECTED, "the signature does not verify with the agent key", ret_reason);
         if (r < 0)
                 return r;
 
@@ -570,7 +467,7 @@ int task_credential_verify(const uint8_t *cred, size_t size, EVP_PKEY *agent_key
                 return -ENOMEM;
         r = claims_parse(p.payload, p.payload_size, s, &reason);
         if (r < 0)
-                return refused(r, reason, ret_reason);
+                return cwt_refused(r, reason, ret_reason);
         memcpy(s->verified.kid, p.kid, TOKEN_KID_SIZE);
 
         *ret = &TAKE_PTR(s)->verified;

@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "attest/cose.h"
+#include "attest/cwt.h"
 #include "attest/token.h"
 #include "common/cbor-util.h"
 
@@ -24,16 +25,11 @@
 #define CLAIM_HOPS "hops"
 #define CLAIM_CREDENTIAL "credential"
 
-/* What cose_sign1_finish() wraps around a payload of 256..65535 bytes: the tag (1), the array head
- * (1), the protected bstr {1: -7, 4: kid(34)} (2 + 40), the empty unprotected map (1), the payload's
- * bstr head (3) and the signature (2 + 64). A payload up to TOKEN_MAX minus this makes a token of at
- * most TOKEN_MAX. */
-#define TOKEN_ENVELOPE_SIZE 114U
-
-/* TPM Name of a SHA-256 object: nameAlg TPM_ALG_SHA256 (0x000b) first (TPM 2.0 Part 1 §16). */
-static bool kid_is_valid(const uint8_t *kid, size_t n) {
-        return n == TOKEN_KID_SIZE && kid[0] == 0x00 && kid[1] == 0x0b;
-}
+static const CwtProfile token_profile = {
+        .max = TOKEN_MAX,
+        .too_large = "token larger than 8 KiB",
+        .signed_message = "protected header carries CWT claims (label 15): a signed message, not a token",
+};
 
 /* ------------------------------------------------------------------------------------------------ */
 /* Scope (RFC 6749 §3.3, as RFC 8693 §4.2 carries it) */
@@ -118,14 +114,6 @@ bool token_scope_is_subset(const char *child, const char *parent) {
 /* ------------------------------------------------------------------------------------------------ */
 /* Encoding */
 
-/* 1..TOKEN_TEXT_MAX bytes; UTF-8 is checked by cbor_util_encode(). */
-static bool text_is_valid(const char *s) {
-        if (!s)
-                return false;
-        size_t n = strnlen(s, TOKEN_TEXT_MAX + 1);
-        return n >= 1 && n <= TOKEN_TEXT_MAX;
-}
-
 /* "credential" is bstr .cbor COSE_Sign1_Tagged (DESIGN §5): its structure is checked here, its
  * signature by whoever relies on the task credential. Return: 0, -EBADMSG, -ENOMEM. */
 static int credential_check(const uint8_t *p, size_t n) {
@@ -143,10 +131,10 @@ static int credential_check(const uint8_t *p, size_t n) {
 static int claims_check_for_encoding(const TokenClaims *c) {
         int r;
 
-        if (!text_is_valid(c->iss) || !text_is_valid(c->aud) || !text_is_valid(c->task_id) ||
-            !text_is_valid(c->owner))
+        if (!cwt_text_is_valid(c->iss) || !cwt_text_is_valid(c->aud) || !cwt_text_is_valid(c->task_id) ||
+            !cwt_text_is_valid(c->owner))
                 return -EINVAL;
-        if (c->parent_task_id && !text_is_valid(c->parent_task_id))
+        if (c->parent_task_id && !cwt_text_is_valid(c->parent_task_id))
                 return -EINVAL;
         if (c->scope && !token_scope_is_valid(c->scope))
                 return -EINVAL;
@@ -157,7 +145,7 @@ static int claims_check_for_encoding(const TokenClaims *c) {
         if (c->n_hops > TOKEN_HOPS_MAX || (c->n_hops > 0 && !c->hops))
                 return -EINVAL;
         for (size_t i = 0; i < c->n_hops; i++)
-                if (!text_is_valid(c->hops[i].iss) || !kid_is_valid(c->hops[i].kid, TOKEN_KID_SIZE))
+                if (!cwt_text_is_valid(c->hops[i].iss) || !cwt_kid_is_valid(c->hops[i].kid, TOKEN_KID_SIZE))
                         return -EINVAL;
         if (c->credential) {
                 r = credential_check(c->credential, c->credential_size);
@@ -236,7 +224,7 @@ int token_claims_encode(const TokenClaims *c, uint8_t **ret, size_t *ret_size) {
         if (r < 0)
                 return r;
         /* Never produce a token the verifier would refuse for its size. */
-        if (size > TOKEN_MAX - TOKEN_ENVELOPE_SIZE)
+        if (size > TOKEN_MAX - CWT_ENVELOPE_SIZE)
                 return -EINVAL;
 
         *ret = TAKE_PTR(buf);
@@ -251,15 +239,14 @@ int token_claims_encode(const TokenClaims *c, uint8_t **ret, size_t *ret_size) {
 typedef struct TokenStorage {
         TokenVerified verified;         /* first: token_verified_free() gets its address */
         TokenHop hops[TOKEN_HOPS_MAX];
-        uint8_t *arena;                 /* every text (NUL-terminated) and the credential */
-        size_t arena_size, arena_used;
+        CwtArena arena;                 /* every text (NUL-terminated) and the credential */
 } TokenStorage;
 
 TokenVerified *token_verified_free(TokenVerified *t) {
         if (!t)
                 return NULL;
         TokenStorage *s = (TokenStorage *) t;
-        free(s->arena);
+        free(s->arena.buf);
         return mfree(s);
 }
 
@@ -268,79 +255,30 @@ static void token_storage_freep(TokenStorage **s) {
                 token_verified_free(&(*s)->verified);
 }
 
-static const void *arena_copy(TokenStorage *s, const void *p, size_t n, bool terminate) {
-        size_t need;
-
-        /* Cannot fail: the arena is sized for every byte of the payload plus a NUL per text. */
-        if (!size_add(n, terminate ? 1 : 0, &need) || need > s->arena_size - s->arena_used)
-                return NULL;
-        uint8_t *d = s->arena + s->arena_used;
-        if (n > 0)
-                memcpy(d, p, n);
-        if (terminate)
-                d[n] = 0;
-        s->arena_used += need;
-        return d;
-}
-
-/* Return: 0; -EBADMSG with *reason set. */
-static int bad(const char **reason, const char *why) {
-        *reason = why;
-        return -EBADMSG;
-}
-
-static int claim_text(TokenStorage *s, const cbor_item_t *item, size_t max, const char **ret) {
-        const char *t;
-        size_t n;
-
-        /* The validator checked UTF-8; cbor_util_get_text() refuses an embedded NUL. */
-        if (cbor_util_get_text(item, &t, &n) < 0 || n < 1 || n > max)
-                return -EBADMSG;
-        const char *copy = arena_copy(s, t, n, true);
-        if (!copy)
-                return -EBADMSG;
-        *ret = copy;
-        return 0;
-}
-
-static int claim_bytes(const cbor_item_t *item, size_t size, uint8_t *ret) {
-        const uint8_t *p;
-        size_t n;
-
-        if (cbor_util_get_bytes(item, &p, &n) < 0 || n != size)
-                return -EBADMSG;
-        memcpy(ret, p, n);
-        return 0;
-}
-
 static int hops_parse(TokenStorage *s, const cbor_item_t *item, const char **reason) {
         if (!item || !cbor_isa_array(item) || cbor_array_size(item) < 1 || !cbor_array_handle(item))
-                return bad(reason, "\"hops\" is not a non-empty array");
+                return cwt_bad(reason, "\"hops\" is not a non-empty array");
         size_t n = cbor_array_size(item);
         if (n > TOKEN_HOPS_MAX)
-                return bad(reason, "\"hops\" has more than 8 entries");
+                return cwt_bad(reason, "\"hops\" has more than 8 entries");
         cbor_item_t **e = cbor_array_handle(item);
 
         for (size_t i = 0; i < n; i++) {
                 TokenHop *h = &s->hops[i];
 
                 if (!cbor_isa_array(e[i]) || cbor_array_size(e[i]) != 3 || !cbor_array_handle(e[i]))
-                        return bad(reason, "a hop is not an array [iss, cti, kid]");
+                        return cwt_bad(reason, "a hop is not an array [iss, cti, kid]");
                 cbor_item_t **f = cbor_array_handle(e[i]);
-                if (claim_text(s, f[0], TOKEN_TEXT_MAX, &h->iss) < 0)
-                        return bad(reason, "a hop's iss is not a text of 1..256 bytes");
-                if (claim_bytes(f[1], TOKEN_CTI_SIZE, h->cti) < 0)
-                        return bad(reason, "a hop's cti is not a byte string of 16 bytes");
-                if (claim_bytes(f[2], TOKEN_KID_SIZE, h->kid) < 0 || !kid_is_valid(h->kid, TOKEN_KID_SIZE))
-                        return bad(reason, "a hop's kid is not a 34-byte SHA-256 TPM Name");
+                if (cwt_claim_text(&s->arena, f[0], TOKEN_TEXT_MAX, &h->iss) < 0)
+                        return cwt_bad(reason, "a hop's iss is not a text of 1..256 bytes");
+                if (cwt_claim_bytes(f[1], TOKEN_CTI_SIZE, h->cti) < 0)
+                        return cwt_bad(reason, "a hop's cti is not a byte string of 16 bytes");
+                if (cwt_claim_bytes(f[2], TOKEN_KID_SIZE, h->kid) < 0 || !cwt_kid_is_valid(h->kid, TOKEN_KID_SIZE))
+                        return cwt_bad(reason, "a hop's kid is not a 34-byte SHA-256 TPM Name");
         }
         s->verified.claims.hops = s->hops;
         s->verified.claims.n_hops = n;
         return 0;
-}
-
-static bool text_key_is(const char *s, size_t n, const char *key) {
-        return n == strlen(key) && memcmp(s, key, n) == 0;
 }
 
 /* The payload: exactly the claims of token.h, each of its type and size. Return: 0; -EBADMSG with
@@ -364,20 +302,20 @@ static int claims_parse(const uint8_t *payload, size_t size, TokenStorage *s, co
         if (r == -ENOMEM)
                 return r;
         if (r < 0)
-                return bad(reason, error.reason ?: "claims are not a single deterministic CBOR item");
+                return cwt_bad(reason, error.reason ?: "claims are not a single deterministic CBOR item");
         if (!cbor_isa_map(map))
-                return bad(reason, "claims are not a map");
+                return cwt_bad(reason, "claims are not a map");
 
         size_t n = cbor_map_size(map);
         struct cbor_pair *pairs = cbor_map_handle(map);
         if (n > 0 && !pairs)
-                return bad(reason, "claims are not a map");
+                return cwt_bad(reason, "claims are not a map");
 
         /* The arena holds copies of texts and of the credential, all inside the payload, plus a NUL
          * for each text: at most 7 claims (sub included) and TOKEN_HOPS_MAX hop issuers. */
-        s->arena_size = size + 7 + TOKEN_HOPS_MAX;
-        s->arena = malloc(s->arena_size);
-        if (!s->arena)
+        s->arena.size = size + 7 + TOKEN_HOPS_MAX;
+        s->arena.buf = malloc(s->arena.size);
+        if (!s->arena.buf)
                 return -ENOMEM;
 
         /* Keys are unique (the validator refuses duplicates), so each claim is seen at most once. */
@@ -390,128 +328,95 @@ static int claims_parse(const uint8_t *payload, size_t size, TokenStorage *s, co
                 if (cbor_util_get_int(key, &label) >= 0) {
                         switch (label) {
                         case CWT_ISS:
-                                if (claim_text(s, v, TOKEN_TEXT_MAX, &c->iss) < 0)
-                                        return bad(reason, "iss (1) is not a text of 1..256 bytes");
+                                if (cwt_claim_text(&s->arena, v, TOKEN_TEXT_MAX, &c->iss) < 0)
+                                        return cwt_bad(reason, "iss (1) is not a text of 1..256 bytes");
                                 break;
                         case CWT_SUB:
-                                if (claim_text(s, v, TOKEN_TEXT_MAX, &sub) < 0)
-                                        return bad(reason, "sub (2) is not a text of 1..256 bytes");
+                                if (cwt_claim_text(&s->arena, v, TOKEN_TEXT_MAX, &sub) < 0)
+                                        return cwt_bad(reason, "sub (2) is not a text of 1..256 bytes");
                                 break;
                         case CWT_AUD:
                                 /* DESIGN §5: aud is a single tstr, never an array. */
-                                if (claim_text(s, v, TOKEN_TEXT_MAX, &c->aud) < 0)
-                                        return bad(reason, "aud (3) is not a text of 1..256 bytes");
+                                if (cwt_claim_text(&s->arena, v, TOKEN_TEXT_MAX, &c->aud) < 0)
+                                        return cwt_bad(reason, "aud (3) is not a text of 1..256 bytes");
                                 break;
                         case CWT_EXP:
                                 /* NumericDate (RFC 8392 §2): agentid writes untagged unsigned seconds. */
                                 if (cbor_util_get_uint(v, &c->exp) < 0)
-                                        return bad(reason, "exp (4) is not an unsigned integer");
+                                        return cwt_bad(reason, "exp (4) is not an unsigned integer");
                                 have_exp = true;
                                 break;
                         case CWT_NBF:
                                 if (cbor_util_get_uint(v, &c->nbf) < 0)
-                                        return bad(reason, "nbf (5) is not an unsigned integer");
+                                        return cwt_bad(reason, "nbf (5) is not an unsigned integer");
                                 have_nbf = true;
                                 break;
                         case CWT_IAT:
                                 if (cbor_util_get_uint(v, &c->iat) < 0)
-                                        return bad(reason, "iat (6) is not an unsigned integer");
+                                        return cwt_bad(reason, "iat (6) is not an unsigned integer");
                                 have_iat = true;
                                 break;
                         case CWT_CTI:
-                                if (claim_bytes(v, TOKEN_CTI_SIZE, c->cti) < 0)
-                                        return bad(reason, "cti (7) is not a byte string of 16 bytes");
+                                if (cwt_claim_bytes(v, TOKEN_CTI_SIZE, c->cti) < 0)
+                                        return cwt_bad(reason, "cti (7) is not a byte string of 16 bytes");
                                 have_cti = true;
                                 break;
                         case CWT_SCOPE:
                                 /* RFC 8693 §4.2: one space-separated string (a text, not an array). */
-                                if (claim_text(s, v, TOKEN_SCOPE_MAX, &c->scope) < 0 ||
+                                if (cwt_claim_text(&s->arena, v, TOKEN_SCOPE_MAX, &c->scope) < 0 ||
                                     !token_scope_is_valid(c->scope))
-                                        return bad(reason, "scope (9) is not a valid scope string");
+                                        return cwt_bad(reason, "scope (9) is not a valid scope string");
                                 break;
                         default:
-                                return bad(reason, "unknown claim with an integer key");
+                                return cwt_bad(reason, "unknown claim with an integer key");
                         }
                 } else if (cbor_util_get_text(key, &k, &l) >= 0) {
-                        if (text_key_is(k, l, CLAIM_TASK_ID)) {
-                                if (claim_text(s, v, TOKEN_TEXT_MAX, &c->task_id) < 0)
-                                        return bad(reason, "\"task_id\" is not a text of 1..256 bytes");
-                        } else if (text_key_is(k, l, CLAIM_PARENT_TASK_ID)) {
-                                if (claim_text(s, v, TOKEN_TEXT_MAX, &c->parent_task_id) < 0)
-                                        return bad(reason, "\"parent_task_id\" is not a text of 1..256 bytes");
-                        } else if (text_key_is(k, l, CLAIM_OWNER)) {
-                                if (claim_text(s, v, TOKEN_TEXT_MAX, &c->owner) < 0)
-                                        return bad(reason, "\"owner\" is not a text of 1..256 bytes");
-                        } else if (text_key_is(k, l, CLAIM_HOPS)) {
+                        if (cwt_text_key_is(k, l, CLAIM_TASK_ID)) {
+                                if (cwt_claim_text(&s->arena, v, TOKEN_TEXT_MAX, &c->task_id) < 0)
+                                        return cwt_bad(reason, "\"task_id\" is not a text of 1..256 bytes");
+                        } else if (cwt_text_key_is(k, l, CLAIM_PARENT_TASK_ID)) {
+                                if (cwt_claim_text(&s->arena, v, TOKEN_TEXT_MAX, &c->parent_task_id) < 0)
+                                        return cwt_bad(reason, "\"parent_task_id\" is not a text of 1..256 bytes");
+                        } else if (cwt_text_key_is(k, l, CLAIM_OWNER)) {
+                                if (cwt_claim_text(&s->arena, v, TOKEN_TEXT_MAX, &c->owner) < 0)
+                                        return cwt_bad(reason, "\"owner\" is not a text of 1..256 bytes");
+                        } else if (cwt_text_key_is(k, l, CLAIM_HOPS)) {
                                 r = hops_parse(s, v, reason);
                                 if (r < 0)
                                         return r;
-                        } else if (text_key_is(k, l, CLAIM_CREDENTIAL)) {
+                        } else if (cwt_text_key_is(k, l, CLAIM_CREDENTIAL)) {
                                 const uint8_t *p;
                                 size_t m;
 
                                 if (cbor_util_get_bytes(v, &p, &m) < 0)
-                                        return bad(reason, "\"credential\" is not a byte string");
+                                        return cwt_bad(reason, "\"credential\" is not a byte string");
                                 r = credential_check(p, m);
                                 if (r == -ENOMEM)
                                         return r;
                                 if (r < 0)
-                                        return bad(reason, "\"credential\" is not a COSE_Sign1_Tagged of at most "
+                                        return cwt_bad(reason, "\"credential\" is not a COSE_Sign1_Tagged of at most "
                                                            "4096 bytes");
-                                c->credential = arena_copy(s, p, m, false);
+                                c->credential = cwt_arena_copy(&s->arena, p, m, false);
                                 if (!c->credential)
-                                        return bad(reason, "\"credential\" does not fit");
+                                        return cwt_bad(reason, "\"credential\" does not fit");
                                 c->credential_size = m;
                         } else
-                                return bad(reason, "unknown claim with a text key");
+                                return cwt_bad(reason, "unknown claim with a text key");
                 } else
-                        return bad(reason, "a claim key is neither an integer nor a text");
+                        return cwt_bad(reason, "a claim key is neither an integer nor a text");
         }
 
         if (!c->iss || !sub || !c->aud || !have_exp || !have_nbf || !have_iat || !have_cti || !c->task_id ||
             !c->owner)
-                return bad(reason, "a required claim is missing (iss, sub, aud, exp, nbf, iat, cti, task_id, owner)");
+                return cwt_bad(reason, "a required claim is missing (iss, sub, aud, exp, nbf, iat, cti, task_id, owner)");
         /* The agent issues tokens about itself (DESIGN §5). */
         if (!streq(c->iss, sub))
-                return bad(reason, "sub (2) is not iss (1)");
+                return cwt_bad(reason, "sub (2) is not iss (1)");
         if (c->nbf > c->exp)
-                return bad(reason, "nbf (5) is after exp (4)");
+                return cwt_bad(reason, "nbf (5) is after exp (4)");
         if (c->iat > c->exp)
-                return bad(reason, "iat (6) is after exp (4)");
+                return cwt_bad(reason, "iat (6) is after exp (4)");
         return 0;
-}
-
-/* The COSE envelope in the token profile. Return: 0; -E2BIG; -EBADMSG with *reason; -ENOMEM. */
-static int envelope_parse(const uint8_t *token, size_t size, CoseSign1Parsed *ret, const char **reason) {
-        _cleanup_(cose_sign1_parsed_done) CoseSign1Parsed p = {};
-        int r;
-
-        if (size > TOKEN_MAX) {
-                *reason = "token larger than 8 KiB";
-                return -E2BIG;
-        }
-        r = cose_sign1_parse(token, size, &p, reason);
-        if (r == -ENOMEM)
-                return r;
-        if (r < 0)
-                return -EBADMSG;
-        /* Label 15 belongs to signed messages (DESIGN §5): a token's claims are all in its payload,
-         * so a signed message can never pass for a token. */
-        if (p.claims)
-                return bad(reason, "protected header carries CWT claims (label 15): a signed message, not a token");
-        if (!kid_is_valid(p.kid, p.kid_size))
-                return bad(reason, "kid is not a 34-byte SHA-256 TPM Name (00 0b ...)");
-
-        *ret = p;
-        p = (CoseSign1Parsed) {};
-        return 0;
-}
-
-/* A refusal, saying why when the caller asked. */
-static int refused(int r, const char *reason, const char **ret_reason) {
-        if (ret_reason && reason)
-                *ret_reason = reason;
-        return r;
 }
 
 int token_peek_kid(const uint8_t *token, size_t size, uint8_t ret_kid[TOKEN_KID_SIZE], const char **ret_reason) {
@@ -522,9 +427,9 @@ int token_peek_kid(const uint8_t *token, size_t size, uint8_t ret_kid[TOKEN_KID_
         if ((!token && size > 0) || !ret_kid)
                 return -EINVAL;
 
-        r = envelope_parse(token, size, &p, &reason);
+        r = cwt_envelope_parse(&token_profile, token, size, &p, &reason);
         if (r < 0)
-                return refused(r, reason, ret_reason);
+                return cwt_refused(r, reason, ret_reason);
         memcpy(ret_kid, p.kid, TOKEN_KID_SIZE);
         return 0;
 }
@@ -538,16 +443,16 @@ int token_verify(const uint8_t *token, size_t size, EVP_PKEY *pkey, TokenVerifie
         if ((!token && size > 0) || !pkey || !ret)
                 return -EINVAL;
 
-        r = envelope_parse(token, size, &p, &reason);
+        r = cwt_envelope_parse(&token_profile, token, size, &p, &reason);
         if (r < 0)
-                return refused(r, reason, ret_reason);
+                return cwt_refused(r, reason, ret_reason);
 
         /* The signature before the claims: nothing the payload says is looked at until the key is
          * known to have said it. A signature that cannot even be converted does not verify either,
          * so -EBADMSG keeps meaning "the claims" from here on (token.h). */
         r = cose_sign1_verify_parsed(&p, pkey);
         if (r == -EKEYREJECTED || r == -EBADMSG)
-                return refused(-EKEYREJECTED, "the signature does not verify with the key", ret_reason);
+                return cwt_refused(-EKEYREJECTED, "the signature does not verify with the key", ret_reason);
         if (r < 0)
                 return r;
 
@@ -556,7 +461,7 @@ int token_verify(const uint8_t *token, size_t size, EVP_PKEY *pkey, TokenVerifie
                 return -ENOMEM;
         r = claims_parse(p.payload, p.payload_size, s, &reason);
         if (r < 0)
-                return refused(r, reason, ret_reason);
+                return cwt_refused(r, reason, ret_reason);
         memcpy(s->verified.kid, p.kid, TOKEN_KID_SIZE);
 
         *ret = &TAKE_PTR(s)->verified;
