@@ -20,12 +20,9 @@
 
 #include <cmocka.h>
 
-#include <dirent.h>
 #include <fcntl.h>
 #include <openssl/ec.h>
 #include <openssl/evp.h>
-#include <spawn.h>
-#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -37,12 +34,12 @@
 #include "common/crypto-util.h"
 #include "common/fileio.h"
 #include "common/hexutil.h"
+#include "tests/lib/cli-run.h"
 #include "tests/lib/fake-evidence.h"
 #include "tests/lib/golden.h"
 
 DEFINE_TRIVIAL_CLEANUP_FUNC(AgentidVerifier *, agentid_verifier_free);
 DEFINE_TRIVIAL_CLEANUP_FUNC(AgentidVerdict *, agentid_verdict_free);
-DEFINE_TRIVIAL_CLEANUP_FUNC(DIR *, closedir);
 
 /* The inputs of the golden vectors (docs/formats.md §10, §11). */
 #define HOST "8119af52884ed2bc28b62a373dc1f85b"
@@ -2182,74 +2179,18 @@ static void test_reason_names(void **state) {
 /* ------------------------------------------------------------------------------------------------ */
 /* The CLI of this build: tools/agentid-verify, next to tests/unit/ in the build tree. */
 
-static char *cli_path(void) {
-        char self[4096], *path = NULL;
-        ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
-        if (n <= 0)
-                return NULL;
-        self[n] = 0;
-        char *slash = strrchr(self, '/');
-        if (!slash)
-                return NULL;
-        *slash = 0;
-        if (asprintf(&path, "%s/../../tools/agentid-verify", self) < 0)
-                return NULL;
-        if (access(path, X_OK) < 0)
-                return mfree(path);
-        return path;
-}
-
-extern char **environ;
-
-/* Run the CLI; its standard output in *ret_out. Return: the exit status. */
-static int run_cli(const char *dir, char *const argv[], char **ret_out) {
-        _cleanup_free_ char *out_path = NULL;
-        posix_spawn_file_actions_t fa;
-        int status;
-        pid_t pid;
-
-        assert_true(asprintf(&out_path, "%s/stdout", dir) > 0);
-        assert_int_equal(posix_spawn_file_actions_init(&fa), 0);
-        assert_int_equal(posix_spawn_file_actions_addopen(&fa, 1, out_path, O_WRONLY | O_CREAT | O_TRUNC, 0600), 0);
-        assert_int_equal(posix_spawn_file_actions_addopen(&fa, 2, "/dev/null", O_WRONLY, 0), 0);
-        assert_int_equal(posix_spawn(&pid, argv[0], &fa, NULL, argv, environ), 0);
-        posix_spawn_file_actions_destroy(&fa);
-        assert_int_equal(waitpid(pid, &status, 0), pid);
-        assert_true(WIFEXITED(status));
-
-        uint8_t *out = NULL;
-        size_t out_size = 0;
-        assert_int_equal(read_file_at(AT_FDCWD, out_path, 1 << 20, &out, &out_size), 0);
-        *ret_out = (char *) out;
-        return WEXITSTATUS(status);
-}
-
-static char *write_tmp(const char *dir, const char *name, const void *data, size_t size) {
-        char *path = NULL;
-        assert_true(asprintf(&path, "%s/%s", dir, name) > 0);
-        assert_int_equal(write_file_atomic(path, data, size, 0600, 0), 0);
-        return path;
-}
-
 static char cli_dir[] = "/tmp/test-revocation-XXXXXX";
 static bool cli_dir_made;
 
 static int cli_cleanup(void **state) {
-        _cleanup_(closedirp) DIR *d = NULL;
-        struct dirent *e;
-
         if (!cli_dir_made)
                 return 0;
-        d = opendir(cli_dir);
-        while (d && (e = readdir(d)))
-                if (!streq(e->d_name, ".") && !streq(e->d_name, ".."))
-                        (void) unlinkat(dirfd(d), e->d_name, 0);
         cli_dir_made = false;
-        return rmdir(cli_dir) < 0 ? -1 : 0;
+        return test_remove_dir(cli_dir) < 0 ? -1 : 0;
 }
 
 static void test_cli(void **state) {
-        _cleanup_free_ char *cli = cli_path();
+        _cleanup_free_ char *cli = test_cli_path("agentid-verify");
         const char *dir = cli_dir;
 
         if (!cli)
@@ -2289,16 +2230,16 @@ static void test_cli(void **state) {
         signed_list(8, HOST, &other, 1, k.host, &clean, &clean_size);
         make_rotation(k.agent, k.host, &rot, &rot_size);
 
-        _cleanup_free_ char *ev_path = write_tmp(dir, "evidence.cbor", ev, ev_size),
-                            *ak_path = write_tmp(dir, "ak.pub", ak, ak_size),
-                            *msg_path = write_tmp(dir, "msg.cose", msg, msg_size),
-                            *list_path = write_tmp(dir, "list.cose", list, list_size),
-                            *clean_path = write_tmp(dir, "clean.cose", clean, clean_size),
-                            *bad_path = write_tmp(dir, "bad.cose", list, list_size - 1),
-                            *rot_path = write_tmp(dir, "rotation.cose", rot, rot_size),
-                            *host_path = write_tmp(dir, "host.der", k.host_spki, k.host_spki_size),
-                            *agent_path = write_tmp(dir, "agent.der", k.agent_spki, k.agent_spki_size),
-                            *other_path = write_tmp(dir, "other.der", k.other_spki, k.other_spki_size),
+        _cleanup_free_ char *ev_path = test_write_tmp(dir, "evidence.cbor", ev, ev_size),
+                            *ak_path = test_write_tmp(dir, "ak.pub", ak, ak_size),
+                            *msg_path = test_write_tmp(dir, "msg.cose", msg, msg_size),
+                            *list_path = test_write_tmp(dir, "list.cose", list, list_size),
+                            *clean_path = test_write_tmp(dir, "clean.cose", clean, clean_size),
+                            *bad_path = test_write_tmp(dir, "bad.cose", list, list_size - 1),
+                            *rot_path = test_write_tmp(dir, "rotation.cose", rot, rot_size),
+                            *host_path = test_write_tmp(dir, "host.der", k.host_spki, k.host_spki_size),
+                            *agent_path = test_write_tmp(dir, "agent.der", k.agent_spki, k.agent_spki_size),
+                            *other_path = test_write_tmp(dir, "other.der", k.other_spki, k.other_spki_size),
                             *ev_opt = NULL, *ak_opt = NULL, *nonce_opt = NULL, *list_opt = NULL, *clean_opt = NULL,
                             *bad_opt = NULL, *host_opt = NULL, *key_opt = NULL, *old_opt = NULL, *other_host_opt = NULL,
                             *other_old_opt = NULL;
@@ -2354,7 +2295,7 @@ static void test_cli(void **state) {
         };
         for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
                 _cleanup_free_ char *out = NULL;
-                int status = run_cli(dir, cases[i].argv, &out);
+                int status = test_run_cli(dir, cases[i].argv, &out);
                 if (status != cases[i].status || !strstr(out, cases[i].expect))
                         fail_msg("case %zu: exit %d (expected %d), output:\n%s", i, status, cases[i].status, out);
         }

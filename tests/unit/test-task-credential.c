@@ -20,12 +20,9 @@
 
 #include <cmocka.h>
 
-#include <dirent.h>
 #include <fcntl.h>
 #include <openssl/evp.h>
-#include <spawn.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include "attest/cose.h"
@@ -37,12 +34,12 @@
 #include "common/crypto-util.h"
 #include "common/fileio.h"
 #include "common/hexutil.h"
+#include "tests/lib/cli-run.h"
 #include "tests/lib/fake-evidence.h"
 #include "tests/lib/golden.h"
 
 DEFINE_TRIVIAL_CLEANUP_FUNC(AgentidVerifier *, agentid_verifier_free);
 DEFINE_TRIVIAL_CLEANUP_FUNC(AgentidVerdict *, agentid_verdict_free);
-DEFINE_TRIVIAL_CLEANUP_FUNC(DIR *, closedir);
 
 /* The inputs of the golden vector (docs/formats.md §12). */
 #define HOST "8119af52884ed2bc28b62a373dc1f85b"
@@ -1378,74 +1375,18 @@ static void test_token_bit_flips(void **state) {
 /* ------------------------------------------------------------------------------------------------ */
 /* The CLI of this build: tools/agentid-verify, next to tests/unit/ in the build tree. */
 
-static char *cli_path(void) {
-        char self[4096], *path = NULL;
-        ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
-        if (n <= 0)
-                return NULL;
-        self[n] = 0;
-        char *slash = strrchr(self, '/');
-        if (!slash)
-                return NULL;
-        *slash = 0;
-        if (asprintf(&path, "%s/../../tools/agentid-verify", self) < 0)
-                return NULL;
-        if (access(path, X_OK) < 0)
-                return mfree(path);
-        return path;
-}
-
-extern char **environ;
-
-/* Run the CLI; its standard output in *ret_out. Return: the exit status. */
-static int run_cli(const char *dir, char *const argv[], char **ret_out) {
-        _cleanup_free_ char *out_path = NULL;
-        posix_spawn_file_actions_t fa;
-        int status;
-        pid_t pid;
-
-        assert_true(asprintf(&out_path, "%s/stdout", dir) > 0);
-        assert_int_equal(posix_spawn_file_actions_init(&fa), 0);
-        assert_int_equal(posix_spawn_file_actions_addopen(&fa, 1, out_path, O_WRONLY | O_CREAT | O_TRUNC, 0600), 0);
-        assert_int_equal(posix_spawn_file_actions_addopen(&fa, 2, "/dev/null", O_WRONLY, 0), 0);
-        assert_int_equal(posix_spawn(&pid, argv[0], &fa, NULL, argv, environ), 0);
-        posix_spawn_file_actions_destroy(&fa);
-        assert_int_equal(waitpid(pid, &status, 0), pid);
-        assert_true(WIFEXITED(status));
-
-        uint8_t *out = NULL;
-        size_t out_size = 0;
-        assert_int_equal(read_file_at(AT_FDCWD, out_path, 1 << 20, &out, &out_size), 0);
-        *ret_out = (char *) out;
-        return WEXITSTATUS(status);
-}
-
-static char *write_tmp(const char *dir, const char *name, const void *data, size_t size) {
-        char *path = NULL;
-        assert_true(asprintf(&path, "%s/%s", dir, name) > 0);
-        assert_int_equal(write_file_atomic(path, data, size, 0600, 0), 0);
-        return path;
-}
-
 static char cli_dir[] = "/tmp/test-task-credential-XXXXXX";
 static bool cli_dir_made;
 
 static int cli_cleanup(void **state) {
-        _cleanup_(closedirp) DIR *d = NULL;
-        struct dirent *e;
-
         if (!cli_dir_made)
                 return 0;
-        d = opendir(cli_dir);
-        while (d && (e = readdir(d)))
-                if (!streq(e->d_name, ".") && !streq(e->d_name, ".."))
-                        (void) unlinkat(dirfd(d), e->d_name, 0);
         cli_dir_made = false;
-        return rmdir(cli_dir) < 0 ? -1 : 0;
+        return test_remove_dir(cli_dir) < 0 ? -1 : 0;
 }
 
 static void test_cli(void **state) {
-        _cleanup_free_ char *cli = cli_path();
+        _cleanup_free_ char *cli = test_cli_path("agentid-verify");
         const char *dir = cli_dir;
 
         if (!cli)
@@ -1456,10 +1397,10 @@ static void test_cli(void **state) {
         _cleanup_(built_done) Built b = {}, other_ak = {};
         build(NULL, &b);
         build(&(Variant) { .hook = hook_other_ak }, &other_ak);
-        _cleanup_free_ char *token = write_tmp(dir, "token.cbor", b.token, b.token_size),
-                            *bad = write_tmp(dir, "other-ak.cbor", other_ak.token, other_ak.token_size),
-                            *agent = write_tmp(dir, "agent.der", k.agent_spki, k.agent_spki_size),
-                            *ak = write_tmp(dir, "ak.tpmt", k.ak_pub, k.ak_pub_size),
+        _cleanup_free_ char *token = test_write_tmp(dir, "token.cbor", b.token, b.token_size),
+                            *bad = test_write_tmp(dir, "other-ak.cbor", other_ak.token, other_ak.token_size),
+                            *agent = test_write_tmp(dir, "agent.der", k.agent_spki, k.agent_spki_size),
+                            *ak = test_write_tmp(dir, "ak.tpmt", k.ak_pub, k.ak_pub_size),
                             *kid_hex = hex_encode(k.agent_kid, TOKEN_KID_SIZE), *out = NULL;
         _cleanup_free_ char *arg_key = NULL, *arg_ak = NULL, *arg_kid = NULL, *arg_now = NULL;
         assert_true(asprintf(&arg_key, "--public-key=%s", agent) > 0);
@@ -1470,7 +1411,7 @@ static void test_cli(void **state) {
         /* The agent key pinned with its kid, the AK trusted: valid, with the credential's claims. */
         char *valid_argv[] = { cli, (char *) "token", arg_key, arg_kid, arg_ak, (char *) "--audience=" AUD, arg_now,
                                token, NULL };
-        assert_int_equal(run_cli(dir, valid_argv, &out), 0);
+        assert_int_equal(test_run_cli(dir, valid_argv, &out), 0);
         assert_contains(out, "\"verdict\": \"valid\"");
         assert_contains(out, "\"credential_task_key\"");
         assert_contains(out, "\"credential_cti\": \"a0a1a2a3a4a5a6a7a8a9aaabacadaeaf\"");
@@ -1479,13 +1420,13 @@ static void test_cli(void **state) {
 
         /* Certified by an AK that is not trusted: invalid (exit 1), reason credential_task_key. */
         char *bad_argv[] = { cli, (char *) "token", arg_key, arg_ak, (char *) "--audience=" AUD, arg_now, bad, NULL };
-        assert_int_equal(run_cli(dir, bad_argv, &out), 1);
+        assert_int_equal(test_run_cli(dir, bad_argv, &out), 1);
         assert_contains(out, "\"reason\": \"credential_task_key\"");
         out = mfree(out);
 
         /* Without --trusted-ak a task token cannot be checked: a usage error (exit 2). */
         char *no_ak_argv[] = { cli, (char *) "token", arg_key, (char *) "--audience=" AUD, arg_now, token, NULL };
-        assert_int_equal(run_cli(dir, no_ak_argv, &out), 2);
+        assert_int_equal(test_run_cli(dir, no_ak_argv, &out), 2);
         out = mfree(out);
 }
 

@@ -14,11 +14,8 @@
 
 #include <cmocka.h>
 
-#include <dirent.h>
 #include <fcntl.h>
 #include <openssl/evp.h>
-#include <spawn.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include "attest/cose.h"
@@ -28,11 +25,11 @@
 #include "common/cbor-util.h"
 #include "common/crypto-util.h"
 #include "common/fileio.h"
+#include "tests/lib/cli-run.h"
 #include "tests/lib/fake-evidence.h"
 
 DEFINE_TRIVIAL_CLEANUP_FUNC(AgentidVerifier *, agentid_verifier_free);
 DEFINE_TRIVIAL_CLEANUP_FUNC(AgentidVerdict *, agentid_verdict_free);
-DEFINE_TRIVIAL_CLEANUP_FUNC(DIR *, closedir);
 
 #define HOST_A "0123456789abcdef0123456789abcdef"
 #define HOST_B "fedcba9876543210fedcba9876543210"
@@ -450,75 +447,19 @@ static void test_hops(void **state) {
 /* ------------------------------------------------------------------------------------------------ */
 /* The CLI: agentid-verify token --peers=FILE */
 
-static char *cli_path(void) {
-        char self[4096], *path = NULL;
-        ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
-        if (n <= 0)
-                return NULL;
-        self[n] = 0;
-        char *slash = strrchr(self, '/');
-        if (!slash)
-                return NULL;
-        *slash = 0;
-        if (asprintf(&path, "%s/../../tools/agentid-verify", self) < 0)
-                return NULL;
-        if (access(path, X_OK) < 0)
-                return mfree(path);
-        return path;
-}
-
-extern char **environ;
-
-/* Run the CLI; its standard output in *ret_out. Return: the exit status. */
-static int run_cli(const char *dir, char *const argv[], char **ret_out) {
-        _cleanup_free_ char *out_path = NULL;
-        posix_spawn_file_actions_t fa;
-        int status;
-        pid_t pid;
-
-        assert_true(asprintf(&out_path, "%s/stdout", dir) > 0);
-        assert_int_equal(posix_spawn_file_actions_init(&fa), 0);
-        assert_int_equal(posix_spawn_file_actions_addopen(&fa, 1, out_path, O_WRONLY | O_CREAT | O_TRUNC, 0600), 0);
-        assert_int_equal(posix_spawn_file_actions_addopen(&fa, 2, "/dev/null", O_WRONLY, 0), 0);
-        assert_int_equal(posix_spawn(&pid, argv[0], &fa, NULL, argv, environ), 0);
-        posix_spawn_file_actions_destroy(&fa);
-        assert_int_equal(waitpid(pid, &status, 0), pid);
-        assert_true(WIFEXITED(status));
-
-        uint8_t *out = NULL;
-        size_t out_size = 0;
-        assert_int_equal(read_file_at(AT_FDCWD, out_path, 1 << 20, &out, &out_size), 0);
-        *ret_out = (char *) out;
-        return WEXITSTATUS(status);
-}
-
-static char *write_tmp(const char *dir, const char *name, const void *data, size_t size) {
-        char *path = NULL;
-        assert_true(asprintf(&path, "%s/%s", dir, name) > 0);
-        assert_int_equal(write_file_atomic(path, data, size, 0600, 0), 0);
-        return path;
-}
-
 /* The CLI test's scratch directory; removed by cli_cleanup() also when the test fails. */
 static char cli_dir[] = "/tmp/test-verify-peers-XXXXXX";
 static bool cli_dir_made;
 
 static int cli_cleanup(void **state) {
-        _cleanup_(closedirp) DIR *d = NULL;
-        struct dirent *e;
-
         if (!cli_dir_made)
                 return 0;
-        d = opendir(cli_dir);
-        while (d && (e = readdir(d)))
-                if (!streq(e->d_name, ".") && !streq(e->d_name, ".."))
-                        (void) unlinkat(dirfd(d), e->d_name, 0);
         cli_dir_made = false;
-        return rmdir(cli_dir) < 0 ? -1 : 0;
+        return test_remove_dir(cli_dir) < 0 ? -1 : 0;
 }
 
 static void test_cli(void **state) {
-        _cleanup_free_ char *cli = cli_path();
+        _cleanup_free_ char *cli = test_cli_path("agentid-verify");
         _cleanup_free_ uint8_t *token = NULL, *stranger = NULL, *via_stranger = NULL;
         size_t token_size = 0, stranger_size = 0, via_stranger_size = 0;
         const char *dir = cli_dir;
@@ -538,12 +479,12 @@ static void test_cli(void **state) {
         sign_token(k.child, k.child_kid, &c, &via_stranger, &via_stranger_size);
         snprintf(now, sizeof(now), "--now=%llu", (unsigned long long) (T0 + 10));
 
-        _cleanup_free_ char *peers_path = write_tmp(dir, "peers", k.registry, k.registry_size),
-                            *bad_path = write_tmp(dir, "bad-peers", k.registry, k.registry_size - 1),
-                            *key_path = write_tmp(dir, "key.der", k.root_spki, k.root_spki_size),
-                            *token_path = write_tmp(dir, "token.cose", token, token_size),
-                            *stranger_path = write_tmp(dir, "stranger.cose", stranger, stranger_size),
-                            *hop_path = write_tmp(dir, "hop.cose", via_stranger, via_stranger_size),
+        _cleanup_free_ char *peers_path = test_write_tmp(dir, "peers", k.registry, k.registry_size),
+                            *bad_path = test_write_tmp(dir, "bad-peers", k.registry, k.registry_size - 1),
+                            *key_path = test_write_tmp(dir, "key.der", k.root_spki, k.root_spki_size),
+                            *token_path = test_write_tmp(dir, "token.cose", token, token_size),
+                            *stranger_path = test_write_tmp(dir, "stranger.cose", stranger, stranger_size),
+                            *hop_path = test_write_tmp(dir, "hop.cose", via_stranger, via_stranger_size),
                             *peers_opt = NULL, *bad_opt = NULL, *key_opt = NULL;
         assert_true(asprintf(&peers_opt, "--peers=%s", peers_path) > 0);
         assert_true(asprintf(&bad_opt, "--peers=%s", bad_path) > 0);
@@ -572,7 +513,7 @@ static void test_cli(void **state) {
         };
         for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
                 _cleanup_free_ char *out = NULL;
-                int status = run_cli(dir, cases[i].argv, &out);
+                int status = test_run_cli(dir, cases[i].argv, &out);
                 if (status != cases[i].status || !strstr(out, cases[i].expect))
                         fail_msg("case %zu: exit %d (expected %d), output:\n%s", i, status, cases[i].status, out);
         }
