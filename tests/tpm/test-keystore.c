@@ -23,38 +23,7 @@
 #include "common/fileio.h"
 #include "keystore/keystore.h"
 #include "tests/lib/tpm-sim.h"
-
-typedef struct Fixture {
-        TpmSim *sim;
-        char state_dir[64];
-        KeystoreOptions opts;
-} Fixture;
-
-static int setup(void **state) {
-        Fixture *f = calloc(1, sizeof(*f));
-        assert_non_null(f);
-        assert_int_equal(tpm_sim_start(&f->sim), 0);
-        snprintf(f->state_dir, sizeof(f->state_dir), "%s/state-dir", f->sim->dir);
-        f->opts = (KeystoreOptions) { .tcti = f->sim->tcti, .state_dir = f->state_dir };
-        *state = f;
-        return 0;
-}
-
-static int teardown(void **state) {
-        Fixture *f = *state;
-        tpm_sim_free(f->sim);
-        free(f);
-        return 0;
-}
-
-static Keystore *open_ok(Fixture *f) {
-        char err[KEYSTORE_ERROR_MAX] = "";
-        Keystore *ks = NULL;
-        int r = keystore_open(&f->opts, &ks, err);
-        if (r < 0)
-                fail_msg("keystore_open: %s (%d)", err, r);
-        return ks;
-}
+#include "tests/tpm/keystore-fixture.h"
 
 static KeyRecord *create_ok(Keystore *ks, const char *name, uint32_t uid) {
         KeySpec spec = { .name = name, .owner = "team-a@example.com", .uid = uid };
@@ -109,7 +78,7 @@ static void test_host_key_and_id_stable(void **state) {
         char id[64];
         uint8_t kid[KEY_KID_SIZE];
 
-        Keystore *ks = open_ok(f);
+        Keystore *ks = fixture_open_keystore(f);
         assert_int_equal(strlen(keystore_host_id(ks)), 32);
         strcpy(id, keystore_host_id(ks));
         memcpy(kid, keystore_host_key(ks)->kid, KEY_KID_SIZE);
@@ -117,7 +86,7 @@ static void test_host_key_and_id_stable(void **state) {
         sign_and_verify(ks, keystore_host_key(ks), 0x11);
         keystore_free(ks);
 
-        ks = open_ok(f);
+        ks = fixture_open_keystore(f);
         assert_string_equal(keystore_host_id(ks), id);
         assert_memory_equal(keystore_host_key(ks)->kid, kid, KEY_KID_SIZE);
 
@@ -139,7 +108,7 @@ static void test_host_key_and_id_stable(void **state) {
 
 static void test_create_sign_verify(void **state) {
         Fixture *f = *state;
-        Keystore *ks = open_ok(f);
+        Keystore *ks = fixture_open_keystore(f);
         KeyRecord *r = create_ok(ks, "agent-1", 1000);
 
         assert_int_equal(r->state, KEY_STATE_ACTIVE);
@@ -149,7 +118,7 @@ static void test_create_sign_verify(void **state) {
 
         /* The record on disk equals what create returned, and it signs after a restart. */
         keystore_free(ks);
-        ks = open_ok(f);
+        ks = fixture_open_keystore(f);
         KeyRecord *loaded = NULL;
         assert_int_equal(keystore_load_record(ks, "agent-1", &loaded), 0);
         assert_string_equal(loaded->owner, "team-a@example.com");
@@ -166,7 +135,7 @@ static void test_create_sign_verify(void **state) {
 
 static void test_public_area_and_name(void **state) {
         Fixture *f = *state;
-        Keystore *ks = open_ok(f);
+        Keystore *ks = fixture_open_keystore(f);
         KeyRecord *r = create_ok(ks, "agent-attrs", 1000);
         _cleanup_free_ uint8_t *area = NULL;
         size_t area_size = 0;
@@ -218,7 +187,7 @@ static void test_public_area_and_name(void **state) {
 
 static void test_bad_specs(void **state) {
         Fixture *f = *state;
-        Keystore *ks = open_ok(f);
+        Keystore *ks = fixture_open_keystore(f);
         KeyRecord *r = NULL;
         char long_name[70];
         const char *bad_names[] = { "", "Agent", "-x", ".x", "../x", "a/b", "a b", "ä", long_name };
@@ -259,7 +228,7 @@ static void test_bad_specs(void **state) {
 
 static void test_twenty_keys_in_turn(void **state) {
         Fixture *f = *state;
-        Keystore *ks = open_ok(f);
+        Keystore *ks = fixture_open_keystore(f);
         KeyRecord *keys[20];
 
         for (size_t i = 0; i < ELEMENTSOF(keys); i++) {
@@ -307,14 +276,14 @@ static void flip_auth(KeyRecord *r) {
 
 static void test_wrong_auth_refused(void **state) {
         Fixture *f = *state;
-        Keystore *ks = open_ok(f);
+        Keystore *ks = fixture_open_keystore(f);
         KeyRecord *a = create_ok(ks, "victim", 1000);
         KeyRecord *b = create_ok(ks, "bystander", 1001);
         keystore_free(ks);
 
         tamper_record(f, "victim", flip_auth);
 
-        ks = open_ok(f);
+        ks = fixture_open_keystore(f);
         KeyRecord *bad = NULL;
         uint8_t digest[32] = { 1 }, sig[64];
         assert_int_equal(keystore_load_record(ks, "victim", &bad), 0);
@@ -360,7 +329,7 @@ static unsigned count_dir_entries(const char *path, const char *prefix) {
 
 static void test_destroy(void **state) {
         Fixture *f = *state;
-        Keystore *ks = open_ok(f);
+        Keystore *ks = fixture_open_keystore(f);
         KeyRecord *r = create_ok(ks, "retiring", 1000);
         KeyRecord *before = NULL;
         char path[160], keys[128];
@@ -396,7 +365,7 @@ static void test_destroy(void **state) {
         KeyRecord *r2 = NULL;
         assert_int_equal(keystore_create_key(ks, &again, (uint64_t) time(NULL), &r2), -EEXIST);
         keystore_free(ks);
-        ks = open_ok(f);
+        ks = fixture_open_keystore(f);
         assert_int_equal(keystore_create_key(ks, &again, (uint64_t) time(NULL), &r2), -EEXIST);
 
         key_record_free(tomb);
@@ -407,7 +376,7 @@ static void test_destroy(void **state) {
 
 static void test_interrupted_destroy_finished_at_open(void **state) {
         Fixture *f = *state;
-        Keystore *ks = open_ok(f);
+        Keystore *ks = fixture_open_keystore(f);
         KeyRecord *r = create_ok(ks, "half", 1000), *other = create_ok(ks, "done", 1000), *loaded = NULL;
         char keys[128], from[200], to[200];
         uint8_t *old = NULL;
@@ -435,7 +404,7 @@ static void test_interrupted_destroy_finished_at_open(void **state) {
         assert_int_equal(key_record_to_cbor(tomb, &enc, &enc_size), 0);
         write_raw(keys, "done", enc, enc_size);
 
-        ks = open_ok(f);
+        ks = fixture_open_keystore(f);
         assert_int_equal(count_dir_entries(keys, ".wipe-"), 0);
         assert_int_equal(count_dir_entries(keys, ".tmp-"), 0);
         assert_int_equal(keystore_load_record(ks, "half", &loaded), 0);
@@ -508,7 +477,7 @@ static void drop_priv_keep_active(Fixture *f, const char *name) {
 
 static void test_corrupt_records_skipped(void **state) {
         Fixture *f = *state;
-        Keystore *ks = open_ok(f);
+        Keystore *ks = fixture_open_keystore(f);
         char keys[128];
         uint8_t junk[300];
         KeyRecord *good = create_ok(ks, "good", 1000);
@@ -533,7 +502,7 @@ static void test_corrupt_records_skipped(void **state) {
         snprintf(to, sizeof(to), "%s/elsewhere", keys);
         assert_int_equal(rename(from, to), 0);
 
-        ks = open_ok(f);
+        ks = fixture_open_keystore(f);
         KeyRecord **all = NULL;
         size_t n = 0;
         unsigned problems = 0;
@@ -563,14 +532,14 @@ static void other_parent(KeyRecord *r) {
 
 static void test_foreign_parent_reported(void **state) {
         Fixture *f = *state;
-        Keystore *ks = open_ok(f);
+        Keystore *ks = fixture_open_keystore(f);
         KeyRecord *r = create_ok(ks, "migrant", 1000);
         KeyRecord *ok = create_ok(ks, "local", 1000);
         uint8_t digest[32] = { 3 }, sig[64];
         keystore_free(ks);
 
         tamper_record(f, "migrant", other_parent);
-        ks = open_ok(f);
+        ks = fixture_open_keystore(f);
         KeyRecord *m = NULL;
         assert_int_equal(keystore_load_record(ks, "migrant", &m), 0);
         assert_int_equal(keystore_key_check(ks, m), -EMEDIUMTYPE);
@@ -585,7 +554,7 @@ static void test_foreign_parent_reported(void **state) {
 
 static void test_reboot(void **state, bool orderly) {
         Fixture *f = *state;
-        Keystore *ks = open_ok(f);
+        Keystore *ks = fixture_open_keystore(f);
         KeyRecord *k[4];
 
         for (size_t i = 0; i < ELEMENTSOF(k); i++) {
@@ -615,7 +584,7 @@ static void test_reboot_unclean(void **state) {
 
 static void test_tpm_killed_and_back(void **state) {
         Fixture *f = *state;
-        Keystore *ks = open_ok(f);
+        Keystore *ks = fixture_open_keystore(f);
         KeyRecord *r = create_ok(ks, "survivor", 1000);
         uint8_t digest[32] = { 9 }, sig[64];
 
@@ -648,7 +617,7 @@ static void test_flush_stale_handles(void **state) {
         assert_int_equal(keystore_open(&f->opts, &ks, err), -ENOBUFS);
 
         f->opts.flush_stale_handles = true;
-        ks = open_ok(f);
+        ks = fixture_open_keystore(f);
         sign_and_verify(ks, keystore_host_key(ks), 0x80);
         keystore_free(ks);
 }
@@ -656,7 +625,7 @@ static void test_flush_stale_handles(void **state) {
 static void test_state_dir_guarded(void **state) {
         Fixture *f = *state;
         char err[KEYSTORE_ERROR_MAX] = "";
-        Keystore *ks = open_ok(f), *second = NULL;
+        Keystore *ks = fixture_open_keystore(f), *second = NULL;
 
         /* One process per state directory. */
         assert_int_equal(keystore_open(&f->opts, &second, err), -EBUSY);
@@ -681,7 +650,7 @@ static void test_state_dir_guarded(void **state) {
         assert_int_equal(stat(host, &st), 0);
         assert_int_equal(st.st_mode & 0777, 0600);
 
-        ks = open_ok(f);
+        ks = fixture_open_keystore(f);
         keystore_free(ks);
 }
 
@@ -701,7 +670,7 @@ static void test_hierarchy_auth(void **state) {
         snprintf(file, sizeof(file), "%s/owner-auth", f->sim->dir);
         write_raw(f->sim->dir, "owner-auth", "s3cret\n", 7);
         f->opts.owner_auth_file = file;
-        ks = open_ok(f);
+        ks = fixture_open_keystore(f);
         KeyRecord *r = create_ok(ks, "with-owner-auth", 1000);
         sign_and_verify(ks, r, 0x90);
         key_record_free(r);
@@ -716,7 +685,7 @@ static void test_persistent_srk(void **state) {
         Fixture *f = *state;
         char id_derived[64], ctx[160], state_b[160], state_c[160];
 
-        Keystore *ks = open_ok(f);
+        Keystore *ks = fixture_open_keystore(f);
         strcpy(id_derived, keystore_host_id(ks));
         keystore_free(ks);
 
@@ -730,7 +699,7 @@ static void test_persistent_srk(void **state) {
         assert_int_equal(tpm_sim_run_tool(f->sim, flush), 0);
         snprintf(state_b, sizeof(state_b), "%s/state-b", f->sim->dir);
         f->opts.state_dir = state_b;
-        ks = open_ok(f);
+        ks = fixture_open_keystore(f);
         assert_string_equal(keystore_host_id(ks), id_derived);
         keystore_free(ks);
 
@@ -745,41 +714,13 @@ static void test_persistent_srk(void **state) {
         assert_int_equal(tpm_sim_run_tool(f->sim, flush), 0);
         snprintf(state_c, sizeof(state_c), "%s/state-c", f->sim->dir);
         f->opts.state_dir = state_c;
-        ks = open_ok(f);
+        ks = fixture_open_keystore(f);
         assert_string_not_equal(keystore_host_id(ks), id_derived);
         KeyRecord *r = create_ok(ks, "under-persistent", 1000);
         sign_and_verify(ks, r, 0xa0);
         assert_memory_equal(r->parent, keystore_srk_name(ks), KEY_KID_SIZE);
         key_record_free(r);
         keystore_free(ks);
-}
-
-/* Verify an ECDSA TPMT_SIGNATURE over raw bytes with an ECC TPMT_PUBLIC, as a verifier would. */
-static void verify_tpm_signature(const uint8_t *pub_area, size_t pub_size, const uint8_t *msg, size_t msg_size,
-                                 const uint8_t *sig, size_t sig_size) {
-        TPMT_PUBLIC pub = {};
-        TPMT_SIGNATURE s = {};
-        size_t off = 0;
-        uint8_t raw[64] = {}, digest[32], *der = NULL;
-        size_t der_size = 0;
-        EVP_PKEY *pkey = NULL;
-
-        assert_int_equal(Tss2_MU_TPMT_PUBLIC_Unmarshal(pub_area, pub_size, &off, &pub), TSS2_RC_SUCCESS);
-        off = 0;
-        assert_int_equal(Tss2_MU_TPMT_SIGNATURE_Unmarshal(sig, sig_size, &off, &s), TSS2_RC_SUCCESS);
-        assert_int_equal(off, sig_size);
-        assert_int_equal(s.sigAlg, TPM2_ALG_ECDSA);
-        assert_int_equal(s.signature.ecdsa.hash, TPM2_ALG_SHA256);
-        memcpy(raw + 32 - s.signature.ecdsa.signatureR.size, s.signature.ecdsa.signatureR.buffer,
-               s.signature.ecdsa.signatureR.size);
-        memcpy(raw + 64 - s.signature.ecdsa.signatureS.size, s.signature.ecdsa.signatureS.buffer,
-               s.signature.ecdsa.signatureS.size);
-        assert_int_equal(p256_pkey_from_xy(pub.unique.ecc.x.buffer, pub.unique.ecc.y.buffer, &pkey), 0);
-        assert_int_equal(ecdsa_raw_to_der(raw, 32, &der, &der_size), 0);
-        assert_int_equal(sha256(msg, msg_size, digest), 0);
-        assert_int_equal(ecdsa_verify_digest(pkey, digest, der, der_size), 1);
-        free(der);
-        EVP_PKEY_free(pkey);
 }
 
 static void check_attestation(Keystore *ks, const KeyRecord *r) {
@@ -842,7 +783,7 @@ static void check_attestation(Keystore *ks, const KeyRecord *r) {
 static void test_attest(void **state, KeystoreEkType ek) {
         Fixture *f = *state;
         f->opts.ek = ek;
-        Keystore *ks = open_ok(f);
+        Keystore *ks = fixture_open_keystore(f);
         KeyRecord *a = create_ok(ks, "attested", 1000), *b = create_ok(ks, "other", 1000);
 
         /* Two keys cached when the attestation starts: the slot plan must still fit. */
@@ -857,7 +798,7 @@ static void test_attest(void **state, KeystoreEkType ek) {
         size_t n1 = 0, n2 = 0;
         assert_int_equal(keystore_ak_public(ks, &ak1, &n1, name), 0);
         keystore_free(ks);
-        ks = open_ok(f);
+        ks = fixture_open_keystore(f);
         assert_int_equal(keystore_ak_public(ks, &ak2, &n2, name), 0);
         assert_int_equal(n1, n2);
         assert_memory_equal(ak1, ak2, n1);
@@ -881,7 +822,7 @@ static void test_attest_needs_endorsement_auth(void **state) {
          * (PolicySecret on that hierarchy) cannot be satisfied, so there is no AK... */
         const char *argv[] = { "tpm2_changeauth", "-c", "e", "endorse", NULL };
         assert_int_equal(tpm_sim_run_tool(f->sim, argv), 0);
-        Keystore *ks = open_ok(f);
+        Keystore *ks = fixture_open_keystore(f);
         assert_non_null(keystore_attestation_error(ks));
         KeyRecord *r = create_ok(ks, "still-signs", 1000);
         sign_and_verify(ks, r, 1);
@@ -893,7 +834,7 @@ static void test_attest_needs_endorsement_auth(void **state) {
         write_raw(f->sim->dir, "endorsement-auth", "endorse\n", 8);
         snprintf(file, sizeof(file), "%s/endorsement-auth", f->sim->dir);
         f->opts.endorsement_auth_file = file;
-        ks = open_ok(f);
+        ks = fixture_open_keystore(f);
         assert_null(keystore_attestation_error(ks));
         check_attestation(ks, r);
         key_record_free(r);
@@ -910,7 +851,7 @@ static void test_attest_ecc_ek(void **state) {
 
 static void test_create_after_reset(void **state) {
         Fixture *f = *state;
-        Keystore *ks = open_ok(f);
+        Keystore *ks = fixture_open_keystore(f);
         KeyRecord *a = create_ok(ks, "before-a", 1000), *b = create_ok(ks, "before-b", 1000);
 
         sign_and_verify(ks, a, 1);
@@ -928,7 +869,7 @@ static void test_create_after_reset(void **state) {
 
 static void test_owner_hierarchy_cleared(void **state) {
         Fixture *f = *state;
-        Keystore *ks = open_ok(f);
+        Keystore *ks = fixture_open_keystore(f);
         KeyRecord *old = create_ok(ks, "old-agent", 1000), *loaded = NULL;
         char old_id[64], keys[128];
         uint8_t digest[32] = { 5 }, sig[64];
@@ -940,7 +881,7 @@ static void test_owner_hierarchy_cleared(void **state) {
         assert_int_equal(tpm_sim_run_tool(f->sim, clear), 0);
 
         /* The daemon keeps working: a new host key, the old one kept aside, old keys reported. */
-        ks = open_ok(f);
+        ks = fixture_open_keystore(f);
         assert_true(keystore_host_key_replaced(ks));
         assert_string_not_equal(keystore_host_id(ks), old_id);
         snprintf(keys, sizeof(keys), "%s", f->state_dir);
@@ -954,7 +895,7 @@ static void test_owner_hierarchy_cleared(void **state) {
         keystore_free(ks);
 
         /* Only once: the next start finds a usable host key. */
-        ks = open_ok(f);
+        ks = fixture_open_keystore(f);
         assert_false(keystore_host_key_replaced(ks));
         key_record_free(fresh);
         key_record_free(loaded);
@@ -965,7 +906,7 @@ static void test_owner_hierarchy_cleared(void **state) {
 static void test_enroll_tpm_side(void **state, KeystoreEkType ek) {
         Fixture *f = *state;
         f->opts.ek = ek;
-        Keystore *ks = open_ok(f);
+        Keystore *ks = fixture_open_keystore(f);
         uint8_t *cert = NULL, *ek_area = NULL, *ak = NULL, *out = NULL, name[KEY_KID_SIZE];
         size_t cert_size = 0, ek_size = 0, ak_size = 0, out_size = 0;
         char path[200], hexname[2 * KEY_KID_SIZE + 1];
@@ -1041,31 +982,31 @@ static void test_enroll_ecc_ek(void **state) {
 
 int main(void) {
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test_setup_teardown(test_wrong_tcti, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_host_key_and_id_stable, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_create_sign_verify, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_public_area_and_name, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_bad_specs, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_twenty_keys_in_turn, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_wrong_auth_refused, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_destroy, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_interrupted_destroy_finished_at_open, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_corrupt_records_skipped, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_foreign_parent_reported, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_reboot_orderly, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_reboot_unclean, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_tpm_killed_and_back, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_flush_stale_handles, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_state_dir_guarded, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_hierarchy_auth, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_persistent_srk, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_create_after_reset, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_owner_hierarchy_cleared, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_attest_rsa_ek, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_attest_ecc_ek, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_attest_needs_endorsement_auth, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_enroll_rsa_ek, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_enroll_ecc_ek, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_wrong_tcti, fixture_setup, fixture_teardown),
+                cmocka_unit_test_setup_teardown(test_host_key_and_id_stable, fixture_setup, fixture_teardown),
+                cmocka_unit_test_setup_teardown(test_create_sign_verify, fixture_setup, fixture_teardown),
+                cmocka_unit_test_setup_teardown(test_public_area_and_name, fixture_setup, fixture_teardown),
+                cmocka_unit_test_setup_teardown(test_bad_specs, fixture_setup, fixture_teardown),
+                cmocka_unit_test_setup_teardown(test_twenty_keys_in_turn, fixture_setup, fixture_teardown),
+                cmocka_unit_test_setup_teardown(test_wrong_auth_refused, fixture_setup, fixture_teardown),
+                cmocka_unit_test_setup_teardown(test_destroy, fixture_setup, fixture_teardown),
+                cmocka_unit_test_setup_teardown(test_interrupted_destroy_finished_at_open, fixture_setup, fixture_teardown),
+                cmocka_unit_test_setup_teardown(test_corrupt_records_skipped, fixture_setup, fixture_teardown),
+                cmocka_unit_test_setup_teardown(test_foreign_parent_reported, fixture_setup, fixture_teardown),
+                cmocka_unit_test_setup_teardown(test_reboot_orderly, fixture_setup, fixture_teardown),
+                cmocka_unit_test_setup_teardown(test_reboot_unclean, fixture_setup, fixture_teardown),
+                cmocka_unit_test_setup_teardown(test_tpm_killed_and_back, fixture_setup, fixture_teardown),
+                cmocka_unit_test_setup_teardown(test_flush_stale_handles, fixture_setup, fixture_teardown),
+                cmocka_unit_test_setup_teardown(test_state_dir_guarded, fixture_setup, fixture_teardown),
+                cmocka_unit_test_setup_teardown(test_hierarchy_auth, fixture_setup, fixture_teardown),
+                cmocka_unit_test_setup_teardown(test_persistent_srk, fixture_setup, fixture_teardown),
+                cmocka_unit_test_setup_teardown(test_create_after_reset, fixture_setup, fixture_teardown),
+                cmocka_unit_test_setup_teardown(test_owner_hierarchy_cleared, fixture_setup, fixture_teardown),
+                cmocka_unit_test_setup_teardown(test_attest_rsa_ek, fixture_setup, fixture_teardown),
+                cmocka_unit_test_setup_teardown(test_attest_ecc_ek, fixture_setup, fixture_teardown),
+                cmocka_unit_test_setup_teardown(test_attest_needs_endorsement_auth, fixture_setup, fixture_teardown),
+                cmocka_unit_test_setup_teardown(test_enroll_rsa_ek, fixture_setup, fixture_teardown),
+                cmocka_unit_test_setup_teardown(test_enroll_ecc_ek, fixture_setup, fixture_teardown),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -24,6 +24,7 @@
 #include "keystore/task-key.h"
 #include "keystore/tpm-object.h"
 #include "tests/lib/tpm-sim.h"
+#include "tests/tpm/keystore-fixture.h"
 
 /* Handle ranges for TPM2_GetCapability(TPM_CAP_HANDLES) (Part 2 §7.2): written out, because tss2's
  * TPM2_TRANSIENT_FIRST shifts into the sign bit. */
@@ -32,38 +33,6 @@
 #define HANDLES_SAVED_SESSION ((TPM2_HC) 0x03000000U)
 /* fixedTPM | fixedParent | sensitiveDataOrigin | noDA | sign: no userWithAuth, no adminWithPolicy. */
 #define TASK_KEY_ATTRIBUTES_EXPECTED 0x00040432U
-
-typedef struct Fixture {
-        TpmSim *sim;
-        char state_dir[64];
-        KeystoreOptions opts;
-} Fixture;
-
-static int setup(void **state) {
-        Fixture *f = calloc(1, sizeof(*f));
-        assert_non_null(f);
-        assert_int_equal(tpm_sim_start(&f->sim), 0);
-        snprintf(f->state_dir, sizeof(f->state_dir), "%s/state-dir", f->sim->dir);
-        f->opts = (KeystoreOptions) { .tcti = f->sim->tcti, .state_dir = f->state_dir };
-        *state = f;
-        return 0;
-}
-
-static int teardown(void **state) {
-        Fixture *f = *state;
-        tpm_sim_free(f->sim);
-        free(f);
-        return 0;
-}
-
-static Keystore *open_ok(Fixture *f) {
-        char err[KEYSTORE_ERROR_MAX] = "";
-        Keystore *ks = NULL;
-        int r = keystore_open(&f->opts, &ks, err);
-        if (r < 0)
-                fail_msg("keystore_open: %s (%d)", err, r);
-        return ks;
-}
 
 static KeyRecord *agent_key_ok(Keystore *ks, const char *name) {
         KeySpec spec = { .name = name, .owner = "team-a@example.com", .uid = 1000 };
@@ -277,34 +246,6 @@ static void null_primary_name(Fixture *f, uint8_t ret[34]) {
         probe_close(&p);
 }
 
-/* Verify an ECDSA TPMT_SIGNATURE over raw bytes with an ECC TPMT_PUBLIC, as a verifier would. */
-static void verify_tpm_signature(const uint8_t *pub_area, size_t pub_size, const uint8_t *msg, size_t msg_size,
-                                 const uint8_t *sig, size_t sig_size) {
-        TPMT_PUBLIC pub = {};
-        TPMT_SIGNATURE s = {};
-        size_t off = 0;
-        uint8_t raw[64] = {}, digest[32], *der = NULL;
-        size_t der_size = 0;
-        EVP_PKEY *pkey = NULL;
-
-        assert_int_equal(Tss2_MU_TPMT_PUBLIC_Unmarshal(pub_area, pub_size, &off, &pub), TSS2_RC_SUCCESS);
-        off = 0;
-        assert_int_equal(Tss2_MU_TPMT_SIGNATURE_Unmarshal(sig, sig_size, &off, &s), TSS2_RC_SUCCESS);
-        assert_int_equal(off, sig_size);
-        assert_int_equal(s.sigAlg, TPM2_ALG_ECDSA);
-        assert_int_equal(s.signature.ecdsa.hash, TPM2_ALG_SHA256);
-        memcpy(raw + 32 - s.signature.ecdsa.signatureR.size, s.signature.ecdsa.signatureR.buffer,
-               s.signature.ecdsa.signatureR.size);
-        memcpy(raw + 64 - s.signature.ecdsa.signatureS.size, s.signature.ecdsa.signatureS.buffer,
-               s.signature.ecdsa.signatureS.size);
-        assert_int_equal(p256_pkey_from_xy(pub.unique.ecc.x.buffer, pub.unique.ecc.y.buffer, &pkey), 0);
-        assert_int_equal(ecdsa_raw_to_der(raw, 32, &der, &der_size), 0);
-        assert_int_equal(sha256(msg, msg_size, digest), 0);
-        assert_int_equal(ecdsa_verify_digest(pkey, digest, der, der_size), 1);
-        free(der);
-        EVP_PKEY_free(pkey);
-}
-
 /* Everything a verifier holding the AK can check about a task key from its certificate. */
 static void check_task_certificate(Fixture *f, Keystore *ks, const TaskKey *t, const TaskKeyCertificate *c,
                                    const uint8_t data[32], uint64_t ttl_ms) {
@@ -386,7 +327,7 @@ static void check_task_certificate(Fixture *f, Keystore *ks, const TaskKey *t, c
 
 static void test_create_sign_verify(void **state) {
         Fixture *f = *state;
-        Keystore *ks = open_ok(f);
+        Keystore *ks = fixture_open_keystore(f);
         uint8_t data[32];
         TaskKeyCertificate cert = {};
         uint64_t limit;
@@ -417,7 +358,7 @@ static void test_create_sign_verify(void **state) {
 static void test_certificate(void **state, KeystoreEkType ek) {
         Fixture *f = *state;
         f->opts.ek = ek;
-        Keystore *ks = open_ok(f);
+        Keystore *ks = fixture_open_keystore(f);
         TaskKeyCertificate cert = {};
         uint8_t data[32];
 
@@ -441,7 +382,7 @@ static void test_certificate_ecc_ek(void **state) {
 
 static void test_bad_arguments(void **state) {
         Fixture *f = *state;
-        Keystore *ks = open_ok(f);
+        Keystore *ks = fixture_open_keystore(f);
         uint8_t data[32] = {};
         TaskKeyCertificate cert = {};
         TaskKey *t = NULL;
@@ -466,7 +407,7 @@ static void test_needs_attestation_key(void **state) {
         /* An endorsement password the keystore does not know: no AK, so no certified task keys. */
         const char *argv[] = { "tpm2_changeauth", "-c", "e", "endorse", NULL };
         assert_int_equal(tpm_sim_run_tool(f->sim, argv), 0);
-        Keystore *ks = open_ok(f);
+        Keystore *ks = fixture_open_keystore(f);
         assert_non_null(keystore_attestation_error(ks));
         assert_int_equal(keystore_task_key_create(ks, 1000, data, &t, &cert), -EOPNOTSUPP);
         assert_null(t);
@@ -482,7 +423,7 @@ static void sleep_ms(unsigned ms) {
 
 static void test_expiry_enforced_by_tpm(void **state) {
         Fixture *f = *state;
-        Keystore *ks = open_ok(f);
+        Keystore *ks = fixture_open_keystore(f);
         KeyRecord *a = agent_key_ok(ks, "agent-a");
         uint8_t data[32] = { 1 };
 
@@ -512,7 +453,7 @@ static void test_expiry_enforced_by_tpm(void **state) {
 /* A TPM Reset in one of three ways: the task keys are gone for good, everything else carries on. */
 static void test_reset(void **state, int how) {
         Fixture *f = *state;
-        Keystore *ks = open_ok(f);
+        Keystore *ks = fixture_open_keystore(f);
         KeyRecord *a = agent_key_ok(ks, "agent-a");
         uint8_t data[32] = { 2 };
 
@@ -567,7 +508,7 @@ static void test_reset_swtpm_restarted(void **state) {
  */
 static void test_restart(void **state, bool resume) {
         Fixture *f = *state;
-        Keystore *ks = open_ok(f);
+        Keystore *ks = fixture_open_keystore(f);
         uint8_t data[32] = { 3 };
         char ctrl[4200];
 
@@ -609,7 +550,7 @@ static void test_restart_expires(void **state) {
 
 static void test_no_handles_or_sessions_left(void **state) {
         Fixture *f = *state;
-        Keystore *ks = open_ok(f);
+        Keystore *ks = fixture_open_keystore(f);
         KeyRecord *a = agent_key_ok(ks, "agent-a"), *b = agent_key_ok(ks, "agent-b");
         uint8_t data[32] = { 4 };
 
@@ -658,7 +599,7 @@ static void test_no_handles_or_sessions_left(void **state) {
 
 static void test_interleaved_with_agent_keys(void **state) {
         Fixture *f = *state;
-        Keystore *ks = open_ok(f);
+        Keystore *ks = fixture_open_keystore(f);
         KeyRecord *a = agent_key_ok(ks, "agent-a"), *b = agent_key_ok(ks, "agent-b"), *c = agent_key_ok(ks, "agent-c");
         uint8_t data[32] = { 5 }, cdata[32] = { 6 };
         KeystoreEvidence e = {};
@@ -715,7 +656,7 @@ static double median(double *v, size_t n) {
 /* What a task key signature costs next to an agent key's (printed, not asserted: it is a simulator). */
 static void test_cost(void **state) {
         Fixture *f = *state;
-        Keystore *ks = open_ok(f);
+        Keystore *ks = fixture_open_keystore(f);
         KeyRecord *a = agent_key_ok(ks, "agent-a");
         uint8_t data[32] = { 7 }, digest[32], sig[64];
         double task[COST_ROUNDS], agent[COST_ROUNDS], create[COST_CREATES];
@@ -757,20 +698,20 @@ static void test_cost(void **state) {
 
 int main(void) {
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test_setup_teardown(test_create_sign_verify, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_certificate_rsa_ek, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_certificate_ecc_ek, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_bad_arguments, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_needs_attestation_key, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_expiry_enforced_by_tpm, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_reset_orderly, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_reset_unclean, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_reset_swtpm_restarted, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_resume_expires, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_restart_expires, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_no_handles_or_sessions_left, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_interleaved_with_agent_keys, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_cost, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_create_sign_verify, fixture_setup, fixture_teardown),
+                cmocka_unit_test_setup_teardown(test_certificate_rsa_ek, fixture_setup, fixture_teardown),
+                cmocka_unit_test_setup_teardown(test_certificate_ecc_ek, fixture_setup, fixture_teardown),
+                cmocka_unit_test_setup_teardown(test_bad_arguments, fixture_setup, fixture_teardown),
+                cmocka_unit_test_setup_teardown(test_needs_attestation_key, fixture_setup, fixture_teardown),
+                cmocka_unit_test_setup_teardown(test_expiry_enforced_by_tpm, fixture_setup, fixture_teardown),
+                cmocka_unit_test_setup_teardown(test_reset_orderly, fixture_setup, fixture_teardown),
+                cmocka_unit_test_setup_teardown(test_reset_unclean, fixture_setup, fixture_teardown),
+                cmocka_unit_test_setup_teardown(test_reset_swtpm_restarted, fixture_setup, fixture_teardown),
+                cmocka_unit_test_setup_teardown(test_resume_expires, fixture_setup, fixture_teardown),
+                cmocka_unit_test_setup_teardown(test_restart_expires, fixture_setup, fixture_teardown),
+                cmocka_unit_test_setup_teardown(test_no_handles_or_sessions_left, fixture_setup, fixture_teardown),
+                cmocka_unit_test_setup_teardown(test_interleaved_with_agent_keys, fixture_setup, fixture_teardown),
+                cmocka_unit_test_setup_teardown(test_cost, fixture_setup, fixture_teardown),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
