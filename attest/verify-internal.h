@@ -44,6 +44,11 @@ AgentidVerdict *verdict_new(const AgentidVerifier *revocations_of, VerdictKind k
 
 /* Record the outcome of a check in the verdict's list (a check not in it is ignored). */
 void _printf_(4, 0) verdict_record_v(AgentidVerdict *d, AgentidReason reason, bool ok, const char *fmt, va_list ap);
+/* Record check reason as passed / failed with a detail; a skipped check is failed with "not checked:
+ * why" (its input is missing because an earlier check failed). */
+void _printf_(3, 4) verdict_pass(AgentidVerdict *d, AgentidReason reason, const char *fmt, ...);
+void _printf_(3, 4) verdict_fail(AgentidVerdict *d, AgentidReason reason, const char *fmt, ...);
+void verdict_skip(AgentidVerdict *d, AgentidReason reason, const char *why);
 
 /* Decide: valid if every check passed; the reason is the first check that did not. */
 void verdict_conclude(AgentidVerdict *d);

@@ -26,24 +26,6 @@
 _Static_assert(AGENTID_PEERS_MAX == PEERS_FILE_MAX, "peer registry size limit");
 _Static_assert(AGENTID_TPM_NAME_SIZE == PEER_KID_SIZE, "kid size");
 
-static void _printf_(3, 4) pass(AgentidVerdict *d, AgentidReason reason, const char *fmt, ...) {
-        va_list ap;
-        va_start(ap, fmt);
-        verdict_record_v(d, reason, true, fmt, ap);
-        va_end(ap);
-}
-
-static void _printf_(3, 4) fail(AgentidVerdict *d, AgentidReason reason, const char *fmt, ...) {
-        va_list ap;
-        va_start(ap, fmt);
-        verdict_record_v(d, reason, false, fmt, ap);
-        va_end(ap);
-}
-
-static void skip(AgentidVerdict *d, AgentidReason reason, const char *why) {
-        fail(d, reason, "not checked: %s", why);
-}
-
 PUBLIC int agentid_verifier_add_peers(AgentidVerifier *v, const uint8_t *registry, size_t size,
                                       const char **ret_error) {
         _cleanup_(peer_registry_freep) PeerRegistry *reg = NULL;
@@ -106,30 +88,30 @@ void check_token_peer(AgentidVerdict *d, const TokenPeer *peer, bool format_ok) 
         const Peer *p = peer->peer;
 
         if (!format_ok) {
-                skip(d, AGENTID_REASON_TOKEN_PEER, "token malformed");
+                verdict_skip(d, AGENTID_REASON_TOKEN_PEER, "token malformed");
                 return;
         }
         if (!peer->iss) {
-                fail(d, AGENTID_REASON_TOKEN_PEER, "the payload states no issuer (iss) to look up");
+                verdict_fail(d, AGENTID_REASON_TOKEN_PEER, "the payload states no issuer (iss) to look up");
                 return;
         }
         if (!p) {
-                fail(d, AGENTID_REASON_TOKEN_PEER, "iss \"%.120s\" is not a registered peer (%zu registered)",
-                     peer->iss, peer_registry_size(peer->peers));
+                verdict_fail(d, AGENTID_REASON_TOKEN_PEER, "iss \"%.120s\" is not a registered peer (%zu registered)",
+                             peer->iss, peer_registry_size(peer->peers));
                 return;
         }
-        pass(d, AGENTID_REASON_TOKEN_PEER,
-             "iss %.200s (read before the signature) is a registered peer: key with SPKI SHA-256 %s, %s%s, added %llu "
-             "by uid %u",
-             p->uri, detail_hex(p->spki_sha256, sizeof(p->spki_sha256)).s, p->has_kid ? "kid " : "any kid",
-             p->has_kid ? detail_hex(p->kid, sizeof(p->kid)).s : "", (unsigned long long) p->added, p->by_uid);
+        verdict_pass(d, AGENTID_REASON_TOKEN_PEER,
+                     "iss %.200s (read before the signature) is a registered peer: key with SPKI SHA-256 %s, "
+                     "%s%s, added %llu by uid %u",
+                     p->uri, detail_hex(p->spki_sha256, sizeof(p->spki_sha256)).s, p->has_kid ? "kid " : "any kid",
+                     p->has_kid ? detail_hex(p->kid, sizeof(p->kid)).s : "", (unsigned long long) p->added, p->by_uid);
 }
 
 void check_token_peer_hops(AgentidVerdict *d, const TokenPeer *peer, const TokenVerified *t, const char *because) {
         const TokenClaims *c;
 
         if (!t) {
-                skip(d, AGENTID_REASON_TOKEN_PEER_HOPS, because ?: "token not verified");
+                verdict_skip(d, AGENTID_REASON_TOKEN_PEER_HOPS, because ?: "token not verified");
                 return;
         }
         c = &t->claims;
@@ -138,11 +120,12 @@ void check_token_peer_hops(AgentidVerdict *d, const TokenPeer *peer, const Token
          * so they cannot differ; if they did, a claim the signature does not vouch for would have chosen
          * the key, so the issuer check fails. */
         if (!peer->peer || !streq(c->iss, peer->peer->uri))
-                fail(d, AGENTID_REASON_TOKEN_PEER, "the verified iss \"%.120s\" is not the peer whose key was used",
-                     c->iss);
+                verdict_fail(d, AGENTID_REASON_TOKEN_PEER,
+                             "the verified iss \"%.120s\" is not the peer whose key was used",
+                             c->iss);
 
         if (c->n_hops == 0) {
-                pass(d, AGENTID_REASON_TOKEN_PEER_HOPS, "root token (no hops)");
+                verdict_pass(d, AGENTID_REASON_TOKEN_PEER_HOPS, "root token (no hops)");
                 return;
         }
         /* A hop names a parent token by its issuer and key (DESIGN §5): a chain is only accepted through
@@ -152,16 +135,20 @@ void check_token_peer_hops(AgentidVerdict *d, const TokenPeer *peer, const Token
                 const Peer *p = peer_registry_find_by_uri(peer->peers, h->iss);
 
                 if (!p) {
-                        fail(d, AGENTID_REASON_TOKEN_PEER_HOPS, "hop %zu: iss \"%.120s\" is not a registered peer", i,
-                             h->iss);
+                        verdict_fail(d, AGENTID_REASON_TOKEN_PEER_HOPS,
+                                     "hop %zu: iss \"%.120s\" is not a registered peer", i,
+                                     h->iss);
                         return;
                 }
                 if (p->has_kid && memcmp(p->kid, h->kid, PEER_KID_SIZE) != 0) {
-                        fail(d, AGENTID_REASON_TOKEN_PEER_HOPS, "hop %zu: kid %s, but %.120s is registered with kid %s",
-                             i, detail_hex(h->kid, sizeof(h->kid)).s, h->iss, detail_hex(p->kid, sizeof(p->kid)).s);
+                        verdict_fail(d, AGENTID_REASON_TOKEN_PEER_HOPS,
+                                     "hop %zu: kid %s, but %.120s is registered with kid %s",
+                                     i, detail_hex(h->kid, sizeof(h->kid)).s, h->iss,
+                                     detail_hex(p->kid, sizeof(p->kid)).s);
                         return;
                 }
         }
-        pass(d, AGENTID_REASON_TOKEN_PEER_HOPS, "%zu hop%s, each through a registered peer with its registered kid",
-             c->n_hops, c->n_hops == 1 ? "" : "s");
+        verdict_pass(d, AGENTID_REASON_TOKEN_PEER_HOPS,
+                     "%zu hop%s, each through a registered peer with its registered kid",
+                     c->n_hops, c->n_hops == 1 ? "" : "s");
 }

@@ -41,25 +41,6 @@ _Static_assert(AGENTID_CREDENTIAL_AUDIENCES_MAX == TASK_CREDENTIAL_AUDIENCES_MAX
         (TPM2P_OBJ_FIXEDTPM | TPM2P_OBJ_FIXEDPARENT | TPM2P_OBJ_SENSITIVEDATAORIGIN | TPM2P_OBJ_SIGN)
 #define TASK_KEY_ATTRIBUTES_CLEAR (TPM2P_OBJ_RESTRICTED | TPM2P_OBJ_DECRYPT)
 
-static void _printf_(3, 4) pass(AgentidVerdict *d, AgentidReason reason, const char *fmt, ...) {
-        va_list ap;
-        va_start(ap, fmt);
-        verdict_record_v(d, reason, true, fmt, ap);
-        va_end(ap);
-}
-
-static void _printf_(3, 4) fail(AgentidVerdict *d, AgentidReason reason, const char *fmt, ...) {
-        va_list ap;
-        va_start(ap, fmt);
-        verdict_record_v(d, reason, false, fmt, ap);
-        va_end(ap);
-}
-
-/* A check whose input is missing because an earlier check failed: it stays failed. */
-static void skip(AgentidVerdict *d, AgentidReason reason, const char *why) {
-        fail(d, reason, "not checked: %s", why);
-}
-
 static bool bytes_equal(const uint8_t *a, size_t an, const uint8_t *b, size_t bn) {
         return an == bn && (an == 0 || memcmp(a, b, an) == 0);
 }
@@ -199,9 +180,9 @@ static int check_task_key(const AgentidVerifier *v, AgentidVerdict *d, const Tas
         int r;
 
         if (verifier_n_trusted_aks(v) == 0) {
-                fail(d, AGENTID_REASON_CREDENTIAL_TASK_KEY,
-                     "no trusted AK: the task key's certification cannot be checked (trust the AK with "
-                     "agentid_verifier_add_trusted_ak(), agentid-verify --trusted-ak=)");
+                verdict_fail(d, AGENTID_REASON_CREDENTIAL_TASK_KEY,
+                             "no trusted AK: the task key's certification cannot be checked (trust the AK with "
+                             "agentid_verifier_add_trusted_ak(), agentid-verify --trusted-ak=)");
                 return 0;
         }
 
@@ -210,7 +191,7 @@ static int check_task_key(const AgentidVerifier *v, AgentidVerdict *d, const Tas
         if (r < 0)
                 return r;
         if (r == 0) {
-                fail(d, AGENTID_REASON_CREDENTIAL_TASK_KEY, "%s", what);
+                verdict_fail(d, AGENTID_REASON_CREDENTIAL_TASK_KEY, "%s", what);
                 return 0;
         }
 
@@ -218,23 +199,25 @@ static int check_task_key(const AgentidVerifier *v, AgentidVerdict *d, const Tas
         r = tpm2_attest_parse(c->certify, c->certify_size, &attest);
         if (r == -EPROTONOSUPPORT) {
                 /* The parser only gets that far with magic and type read: 6 bytes at least. */
-                fail(d, AGENTID_REASON_CREDENTIAL_TASK_KEY, "task_key.certify has type 0x%02x%02x, expected 0x%04x",
-                     c->certify[4], c->certify[5], TPM2P_ST_ATTEST_CERTIFY);
+                verdict_fail(d, AGENTID_REASON_CREDENTIAL_TASK_KEY,
+                             "task_key.certify has type 0x%02x%02x, expected 0x%04x",
+                             c->certify[4], c->certify[5], TPM2P_ST_ATTEST_CERTIFY);
                 return 0;
         }
         if (r < 0) {
-                fail(d, AGENTID_REASON_CREDENTIAL_TASK_KEY,
-                     "task_key.certify does not unmarshal as a TPMS_ATTEST (truncated, oversized or trailing bytes)");
+                verdict_fail(d, AGENTID_REASON_CREDENTIAL_TASK_KEY,
+                             "task_key.certify does not unmarshal as a TPMS_ATTEST (truncated, oversized or "
+                             "trailing bytes)");
                 return 0;
         }
         if (attest.type != TPM2P_ST_ATTEST_CERTIFY) {
-                fail(d, AGENTID_REASON_CREDENTIAL_TASK_KEY, "task_key.certify has type 0x%04x, expected 0x%04x",
-                     attest.type, TPM2P_ST_ATTEST_CERTIFY);
+                verdict_fail(d, AGENTID_REASON_CREDENTIAL_TASK_KEY, "task_key.certify has type 0x%04x, expected 0x%04x",
+                             attest.type, TPM2P_ST_ATTEST_CERTIFY);
                 return 0;
         }
         if (attest.magic != TPM2P_GENERATED_VALUE) {
-                fail(d, AGENTID_REASON_CREDENTIAL_TASK_KEY,
-                     "task_key.certify magic 0x%08x is not TPM_GENERATED_VALUE 0xff544347", attest.magic);
+                verdict_fail(d, AGENTID_REASON_CREDENTIAL_TASK_KEY,
+                             "task_key.certify magic 0x%08x is not TPM_GENERATED_VALUE 0xff544347", attest.magic);
                 return 0;
         }
 
@@ -244,9 +227,10 @@ static int check_task_key(const AgentidVerifier *v, AgentidVerdict *d, const Tas
         if (r < 0)
                 return r;
         if (!bytes_equal(attest.extra_data.buffer, attest.extra_data.size, expected, sizeof(expected))) {
-                fail(d, AGENTID_REASON_CREDENTIAL_TASK_KEY, "task_key.certify extraData %s is not SHA-256(cti) %s",
-                     detail_hex(attest.extra_data.buffer, attest.extra_data.size).s,
-                     detail_hex(expected, sizeof(expected)).s);
+                verdict_fail(d, AGENTID_REASON_CREDENTIAL_TASK_KEY,
+                             "task_key.certify extraData %s is not SHA-256(cti) %s",
+                             detail_hex(attest.extra_data.buffer, attest.extra_data.size).s,
+                             detail_hex(expected, sizeof(expected)).s);
                 return 0;
         }
 
@@ -254,11 +238,11 @@ static int check_task_key(const AgentidVerifier *v, AgentidVerdict *d, const Tas
          * authPolicy included (Part 1 §16). */
         r = tpm2_public_parse(c->task_pub, c->task_pub_size, &pub);
         if (r < 0) {
-                fail(d, AGENTID_REASON_CREDENTIAL_TASK_KEY, "task_key.pub does not unmarshal as a TPMT_PUBLIC");
+                verdict_fail(d, AGENTID_REASON_CREDENTIAL_TASK_KEY, "task_key.pub does not unmarshal as a TPMT_PUBLIC");
                 return 0;
         }
         if (!is_es256_key(&pub, why, sizeof(why))) {
-                fail(d, AGENTID_REASON_CREDENTIAL_TASK_KEY, "task key: %s", why);
+                verdict_fail(d, AGENTID_REASON_CREDENTIAL_TASK_KEY, "task key: %s", why);
                 return 0;
         }
         r = tpm2_public_name(&pub, c->task_pub, c->task_pub_size, name);
@@ -266,17 +250,19 @@ static int check_task_key(const AgentidVerifier *v, AgentidVerdict *d, const Tas
                 return r;       /* nameAlg SHA-256 was checked just above */
         const Tpm2Name *n = &attest.certify.name;
         if (!bytes_equal(n->name, n->size, name, sizeof(name))) {
-                fail(d, AGENTID_REASON_CREDENTIAL_TASK_KEY, "certified Name %s is not Name(task_key.pub) %s",
-                     detail_hex(n->name, n->size).s, detail_hex(name, sizeof(name)).s);
+                verdict_fail(d, AGENTID_REASON_CREDENTIAL_TASK_KEY, "certified Name %s is not Name(task_key.pub) %s",
+                             detail_hex(n->name, n->size).s, detail_hex(name, sizeof(name)).s);
                 return 0;
         }
         if (attributes_wrong(pub.attributes, TASK_KEY_ATTRIBUTES_SET, TASK_KEY_ATTRIBUTES_CLEAR, why, sizeof(why))) {
-                fail(d, AGENTID_REASON_CREDENTIAL_TASK_KEY, "task key attributes 0x%08x: %s", pub.attributes, why);
+                verdict_fail(d, AGENTID_REASON_CREDENTIAL_TASK_KEY,
+                             "task key attributes 0x%08x: %s", pub.attributes, why);
                 return 0;
         }
         if (pub.attributes & TPM2P_OBJ_USERWITHAUTH) {
-                fail(d, AGENTID_REASON_CREDENTIAL_TASK_KEY, "task key attributes 0x%08x: userWithAuth set (it would "
-                     "sign with its auth value, not only through its policy)", pub.attributes);
+                verdict_fail(d, AGENTID_REASON_CREDENTIAL_TASK_KEY,
+                             "task key attributes 0x%08x: userWithAuth set (it would "
+                             "sign with its auth value, not only through its policy)", pub.attributes);
                 return 0;
         }
         /* Part 1 §19.7.2: with userWithAuth clear, USER role authorization needs a policy session whose
@@ -284,31 +270,37 @@ static int check_task_key(const AgentidVerifier *v, AgentidVerdict *d, const Tas
          * the key unusable; an all-zero one is what a policy session with no assertions holds, so anyone
          * able to load the key could sign with it. */
         if (pub.auth_policy.size != SHA256_DIGEST_SIZE) {
-                fail(d, AGENTID_REASON_CREDENTIAL_TASK_KEY, "task key authPolicy has %u bytes, not a SHA-256 policy "
-                     "digest of 32", pub.auth_policy.size);
+                verdict_fail(d, AGENTID_REASON_CREDENTIAL_TASK_KEY,
+                             "task key authPolicy has %u bytes, not a SHA-256 policy "
+                             "digest of 32", pub.auth_policy.size);
                 return 0;
         }
         if (bytes_all_zero(pub.auth_policy.buffer, pub.auth_policy.size)) {
-                fail(d, AGENTID_REASON_CREDENTIAL_TASK_KEY, "task key authPolicy is all zeros (satisfied by a policy "
-                     "session without assertions)");
+                verdict_fail(d, AGENTID_REASON_CREDENTIAL_TASK_KEY,
+                             "task key authPolicy is all zeros (satisfied by a policy "
+                             "session without assertions)");
                 return 0;
         }
 
         /* cnf is the key tokens verify with: it must be the key the AK certified. */
         r = tpm2_public_p256_point(&pub, x, y);
         if (r < 0) {
-                fail(d, AGENTID_REASON_CREDENTIAL_TASK_KEY, "task key point has a coordinate longer than 32 bytes");
+                verdict_fail(d, AGENTID_REASON_CREDENTIAL_TASK_KEY,
+                             "task key point has a coordinate longer than 32 bytes");
                 return 0;
         }
         if (memcmp(x, c->x, sizeof(x)) != 0 || memcmp(y, c->y, sizeof(y)) != 0) {
-                fail(d, AGENTID_REASON_CREDENTIAL_TASK_KEY, "cnf (x %s...) is not the certified task key (x %s...)",
-                     detail_hex(c->x, 8).s, detail_hex(x, 8).s);
+                verdict_fail(d, AGENTID_REASON_CREDENTIAL_TASK_KEY,
+                             "cnf (x %s...) is not the certified task key (x %s...)",
+                             detail_hex(c->x, 8).s, detail_hex(x, 8).s);
                 return 0;
         }
 
-        pass(d, AGENTID_REASON_CREDENTIAL_TASK_KEY, "certified by the AK %s for this cti; ES256 sign key, fixedTPM "
-             "fixedParent sensitiveDataOrigin, userWithAuth clear, authPolicy %s; cnf = the certified key",
-             detail_hex(ak_name, sizeof(ak_name)).s, detail_hex(pub.auth_policy.buffer, pub.auth_policy.size).s);
+        verdict_pass(d, AGENTID_REASON_CREDENTIAL_TASK_KEY,
+                     "certified by the AK %s for this cti; ES256 sign key, fixedTPM "
+                     "fixedParent sensitiveDataOrigin, userWithAuth clear, authPolicy %s; cnf = the certified key",
+                     detail_hex(ak_name, sizeof(ak_name)).s,
+                     detail_hex(pub.auth_policy.buffer, pub.auth_policy.size).s);
         return 0;
 }
 
@@ -316,20 +308,20 @@ static int check_task_key(const AgentidVerifier *v, AgentidVerdict *d, const Tas
 /* credential_format, _signature, _task_key, _expiry */
 
 static void skip_after_signature(AgentidVerdict *d, const char *why) {
-        skip(d, AGENTID_REASON_CREDENTIAL_TASK_KEY, why);
-        skip(d, AGENTID_REASON_CREDENTIAL_EXPIRY, why);
+        verdict_skip(d, AGENTID_REASON_CREDENTIAL_TASK_KEY, why);
+        verdict_skip(d, AGENTID_REASON_CREDENTIAL_EXPIRY, why);
 }
 
 /* The credential's kid against the expected one: a label, checked after the signature (as token_kid). */
 static void check_credential_signature(AgentidVerdict *d, const uint8_t kid[TOKEN_KID_SIZE],
                                        const uint8_t *expected_kid) {
         if (expected_kid && memcmp(kid, expected_kid, TOKEN_KID_SIZE) != 0) {
-                fail(d, AGENTID_REASON_CREDENTIAL_SIGNATURE, "ES256 by the given key, but kid %s, expected %s",
-                     detail_hex(kid, TOKEN_KID_SIZE).s, detail_hex(expected_kid, TOKEN_KID_SIZE).s);
+                verdict_fail(d, AGENTID_REASON_CREDENTIAL_SIGNATURE, "ES256 by the given key, but kid %s, expected %s",
+                             detail_hex(kid, TOKEN_KID_SIZE).s, detail_hex(expected_kid, TOKEN_KID_SIZE).s);
                 return;
         }
-        pass(d, AGENTID_REASON_CREDENTIAL_SIGNATURE, "ES256 by the given (agent) key, kid %s%s",
-             detail_hex(kid, TOKEN_KID_SIZE).s, expected_kid ? " as expected" : " (no kid expected)");
+        verdict_pass(d, AGENTID_REASON_CREDENTIAL_SIGNATURE, "ES256 by the given (agent) key, kid %s%s",
+                     detail_hex(kid, TOKEN_KID_SIZE).s, expected_kid ? " as expected" : " (no kid expected)");
 }
 
 /* The task key the token must verify with: cnf, its Name (the token's kid) and SPKI hash. */
@@ -365,10 +357,12 @@ int verify_credential(const AgentidVerifier *v, AgentidVerdict *d, const uint8_t
                 return r;
         if (r < 0) {
                 if (r == -E2BIG)
-                        fail(d, AGENTID_REASON_CREDENTIAL_FORMAT, "%zu bytes, more than %u", size, TASK_CREDENTIAL_MAX);
+                        verdict_fail(d, AGENTID_REASON_CREDENTIAL_FORMAT,
+                                     "%zu bytes, more than %u", size, TASK_CREDENTIAL_MAX);
                 else
-                        fail(d, AGENTID_REASON_CREDENTIAL_FORMAT, "not a task credential: %s", why ?: "malformed");
-                skip(d, AGENTID_REASON_CREDENTIAL_SIGNATURE, "credential malformed");
+                        verdict_fail(d, AGENTID_REASON_CREDENTIAL_FORMAT,
+                                     "not a task credential: %s", why ?: "malformed");
+                verdict_skip(d, AGENTID_REASON_CREDENTIAL_SIGNATURE, "credential malformed");
                 skip_after_signature(d, "credential malformed");
                 return 0;
         }
@@ -377,15 +371,17 @@ int verify_credential(const AgentidVerifier *v, AgentidVerdict *d, const uint8_t
          * only be the claims, which task_credential_verify() parses after the signature verified. */
         r = task_credential_verify(credential, size, agent_key, &ret->credential, &why);
         if (r == -EKEYREJECTED) {
-                pass(d, AGENTID_REASON_CREDENTIAL_FORMAT, "COSE_Sign1 (tag 18, ES256), protected header {1: -7, 4: kid}, "
-                     "%zu bytes; claims not read", size);
-                fail(d, AGENTID_REASON_CREDENTIAL_SIGNATURE, "does not verify with the given (agent) key (credential "
-                     "kid %s)", detail_hex(kid, sizeof(kid)).s);
+                verdict_pass(d, AGENTID_REASON_CREDENTIAL_FORMAT,
+                             "COSE_Sign1 (tag 18, ES256), protected header {1: -7, 4: kid}, "
+                             "%zu bytes; claims not read", size);
+                verdict_fail(d, AGENTID_REASON_CREDENTIAL_SIGNATURE,
+                             "does not verify with the given (agent) key (credential "
+                             "kid %s)", detail_hex(kid, sizeof(kid)).s);
                 skip_after_signature(d, "credential signature not verified");
                 return 0;
         }
         if (r == -EBADMSG) {
-                fail(d, AGENTID_REASON_CREDENTIAL_FORMAT, "%s", why ?: "credential claims malformed");
+                verdict_fail(d, AGENTID_REASON_CREDENTIAL_FORMAT, "%s", why ?: "credential claims malformed");
                 check_credential_signature(d, kid, expected_kid);
                 skip_after_signature(d, "credential claims malformed");
                 return 0;
@@ -394,9 +390,10 @@ int verify_credential(const AgentidVerifier *v, AgentidVerdict *d, const uint8_t
                 return r;
 
         const TaskCredentialClaims *c = &ret->credential->claims;
-        pass(d, AGENTID_REASON_CREDENTIAL_FORMAT, "task credential of %s for task %.120s, cti %s, %zu audience%s, "
-             "%zu bytes", c->iss, c->task_id, detail_hex(c->cti, TOKEN_CTI_SIZE).s, c->n_audiences,
-             c->n_audiences == 1 ? "" : "s", size);
+        verdict_pass(d, AGENTID_REASON_CREDENTIAL_FORMAT,
+                     "task credential of %s for task %.120s, cti %s, %zu audience%s, "
+                     "%zu bytes", c->iss, c->task_id, detail_hex(c->cti, TOKEN_CTI_SIZE).s, c->n_audiences,
+                     c->n_audiences == 1 ? "" : "s", size);
         check_credential_signature(d, kid, expected_kid);
 
         r = task_key_fill(ret);
@@ -408,11 +405,13 @@ int verify_credential(const AgentidVerifier *v, AgentidVerdict *d, const uint8_t
 
         /* RFC 8392 §3.1.4 as for tokens: not accepted on or after exp. */
         if (now >= c->exp)
-                fail(d, AGENTID_REASON_CREDENTIAL_EXPIRY, "expired at %llu, now %llu", (unsigned long long) c->exp,
-                     (unsigned long long) now);
+                verdict_fail(d, AGENTID_REASON_CREDENTIAL_EXPIRY,
+                             "expired at %llu, now %llu", (unsigned long long) c->exp,
+                             (unsigned long long) now);
         else
-                pass(d, AGENTID_REASON_CREDENTIAL_EXPIRY, "valid until %llu, now %llu", (unsigned long long) c->exp,
-                     (unsigned long long) now);
+                verdict_pass(d, AGENTID_REASON_CREDENTIAL_EXPIRY,
+                             "valid until %llu, now %llu", (unsigned long long) c->exp,
+                             (unsigned long long) now);
         return 0;
 }
 
@@ -425,47 +424,54 @@ void check_credential_binding(AgentidVerdict *d, const TaskCredentialClaims *c, 
         /* The agent's word on the task bounds what the task key may say: same issuer and task, no later
          * expiry, one of the audiences, no scope beyond the credential's (as delegation narrows, §8.2). */
         if (!streq(t->iss, c->iss)) {
-                fail(d, AGENTID_REASON_CREDENTIAL_BINDING, "token iss %.120s is not the credential's %.120s", t->iss,
-                     c->iss);
+                verdict_fail(d, AGENTID_REASON_CREDENTIAL_BINDING,
+                             "token iss %.120s is not the credential's %.120s", t->iss,
+                             c->iss);
                 return;
         }
         if (!streq(t->task_id, c->task_id)) {
-                fail(d, AGENTID_REASON_CREDENTIAL_BINDING, "token task_id \"%.120s\" is not the credential's \"%.120s\"",
-                     t->task_id, c->task_id);
+                verdict_fail(d, AGENTID_REASON_CREDENTIAL_BINDING,
+                             "token task_id \"%.120s\" is not the credential's \"%.120s\"",
+                             t->task_id, c->task_id);
                 return;
         }
         if (!streq_ptr(t->parent_task_id, c->parent_task_id)) {
-                fail(d, AGENTID_REASON_CREDENTIAL_BINDING, "token parent_task_id %s%.120s%s is not the credential's "
-                     "%s%.120s%s", t->parent_task_id ? "\"" : "", t->parent_task_id ?: "(none)",
-                     t->parent_task_id ? "\"" : "", c->parent_task_id ? "\"" : "", c->parent_task_id ?: "(none)",
-                     c->parent_task_id ? "\"" : "");
+                verdict_fail(d, AGENTID_REASON_CREDENTIAL_BINDING,
+                             "token parent_task_id %s%.120s%s is not the credential's "
+                             "%s%.120s%s", t->parent_task_id ? "\"" : "", t->parent_task_id ?: "(none)",
+                             t->parent_task_id ? "\"" : "", c->parent_task_id ? "\"" : "",
+                             c->parent_task_id ?: "(none)", c->parent_task_id ? "\"" : "");
                 return;
         }
         /* A task key's tokens do not delegate (docs/tasks.md): hops would let it claim to act for
          * agents the credential does not name. */
         if (t->n_hops > 0) {
-                fail(d, AGENTID_REASON_CREDENTIAL_BINDING, "a task token carries %zu delegation hops; task tokens "
-                     "do not delegate", t->n_hops);
+                verdict_fail(d, AGENTID_REASON_CREDENTIAL_BINDING,
+                             "a task token carries %zu delegation hops; task tokens "
+                             "do not delegate", t->n_hops);
                 return;
         }
         if (t->exp > c->exp) {
-                fail(d, AGENTID_REASON_CREDENTIAL_BINDING, "token exp %llu is after the credential's exp %llu",
-                     (unsigned long long) t->exp, (unsigned long long) c->exp);
+                verdict_fail(d, AGENTID_REASON_CREDENTIAL_BINDING, "token exp %llu is after the credential's exp %llu",
+                             (unsigned long long) t->exp, (unsigned long long) c->exp);
                 return;
         }
         for (size_t i = 0; !listed && i < c->n_audiences; i++)
                 listed = streq(t->aud, c->audiences[i]);
         if (!listed) {
-                fail(d, AGENTID_REASON_CREDENTIAL_BINDING, "token aud \"%.120s\" is not one of the credential's %zu "
-                     "audiences", t->aud, c->n_audiences);
+                verdict_fail(d, AGENTID_REASON_CREDENTIAL_BINDING,
+                             "token aud \"%.120s\" is not one of the credential's %zu "
+                             "audiences", t->aud, c->n_audiences);
                 return;
         }
         if (!token_scope_is_subset(t->scope, c->scope)) {
-                fail(d, AGENTID_REASON_CREDENTIAL_BINDING, "token scope \"%.200s\" is not within the credential's %s%.200s%s",
-                     t->scope, c->scope ? "\"" : "", c->scope ?: "(no scope)", c->scope ? "\"" : "");
+                verdict_fail(d, AGENTID_REASON_CREDENTIAL_BINDING,
+                             "token scope \"%.200s\" is not within the credential's %s%.200s%s",
+                             t->scope, c->scope ? "\"" : "", c->scope ?: "(no scope)", c->scope ? "\"" : "");
                 return;
         }
-        pass(d, AGENTID_REASON_CREDENTIAL_BINDING, "same iss and task, exp %llu <= %llu, aud %s, scope within the "
-             "credential's", (unsigned long long) t->exp, (unsigned long long) c->exp,
-             c->n_audiences == 0 ? "(any audience)" : "listed");
+        verdict_pass(d, AGENTID_REASON_CREDENTIAL_BINDING,
+                     "same iss and task, exp %llu <= %llu, aud %s, scope within the "
+                     "credential's", (unsigned long long) t->exp, (unsigned long long) c->exp,
+                     c->n_audiences == 0 ? "(any audience)" : "listed");
 }

@@ -125,23 +125,22 @@ static const AgentidReason message_checks[] = {
 
 DEFINE_TRIVIAL_CLEANUP_FUNC(AgentidVerdict *, agentid_verdict_free);
 
-static void _printf_(3, 4) pass(AgentidVerdict *d, AgentidReason reason, const char *fmt, ...) {
+void verdict_pass(AgentidVerdict *d, AgentidReason reason, const char *fmt, ...) {
         va_list ap;
         va_start(ap, fmt);
         verdict_record_v(d, reason, true, fmt, ap);
         va_end(ap);
 }
 
-static void _printf_(3, 4) fail(AgentidVerdict *d, AgentidReason reason, const char *fmt, ...) {
+void verdict_fail(AgentidVerdict *d, AgentidReason reason, const char *fmt, ...) {
         va_list ap;
         va_start(ap, fmt);
         verdict_record_v(d, reason, false, fmt, ap);
         va_end(ap);
 }
 
-/* A check whose input is missing because an earlier check failed: it stays failed. */
-static void skip(AgentidVerdict *d, AgentidReason reason, const char *why) {
-        fail(d, reason, "not checked: %s", why);
+void verdict_skip(AgentidVerdict *d, AgentidReason reason, const char *why) {
+        verdict_fail(d, reason, "not checked: %s", why);
 }
 
 /* Shared by the verdict details of tokens, messages, revocation and rotation (verify-internal.h). */
@@ -203,19 +202,19 @@ static bool kid_is_tpm_name(const uint8_t *kid, size_t n) {
 static void check_kid(AgentidVerdict *d, AgentidReason reason, bool signature_ok, const uint8_t *kid,
                       const uint8_t *expected_kid) {
         if (!signature_ok) {
-                skip(d, reason, "signature not verified");
+                verdict_skip(d, reason, "signature not verified");
                 return;
         }
         if (!expected_kid) {
-                pass(d, reason, "kid %s (no kid expected)", detail_hex(kid, AGENTID_TPM_NAME_SIZE).s);
+                verdict_pass(d, reason, "kid %s (no kid expected)", detail_hex(kid, AGENTID_TPM_NAME_SIZE).s);
                 return;
         }
         if (memcmp(kid, expected_kid, AGENTID_TPM_NAME_SIZE) != 0) {
-                fail(d, reason, "kid %s, expected %s", detail_hex(kid, AGENTID_TPM_NAME_SIZE).s,
-                     detail_hex(expected_kid, AGENTID_TPM_NAME_SIZE).s);
+                verdict_fail(d, reason, "kid %s, expected %s", detail_hex(kid, AGENTID_TPM_NAME_SIZE).s,
+                             detail_hex(expected_kid, AGENTID_TPM_NAME_SIZE).s);
                 return;
         }
-        pass(d, reason, "kid %s as expected", detail_hex(kid, AGENTID_TPM_NAME_SIZE).s);
+        verdict_pass(d, reason, "kid %s as expected", detail_hex(kid, AGENTID_TPM_NAME_SIZE).s);
 }
 
 /* ------------------------------------------------------------------------------------------------ */
@@ -248,50 +247,53 @@ static void check_token_claims(AgentidVerdict *d, const TokenVerified *t) {
         /* token.c checked the key set, the types and sizes, iss = sub, nbf <= exp and iat <= exp;
          * what it does not know is the agent URI form (DESIGN §2). */
         if (!uri_is_valid(c->iss)) {
-                fail(d, AGENTID_REASON_TOKEN_CLAIMS, "iss \"%.120s\" is not agentid://<32 hex digits>/<key name>",
-                     c->iss);
+                verdict_fail(d, AGENTID_REASON_TOKEN_CLAIMS,
+                             "iss \"%.120s\" is not agentid://<32 hex digits>/<key name>",
+                             c->iss);
                 return;
         }
-        pass(d, AGENTID_REASON_TOKEN_CLAIMS, "iss = sub = %s, task %.120s, owner %.120s%s%s", c->iss, c->task_id,
-             c->owner, c->scope ? ", scope " : "", c->scope ? c->scope : "");
+        verdict_pass(d, AGENTID_REASON_TOKEN_CLAIMS,
+                     "iss = sub = %s, task %.120s, owner %.120s%s%s", c->iss, c->task_id,
+                     c->owner, c->scope ? ", scope " : "", c->scope ? c->scope : "");
 }
 
 static void check_token_audience(AgentidVerdict *d, const TokenClaims *c, const char *audience) {
         /* RFC 8392 §3.1.3 / RFC 7519 §4.1.3: a recipient that does not identify itself with aud must
          * reject the token. aud is a single string here (DESIGN §5), compared exactly. */
         if (!streq(c->aud, audience)) {
-                fail(d, AGENTID_REASON_TOKEN_AUDIENCE, "aud \"%.120s\" is not \"%.120s\"", c->aud, audience);
+                verdict_fail(d, AGENTID_REASON_TOKEN_AUDIENCE, "aud \"%.120s\" is not \"%.120s\"", c->aud, audience);
                 return;
         }
-        pass(d, AGENTID_REASON_TOKEN_AUDIENCE, "aud \"%.120s\"", c->aud);
+        verdict_pass(d, AGENTID_REASON_TOKEN_AUDIENCE, "aud \"%.120s\"", c->aud);
 }
 
 static void check_token_not_before(AgentidVerdict *d, const TokenClaims *c, uint64_t now) {
         /* RFC 8392 §3.1.5, with the clock skew evidence allows for iat. */
         if (c->nbf > now && c->nbf - now > AGENTID_MAX_CLOCK_SKEW) {
-                fail(d, AGENTID_REASON_TOKEN_NOT_BEFORE, "nbf %llu is %llu s after now %llu (at most %u s allowed)",
-                     (unsigned long long) c->nbf, (unsigned long long) (c->nbf - now), (unsigned long long) now,
-                     AGENTID_MAX_CLOCK_SKEW);
+                verdict_fail(d, AGENTID_REASON_TOKEN_NOT_BEFORE,
+                             "nbf %llu is %llu s after now %llu (at most %u s allowed)",
+                             (unsigned long long) c->nbf, (unsigned long long) (c->nbf - now), (unsigned long long) now,
+                             AGENTID_MAX_CLOCK_SKEW);
                 return;
         }
-        pass(d, AGENTID_REASON_TOKEN_NOT_BEFORE, "nbf %llu, now %llu", (unsigned long long) c->nbf,
-             (unsigned long long) now);
+        verdict_pass(d, AGENTID_REASON_TOKEN_NOT_BEFORE, "nbf %llu, now %llu", (unsigned long long) c->nbf,
+                     (unsigned long long) now);
 }
 
 static void check_token_expiry(AgentidVerdict *d, const TokenClaims *c, uint64_t now) {
         /* RFC 8392 §3.1.4: not accepted on or after exp. Short-lived credentials get no grace. */
         if (now >= c->exp) {
-                fail(d, AGENTID_REASON_TOKEN_EXPIRY, "expired at %llu, now %llu", (unsigned long long) c->exp,
-                     (unsigned long long) now);
+                verdict_fail(d, AGENTID_REASON_TOKEN_EXPIRY, "expired at %llu, now %llu", (unsigned long long) c->exp,
+                             (unsigned long long) now);
                 return;
         }
-        pass(d, AGENTID_REASON_TOKEN_EXPIRY, "valid until %llu, now %llu", (unsigned long long) c->exp,
-             (unsigned long long) now);
+        verdict_pass(d, AGENTID_REASON_TOKEN_EXPIRY, "valid until %llu, now %llu", (unsigned long long) c->exp,
+                     (unsigned long long) now);
 }
 
 static void check_token_hops(AgentidVerdict *d, const TokenClaims *c) {
         if (c->n_hops == 0) {
-                pass(d, AGENTID_REASON_TOKEN_HOPS, "root token (no hops)");
+                verdict_pass(d, AGENTID_REASON_TOKEN_HOPS, "root token (no hops)");
                 return;
         }
         /* token.c checked count (1..8) and shape ([tstr, bstr 16, bstr 34]). Each hop names a parent
@@ -300,21 +302,23 @@ static void check_token_hops(AgentidVerdict *d, const TokenClaims *c) {
                 const TokenHop *h = &c->hops[i];
 
                 if (!uri_is_valid(h->iss)) {
-                        fail(d, AGENTID_REASON_TOKEN_HOPS, "hop %zu: iss \"%.120s\" is not an agent URI", i, h->iss);
+                        verdict_fail(d, AGENTID_REASON_TOKEN_HOPS,
+                                     "hop %zu: iss \"%.120s\" is not an agent URI", i, h->iss);
                         return;
                 }
                 if (memcmp(h->cti, c->cti, TOKEN_CTI_SIZE) == 0) {
-                        fail(d, AGENTID_REASON_TOKEN_HOPS, "hop %zu has the token's own cti", i);
+                        verdict_fail(d, AGENTID_REASON_TOKEN_HOPS, "hop %zu has the token's own cti", i);
                         return;
                 }
                 for (size_t j = 0; j < i; j++)
                         if (memcmp(h->cti, c->hops[j].cti, TOKEN_CTI_SIZE) == 0) {
-                                fail(d, AGENTID_REASON_TOKEN_HOPS, "hops %zu and %zu have the same cti", j, i);
+                                verdict_fail(d, AGENTID_REASON_TOKEN_HOPS, "hops %zu and %zu have the same cti", j, i);
                                 return;
                         }
         }
-        pass(d, AGENTID_REASON_TOKEN_HOPS, "%zu hop%s, delegated by %.120s", c->n_hops, c->n_hops == 1 ? "" : "s",
-             c->hops[c->n_hops - 1].iss);
+        verdict_pass(d, AGENTID_REASON_TOKEN_HOPS,
+                     "%zu hop%s, delegated by %.120s", c->n_hops, c->n_hops == 1 ? "" : "s",
+                     c->hops[c->n_hops - 1].iss);
 }
 
 /* "revoked" for a token (only with lists): the key verified with, the expected and the header kid, the
@@ -477,14 +481,15 @@ int verify_token(const AgentidVerifier *v, const uint8_t *token, size_t size, co
                 check_token_peer(d, peer, peek == 0);
 
         if (peek == -E2BIG)
-                fail(d, AGENTID_REASON_TOKEN_FORMAT, "%zu bytes, more than %u", size, TOKEN_MAX);
+                verdict_fail(d, AGENTID_REASON_TOKEN_FORMAT, "%zu bytes, more than %u", size, TOKEN_MAX);
         else if (peek < 0)
-                fail(d, AGENTID_REASON_TOKEN_FORMAT, "not an agentid token: %s", why ?: "malformed");
+                verdict_fail(d, AGENTID_REASON_TOKEN_FORMAT, "not an agentid token: %s", why ?: "malformed");
         else {
                 EVP_PKEY *signer = pkey;
 
-                pass(d, AGENTID_REASON_TOKEN_FORMAT,
-                     "COSE_Sign1 (tag 18, ES256, deterministic), protected header {1: -7, 4: kid}, %zu bytes", size);
+                verdict_pass(d, AGENTID_REASON_TOKEN_FORMAT,
+                             "COSE_Sign1 (tag 18, ES256, deterministic), protected header {1: -7, 4: kid}, "
+                             "%zu bytes", size);
 
                 /* A task token: the given key must have signed the credential, and the credential names
                  * the key the token is signed with. */
@@ -494,34 +499,41 @@ int verify_token(const AgentidVerifier *v, const uint8_t *token, size_t size, co
                                 return r;
                         signer = task.pkey;
                 } else if (has_credential) {
-                        skip(d, AGENTID_REASON_CREDENTIAL_FORMAT, "the issuer is not a registered peer: no agent key");
-                        skip(d, AGENTID_REASON_CREDENTIAL_SIGNATURE, "the issuer is not a registered peer: no agent key");
-                        skip(d, AGENTID_REASON_CREDENTIAL_TASK_KEY, "the issuer is not a registered peer: no agent key");
-                        skip(d, AGENTID_REASON_CREDENTIAL_EXPIRY, "the issuer is not a registered peer: no agent key");
+                        verdict_skip(d, AGENTID_REASON_CREDENTIAL_FORMAT,
+                                     "the issuer is not a registered peer: no agent key");
+                        verdict_skip(d, AGENTID_REASON_CREDENTIAL_SIGNATURE,
+                                     "the issuer is not a registered peer: no agent key");
+                        verdict_skip(d, AGENTID_REASON_CREDENTIAL_TASK_KEY,
+                                     "the issuer is not a registered peer: no agent key");
+                        verdict_skip(d, AGENTID_REASON_CREDENTIAL_EXPIRY,
+                                     "the issuer is not a registered peer: no agent key");
                 }
 
                 /* token_signature, then token_claims: after a good envelope, -EBADMSG can only be the
                  * claims, which token_verify() parses after the signature verified. */
                 if (!pkey)
-                        skip(d, AGENTID_REASON_TOKEN_SIGNATURE, "the issuer is not a registered peer: no key");
+                        verdict_skip(d, AGENTID_REASON_TOKEN_SIGNATURE, "the issuer is not a registered peer: no key");
                 else if (!signer)
-                        skip(d, AGENTID_REASON_TOKEN_SIGNATURE, "the task credential did not verify: no task key");
+                        verdict_skip(d, AGENTID_REASON_TOKEN_SIGNATURE,
+                                     "the task credential did not verify: no task key");
                 else {
                         r = token_verify(token, size, signer, &t, &why);
                         if (r == -EKEYREJECTED)
-                                fail(d, AGENTID_REASON_TOKEN_SIGNATURE, "does not verify with the %s (token kid %s)",
-                                     has_credential ? "task key the credential names" :
-                                     peer ? "registered peer's key" : "given key",
-                                     detail_hex(kid, sizeof(kid)).s);
+                                verdict_fail(d, AGENTID_REASON_TOKEN_SIGNATURE,
+                                             "does not verify with the %s (token kid %s)",
+                                             has_credential ? "task key the credential names" :
+                                             peer ? "registered peer's key" : "given key",
+                                             detail_hex(kid, sizeof(kid)).s);
                         else if (r == 0 || r == -EBADMSG) {
                                 signature_ok = true;
-                                pass(d, AGENTID_REASON_TOKEN_SIGNATURE, "ES256 by the %s (SHA-256 of its SPKI %s)",
-                                     has_credential ? "task key (the credential's cnf)" :
-                                     peer ? "registered peer's key" : "given key",
-                                     detail_hex(has_credential ? task.spki_sha256 : spki_sha256,
-                                                AGENTID_SHA256_SIZE).s);
+                                verdict_pass(d, AGENTID_REASON_TOKEN_SIGNATURE,
+                                             "ES256 by the %s (SHA-256 of its SPKI %s)",
+                                             has_credential ? "task key (the credential's cnf)" :
+                                             peer ? "registered peer's key" : "given key",
+                                             detail_hex(has_credential ? task.spki_sha256 : spki_sha256,
+                                             AGENTID_SHA256_SIZE).s);
                                 if (r < 0)
-                                        fail(d, AGENTID_REASON_TOKEN_CLAIMS, "%s", why ?: "claims malformed");
+                                        verdict_fail(d, AGENTID_REASON_TOKEN_CLAIMS, "%s", why ?: "claims malformed");
                         } else
                                 return r;
                 }
@@ -532,12 +544,12 @@ int verify_token(const AgentidVerifier *v, const uint8_t *token, size_t size, co
 
         if (!t) {
                 const char *because = signature_ok ? "claims malformed" : "signature not verified";
-                skip(d, AGENTID_REASON_TOKEN_CLAIMS, because);
-                skip(d, AGENTID_REASON_CREDENTIAL_BINDING, because);
-                skip(d, AGENTID_REASON_TOKEN_AUDIENCE, because);
-                skip(d, AGENTID_REASON_TOKEN_NOT_BEFORE, because);
-                skip(d, AGENTID_REASON_TOKEN_EXPIRY, because);
-                skip(d, AGENTID_REASON_TOKEN_HOPS, because);
+                verdict_skip(d, AGENTID_REASON_TOKEN_CLAIMS, because);
+                verdict_skip(d, AGENTID_REASON_CREDENTIAL_BINDING, because);
+                verdict_skip(d, AGENTID_REASON_TOKEN_AUDIENCE, because);
+                verdict_skip(d, AGENTID_REASON_TOKEN_NOT_BEFORE, because);
+                verdict_skip(d, AGENTID_REASON_TOKEN_EXPIRY, because);
+                verdict_skip(d, AGENTID_REASON_TOKEN_HOPS, because);
                 if (peer)
                         check_token_peer_hops(d, peer, NULL, because);
         } else {
@@ -545,7 +557,7 @@ int verify_token(const AgentidVerifier *v, const uint8_t *token, size_t size, co
                 /* Both read the same claims map, so this cannot happen; if it did, a credential would be
                  * accepted unchecked. */
                 if (!has_credential && t->claims.credential)
-                        fail(d, AGENTID_REASON_TOKEN_CLAIMS, "carries a task credential that was not followed");
+                        verdict_fail(d, AGENTID_REASON_TOKEN_CLAIMS, "carries a task credential that was not followed");
                 if (has_credential)
                         check_credential_binding(d, &task.credential->claims, &t->claims);
                 check_token_audience(d, &t->claims, audience);
@@ -605,38 +617,41 @@ static int label15_text(const cbor_item_t *item, char **ret) {
 
 static void check_message_audience(AgentidVerdict *d, const MessageOutput *o, const char *audience) {
         if (!audience) {
-                pass(d, AGENTID_REASON_MESSAGE_AUDIENCE, "no audience required (aud %s%.120s%s)", o->aud ? "\"" : "",
-                     o->aud ?: "absent", o->aud ? "\"" : "");
+                verdict_pass(d, AGENTID_REASON_MESSAGE_AUDIENCE,
+                             "no audience required (aud %s%.120s%s)", o->aud ? "\"" : "",
+                             o->aud ?: "absent", o->aud ? "\"" : "");
                 return;
         }
         if (!o->aud) {
-                fail(d, AGENTID_REASON_MESSAGE_AUDIENCE, "no aud, \"%.120s\" required", audience);
+                verdict_fail(d, AGENTID_REASON_MESSAGE_AUDIENCE, "no aud, \"%.120s\" required", audience);
                 return;
         }
         if (!streq(o->aud, audience)) {
-                fail(d, AGENTID_REASON_MESSAGE_AUDIENCE, "aud \"%.120s\" is not \"%.120s\"", o->aud, audience);
+                verdict_fail(d, AGENTID_REASON_MESSAGE_AUDIENCE, "aud \"%.120s\" is not \"%.120s\"", o->aud, audience);
                 return;
         }
-        pass(d, AGENTID_REASON_MESSAGE_AUDIENCE, "aud \"%.120s\"", o->aud);
+        verdict_pass(d, AGENTID_REASON_MESSAGE_AUDIENCE, "aud \"%.120s\"", o->aud);
 }
 
 static void check_message_freshness(AgentidVerdict *d, uint64_t iat, uint64_t now, uint64_t max_age) {
         /* The rule evidence applies to its iat: not older than max-age, not further in the future than
          * the clock skew. */
         if (iat > now && iat - now > AGENTID_MAX_CLOCK_SKEW) {
-                fail(d, AGENTID_REASON_MESSAGE_FRESHNESS, "iat %llu is %llu s after now %llu (at most %u s allowed)",
-                     (unsigned long long) iat, (unsigned long long) (iat - now), (unsigned long long) now,
-                     AGENTID_MAX_CLOCK_SKEW);
+                verdict_fail(d, AGENTID_REASON_MESSAGE_FRESHNESS,
+                             "iat %llu is %llu s after now %llu (at most %u s allowed)",
+                             (unsigned long long) iat, (unsigned long long) (iat - now), (unsigned long long) now,
+                             AGENTID_MAX_CLOCK_SKEW);
                 return;
         }
         if (iat < now && now - iat > max_age) {
-                fail(d, AGENTID_REASON_MESSAGE_FRESHNESS, "iat %llu is %llu s before now %llu, max age %llu s",
-                     (unsigned long long) iat, (unsigned long long) (now - iat), (unsigned long long) now,
-                     (unsigned long long) max_age);
+                verdict_fail(d, AGENTID_REASON_MESSAGE_FRESHNESS, "iat %llu is %llu s before now %llu, max age %llu s",
+                             (unsigned long long) iat, (unsigned long long) (now - iat), (unsigned long long) now,
+                             (unsigned long long) max_age);
                 return;
         }
-        pass(d, AGENTID_REASON_MESSAGE_FRESHNESS, "iat %llu, now %llu, max age %llu s", (unsigned long long) iat,
-             (unsigned long long) now, (unsigned long long) max_age);
+        verdict_pass(d, AGENTID_REASON_MESSAGE_FRESHNESS,
+                     "iat %llu, now %llu, max age %llu s", (unsigned long long) iat,
+                     (unsigned long long) now, (unsigned long long) max_age);
 }
 
 PUBLIC int agentid_verify_message(const AgentidVerifier *v, const uint8_t *msg, size_t size,
@@ -671,37 +686,41 @@ PUBLIC int agentid_verify_message(const AgentidVerifier *v, const uint8_t *msg, 
         if (r == -ENOMEM)
                 return r;
         if (r < 0)
-                fail(d, AGENTID_REASON_MESSAGE_FORMAT, "not an agentid COSE_Sign1: %s", why ?: "malformed");
+                verdict_fail(d, AGENTID_REASON_MESSAGE_FORMAT, "not an agentid COSE_Sign1: %s", why ?: "malformed");
         else if (!kid_is_tpm_name(o->parsed.kid, o->parsed.kid_size))
-                fail(d, AGENTID_REASON_MESSAGE_FORMAT, "kid is not a 34-byte SHA-256 TPM Name (00 0b ...)");
+                verdict_fail(d, AGENTID_REASON_MESSAGE_FORMAT, "kid is not a 34-byte SHA-256 TPM Name (00 0b ...)");
         else if (!o->parsed.claims)
-                fail(d, AGENTID_REASON_MESSAGE_FORMAT, "no CWT claims (label 15): not a signed message");
+                verdict_fail(d, AGENTID_REASON_MESSAGE_FORMAT, "no CWT claims (label 15): not a signed message");
         else {
                 format_ok = true;
-                pass(d, AGENTID_REASON_MESSAGE_FORMAT,
-                     "COSE_Sign1 (tag 18, ES256, deterministic) with label 15 claims, %zu-byte payload",
-                     o->parsed.payload_size);
+                verdict_pass(d, AGENTID_REASON_MESSAGE_FORMAT,
+                             "COSE_Sign1 (tag 18, ES256, deterministic) with label 15 claims, %zu-byte payload",
+                             o->parsed.payload_size);
         }
 
         if (format_ok) {
                 r = cose_sign1_verify_parsed(&o->parsed, pkey);
                 if (r == -EKEYREJECTED || r == -EBADMSG)
-                        fail(d, AGENTID_REASON_MESSAGE_SIGNATURE, "does not verify with the given key (message kid %s)",
-                             detail_hex(o->parsed.kid, o->parsed.kid_size).s);
+                        verdict_fail(d, AGENTID_REASON_MESSAGE_SIGNATURE,
+                                     "does not verify with the given key (message kid %s)",
+                                     detail_hex(o->parsed.kid, o->parsed.kid_size).s);
                 else if (r < 0)
                         return r;
                 else {
                         signature_ok = true;
-                        pass(d, AGENTID_REASON_MESSAGE_SIGNATURE, "ES256 by the given key (SHA-256 of its SPKI %s)",
-                             detail_hex(spki_sha256, AGENTID_SHA256_SIZE).s);
+                        verdict_pass(d, AGENTID_REASON_MESSAGE_SIGNATURE,
+                                     "ES256 by the given key (SHA-256 of its SPKI %s)",
+                                     detail_hex(spki_sha256, AGENTID_SHA256_SIZE).s);
                 }
         }
 
         check_kid(d, AGENTID_REASON_MESSAGE_KID, signature_ok, o->parsed.kid, expected_kid);
 
         if (!signature_ok) {
-                skip(d, AGENTID_REASON_MESSAGE_AUDIENCE, format_ok ? "signature not verified" : "message malformed");
-                skip(d, AGENTID_REASON_MESSAGE_FRESHNESS, format_ok ? "signature not verified" : "message malformed");
+                verdict_skip(d, AGENTID_REASON_MESSAGE_AUDIENCE,
+                             format_ok ? "signature not verified" : "message malformed");
+                verdict_skip(d, AGENTID_REASON_MESSAGE_FRESHNESS,
+                             format_ok ? "signature not verified" : "message malformed");
         } else {
                 const cbor_item_t *claims = o->parsed.claims;
 
