@@ -11,6 +11,7 @@
 #include <openssl/ecdsa.h>
 #include <openssl/err.h>
 #include <openssl/param_build.h>
+#include <openssl/pem.h>
 #include <openssl/x509.h>
 #include <sys/random.h>
 #include <unistd.h>
@@ -248,6 +249,30 @@ int p256_spki_to_xy(const uint8_t *der, size_t der_size, uint8_t x[P256_COORD_SI
                 return openssl_fail(-EBADMSG, "EVP_PKEY_get_octet_string_param");
         memcpy(x, point + 1, P256_COORD_SIZE);
         memcpy(y, point + 1 + P256_COORD_SIZE, P256_COORD_SIZE);
+        return 0;
+}
+
+int pkey_from_pem_or_der(const uint8_t *buf, size_t size, EVP_PKEY **ret) {
+        EVP_PKEY *pkey = NULL;
+
+        if (size > INT_MAX)
+                return -EINVAL;
+        if (size > 10 && memcmp(buf, "-----BEGIN", 10) == 0) {
+                BIO *bio = BIO_new_mem_buf(buf, (int) size);
+                if (!bio)
+                        return -ENOMEM;
+                pkey = PEM_read_bio_PUBKEY(bio, NULL, NULL, NULL);
+                BIO_free(bio);
+        } else {
+                const unsigned char *p = buf;
+                pkey = d2i_PUBKEY(NULL, &p, (long) size);
+                if (pkey && (size_t) (p - buf) != size)
+                        pkey = (EVP_PKEY_free(pkey), NULL);
+        }
+        ERR_clear_error();
+        if (!pkey)
+                return -EINVAL;
+        *ret = pkey;
         return 0;
 }
 

@@ -57,6 +57,9 @@ int p256_pkey_from_xy(const uint8_t x[P256_COORD_SIZE], const uint8_t y[P256_COO
 int p256_spki_to_xy(const uint8_t *der, size_t der_size, uint8_t x[P256_COORD_SIZE], uint8_t y[P256_COORD_SIZE]);
 /* DER SubjectPublicKeyInfo of a public key. */
 int pkey_to_spki_der(EVP_PKEY *pkey, uint8_t **ret, size_t *ret_size);
+/* A public key file's contents: PEM ("-----BEGIN PUBLIC KEY-----") or DER SubjectPublicKeyInfo, the
+ * whole buffer. Return: 0; -EINVAL if it is neither; -ENOMEM. */
+int pkey_from_pem_or_der(const uint8_t *buf, size_t size, EVP_PKEY **ret);
 /* Verify a DER ECDSA signature over a SHA-256 digest. Return: 1 valid, 0 invalid, -errno. */
 int ecdsa_verify_digest(EVP_PKEY *pkey, const uint8_t digest[SHA256_DIGEST_SIZE], const uint8_t *der_sig,
                         size_t der_size);

@@ -24,6 +24,7 @@
 #include "common/hexutil.h"
 #include "common/log.h"
 #include "config.h"
+#include "ctl/ctl-util.h"
 #include "ctl/ctl-audit.h"
 #include "ctl/ctl-peers.h"
 #include "ctl/ctl-policy.h"
@@ -39,12 +40,6 @@
 #define TIMEOUT_READ_USEC (10ULL * 1000000)
 #define TIMEOUT_SIGN_USEC (30ULL * 1000000)
 #define TIMEOUT_CREATE_USEC (120ULL * 1000000)
-
-enum {
-        EXIT_REFUSED = 1,
-        EXIT_USAGE = 2,
-        EXIT_UNREACHABLE = 3,
-};
 
 static bool arg_user;
 static bool arg_json;
@@ -293,18 +288,6 @@ static int connect_bus(sd_bus **ret) {
         return 0;
 }
 
-/* Report a failed call with its D-Bus error name, so scripts and humans can tell refusals apart. */
-static int report_error(const char *what, const sd_bus_error *error, int r) {
-        if (sd_bus_error_is_set(error)) {
-                fprintf(stderr, "%s: %s (%s)\n", what, error->message ?: "", error->name);
-                if (sd_bus_error_has_names(error, SD_BUS_ERROR_SERVICE_UNKNOWN, SD_BUS_ERROR_NAME_HAS_NO_OWNER,
-                                           SD_BUS_ERROR_NO_REPLY, SD_BUS_ERROR_TIMEOUT))
-                        return -EXIT_UNREACHABLE;
-        } else
-                fprintf(stderr, "%s: %s\n", what, strerror(-r));
-        return -EXIT_REFUSED;
-}
-
 /*
  * Calls a policy may hold for a human's approval: allow the daemon to hold them (the D-Bus
  * ALLOW_INTERACTIVE_AUTHORIZATION flag, unless --no-wait) and wait for the approval on top of the work.
@@ -379,7 +362,7 @@ static int call_and_write_bytes(sd_bus *bus, sd_bus_message *m, bool holdable, c
         r = holdable ? call_may_wait_for_approval(bus, m, TIMEOUT_SIGN_USEC, &error, &reply)
                      : sd_bus_call(bus, m, TIMEOUT_SIGN_USEC, &error, &reply);
         if (r < 0)
-                return report_error(failed, &error, r);
+                return ctl_report_error(failed, &error, r);
         r = sd_bus_message_read_array(reply, 'y', &out, &size);
         if (r < 0)
                 return log_error_errno(r, "Bad reply: %m");
@@ -413,7 +396,7 @@ static int get_property_bytes(sd_bus *bus, const char *path, const char *iface, 
 
         r = sd_bus_get_property(bus, BUS_NAME, path, iface, prop, &error, &reply, "ay");
         if (r < 0)
-                return report_error(prop, &error, r);
+                return ctl_report_error(prop, &error, r);
         r = sd_bus_message_read_array(reply, 'y', &p, &n);
         if (r < 0)
                 return log_error_errno(r, "Bad reply: %m");
@@ -520,7 +503,7 @@ static int get_all(sd_bus *bus, const char *path, const char *iface) {
         int r = sd_bus_call_method(bus, BUS_NAME, path, "org.freedesktop.DBus.Properties", "GetAll", &error, &reply,
                                    "s", iface);
         if (r < 0)
-                return report_error("Reading properties", &error, r);
+                return ctl_report_error("Reading properties", &error, r);
         return print_properties(reply);
 }
 
@@ -544,7 +527,7 @@ static int verb_list(sd_bus *bus) {
         r = sd_bus_call_method(bus, BUS_NAME, MANAGER_PATH, MANAGER_IFACE, "ListKeys", &error, &reply, NULL);
         if (r < 0) {
                 json_decref(arr);
-                return report_error("Listing keys", &error, r);
+                return ctl_report_error("Listing keys", &error, r);
         }
         r = sd_bus_message_enter_container(reply, 'a', "(sos)");
         while (r >= 0 && (r = sd_bus_message_read(reply, "(sos)", &name, &path, &state)) > 0)
@@ -626,7 +609,7 @@ static int verb_create(sd_bus *bus, const char *name) {
 
         r = call_may_wait_for_approval(bus, m, TIMEOUT_CREATE_USEC, &error, &reply);
         if (r < 0)
-                return report_error("Creating the key failed", &error, r);
+                return ctl_report_error("Creating the key failed", &error, r);
         r = sd_bus_message_read(reply, "o", &path);
         if (r < 0)
                 return log_error_errno(r, "Bad reply: %m");
@@ -832,7 +815,7 @@ static int verb_destroy(sd_bus *bus, const char *name) {
                 return log_error_errno(r, "Building the request failed: %m");
         r = call_may_wait_for_approval(bus, m, TIMEOUT_SIGN_USEC, &error, &reply);
         if (r < 0)
-                return report_error("Destroying the key failed", &error, r);
+                return ctl_report_error("Destroying the key failed", &error, r);
         r = sd_bus_message_read_array(reply, 'y', &receipt, &size);
         if (r < 0)
                 return log_error_errno(r, "Bad reply: %m");
@@ -862,7 +845,7 @@ static int verb_rotate(sd_bus *bus, const char *name) {
         /* A TPM key is created: as slow as create on some TPMs. */
         r = call_may_wait_for_approval(bus, m, TIMEOUT_CREATE_USEC, &error, &reply);
         if (r < 0)
-                return report_error("Rotating the key failed", &error, r);
+                return ctl_report_error("Rotating the key failed", &error, r);
         r = sd_bus_message_read_array(reply, 'y', &statement, &size);
         if (r < 0)
                 return log_error_errno(r, "Bad reply: %m");
@@ -893,7 +876,7 @@ static int offboard_select(sd_bus *bus, json_t **ret) {
         r = sd_bus_call_method(bus, BUS_NAME, MANAGER_PATH, MANAGER_IFACE, "ListKeys", &error, &reply, NULL);
         if (r < 0) {
                 json_decref(names);
-                return report_error("Listing keys", &error, r);
+                return ctl_report_error("Listing keys", &error, r);
         }
         r = sd_bus_message_enter_container(reply, 'a', "(sos)");
         while (r >= 0 && (r = sd_bus_message_read(reply, "(sos)", &name, &path, &state)) > 0) {
@@ -911,7 +894,7 @@ static int offboard_select(sd_bus *bus, json_t **ret) {
                         if (sd_bus_error_has_name(&perror, SD_BUS_ERROR_UNKNOWN_OBJECT))
                                 continue;
                         json_decref(names);
-                        return report_error("Reading key properties", &perror, r);
+                        return ctl_report_error("Reading key properties", &perror, r);
                 }
                 if ((arg_owner && streq(owner, arg_owner)) || (arg_uid >= 0 && uid == (uint32_t) arg_uid))
                         json_array_append_new(names, json_string(name));
@@ -1062,7 +1045,7 @@ static int verb_attestation_key(sd_bus *bus) {
 
         r = sd_bus_call_method(bus, BUS_NAME, MANAGER_PATH, MANAGER_IFACE, "GetAttestationKey", &error, &reply, NULL);
         if (r < 0)
-                return report_error("Reading the attestation key failed", &error, r);
+                return ctl_report_error("Reading the attestation key failed", &error, r);
         r = sd_bus_message_read_array(reply, 'y', &ak, &n);
         if (r < 0)
                 return log_error_errno(r, "Bad reply: %m");
@@ -1093,7 +1076,7 @@ static int verb_enroll_request(sd_bus *bus) {
                 return log_error_errno(ENOMEM, "Out of memory");
         r = sd_bus_call_method(bus, BUS_NAME, MANAGER_PATH, MANAGER_IFACE, "GetAttestationKey", &error, &reply, NULL);
         if (r < 0)
-                return report_error("Reading the attestation key failed", &error, r);
+                return ctl_report_error("Reading the attestation key failed", &error, r);
         r = sd_bus_message_read_array(reply, 'y', &ak, &ak_size);
         if (r >= 0)
                 r = sd_bus_message_read_array(reply, 'y', &name, &name_size);
@@ -1203,7 +1186,7 @@ static int verb_enroll_respond(sd_bus *bus) {
                 return log_error_errno(r, "Building the request failed: %m");
         r = sd_bus_call(bus, m, TIMEOUT_SIGN_USEC, &error, &reply);
         if (r < 0)
-                return report_error("Activating the credential failed", &error, r);
+                return ctl_report_error("Activating the credential failed", &error, r);
         r = sd_bus_message_read_array(reply, 'y', &out, &out_size);
         if (r < 0)
                 return log_error_errno(r, "Bad reply: %m");
@@ -1226,7 +1209,7 @@ static int verb_approvals(sd_bus *bus) {
         r = sd_bus_call_method(bus, BUS_NAME, MANAGER_PATH, MANAGER_IFACE, "ListApprovals", &error, &reply, NULL);
         if (r < 0) {
                 json_decref(arr);
-                return report_error("Listing approvals", &error, r);
+                return ctl_report_error("Listing approvals", &error, r);
         }
         r = sd_bus_message_enter_container(reply, 'a', "(sssa{sv})");
         while (r >= 0 && (r = sd_bus_message_enter_container(reply, 'r', "sssa{sv}")) > 0) {
@@ -1271,7 +1254,7 @@ static int verb_approve(sd_bus *bus, const char *id, bool allow) {
         _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
         int r = sd_bus_call_method(bus, BUS_NAME, MANAGER_PATH, MANAGER_IFACE, "Approve", &error, NULL, "sb", id, allow);
         if (r < 0)
-                return report_error(allow ? "Approving failed" : "Denying failed", &error, r);
+                return ctl_report_error(allow ? "Approving failed" : "Denying failed", &error, r);
         printf("Request %s %s.\n", id, allow ? "approved" : "denied");
         return 0;
 }
@@ -1280,7 +1263,7 @@ static int verb_policy_reload(sd_bus *bus) {
         _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
         int r = sd_bus_call_method(bus, BUS_NAME, MANAGER_PATH, MANAGER_IFACE, "ReloadPolicy", &error, NULL, NULL);
         if (r < 0)
-                return report_error("Reloading the policy failed", &error, r);
+                return ctl_report_error("Reloading the policy failed", &error, r);
         printf("Policy reloaded.\n");
         return 0;
 }

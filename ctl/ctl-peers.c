@@ -28,18 +28,13 @@
 #include "common/hexutil.h"
 #include "common/log.h"
 #include "ctl/ctl-peers.h"
+#include "ctl/ctl-util.h"
 
 #define BUS_NAME "org.agentid1"
 #define MANAGER_PATH "/org/agentid1"
 #define MANAGER_IFACE "org.agentid1.Manager"
 #define TIMEOUT_USEC (30ULL * 1000000)
 #define KEY_FILE_MAX (64U * 1024U)
-
-enum {
-        EXIT_REFUSED = 1,
-        EXIT_USAGE = 2,
-        EXIT_UNREACHABLE = 3,
-};
 
 typedef struct PeersArgs {
         bool user, json;
@@ -125,17 +120,6 @@ static int parse_argv(int argc, char *argv[], PeersArgs *a) {
 
 /* ---- helpers -------------------------------------------------------------------------------- */
 
-static int report_error(const char *what, const sd_bus_error *error, int r) {
-        if (sd_bus_error_is_set(error)) {
-                fprintf(stderr, "%s: %s (%s)\n", what, error->message ?: "", error->name);
-                if (sd_bus_error_has_names(error, SD_BUS_ERROR_SERVICE_UNKNOWN, SD_BUS_ERROR_NAME_HAS_NO_OWNER,
-                                           SD_BUS_ERROR_NO_REPLY, SD_BUS_ERROR_TIMEOUT))
-                        return -EXIT_UNREACHABLE;
-        } else
-                fprintf(stderr, "%s: %s\n", what, strerror(-r));
-        return -EXIT_REFUSED;
-}
-
 static int read_input(const char *path, size_t max, uint8_t **ret, size_t *ret_size) {
         int r = read_file_or_stdin(path, max, ret, ret_size);
         if (r == -EFBIG)
@@ -176,19 +160,10 @@ static int read_public_key(const char *path, uint8_t **ret, size_t *ret_size) {
         r = read_input(path, KEY_FILE_MAX, &buf, &size);
         if (r < 0)
                 return r;
-        if (size > 10 && memcmp(buf, "-----BEGIN", 10) == 0) {
-                BIO *bio = BIO_new_mem_buf(buf, (int) size);
-                if (!bio)
-                        return log_error_errno(ENOMEM, "Out of memory");
-                pkey = PEM_read_bio_PUBKEY(bio, NULL, NULL, NULL);
-                BIO_free(bio);
-        } else {
-                const unsigned char *p = buf;
-                pkey = d2i_PUBKEY(NULL, &p, (long) size);
-                if (pkey && (size_t) (p - buf) != size)
-                        pkey = (EVP_PKEY_free(pkey), NULL);
-        }
-        if (!pkey)
+        r = pkey_from_pem_or_der(buf, size, &pkey);
+        if (r == -ENOMEM)
+                return log_error_errno(r, "Out of memory");
+        if (r < 0)
                 return log_error_errno(EINVAL, "%s is not a public key (DER SubjectPublicKeyInfo or PEM)", path);
         /* agentidd checks the curve and re-encodes; here only the container is undone. */
         r = pkey_to_spki_der(pkey, ret, ret_size);
@@ -355,7 +330,7 @@ static int verb_add(sd_bus *bus, const PeersArgs *a, const char *uri) {
                 return log_error_errno(r, "Building the request failed: %m");
         r = sd_bus_call(bus, m, TIMEOUT_USEC, &error, &reply);
         if (r < 0)
-                return report_error("Adding the peer failed", &error, r);
+                return ctl_report_error("Adding the peer failed", &error, r);
         return 0;
 }
 
@@ -363,7 +338,7 @@ static int verb_remove(sd_bus *bus, const char *uri) {
         _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
         int r = sd_bus_call_method(bus, BUS_NAME, MANAGER_PATH, MANAGER_IFACE, "RemovePeer", &error, NULL, "s", uri);
         if (r < 0)
-                return report_error("Removing the peer failed", &error, r);
+                return ctl_report_error("Removing the peer failed", &error, r);
         return 0;
 }
 
@@ -380,7 +355,7 @@ static int list_peers(sd_bus *bus, PeerRegistry **ret) {
                 return log_error_errno(ENOMEM, "Out of memory");
         r = sd_bus_call_method(bus, BUS_NAME, MANAGER_PATH, MANAGER_IFACE, "ListPeers", &error, &reply, NULL);
         if (r < 0)
-                return report_error("Listing peers failed", &error, r);
+                return ctl_report_error("Listing peers failed", &error, r);
         r = sd_bus_message_enter_container(reply, 'a', "(sayay)");
         while (r >= 0 && (r = sd_bus_message_enter_container(reply, 'r', "sayay")) > 0) {
                 const char *uri;

@@ -765,21 +765,10 @@ static int load_host_key(const char *path, EVP_PKEY **ret) {
         r = read_input(path, KEY_FILE_MAX, &buf, &size);
         if (r < 0)
                 return r;
-        if (size > 10 && memcmp(buf, "-----BEGIN", 10) == 0) {
-                BIO *bio = BIO_new_mem_buf(buf, (int) size);
-                if (!bio)
-                        return log_error_errno(ENOMEM, "Out of memory");
-                pkey = PEM_read_bio_PUBKEY(bio, NULL, NULL, NULL);
-                BIO_free(bio);
-        } else {
-                const unsigned char *p = buf;
-                pkey = d2i_PUBKEY(NULL, &p, (long) size);
-                if (pkey && (size_t) (p - buf) != size) {
-                        EVP_PKEY_free(pkey);
-                        pkey = NULL;
-                }
-        }
-        if (!pkey)
+        r = pkey_from_pem_or_der(buf, size, &pkey);
+        if (r == -ENOMEM)
+                return log_error_errno(r, "Out of memory");
+        if (r < 0)
                 return log_error_errno(EINVAL, "%s is not a public key (DER SubjectPublicKeyInfo or PEM)", path);
         *ret = pkey;
         return 0;
