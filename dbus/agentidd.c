@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
 
@@ -357,8 +358,11 @@ static int run(int argc, char *argv[]) {
         if (sigprocmask(SIG_BLOCK, &mask, NULL) < 0)
                 return log_error_errno(errno, "Blocking signals failed: %m");
 
-        /* Key material passes through this process: no core dumps, no ptrace by other users. */
+        /* Key material passes through this process: no core dumps, no ptrace by other users. A zero
+         * core limit as well, since a non-dumpable process still dumps (as root) where the admin set
+         * fs.suid_dumpable=2. */
         (void) prctl(PR_SET_DUMPABLE, 0);
+        (void) setrlimit(RLIMIT_CORE, &(struct rlimit) {});
         /* Nothing inherited beyond stdio: a descriptor leaked by whoever started us (a socket, a file
          * of another user) must not be usable through this process. */
         if (close_range(3, ~0U, 0) < 0)

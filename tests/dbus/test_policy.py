@@ -524,7 +524,7 @@ class CatchAllPolicyTests(DaemonTestCase):
 
 class PolicyStartupTests(DaemonTestCase):
     """An explicit --policy must exist and be valid; the daemon refuses to start otherwise. (And a
-    descriptor the daemon inherits is closed at start.)"""
+    descriptor the daemon inherits is closed at start, and core dumps are off.)"""
 
     def test_inherited_fds_closed(self):
         with h.Stack(start_daemon=False) as st:
@@ -540,6 +540,10 @@ class PolicyStartupTests(DaemonTestCase):
             fd_dir = '/proc/%d/fd' % st.daemon.pid
             targets = [os.readlink(os.path.join(fd_dir, n)) for n in os.listdir(fd_dir)]
             self.assertNotIn(secret, targets, 'agentidd kept a descriptor it inherited')
+            # ...and it cannot leave a core dump: key material passes through it.
+            with open('/proc/%d/limits' % st.daemon.pid) as f:
+                core = [line.split()[3:5] for line in f if line.startswith('Max core file size')]
+            self.assertEqual(core, [['0', '0']])
             st.stop_daemon()
 
     def test_refuses_to_start(self):
