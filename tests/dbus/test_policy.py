@@ -542,7 +542,7 @@ class PolicyStartupTests(DaemonTestCase):
             self.assertNotIn(secret, targets, 'agentidd kept a descriptor it inherited')
             # ...and it cannot leave a core dump: key material passes through it.
             with open('/proc/%d/limits' % st.daemon.pid) as f:
-                core = [line.split()[3:5] for line in f if line.startswith('Max core file size')]
+                core = [line.split()[4:6] for line in f if line.startswith('Max core file size')]
             self.assertEqual(core, [['0', '0']])
             st.stop_daemon()
 
