@@ -33,6 +33,7 @@
 #define TASK_KEY_PUB "pub"
 #define TASK_KEY_CERTIFY "certify"
 #define TASK_KEY_CERTIFY_SIG "certify_sig"
+#define TASK_KEY_CLOCK_LIMIT "clock_limit"
 
 /* cnf (RFC 8747 §3.1) holding a COSE_Key (RFC 9052 §7.1) of type EC2 on P-256 (RFC 9053 §7.1.1). */
 #define CWT_CNF 8
@@ -113,7 +114,7 @@ static int claims_check_for_encoding(const TaskCredentialClaims *c) {
                                 return -EINVAL;
         }
         if (!blob_is_valid(c->task_pub, c->task_pub_size) || !blob_is_valid(c->certify, c->certify_size) ||
-            !blob_is_valid(c->certify_sig, c->certify_sig_size))
+            !blob_is_valid(c->certify_sig, c->certify_sig_size) || c->clock_limit == 0)
                 return -EINVAL;
         return 0;
 }
@@ -148,6 +149,7 @@ static cbor_item_t *task_key_build(const TaskCredentialClaims *c) {
         k |= cbor_util_map_put_text(map, TASK_KEY_PUB, cbor_util_new_bytes(c->task_pub, c->task_pub_size));
         k |= cbor_util_map_put_text(map, TASK_KEY_CERTIFY, cbor_util_new_bytes(c->certify, c->certify_size));
         k |= cbor_util_map_put_text(map, TASK_KEY_CERTIFY_SIG, cbor_util_new_bytes(c->certify_sig, c->certify_sig_size));
+        k |= cbor_util_map_put_text(map, TASK_KEY_CLOCK_LIMIT, cbor_util_new_uint(c->clock_limit));
         return k == 0 ? TAKE_PTR(map) : NULL;
 }
 
@@ -288,9 +290,9 @@ static int audiences_parse(CredentialStorage *s, const cbor_item_t *item, const 
 static int task_key_parse(CredentialStorage *s, const cbor_item_t *item, const char **reason) {
         TaskCredentialClaims *c = &s->verified.claims;
 
-        /* Three entries and three distinct keys found: exactly {pub, certify, certify_sig}. */
-        if (!item || !cbor_isa_map(item) || cbor_map_size(item) != 3)
-                return cwt_bad(reason, "\"task_key\" is not a map of exactly pub, certify, certify_sig");
+        /* Four entries and four distinct keys found: exactly {pub, certify, certify_sig, clock_limit}. */
+        if (!item || !cbor_isa_map(item) || cbor_map_size(item) != 4)
+                return cwt_bad(reason, "\"task_key\" is not a map of exactly pub, certify, certify_sig, clock_limit");
         if (claim_blob(s, cbor_util_map_get_text(item, TASK_KEY_PUB), &c->task_pub, &c->task_pub_size) < 0)
                 return cwt_bad(reason, "\"task_key\" lacks \"pub\", or it is not a byte string of 1..1024 bytes");
         if (claim_blob(s, cbor_util_map_get_text(item, TASK_KEY_CERTIFY), &c->certify, &c->certify_size) < 0)
@@ -298,6 +300,9 @@ static int task_key_parse(CredentialStorage *s, const cbor_item_t *item, const c
         if (claim_blob(s, cbor_util_map_get_text(item, TASK_KEY_CERTIFY_SIG), &c->certify_sig,
                        &c->certify_sig_size) < 0)
                 return cwt_bad(reason, "\"task_key\" lacks \"certify_sig\", or it is not a byte string of 1..1024 bytes");
+        if (cbor_util_get_uint(cbor_util_map_get_text(item, TASK_KEY_CLOCK_LIMIT), &c->clock_limit) < 0 ||
+            c->clock_limit == 0)
+                return cwt_bad(reason, "\"task_key\" lacks \"clock_limit\", or it is not a positive integer");
         return 0;
 }
 

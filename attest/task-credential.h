@@ -10,11 +10,13 @@
  *   {1: iss, 2: sub (= iss, the agent URI), 4: exp, 6: iat, 7: cti (bstr 16),
  *    8: cnf {1: COSE_Key EC2 P-256 of the task key (as DESIGN §5 "cnf")}, ? 9: scope,
  *    "task_id", ? "parent_task_id", "audiences": [* tstr] (may be empty = any),
- *    "task_key": {"pub": bstr (TPMT_PUBLIC), "certify": bstr (TPMS_ATTEST), "certify_sig": bstr (TPMT_SIGNATURE)}}
+ *    "task_key": {"pub": bstr (TPMT_PUBLIC), "certify": bstr (TPMS_ATTEST), "certify_sig": bstr (TPMT_SIGNATURE),
+ *                 "clock_limit": uint (TPM clock, ms)}}
  *
  * The task key's TPM2_Certify by the AK has qualifyingData = SHA-256(cti), so a verifier holding the
- * AK can check that the task key is TPM-resident and bound to this credential (and, from its public
- * area, that it only signs through a policy: userWithAuth clear, a non-empty authPolicy).
+ * AK can check that the task key is TPM-resident and bound to this credential, and, from its public
+ * area, that it only signs through the policy of common/task-policy.h: clock < clock_limit in the
+ * boot the certification reports.
  *
  * The producer encodes the claims here and signs with cose_sign1_prepare()/cose_sign1_finish(); the
  * verifier side lives in libagentid-verify (agentid_verify_token() follows a token's credential). This
@@ -46,6 +48,7 @@ typedef struct TaskCredentialClaims {
         size_t n_audiences;
         const uint8_t *task_pub, *certify, *certify_sig;
         size_t task_pub_size, certify_size, certify_sig_size;
+        uint64_t clock_limit;                   /* the TPM clock (ms) from which the task key refuses to sign */
 } TaskCredentialClaims;
 
 /* An agent URI (DESIGN §2): "agentid://" 32 lower-case hex digits "/" key name
@@ -57,7 +60,8 @@ bool agent_uri_is_valid(const char *s, size_t n);
  *
  * Checks what it writes: iss an agent URI; iat <= exp; a valid scope if set; task_id (and
  * parent_task_id if set) 1..TOKEN_TEXT_MAX bytes; at most TASK_CREDENTIAL_AUDIENCES_MAX audiences of
- * 1..TOKEN_TEXT_MAX bytes, no two equal; pub, certify and certify_sig 1..TASK_CREDENTIAL_TPM_MAX bytes;
+ * 1..TOKEN_TEXT_MAX bytes, no two equal; pub, certify and certify_sig 1..TASK_CREDENTIAL_TPM_MAX bytes,
+ * clock_limit not 0;
  * and a payload small enough for the signed credential to stay within TASK_CREDENTIAL_MAX. The point
  * (x, y) is written as given (the verifier checks it is on P-256 and is the certified key's).
  *

@@ -31,6 +31,7 @@
 #include "common/cbor-util.h"
 #include "common/crypto-util.h"
 #include "common/macro.h"
+#include "common/task-policy.h"
 
 _Static_assert(AGENTID_CREDENTIAL_AUDIENCES_MAX == TASK_CREDENTIAL_AUDIENCES_MAX, "credential audiences limit");
 
@@ -163,13 +164,6 @@ static int certify_signer(const AgentidVerifier *v, const TaskCredentialClaims *
         return 0;
 }
 
-static bool bytes_all_zero(const uint8_t *p, size_t n) {
-        uint8_t any = 0;
-        for (size_t i = 0; i < n; i++)
-                any |= p[i];
-        return any == 0;
-}
-
 static int check_task_key(const AgentidVerifier *v, AgentidVerdict *d, const TaskCredentialClaims *c) {
         uint8_t ak_name[TPM2P_NAME_SHA256_SIZE], name[TPM2P_NAME_SHA256_SIZE], expected[SHA256_DIGEST_SIZE];
         uint8_t x[P256_COORD_SIZE], y[P256_COORD_SIZE];
@@ -266,19 +260,29 @@ static int check_task_key(const AgentidVerifier *v, AgentidVerdict *d, const Tas
                 return 0;
         }
         /* Part 1 §19.7.2: with userWithAuth clear, USER role authorization needs a policy session whose
-         * digest equals authPolicy, which for nameAlg SHA-256 is 32 bytes. An empty authPolicy would make
-         * the key unusable; an all-zero one is what a policy session with no assertions holds, so anyone
-         * able to load the key could sign with it. */
-        if (pub.auth_policy.size != SHA256_DIGEST_SIZE) {
+         * digest equals authPolicy. Recomputed here from clock_limit and the counters of the
+         * certification (the TPM signed them; Part 3 §18.1 leaves them unobfuscated for an AK in the
+         * endorsement hierarchy), it proves the TPM refuses the key from clock_limit on and after any
+         * reset or restart of the boot it was certified in. */
+        uint8_t policy[SHA256_DIGEST_SIZE];
+        r = task_policy_digest(c->clock_limit, attest.reset_count, attest.restart_count, policy);
+        if (r < 0)
+                return r;
+        if (!bytes_equal(pub.auth_policy.buffer, pub.auth_policy.size, policy, sizeof(policy))) {
                 verdict_fail(d, AGENTID_REASON_CREDENTIAL_TASK_KEY,
-                             "task key authPolicy has %u bytes, not a SHA-256 policy "
-                             "digest of 32", pub.auth_policy.size);
+                             "task key authPolicy %s is not the policy clock < %llu, resetCount %u, restartCount %u "
+                             "(%s)", detail_hex(pub.auth_policy.buffer, pub.auth_policy.size).s,
+                             (unsigned long long) c->clock_limit, attest.reset_count, attest.restart_count,
+                             detail_hex(policy, sizeof(policy)).s);
                 return 0;
         }
-        if (bytes_all_zero(pub.auth_policy.buffer, pub.auth_policy.size)) {
+        /* The key was made with clock_limit = (TPM clock before it) + its lifetime, and certified after:
+         * the TPM gives it at most exp - iat of its own clock, which runs only while powered. */
+        if (attest.clock >= c->clock_limit || (c->clock_limit - attest.clock) / 1000 > c->exp - c->iat) {
                 verdict_fail(d, AGENTID_REASON_CREDENTIAL_TASK_KEY,
-                             "task key authPolicy is all zeros (satisfied by a policy "
-                             "session without assertions)");
+                             "task key clock_limit %llu is not within the credential's lifetime of %llu s after "
+                             "its certification at TPM clock %llu", (unsigned long long) c->clock_limit,
+                             (unsigned long long) (c->exp - c->iat), (unsigned long long) attest.clock);
                 return 0;
         }
 
@@ -298,9 +302,10 @@ static int check_task_key(const AgentidVerifier *v, AgentidVerdict *d, const Tas
 
         verdict_pass(d, AGENTID_REASON_CREDENTIAL_TASK_KEY,
                      "certified by the AK %s for this cti; ES256 sign key, fixedTPM "
-                     "fixedParent sensitiveDataOrigin, userWithAuth clear, authPolicy %s; cnf = the certified key",
-                     detail_hex(ak_name, sizeof(ak_name)).s,
-                     detail_hex(pub.auth_policy.buffer, pub.auth_policy.size).s);
+                     "fixedParent sensitiveDataOrigin, userWithAuth clear, signs only while TPM clock < %llu "
+                     "(certified at %llu) in resetCount %u restartCount %u; cnf = the certified key",
+                     detail_hex(ak_name, sizeof(ak_name)).s, (unsigned long long) c->clock_limit,
+                     (unsigned long long) attest.clock, attest.reset_count, attest.restart_count);
         return 0;
 }
 

@@ -339,6 +339,7 @@ static void run_start_task(Keystore *ks, Job *j) {
                 .certify_sig = cert.certify_sig,
                 .certify_sig_size = cert.certify_sig_size,
         };
+        task_key_limits(t->tpm, &c.clock_limit, NULL, NULL);
         memcpy(c.cti, t->cti, sizeof(c.cti));
         memcpy(c.x, x, sizeof(x));
         memcpy(c.y, y, sizeof(y));

@@ -19,6 +19,7 @@
 
 #include "common/crypto-util.h"
 #include "common/log.h"
+#include "common/task-policy.h"
 #include "keystore/keystore-internal.h"
 #include "keystore/task-key.h"
 #include "keystore/tpm-object.h"
@@ -29,12 +30,11 @@
         (TPMA_OBJECT_FIXEDTPM | TPMA_OBJECT_FIXEDPARENT | TPMA_OBJECT_SENSITIVEDATAORIGIN |     \
          TPMA_OBJECT_NODA | TPMA_OBJECT_SIGN_ENCRYPT)
 
-/* Part 2 §10.11.6 TPMS_TIME_INFO as PolicyCounterTimer sees it marshalled: time (UINT64) at 0, then
- * TPMS_CLOCK_INFO: clock (UINT64) at 8, resetCount (UINT32) at 16, restartCount (UINT32) at 20, safe. */
-#define TIME_INFO_CLOCK 8U
-#define TIME_INFO_RESET_COUNT 16U
-#define TIME_INFO_RESTART_COUNT 20U
-#define TASK_POLICY_TERMS 3U
+
+/* common/task-policy.h spells the TPM constants out for the verifier, which has no tss2 headers. */
+_Static_assert(TASK_POLICY_EO_EQ == TPM2_EO_EQ && TASK_POLICY_EO_UNSIGNED_LT == TPM2_EO_UNSIGNED_LT &&
+               TASK_POLICY_CC_POLICY_COUNTER_TIMER == TPM2_CC_PolicyCounterTimer,
+               "TPM constants of common/task-policy.h");
 
 struct TaskKey {
         TPMT_PUBLIC pub;
@@ -46,65 +46,6 @@ struct TaskKey {
         uint32_t reset_count;
         uint32_t restart_count;
 };
-
-/* One TPM2_PolicyCounterTimer: operandB compared with TPMS_TIME_INFO bytes at offset. */
-typedef struct CounterTimerTerm {
-        TPM2B_OPERAND operand;
-        UINT16 offset;
-        TPM2_EO operation;
-} CounterTimerTerm;
-
-static void put_be(uint8_t *p, uint64_t v, size_t n) {
-        for (size_t i = 0; i < n; i++)
-                p[i] = (uint8_t) (v >> (8 * (n - 1 - i)));
-}
-
-/* clock < limit, resetCount == R, restartCount == S; in this order everywhere (it changes the digest). */
-static void task_policy_terms(const TaskKey *t, CounterTimerTerm ret[TASK_POLICY_TERMS]) {
-        ret[0] = (CounterTimerTerm) {
-                .operand.size = 8, .offset = TIME_INFO_CLOCK, .operation = TPM2_EO_UNSIGNED_LT,
-        };
-        put_be(ret[0].operand.buffer, t->clock_limit, 8);
-        ret[1] = (CounterTimerTerm) {
-                .operand.size = 4, .offset = TIME_INFO_RESET_COUNT, .operation = TPM2_EO_EQ,
-        };
-        put_be(ret[1].operand.buffer, t->reset_count, 4);
-        ret[2] = (CounterTimerTerm) {
-                .operand.size = 4, .offset = TIME_INFO_RESTART_COUNT, .operation = TPM2_EO_EQ,
-        };
-        put_be(ret[2].operand.buffer, t->restart_count, 4);
-}
-
-/*
- * Part 3 §23.10: policyDigest_new = H(policyDigest_old || TPM_CC_PolicyCounterTimer || args) with
- * args = H(operandB.buffer || offset || operation), offset and operation big-endian UINT16, starting
- * from a digest of zeros (Part 1 §19.7.7).
- */
-static int task_policy_digest(const CounterTimerTerm terms[TASK_POLICY_TERMS], uint8_t ret[SHA256_DIGEST_SIZE]) {
-        uint8_t digest[SHA256_DIGEST_SIZE] = {}, cc[4];
-        int r;
-
-        put_be(cc, TPM2_CC_PolicyCounterTimer, 4);
-        for (size_t i = 0; i < TASK_POLICY_TERMS; i++) {
-                uint8_t tail[4], args[SHA256_DIGEST_SIZE];
-
-                put_be(tail, terms[i].offset, 2);
-                put_be(tail + 2, terms[i].operation, 2);
-                const void *a[] = { terms[i].operand.buffer, tail };
-                const size_t as[] = { terms[i].operand.size, sizeof(tail) };
-                r = sha256_parts(a, as, ELEMENTSOF(a), args);
-                if (r < 0)
-                        return r;
-
-                const void *p[] = { digest, cc, args };
-                const size_t ps[] = { sizeof(digest), sizeof(cc), sizeof(args) };
-                r = sha256_parts(p, ps, ELEMENTSOF(p), digest);
-                if (r < 0)
-                        return r;
-        }
-        memcpy(ret, digest, SHA256_DIGEST_SIZE);
-        return 0;
-}
 
 /* Did the TPM refuse the policy? TPM_RC_POLICY (format zero, from PolicyCounterTimer when the
  * comparison fails, Part 3 §23.10) or TPM_RC_POLICY_FAIL (format one, with a session number, from the
@@ -189,7 +130,6 @@ void task_key_limits(const TaskKey *t, uint64_t *ret_clock_limit, uint32_t *ret_
 /* Read the clock and fill the limits and the template (attributes, policy) of a new task key. */
 static int task_key_prepare(Keystore *ks, uint64_t ttl_ms, TaskKey *t, TPM2B_PUBLIC *ret_template) {
         _cleanup_esys_ TPMS_TIME_INFO *now = NULL;
-        CounterTimerTerm terms[TASK_POLICY_TERMS];
         int r;
 
         /* TPM2_ReadClock (Part 3 §29.1) answers the real counters; only attestations obfuscate them. */
@@ -203,12 +143,12 @@ static int task_key_prepare(Keystore *ks, uint64_t ttl_ms, TaskKey *t, TPM2B_PUB
         t->clock_limit = now->clockInfo.clock + ttl_ms;
         t->reset_count = now->clockInfo.resetCount;
         t->restart_count = now->clockInfo.restartCount;
-        task_policy_terms(t, terms);
 
         tpm_template_signing_key(ret_template);
         ret_template->publicArea.objectAttributes = TASK_KEY_ATTRIBUTES;
         ret_template->publicArea.authPolicy.size = SHA256_DIGEST_SIZE;
-        r = task_policy_digest(terms, ret_template->publicArea.authPolicy.buffer);
+        r = task_policy_digest(t->clock_limit, t->reset_count, t->restart_count,
+                               ret_template->publicArea.authPolicy.buffer);
         if (r < 0)
                 return keystore_fail(ks, r, "Computing the task key's policy digest failed");
         return 0;
@@ -390,7 +330,7 @@ int keystore_task_key_create(Keystore *ks, uint64_t ttl_ms, const uint8_t certif
 static int task_key_policy_session(Keystore *ks, const TaskKey *t, ESYS_TR *ret) {
         TPMT_SYM_DEF sym = { .algorithm = TPM2_ALG_NULL };
         TPM2B_NONCE nonce = { .size = SHA256_DIGEST_SIZE };
-        CounterTimerTerm terms[TASK_POLICY_TERMS];
+        TaskPolicyTerm terms[TASK_POLICY_TERMS];
         ESYS_TR s = ESYS_TR_NONE;
         int r;
 
@@ -406,11 +346,15 @@ static int task_key_policy_session(Keystore *ks, const TaskKey *t, ESYS_TR *ret)
         if (r < 0)
                 return r;
 
-        task_policy_terms(t, terms);
-        for (size_t i = 0; i < TASK_POLICY_TERMS && r >= 0; i++)
+        task_policy_terms(t->clock_limit, t->reset_count, t->restart_count, terms);
+        for (size_t i = 0; i < TASK_POLICY_TERMS && r >= 0; i++) {
+                TPM2B_OPERAND operand = { .size = terms[i].operand_size };
+
+                memcpy(operand.buffer, terms[i].operand, operand.size);
                 r = TPM_CALL(ks->tpm, "TPM2_PolicyCounterTimer",
                              Esys_PolicyCounterTimer(ks->tpm->esys, s, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE,
-                                                     &terms[i].operand, terms[i].offset, terms[i].operation));
+                                                     &operand, terms[i].offset, terms[i].operation));
+        }
         if (r < 0) {
                 tpm_flush(ks->tpm, &s);
                 return r;

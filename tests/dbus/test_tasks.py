@@ -11,6 +11,7 @@ Run through meson or by hand as root: /usr/bin/python3 tests/dbus/test_tasks.py 
 """
 
 import os
+import struct
 import sys
 
 try:
@@ -116,8 +117,28 @@ class TaskTests(DaemonTestCase):
         self.assertEqual(len(c[7]), 16)
         pub = h.load_spki(task_props['PublicKey']).public_numbers()
         self.assertEqual(c[8], {1: {1: 2, -1: 1, -2: pub.x.to_bytes(32, 'big'), -3: pub.y.to_bytes(32, 'big')}})
-        self.assertEqual(set(c['task_key']), {'pub', 'certify', 'certify_sig'})
+        self.assertEqual(set(c['task_key']), {'pub', 'certify', 'certify_sig', 'clock_limit'})
+        self.check_task_policy(c['task_key'], c[4] - c[6])
         return c
+
+    def check_task_policy(self, task_key, lifetime):
+        """The TPM-made authPolicy is the counter/timer policy for clock_limit and the certify's counters
+        (docs/formats.md §12.1), recomputed here from the spec, and the limit is within the lifetime."""
+        pub, certify, limit = task_key['pub'], task_key['certify'], task_key['clock_limit']
+        (n,) = struct.unpack_from('>H', pub, 8)              # type, nameAlg, objectAttributes, authPolicy
+        auth_policy = pub[10:10 + n]
+        off = 6                                              # magic, type
+        for _ in range(2):                                   # qualifiedSigner, extraData
+            (n,) = struct.unpack_from('>H', certify, off)
+            off += 2 + n
+        clock, reset_count, restart_count = struct.unpack_from('>QII', certify, off)
+        digest = bytes(32)
+        for operand, offset, operation in ((struct.pack('>Q', limit), 8, 5), (struct.pack('>I', reset_count), 16, 0),
+                                           (struct.pack('>I', restart_count), 20, 0)):
+            args = sha256(operand + struct.pack('>HH', offset, operation))
+            digest = sha256(digest + struct.pack('>I', 0x16d) + args)
+        self.assertEqual(auth_policy, digest)
+        self.assertTrue(0 < limit - clock <= lifetime * 1000, (limit, clock, lifetime))
 
     # --- tests
 

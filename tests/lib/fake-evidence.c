@@ -15,6 +15,7 @@
 #include "common/crypto-util.h"
 #include "common/hexutil.h"
 #include "common/macro.h"
+#include "common/task-policy.h"
 #include "tests/lib/fake-evidence.h"
 
 #define ALG_SHA256 0x000BU
@@ -235,8 +236,7 @@ void fake_public_key(EVP_PKEY *key, FakePublic *ret) {
 }
 
 void fake_task_policy(uint8_t ret[32]) {
-        static const char policy_seed[] = "agentid test task policy";
-        (void) sha256(policy_seed, strlen(policy_seed), ret);
+        (void) task_policy_digest(FAKE_TASK_CLOCK_LIMIT, FAKE_RESET_COUNT, FAKE_RESTART_COUNT, ret);
 }
 
 void fake_public_task_key(EVP_PKEY *key, FakePublic *ret) {
@@ -512,9 +512,9 @@ static void attest_header(const uint8_t ak_name[FAKE_NAME_SIZE], uint16_t type, 
                 .magic = GENERATED_VALUE,
                 .type = type,
                 .qualified_signer_size = FAKE_NAME_SIZE,
-                .clock = 123456789,
-                .reset_count = 2,
-                .restart_count = 0,
+                .clock = FAKE_CLOCK,
+                .reset_count = FAKE_RESET_COUNT,
+                .restart_count = FAKE_RESTART_COUNT,
                 .safe = 1,
                 .firmware_version = 0x2019102300163636ULL,
         };

@@ -157,8 +157,15 @@ int fake_evidence_build(const FakeSpec *spec, uint8_t **ret, size_t *ret_size);
 /* The public point of a P-256 key, x and y of 32 bytes. Return: 0 or -EINVAL. */
 int fake_key_point(EVP_PKEY *key, uint8_t x[32], uint8_t y[32]);
 
-/* The authPolicy of fake task keys: SHA-256("agentid test task policy"), standing in for the
- * PolicyCounterTimer digest of keystore/task-key.h. */
+/* The clock fields of every fake attestation (TPMS_CLOCK_INFO), and the TPM-clock limit of fake task
+ * keys: an hour after their certification, as for a task of an hour. */
+#define FAKE_CLOCK UINT64_C(123456789)
+#define FAKE_RESET_COUNT 2U
+#define FAKE_RESTART_COUNT 0U
+#define FAKE_TASK_CLOCK_LIMIT (FAKE_CLOCK + UINT64_C(3600000))
+
+/* The authPolicy of fake task keys: the PolicyCounterTimer digest of common/task-policy.h for
+ * FAKE_TASK_CLOCK_LIMIT and the fake counters. */
 void fake_task_policy(uint8_t ret[32]);
 /* A task key's public area as agentidd makes one (keystore/task-key.h, DESIGN §5 "Task credential"):
  * an ES256 signing key with fixedTPM | fixedParent | sensitiveDataOrigin | noDA | sign, userWithAuth

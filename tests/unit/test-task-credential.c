@@ -34,6 +34,7 @@
 #include "common/crypto-util.h"
 #include "common/fileio.h"
 #include "common/hexutil.h"
+#include "common/task-policy.h"
 #include "tests/lib/cli-run.h"
 #include "tests/lib/fake-evidence.h"
 #include "tests/lib/golden.h"
@@ -170,6 +171,7 @@ static TaskCredentialClaims golden_claims(const FakeTaskKey *tk) {
                 .certify_size = tk->certify.size,
                 .certify_sig = tk->certify_sig.data,
                 .certify_sig_size = tk->certify_sig.size,
+                .clock_limit = FAKE_TASK_CLOCK_LIMIT,
         };
         memcpy(c.cti, golden_cti, sizeof(c.cti));
         assert_int_equal(fake_key_point(k.task, c.x, c.y), 0);
@@ -374,6 +376,7 @@ static cbor_item_t *claims_map(const TaskCredentialClaims *c) {
         r |= cbor_util_map_put_text(tk, "pub", cbor_util_new_bytes(c->task_pub, c->task_pub_size));
         r |= cbor_util_map_put_text(tk, "certify", cbor_util_new_bytes(c->certify, c->certify_size));
         r |= cbor_util_map_put_text(tk, "certify_sig", cbor_util_new_bytes(c->certify_sig, c->certify_sig_size));
+        r |= cbor_util_map_put_text(tk, "clock_limit", cbor_util_new_uint(c->clock_limit));
         r |= cbor_util_map_put_int(m, 1, cbor_util_new_text(c->iss));
         r |= cbor_util_map_put_int(m, 2, cbor_util_new_text(c->iss));
         r |= cbor_util_map_put_int(m, 4, cbor_util_new_uint(c->exp));
@@ -411,6 +414,7 @@ static void assert_claims_equal(const TaskCredentialClaims *a, const TaskCredent
         assert_memory_equal(a->certify, b->certify, a->certify_size);
         assert_int_equal(a->certify_sig_size, b->certify_sig_size);
         assert_memory_equal(a->certify_sig, b->certify_sig, a->certify_sig_size);
+        assert_int_equal(a->clock_limit, b->clock_limit);
 }
 
 static void test_golden(void **state) {
@@ -537,6 +541,7 @@ static void test_encode_refusals(void **state) {
         REFUSED(c.task_pub_size = 0);
         REFUSED({ c.certify = big; c.certify_size = sizeof(big); });
         REFUSED(c.certify_sig_size = 0);
+        REFUSED(c.clock_limit = 0);
         REFUSED(c.task_id = "\xff\xfe");        /* not UTF-8 (cbor_util_encode()) */
 
         /* Everything at its largest does not fit in 4 KiB once signed. */
@@ -761,22 +766,40 @@ static void test_decode_refusals(void **state) {
                                 else
                                         r |= cbor_util_map_put_text(tkm, members[j], cbor_util_new_text("x"));
                         }
+                        r |= cbor_util_map_put_text(tkm, "clock_limit", cbor_util_new_uint(g.clock_limit));
                         assert_int_equal(r, 0);
                         cbor_item_t *m = claims_map(&g);
                         fake_map_set(&m, "task_key", 0, tkm);
                         expect_map_refused(m, members[i]);
                 }
+        /* clock_limit missing (another key in its place), 0, negative, a byte string, a text. */
+        for (int variant = 0; variant < 5; variant++) {
+                cbor_item_t *tkm = cbor_util_new_map(), *v;
+                int r = 0;
+                r |= cbor_util_map_put_text(tkm, "pub", cbor_util_new_bytes(g.task_pub, g.task_pub_size));
+                r |= cbor_util_map_put_text(tkm, "certify", cbor_util_new_bytes(g.certify, g.certify_size));
+                r |= cbor_util_map_put_text(tkm, "certify_sig", cbor_util_new_bytes(g.certify_sig, g.certify_sig_size));
+                v = variant == 1 ? cbor_util_new_uint(0) : variant == 2 ? cbor_util_new_int(-5) :
+                    variant == 3 ? cbor_util_new_bytes("\x01", 1) : variant == 4 ? cbor_util_new_text("1") :
+                    cbor_util_new_uint(g.clock_limit);
+                r |= cbor_util_map_put_text(tkm, variant == 0 ? "clock_limiT" : "clock_limit", v);
+                assert_int_equal(r, 0);
+                cbor_item_t *m = claims_map(&g);
+                fake_map_set(&m, "task_key", 0, tkm);
+                expect_map_refused(m, "lacks \"clock_limit\", or it is not a positive integer");
+        }
         {
                 cbor_item_t *tkm = cbor_util_new_map();
                 int r = 0;
                 r |= cbor_util_map_put_text(tkm, "pub", cbor_util_new_bytes(g.task_pub, g.task_pub_size));
                 r |= cbor_util_map_put_text(tkm, "certify", cbor_util_new_bytes(g.certify, g.certify_size));
                 r |= cbor_util_map_put_text(tkm, "certify_sig", cbor_util_new_bytes(g.certify_sig, g.certify_sig_size));
+                r |= cbor_util_map_put_text(tkm, "clock_limit", cbor_util_new_uint(g.clock_limit));
                 r |= cbor_util_map_put_text(tkm, "quote", cbor_util_new_bytes("q", 1));
                 assert_int_equal(r, 0);
                 cbor_item_t *m = claims_map(&g);
                 fake_map_set(&m, "task_key", 0, tkm);
-                expect_map_refused(m, "exactly pub, certify, certify_sig");
+                expect_map_refused(m, "exactly pub, certify, certify_sig, clock_limit");
         }
 
         /* Not a map at all; not deterministic; a duplicate key; trailing bytes. */
@@ -1028,6 +1051,19 @@ static void hook_zero_policy(FakeStage stage, void *object, void *userdata) {
                 memset(((FakePublic *) object)->auth_policy, 0, 32);
 }
 
+/* The task key's policy for the TPM-clock limit *userdata (the fake counters), as if made for it. */
+static void hook_policy_limit(FakeStage stage, void *object, void *userdata) {
+        if (stage == FAKE_KEY_PUBLIC)
+                assert_int_equal(task_policy_digest(*(const uint64_t *) userdata, FAKE_RESET_COUNT,
+                                                    FAKE_RESTART_COUNT, ((FakePublic *) object)->auth_policy), 0);
+}
+
+/* The certification reports another boot than the one the policy names. */
+static void hook_other_boot(FakeStage stage, void *object, void *userdata) {
+        if (stage == FAKE_CERTIFY)
+                ((FakeAttest *) object)->reset_count++;
+}
+
 static void hook_restricted(FakeStage stage, void *object, void *userdata) {
         if (stage == FAKE_KEY_PUBLIC)
                 ((FakePublic *) object)->attributes |= 0x10000;
@@ -1064,8 +1100,26 @@ static void edit_cnf_other(TaskCredentialClaims *c) {
         assert_int_equal(fake_key_point(k.other, c->x, c->y), 0);
 }
 
+static const uint64_t limit_5s = FAKE_CLOCK + 5000, limit_2h = FAKE_CLOCK + 7200000, limit_now = FAKE_CLOCK;
+
+/* A task of 5 s, its key made for 5 s of TPM clock. */
 static void edit_short_credential(TaskCredentialClaims *c) {
         c->exp = T0 + 5;
+        c->clock_limit = limit_5s;
+}
+
+/* A task of an hour whose key the TPM would let sign for two. */
+static void edit_limit_2h(TaskCredentialClaims *c) {
+        c->clock_limit = limit_2h;
+}
+
+static void edit_limit_now(TaskCredentialClaims *c) {
+        c->clock_limit = limit_now;
+}
+
+/* The credential names another limit than the key's policy holds. */
+static void edit_limit_other(TaskCredentialClaims *c) {
+        c->clock_limit = FAKE_TASK_CLOCK_LIMIT - 1;
 }
 
 static void edit_no_audiences(TaskCredentialClaims *c) {
@@ -1136,10 +1190,22 @@ static void test_refusals(void **state) {
                        "is not Name(task_key.pub)");
         expect_variant(&(Variant) { .hook = hook_user_with_auth }, T0 + 10, true, AGENTID_REASON_CREDENTIAL_TASK_KEY,
                        "userWithAuth set");
+        /* The authPolicy must be the counter/timer policy for clock_limit in the certified boot. */
         expect_variant(&(Variant) { .hook = hook_empty_policy }, T0 + 10, true, AGENTID_REASON_CREDENTIAL_TASK_KEY,
-                       "authPolicy has 0 bytes");
+                       "is not the policy clock < 127056789, resetCount 2, restartCount 0");
         expect_variant(&(Variant) { .hook = hook_zero_policy }, T0 + 10, true, AGENTID_REASON_CREDENTIAL_TASK_KEY,
-                       "all zeros");
+                       "authPolicy 0000000000000000");
+        expect_variant(&(Variant) { .edit_credential = edit_limit_other }, T0 + 10, true,
+                       AGENTID_REASON_CREDENTIAL_TASK_KEY, "is not the policy clock < 127056788");
+        expect_variant(&(Variant) { .hook = hook_other_boot }, T0 + 10, true, AGENTID_REASON_CREDENTIAL_TASK_KEY,
+                       "resetCount 3");
+        /* ... and give the key no more TPM time than the credential's lifetime, after its certification. */
+        expect_variant(&(Variant) { .hook = hook_policy_limit, .userdata = (void *) &limit_2h,
+                                    .edit_credential = edit_limit_2h }, T0 + 10, true,
+                       AGENTID_REASON_CREDENTIAL_TASK_KEY, "is not within the credential's lifetime of 3600 s");
+        expect_variant(&(Variant) { .hook = hook_policy_limit, .userdata = (void *) &limit_now,
+                                    .edit_credential = edit_limit_now }, T0 + 10, true,
+                       AGENTID_REASON_CREDENTIAL_TASK_KEY, "after its certification at TPM clock 123456789");
         expect_variant(&(Variant) { .hook = hook_restricted }, T0 + 10, true, AGENTID_REASON_CREDENTIAL_TASK_KEY,
                        "restricted set");
         expect_variant(&(Variant) { .hook = hook_not_fixed_tpm }, T0 + 10, true, AGENTID_REASON_CREDENTIAL_TASK_KEY,
@@ -1148,7 +1214,8 @@ static void test_refusals(void **state) {
                        AGENTID_REASON_CREDENTIAL_TASK_KEY, "is not the certified task key");
 
         /* credential_expiry: the credential ended (the token would still be within its own exp). */
-        expect_variant(&(Variant) { .edit_credential = edit_short_credential, .edit_token = NULL }, T0 + 10, true,
+        expect_variant(&(Variant) { .hook = hook_policy_limit, .userdata = (void *) &limit_5s,
+                                    .edit_credential = edit_short_credential }, T0 + 10, true,
                        AGENTID_REASON_CREDENTIAL_EXPIRY, "expired at 1764000005");
 
         /* token_signature: the token signed by the agent key (with the task key's Name as kid, or its
