@@ -92,8 +92,9 @@ static bool entry_valid(const RevocationEntry *e) {
                 return false;
         if (!cstr_valid(e->name, 1) || !cstr_valid(e->reason, 0) || !kid_valid(e->kid))
                 return false;
-        /* A task_end entry names the task credential too; no other entry has a cti (formats.md §10). */
-        return e->has_cti == (e->type == REVOCATION_TASK_END);
+        /* A task_end entry names the task credential too, and may say when it expires; no other entry
+         * has a cti or an exp (formats.md §10). */
+        return e->has_cti == (e->type == REVOCATION_TASK_END) && (e->exp == 0 || e->type == REVOCATION_TASK_END);
 }
 
 /* ------------------------------------------------------------------------------------------------ */
@@ -113,8 +114,9 @@ static size_t text_size(size_t n) {
 static size_t entry_size(const RevocationEntry *e) {
         size_t name = e->name ? strlen(e->name) : 0, reason = e->reason ? strlen(e->reason) : 0;
 
-        return 1 +                                                      /* map(6) or map(7) */
+        return 1 +                                                      /* map(6) .. map(8) */
                (e->has_cti ? PAIR_SIZE("cti", text_size(REVOCATION_CTI_SIZE)) : 0) +
+               (e->exp > 0 ? PAIR_SIZE("exp", head_size(e->exp)) : 0) +
                PAIR_SIZE("kid", text_size(REVOCATION_KID_SIZE)) +
                PAIR_SIZE("name", text_size(name)) +
                PAIR_SIZE("time", head_size(e->time)) +
@@ -206,6 +208,25 @@ int revocation_list_append(RevocationList *l, const RevocationEntry *e) {
         return 0;
 }
 
+size_t revocation_list_prune(RevocationList *l, uint64_t before) {
+        size_t kept = 0;
+
+        if (!l)
+                return 0;
+        for (size_t i = 0; i < l->n_entries; i++) {
+                RevocationEntry *e = &l->entries[i];
+                if (e->type == REVOCATION_TASK_END && e->exp > 0 && e->exp < before)
+                        entry_done(e);
+                else
+                        l->entries[kept++] = *e;
+        }
+        size_t dropped = l->n_entries - kept;
+        l->n_entries = kept;
+        if (dropped > 0 && l->seq < UINT64_MAX)
+                l->seq++;
+        return dropped;
+}
+
 const RevocationEntry *revocation_list_find(const RevocationList *l, const uint8_t *kid, const uint8_t *spki_sha256) {
         if (!l || (!kid && !spki_sha256))
                 return NULL;
@@ -276,7 +297,7 @@ static int entry_encode(const RevocationEntry *e, uint8_t **ret, size_t *ret_siz
 
         if (!map)
                 return -ENOMEM;
-        /* cbor_util_encode() sorts the keys: "cti", "kid", "name", "time", "type", "reason",
+        /* cbor_util_encode() sorts the keys: "cti", "exp", "kid", "name", "time", "type", "reason",
          * "spki_sha256" (shorter encodings first, then bytewise; RFC 8949 §4.2.1). */
         k |= cbor_util_map_put_text(map, "type", cbor_util_new_text(type_names[e->type]));
         k |= cbor_util_map_put_text(map, "name", cbor_util_new_text(e->name));
@@ -287,6 +308,8 @@ static int entry_encode(const RevocationEntry *e, uint8_t **ret, size_t *ret_siz
         k |= cbor_util_map_put_text(map, "reason", cbor_util_new_text(e->reason ?: ""));
         if (e->has_cti)
                 k |= cbor_util_map_put_text(map, "cti", cbor_util_new_bytes(e->cti, REVOCATION_CTI_SIZE));
+        if (e->exp > 0)
+                k |= cbor_util_map_put_text(map, "exp", cbor_util_new_uint(e->exp));
         if (k != 0)
                 return -ENOMEM;
         return cbor_util_encode(map, ret, ret_size);
@@ -513,10 +536,10 @@ static int entry_decode(const uint8_t *buf, size_t size, RevocationEntry *e, con
         static const CborLimits limits = {
                 .max_size = 1024,       /* texts of 256 bytes and the fixed fields fit */
                 .max_depth = 1,
-                .max_items = 16,
+                .max_items = 18,        /* map(8) and its 16 keys and values, and one more to name */
                 .flags = CBOR_VALIDATE_DETERMINISTIC,
         };
-        static const char *const keys[] = { "type", "name", "kid", "spki_sha256", "time", "reason", "cti" };
+        static const char *const keys[] = { "type", "name", "kid", "spki_sha256", "time", "reason", "cti", "exp" };
         _cleanup_cbor_ cbor_item_t *map = NULL;
         const char *s;
         size_t n;
@@ -563,6 +586,12 @@ static int entry_decode(const uint8_t *buf, size_t size, RevocationEntry *e, con
                 e->has_cti = true;
         } else if (cti)
                 return bad(reason, "an entry other than task_end has a \"cti\"");
+
+        const cbor_item_t *exp = cbor_util_map_get_text(map, "exp");
+        if (exp && e->type != REVOCATION_TASK_END)
+                return bad(reason, "an entry other than task_end has an \"exp\"");
+        if (exp && (cbor_util_get_uint(exp, &e->exp) < 0 || e->exp == 0))
+                return bad(reason, "a task_end entry's \"exp\" is not a positive integer");
         return 0;
 }
 
@@ -570,9 +599,9 @@ int revocation_list_decode(const uint8_t *buf, size_t size, RevocationList *ret,
         static const CborLimits limits = {
                 .max_size = REVOCATION_LIST_MAX,
                 .max_depth = 3,         /* list map > "entries" > entry map */
-                /* The outer map (11 items) and 15 items per entry, at most: a list with one entry too
+                /* The outer map (11 items) and 17 items per entry, at most: a list with one entry too
                  * many is reported as such below, not as too many items. */
-                .max_items = 16 + (size_t) REVOCATION_ENTRIES_MAX * 15,
+                .max_items = 16 + (size_t) REVOCATION_ENTRIES_MAX * 17,
                 .flags = CBOR_VALIDATE_DETERMINISTIC,
         };
         _cleanup_(revocation_list_done) RevocationList l = {};

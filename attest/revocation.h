@@ -7,7 +7,7 @@
  * A revocation list is the payload {"type": "revocations", "host": host-id, "seq", "issued",
  * "entries": [entry...]} in deterministic CBOR, signed by the host key as a COSE_Sign1. An entry is
  * {"type": "destroy" | "rotate" | "task_end", "name", "kid", "spki_sha256", "time", "reason",
- * ? "cti"} ("cti" only, and always, for task_end). The same payload, unsigned, is what agentidd keeps in
+ * ? "cti", ? "exp"} ("cti" only, and always, for task_end; "exp" only for task_end, optional). The same payload, unsigned, is what agentidd keeps in
  * its state directory; it signs it with the host key when a list is asked for.
  *
  * Entries name the key that was revoked by what a verifier can compute from the key it actually used
@@ -55,6 +55,7 @@ typedef struct RevocationEntry {
         char *reason;                            /* 0..REVOCATION_TEXT_MAX bytes */
         bool has_cti;                            /* task_end: the task credential's cti */
         uint8_t cti[REVOCATION_CTI_SIZE];
+        uint64_t exp;                            /* task_end: the credential's exp; 0: not given */
 } RevocationEntry;
 
 typedef struct RevocationList {
@@ -75,10 +76,20 @@ void revocation_list_done(RevocationList *l);
  * without control characters (C0, DEL, C1). kid a SHA-256 TPM Name (00 0b ...).
  *
  * Return: 0; -EINVAL for an entry that would not encode (bad text or kid, missing cti for task_end or
- *         cti on another type); -E2BIG at REVOCATION_ENTRIES_MAX, when the encoded list would exceed
+ *         cti or exp on another type); -E2BIG at REVOCATION_ENTRIES_MAX, when the encoded list would exceed
  *         REVOCATION_LIST_MAX, or when seq cannot grow; -ENOMEM. On failure l is unchanged.
  */
 int revocation_list_append(RevocationList *l, const RevocationEntry *e);
+
+/*
+ * revocation_list_prune() - drop the task_end entries whose credential expired before a time
+ * @before: NumericDate; entries with 0 < exp < before go
+ *
+ * Such an entry refuses nothing any more: every verifier refuses the credential past its exp anyway.
+ * A list that lost entries is another version: seq grows by one. Entries without exp stay.
+ * Return: the number of entries dropped.
+ */
+size_t revocation_list_prune(RevocationList *l, uint64_t before);
 
 /* Would revocation_list_append() take e? Return: 0, or its error; l is never changed. */
 int revocation_list_check_room(const RevocationList *l, const RevocationEntry *e);

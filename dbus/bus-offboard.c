@@ -38,6 +38,8 @@
 #define OFFBOARD_RETRY_USEC (30ULL * USEC_PER_SEC)
 /* Bytes of a task_end entry's reason (the audit record keeps the whole reason). */
 #define TASK_END_REASON_MAX 64U
+/* A task_end entry stays this long after its credential's exp, for verifiers whose clocks lag. */
+#define TASK_END_KEEP_AFTER_EXP 3600U
 
 static void schedule_expiry(Manager *m);
 
@@ -186,16 +188,49 @@ int offboard_check_room(Manager *m, Key *k, const char *reason) {
         return revocation_list_check_room(&m->revocations, &e);
 }
 
-/* Add e (once per kid), save, audit, re-sign. */
-static int revocation_add(Manager *m, Key *k, const RevocationEntry *e) {
+/* Drop task_end entries whose credentials expired over an hour ago: they refuse nothing any more, and
+ * tasks would otherwise fill the list. Done before every addition, so the list is bounded by the
+ * tasks of the last day rather than of all time. Return: whether any went (the list must be saved). */
+static bool revocations_prune(Manager *m) {
+        uint64_t now = (uint64_t) time(NULL);
+        size_t n = revocation_list_prune(&m->revocations,
+                                         now > TASK_END_KEEP_AFTER_EXP ? now - TASK_END_KEEP_AFTER_EXP : 0);
+        if (n > 0)
+                log_info("Dropped %zu task_end entries of expired task credentials from the revocation list "
+                         "(now seq %" PRIu64 ").", n, m->revocations.seq);
+        return n > 0;
+}
+
+/* A new version of the list exists: tell watchers, sign it. */
+static void revocations_publish(Manager *m) {
+        (void) sd_bus_emit_properties_changed(m->bus, AGENTID_MANAGER_PATH, AGENTID_MANAGER_INTERFACE,
+                                              "RevocationSeq", NULL);
+        revocations_sign(m);
+}
+
+/* The list lost entries but gains none: save it (logged if that fails; the next change saves it). */
+static void revocations_save_pruned(Manager *m) {
+        int r = revocations_save(m);
+        if (r < 0)
+                log_error_errno(r, "Saving the pruned revocation list failed: %m");
+        revocations_publish(m);
+}
+
+/* Add e (once per kid), save, audit, re-sign. pruned: the list lost entries just before; it is then
+ * saved and re-signed even if e is not added. */
+static int revocation_add(Manager *m, Key *k, const RevocationEntry *e, bool pruned) {
         int r;
 
         /* Listed already (a Destroy retried after a failure): one entry per key. */
-        if (revocation_list_find(&m->revocations, e->kid, NULL))
-                return 0;
-        r = revocation_list_append(&m->revocations, e);
-        if (r < 0)
+        r = revocation_list_find(&m->revocations, e->kid, NULL) ? -EEXIST :
+            revocation_list_append(&m->revocations, e);
+        if (r < 0) {
+                if (pruned)
+                        revocations_save_pruned(m);
+                if (r == -EEXIST)
+                        return 0;
                 return log_error_errno(r, "Adding key '%s' to the revocation list failed: %m", k->name);
+        }
         /* A list that cannot be saved is still handed out (in memory the entry is there), and the next
          * change saves it; the audit log and the journal say so, and the caller learns it (a task keeps
          * its journal). Should agentidd stop before that, a destroyed key's tombstone or a task's
@@ -218,28 +253,30 @@ static int revocation_add(Manager *m, Key *k, const RevocationEntry *e) {
                 .revocation_seq = m->revocations.seq,
         };
         (void) bus_audit(m, &a, NULL);
-        (void) sd_bus_emit_properties_changed(m->bus, AGENTID_MANAGER_PATH, AGENTID_MANAGER_INTERFACE,
-                                              "RevocationSeq", NULL);
-        revocations_sign(m);
+        revocations_publish(m);
         return saved < 0 ? saved : 0;
 }
 
 int offboard_revoke(Manager *m, RevocationType type, Key *k, const uint8_t kid[KEY_KID_SIZE],
                     const uint8_t spki_sha256[32], uint64_t time, const char *reason) {
         RevocationEntry e = entry_for(type, k, kid, spki_sha256, time, reason);
-        return revocation_add(m, k, &e);
+        return revocation_add(m, k, &e, revocations_prune(m));
 }
 
 int offboard_revoke_task(Manager *m, Key *k, const uint8_t kid[KEY_KID_SIZE], const uint8_t spki_sha256[32],
-                         const uint8_t cti[16], uint64_t time, const char *reason) {
+                         const uint8_t cti[16], uint64_t exp, uint64_t time, const char *reason) {
         char short_reason[TASK_END_REASON_MAX + 1];
         size_t n = strnlen(reason, TASK_END_REASON_MAX);
+        bool pruned = revocations_prune(m);
 
         /* Tasks come and go by the thousand; destroys and rotations must always find room. So task
          * entries take at most half of the list, and carry a short reason (the audit log has it all). */
-        if (m->revocations.n_entries >= REVOCATION_ENTRIES_MAX / 2)
+        if (m->revocations.n_entries >= REVOCATION_ENTRIES_MAX / 2) {
+                if (pruned)
+                        revocations_save_pruned(m);
                 return log_error_errno(E2BIG, "The revocation list has no room left for tasks (%zu entries); a task "
                                        "of key '%s' is not revoked", m->revocations.n_entries, k->name);
+        }
         while (n > 0 && n < strlen(reason) && ((uint8_t) reason[n] & 0xc0) == 0x80)
                 n--; /* never cut inside a UTF-8 sequence */
         memcpy(short_reason, reason, n);
@@ -247,7 +284,8 @@ int offboard_revoke_task(Manager *m, Key *k, const uint8_t kid[KEY_KID_SIZE], co
         RevocationEntry e = entry_for(REVOCATION_TASK_END, k, kid, spki_sha256, time, short_reason);
         e.has_cti = true;
         memcpy(e.cti, cti, sizeof(e.cti));
-        return revocation_add(m, k, &e);
+        e.exp = exp;
+        return revocation_add(m, k, &e, pruned);
 }
 
 int method_get_revocations(sd_bus_message *msg, void *userdata, sd_bus_error *error) {

@@ -129,11 +129,11 @@ void task_end(Task *t, const char *reason, uid_t by_uid) {
         if (atomic_exchange(&t->ended, true))
                 return;
         /* Revoked first: from here no token of the task is valid for a verifier holding the list. A
-         * task ending at or after its exp needs no entry: verifiers refuse its credential by then, and
-         * entries are forever (docs/tasks.md). */
+         * task ending at or after its exp needs no entry: verifiers refuse its credential by then
+         * (docs/tasks.md). */
         uint64_t now = (uint64_t) time(NULL);
         r = now >= t->not_after ? 0 :
-            offboard_revoke_task(m, t->key, t->kid, t->spki_sha256, t->cti, now, reason);
+            offboard_revoke_task(m, t->key, t->kid, t->spki_sha256, t->cti, t->not_after, now, reason);
         if (r < 0)
                 /* The journal stays: the next start revokes the task again, durably. */
                 log_error_errno(r, "Task '%s' of key '%s' ended without a durable revocation entry: %m",
@@ -587,7 +587,7 @@ static int revoke_journalled(Manager *m, const char *name) {
                                        name);
         /* Past its exp: nothing of it verifies any more; no entry needed. */
         r = exp > (uint64_t) time(NULL) ?
-            offboard_revoke_task(m, k, kid, spki, cti, (uint64_t) time(NULL), "agentidd restarted") : 0;
+            offboard_revoke_task(m, k, kid, spki, cti, exp, (uint64_t) time(NULL), "agentidd restarted") : 0;
         if (r < 0)
                 return r;
         if (unlinkat(m->tasks_fd, name, 0) < 0)

@@ -145,9 +145,10 @@ void bus_offboard_close(Manager *m);
  */
 int offboard_revoke(Manager *m, RevocationType type, Key *k, const uint8_t kid[KEY_KID_SIZE],
                     const uint8_t spki_sha256[32], uint64_t time, const char *reason);
-/* The task_end entry of a task of k: its task key's kid and SPKI hash, and its credential's cti. */
+/* The task_end entry of a task of k: its task key's kid and SPKI hash, its credential's cti and exp
+ * (the entry leaves the list an hour after exp). */
 int offboard_revoke_task(Manager *m, Key *k, const uint8_t kid[KEY_KID_SIZE], const uint8_t spki_sha256[32],
-                         const uint8_t cti[16], uint64_t time, const char *reason);
+                         const uint8_t cti[16], uint64_t exp, uint64_t time, const char *reason);
 /* Can the list take the entry a Rotate of k will add? 0 or -E2BIG (full), -EINVAL. */
 int offboard_check_room(Manager *m, Key *k, const char *reason);
 /* A Destroy finished (receipt kept, hooks queued) or failed (agentidd retries it). */

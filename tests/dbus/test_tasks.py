@@ -271,6 +271,42 @@ class TaskTests(DaemonTestCase):
         # The agent key itself reloads from its blob.
         self.assertCallOk(self.stack.sign_as(UID_DAEMON, key, digest))
 
+    def test_expired_task_entries_leave_the_list(self):
+        """A task_end entry carries its credential's exp and leaves the list an hour after it: the
+        list holds the tasks of the last day, not of all time (docs/formats.md §10)."""
+        key = self.create('task-prune', uid=UID_DAEMON)
+        agent = self.stack.prop(key, 'PublicKey')
+        path, c1 = self.start_ok(UID_DAEMON, key, 'prune-1', ttl=dbus.UInt64(600))
+        self.assertCallOk(self.task_call(UID_DAEMON, path, 'End', 's', [dbus.String('done early')]))
+        claims = h.verify_cose_sign1(c1, agent).payload_map()
+        self.assertEqual(self.task_entry(claims[7])['exp'], claims[4])
+
+        # Make that entry's credential have expired two hours ago, as if a day had passed.
+        self.stack.stop_daemon()
+        state = os.path.join(self.stack.state_dir, 'revocations')
+        with open(state, 'rb') as f:
+            payload = h.cbor_strict_loads(f.read())
+        old = [e for e in payload['entries'] if e.get('cti') == claims[7]]
+        self.assertEqual(len(old), 1)
+        old[0]['exp'] = int(time.time()) - 7200
+        with open(state, 'wb') as f:
+            f.write(h.det_encode(payload))
+        self.stack.start_daemon(('--admin-group=sys',))
+        seq = self.stack.manager_props()['RevocationSeq']
+        self.assertEqual(seq, payload['seq'])
+
+        # The next entry prunes it (one version for the pruning, one for the new entry); nothing else
+        # goes, and the new entry names its own credential's exp.
+        path, c2 = self.start_ok(UID_DAEMON, key, 'prune-2', ttl=dbus.UInt64(600))
+        self.assertCallOk(self.task_call(UID_DAEMON, path, 'End', 's', [dbus.String('done early')]))
+        _, listed = self.revocations()
+        self.assertEqual([e for e in listed['entries'] if e.get('cti') == claims[7]], [])
+        self.assertEqual(len(listed['entries']), len(payload['entries']))
+        claims2 = h.verify_cose_sign1(c2, agent).payload_map()
+        self.assertEqual(self.task_entry(claims2[7])['exp'], claims2[4])
+        self.assertEqual(listed['seq'], seq + 2)
+        self.assertEqual(self.stack.manager_props()['RevocationSeq'], seq + 2)
+
     def test_restart_revokes_open_tasks(self):
         key = self.create('task-crash', uid=UID_DAEMON)
         p1, c1 = self.start_ok(UID_DAEMON, key, 'crash-1')

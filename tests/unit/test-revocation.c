@@ -489,6 +489,8 @@ static void roundtrip(const RevocationList *l) {
         assert_int_equal(back.seq, l->seq);
         assert_int_equal(back.issued, l->issued);
         assert_string_equal(back.host, l->host);
+        for (size_t i = 0; i < l->n_entries; i++)
+                assert_int_equal(back.entries[i].exp, l->entries[i].exp);
         assert_int_equal(revocation_list_encode(&back, &b, &b_size), 0);
         assert_int_equal(a_size, b_size);
         assert_memory_equal(a, b, a_size);
@@ -500,7 +502,7 @@ static void test_roundtrip(void **state) {
 
         roundtrip(&l);                                  /* no entries */
         l.issued = UINT64_MAX;
-        l.seq = UINT64_MAX - 5;
+        l.seq = UINT64_MAX - 6;
         roundtrip(&l);
 
         memset(longest, 'x', REVOCATION_TEXT_MAX);
@@ -515,6 +517,10 @@ static void test_roundtrip(void **state) {
         e.reason = NULL;                                         /* = empty */
         e.time = 0;
         assert_int_equal(revocation_list_append(&l, &e), 0);
+        e = golden_entry(REVOCATION_TASK_END);
+        e.exp = UINT64_MAX;
+        kid_fill(e.kid, 0x78);
+        assert_int_equal(revocation_list_append(&l, &e), 0);
         e = golden_entry(REVOCATION_ROTATE);
         e.time = 23;
         assert_int_equal(revocation_list_append(&l, &e), 0);
@@ -527,7 +533,7 @@ static void test_roundtrip(void **state) {
 
         /* seq at its maximum cannot grow. */
         assert_int_equal(revocation_list_append(&l, &e), -E2BIG);
-        assert_int_equal(l.n_entries, 5);
+        assert_int_equal(l.n_entries, 6);
         assert_string_equal(l.entries[1].reason, "");
 }
 
@@ -559,6 +565,42 @@ static void test_types_and_find(void **state) {
         memcpy(again.kid, l.entries[0].kid, 34);
         assert_int_equal(revocation_list_append(&l, &again), 0);
         assert_ptr_equal(revocation_list_find(&l, l.entries[0].kid, NULL), &l.entries[0]);
+}
+
+/* Task entries whose credential expired leave the list, nothing else does; a change is a new seq. */
+static void test_prune(void **state) {
+        _cleanup_(revocation_list_done) RevocationList l = { .host = HOST };
+        static const uint64_t exps[] = { 0, 100, 200, 300 };   /* 0: an older entry without exp */
+        RevocationEntry e;
+
+        e = golden_entry(REVOCATION_DESTROY);
+        assert_int_equal(revocation_list_append(&l, &e), 0);
+        for (size_t i = 0; i < ELEMENTSOF(exps); i++) {
+                e = golden_entry(REVOCATION_TASK_END);
+                kid_fill(e.kid, (uint8_t) (0x70 + i));
+                e.exp = exps[i];
+                assert_int_equal(revocation_list_append(&l, &e), 0);
+        }
+        e = golden_entry(REVOCATION_ROTATE);
+        assert_int_equal(revocation_list_append(&l, &e), 0);
+        assert_int_equal(l.seq, 6);
+
+        assert_int_equal(revocation_list_prune(&l, 100), 0);   /* exp 100 is not before 100 */
+        assert_int_equal(l.seq, 6);
+        assert_int_equal(revocation_list_prune(&l, 201), 2);
+        assert_int_equal(l.seq, 7);
+        assert_int_equal(l.n_entries, 4);
+        assert_int_equal(l.entries[0].type, REVOCATION_DESTROY);
+        assert_int_equal(l.entries[1].exp, 0);
+        assert_int_equal(l.entries[2].exp, 300);
+        assert_int_equal(l.entries[3].type, REVOCATION_ROTATE);
+        roundtrip(&l);
+        assert_int_equal(revocation_list_prune(&l, UINT64_MAX), 1);
+        assert_int_equal(l.n_entries, 3);
+        assert_int_equal(l.seq, 8);
+        assert_int_equal(revocation_list_prune(&l, UINT64_MAX), 0);
+        assert_int_equal(revocation_list_prune(NULL, 1), 0);
+        roundtrip(&l);
 }
 
 static void test_append_refuses(void **state) {
@@ -600,6 +642,9 @@ static void test_append_refuses(void **state) {
         assert_int_equal(revocation_list_append(&l, &e), -EINVAL);
         e = golden_entry(REVOCATION_TASK_END);
         e.has_cti = false;                              /* task_end without cti */
+        assert_int_equal(revocation_list_append(&l, &e), -EINVAL);
+        e = golden_entry(REVOCATION_ROTATE);
+        e.exp = 1764003600;                             /* exp on another type */
         assert_int_equal(revocation_list_append(&l, &e), -EINVAL);
         e = golden_entry(REVOCATION_DESTROY);
         e.type = _REVOCATION_TYPE_MAX;
@@ -868,6 +913,18 @@ static void test_decode_refuses_fields(void **state) {
         m = golden_map();
         fake_map_set(entry_slot(m, 2), "cti", 0, cbor_util_new_bytes(b15, 15));
         expect_refused(m, "\"cti\"");
+        m = golden_map();
+        fake_map_set(entry_slot(m, 0), "exp", 0, cbor_util_new_uint(1764003600));
+        expect_refused(m, "other than task_end has an \"exp\"");
+        m = golden_map();
+        fake_map_set(entry_slot(m, 2), "exp", 0, cbor_util_new_uint(0));
+        expect_refused(m, "\"exp\" is not a positive integer");
+        m = golden_map();
+        fake_map_set(entry_slot(m, 2), "exp", 0, cbor_util_new_text("1764003600"));
+        expect_refused(m, "\"exp\" is not a positive integer");
+        m = golden_map();
+        fake_map_set(entry_slot(m, 2), "exp", 0, cbor_util_new_int(-1));
+        expect_refused(m, "\"exp\" is not a positive integer");
         m = golden_map();
         fake_map_set(entry_slot(m, 0), "extra", 0, cbor_util_new_text("x"));
         expect_refused(m, "unknown key");
@@ -2306,6 +2363,7 @@ int main(void) {
                 cmocka_unit_test(test_golden),
                 cmocka_unit_test(test_roundtrip),
                 cmocka_unit_test(test_types_and_find),
+                cmocka_unit_test(test_prune),
                 cmocka_unit_test(test_append_refuses),
                 cmocka_unit_test(test_size_limits),
                 cmocka_unit_test(test_decode_refuses_fields),
