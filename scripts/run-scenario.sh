@@ -2,6 +2,8 @@
 # The main job, end to end on a private software TPM and a private system bus:
 #   an admin creates TPM-resident identities for two agents that run as two different uids;
 #   each agent signs a request carrying a task ID and the other verifies it with the public key alone;
+#   the same hop in Python: an agent over D-Bus (examples/agent.py) and a peer that verifies its
+#   request and task token with agentid-verify and refuses tampered or misaddressed ones (examples/peer.py);
 #   policy-as-code decides every request: planner must name a task, and each payment needs a human's
 #   approval, which the admin gives;
 #   the verifier also checks TPM evidence that the signing key lives in this host's TPM;
@@ -154,6 +156,61 @@ if as $PAYMENTS "$verify" token --public-key="$AGENTID_TMP/planner.der" --audien
 fi
 echo "  (the same token presented to anyone else is refused: its audience is payments)"
 
+step "4d. The same hop in Python: planner runs examples/agent.py, payments examples/peer.py"
+# agent.py speaks D-Bus (python3-dbus): it signs the request with SignMessage for payments' URI and
+# task-7f3a, gets a task token and evidence for payments' nonce. peer.py verifies both with
+# agentid-verify and decides. Only /usr/bin/python3 has Debian's python3-dbus.
+hop="$AGENTID_TMP/$PLANNER/hop"
+as $PLANNER mkdir "$hop"
+planner_uri=$("$ctl" show planner --json | /usr/bin/python3 -c 'import json, sys; print(json.load(sys.stdin)["Uri"])')
+nonce=$(openssl rand -hex 32)
+echo "[planner, uid $(id -u $PLANNER): examples/agent.py, with payments' nonce]"
+as $PLANNER /usr/bin/python3 "$AGENTID_SRC/examples/agent.py" planner --peer=payments --task-id=task-7f3a \
+        --scope=payments:execute --ttl=600 --request="$AGENTID_TMP/$PLANNER/request.json" \
+        --attest-nonce="$nonce" --out-dir="$hop"
+peer_checks() {
+        as $PAYMENTS /usr/bin/python3 "$AGENTID_SRC/examples/peer.py" --agentid-verify="$verify" \
+                --audience="$payments_uri" --evidence="$hop/evidence.cbor" --nonce="$nonce" --trusted-ak="$ak" \
+                --issuer="$planner_uri" --task-id=task-7f3a --scope=payments:execute "$@"
+}
+# refused CHECK [peer.py options]: payments refuses (exit 1), for the failed check CHECK — not a crash.
+refused() {
+        want=$1
+        shift
+        rc=0
+        out=$(peer_checks "$@") || rc=$?
+        echo "$out"
+        [ "$rc" -eq 1 ] || return 1
+        case $out in
+        "REFUSE: "*"($want: "*) return 0 ;;
+        *) return 1 ;;
+        esac
+}
+echo "[payments, uid $(id -u $PAYMENTS): examples/peer.py, with planner's evidence and the enrolled AK]"
+peer_checks --message="$hop/request.cose" --token="$hop/task.cwt" --request="$hop/request.json" ||
+        die "payments refused planner's request"
+# Someone on the way raises the amount inside the signed request: the signature no longer verifies.
+/usr/bin/python3 -c 'import sys
+m = open(sys.argv[1], "rb").read()
+assert m.count(b"120.00") == 1, "the amount is not in the signed request"
+open(sys.argv[2], "wb").write(m.replace(b"120.00", b"920.00"))' "$hop/request.cose" "$AGENTID_TMP/tampered.cose"
+chmod 0644 "$AGENTID_TMP/tampered.cose"
+printf '  amount changed in the signed request:  '
+refused message_signature --message="$AGENTID_TMP/tampered.cose" --token="$hop/task.cwt" ||
+        die "payments did not refuse a tampered request"
+# planner addresses a request and token to another agent: payments must not act on them.
+hop2="$AGENTID_TMP/$PLANNER/hop-auditor"
+as $PLANNER mkdir "$hop2"
+as $PLANNER /usr/bin/python3 "$AGENTID_SRC/examples/agent.py" planner --peer-uri="${payments_uri%/*}/auditor" \
+        --task-id=task-7f3a --scope=payments:execute --request="$AGENTID_TMP/$PLANNER/request.json" \
+        --out-dir="$hop2" >/dev/null
+printf '  request and token for another agent:   '
+refused message_audience --message="$hop2/request.cose" --token="$hop2/task.cwt" ||
+        die "payments did not refuse a request addressed to another agent"
+printf '  only the token for another agent:      '
+refused token_audience --message="$hop/request.cose" --token="$hop2/task.cwt" ||
+        die "payments did not refuse a token addressed to another agent"
+
 step "5. payments signs the payment; policy holds it until a human approves; planner verifies it"
 cat >"$AGENTID_TMP/$PAYMENTS/result.json" <<JSON
 {"task_id": "task-7f3a", "status": "paid", "reference": "PAY-20261125-0042"}
@@ -183,7 +240,18 @@ fi
 if "$ctl" sign planner "$AGENTID_TMP/$PLANNER/request.json" >/dev/null; then
         die "root signed with planner's key"
 fi
-echo "(both refused, as they must be)"
+# Nor through the D-Bus API directly: the Python agent of step 4d, run as uid 65534.
+mkdir "$AGENTID_TMP/$OUTSIDER"
+chown "$OUTSIDER:" "$AGENTID_TMP/$OUTSIDER"
+rc=0
+out=$(as $OUTSIDER /usr/bin/python3 "$AGENTID_SRC/examples/agent.py" planner --peer=payments --task-id=task-7f3a \
+        --request="$AGENTID_TMP/$PLANNER/request.json" --out-dir="$AGENTID_TMP/$OUTSIDER" 2>&1 >/dev/null) || rc=$?
+echo "$out"
+case $rc:$out in
+1:*org.freedesktop.DBus.Error.AccessDenied*) ;;
+*) die "examples/agent.py as uid $(id -u $OUTSIDER): exit $rc, not refused with AccessDenied" ;;
+esac
+echo "(all refused, as they must be)"
 if as $PLANNER "$ctl" sign planner "$AGENTID_TMP/$PLANNER/request.json" >/dev/null; then
         die "planner signed outside a task"
 fi
