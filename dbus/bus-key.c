@@ -600,6 +600,8 @@ static int method_issue_token_impl(sd_bus_message *m, Key *k, Task *task, sd_bus
         if (r < 0)
                 return bus_error_setf_errno(error, r, "Encoding the token failed: %s", strerror(-r));
         j->issuer = issuer ? key_ref(issuer) : NULL;
+        j->peer_parent = parent && !issuer;
+        j->peers_removed = atomic_load(&d->peers_removed);
         j->token_exp = exp;
 
         /* The scope tokens as policy sees them: the claim's, which a delegated token may inherit. */

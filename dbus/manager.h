@@ -219,6 +219,7 @@ struct Manager {
         sd_event_source *expiry_timer;
 
         PeerRegistry *peers;     /* approved peers, as in <state>/peers (bus-peers.c) */
+        atomic_uint peers_removed; /* + 1 with every RemovePeer: work a peer's token started re-checks it */
 
         RateBucket rate[RATE_BUCKETS_MAX];
         unsigned n_rate;

@@ -150,6 +150,10 @@ static void run_sign_checks(Job *j) {
         /* A delegated token falls with its parent's key, also while it waited in the queue. */
         else if (j->issuer && atomic_load(&j->issuer->refusing))
                 job_fail(j, -EKEYREVOKED, "The parent token's key was destroyed");
+        /* ...and with its peer: any RemovePeer since the parent was checked (rare) sends the caller
+         * back, to be checked against the registry as it is now. */
+        else if (j->peer_parent && atomic_load(&j->key->manager->peers_removed) != j->peers_removed)
+                job_fail(j, -EKEYREVOKED, "An approved peer was removed while the request waited; ask again");
 }
 
 static void run_sign(Keystore *ks, Job *j) {

@@ -72,6 +72,9 @@ typedef struct Job {
         bool counted_start;      /* JOB_START_TASK: counted in n_tasks_starting until freed */
         Key *issuer;             /* IssueToken with a parent token: the parent's key, which must stay
                                   * active until the child is signed (a reference) */
+        bool peer_parent;        /* IssueToken whose parent is an approved peer's token: fails if any
+                                  * peer is removed before it is signed (peers_removed moved on) */
+        unsigned peers_removed;  /* Manager.peers_removed when the parent was checked */
         uint64_t token_exp;      /* IssueToken: the exp claim */
         CoseSign1 *cose;         /* SignMessage, IssueToken, Attest, HOST_SIGN: finished with the
                                   * signature by the event loop */

@@ -47,6 +47,7 @@ POLICY = {
         {'name': 'peer-ok', 'actions': ['issue_token'], 'keys': ['peerpol-*'], 'peers': ['agentid://*/remote-ok'],
          'effect': 'allow'},
         {'name': 'peer-deny', 'actions': ['issue_token'], 'keys': ['peerpol-*'], 'effect': 'deny'},
+        {'name': 'peer-held', 'actions': ['issue_token'], 'keys': ['peerheld-*'], 'effect': 'confirm'},
         {'name': 'everything-else', 'effect': 'allow'},
     ],
 }
@@ -381,6 +382,30 @@ class PeerTests(DaemonTestCase):
         res = self.issue_as(UID_BIN, child, audience='y', parent_token=parent, ttl=60)
         self.assertCallError(res, E_INVALID_ARGS)
         self.assertIn('approved peer', res.message)
+
+    def test_removed_peer_fails_held_child(self):
+        """A child held for approval when its parent's peer is removed is not signed on approval."""
+        child = self.key('peerheld-child', UID_BIN)
+        peer = RemotePeer('remote-held')
+        self.add_peer(peer)
+        parent, _ = peer.token(self.uri(child))
+        proc = self.stack.call_as(UID_BIN, child, KEY_IFACE, 'IssueToken', 'a{sv}',
+                                  [h.options(audience='y', parent_token=dbus.ByteArray(parent), ttl=60)],
+                                  interactive=True, background=True)
+        deadline = time.monotonic() + 10
+        while True:
+            held = [a for a in h.unwrap(self.stack.manager('ListApprovals')) if a[1] == 'peerheld-child']
+            if held:
+                break
+            self.assertLess(time.monotonic(), deadline, 'the child token is not held for approval')
+            time.sleep(0.05)
+        self.remove_peer(peer.uri)
+        # Both the approver and the caller learn why nothing was signed.
+        with self.assertDBusError('org.agentid1.Error.KeyDestroyed'):
+            self.stack.manager('Approve', 'sb', [held[0][0], True])
+        res = h.Stack.finish_call(proc)
+        self.assertCallError(res, 'org.agentid1.Error.KeyDestroyed')
+        self.assertIn('peer was removed', res.message)
 
     def test_registry_survives_restart(self):
         child = self.child_key()
