@@ -556,6 +556,83 @@ class PeerTests(DaemonTestCase):
         self.assertNotIn(uri, [e[0] for e in self.list_peers()])
 
 
+class TwoHostTests(DaemonTestCase):
+    """Two agentidd on two software TPMs: the second TPM's owner hierarchy is cleared first, so its
+    storage root key, and with it the host id, differ from the first's (a second host)."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.stack = h.Stack(start_daemon=False)
+        cls.stack.start()
+        cls.stack.start_daemon()
+        cls.remote = h.Stack(start_daemon=False)
+        cls.remote.start()
+        cls.remote.tpm_tool('tpm2_clear', '-c', 'p')
+        cls.remote.start_daemon()
+        cls.ctl = os.environ.get('AGENTID_TEST_CTL') or os.path.join(h.SRC_DIR, 'build', 'ctl', 'agentidctl')
+
+    @classmethod
+    def tearDownClass(cls):
+        for st in (cls.remote, cls.stack):
+            try:
+                st.stop_daemon()
+            except BaseException:
+                st.failed = True
+                raise
+            finally:
+                st.close()
+
+    def test_peer_approved_from_evidence_delegates(self):
+        """The remote agent is approved from its TPM evidence (agentidctl peers add --evidence); its
+        token then parents a token of a local agent, whose hop names the remote agent."""
+        if not os.access(self.ctl, os.X_OK):
+            self.skipTest('agentidctl not built')
+        local = self.create('local-payments', uid=UID_BIN)
+        remote = self.remote.create_key('remote-planner', owner=REMOTE_OWNER, uid=dbus.UInt32(UID_DAEMON))
+        local_uri, remote_uri = self.stack.prop(local, 'Uri'), self.remote.prop(remote, 'Uri')
+        self.assertNotEqual(local_uri.split('/')[2], remote_uri.split('/')[2], 'two hosts, two host ids')
+
+        # What the administrator receives from the other host: evidence for a nonce of theirs, and
+        # that host's AK, which they enrolled (here: taken as is).
+        nonce = os.urandom(32)
+        evidence = bytes(self.remote.key(remote, 'Attest', 'aya{sv}', [dbus.ByteArray(nonce), h.options()]))
+        ak_pub = bytes(self.remote.manager('GetAttestationKey')[0])
+        workdir = self.stack.path('two-hosts')
+        os.mkdir(workdir)
+        ev, ak = os.path.join(workdir, 'evidence.cbor'), os.path.join(workdir, 'ak.tpmt')
+        for path, data in ((ev, evidence), (ak, ak_pub)):
+            with open(path, 'wb') as f:
+                f.write(data)
+        env = dict(os.environ, DBUS_SYSTEM_BUS_ADDRESS=self.stack.address)
+        res = subprocess.run([self.ctl, 'peers', 'add', remote_uri, '--evidence=' + ev, '--nonce=' + nonce.hex(),
+                              '--trusted-ak=' + ak], env=env, stdin=subprocess.DEVNULL, capture_output=True,
+                             text=True, timeout=60)
+        self.assertEqual(res.returncode, 0, res.stdout + res.stderr)
+        peers = [tuple(h.unwrap(x)) for x in self.stack.manager('ListPeers')]
+        self.assertEqual([p[0] for p in peers], [remote_uri])
+        try:
+            # The remote agent hands the local one a token; the local agent delegates from it.
+            parent = self.remote.call_as(UID_DAEMON, remote, KEY_IFACE, 'IssueToken', 'a{sv}', [h.options(
+                audience=local_uri, task_id='cross-host-1', scope=dbus.Array(['pay', 'read'], signature='s'),
+                ttl=dbus.UInt64(300))])
+            self.assertCallOk(parent)
+            child = self.stack.call_as(UID_BIN, local, KEY_IFACE, 'IssueToken', 'a{sv}', [h.options(
+                audience='bank-api', parent_token=dbus.ByteArray(parent.bytes),
+                scope=dbus.Array(['pay'], signature='s'), ttl=dbus.UInt64(60))])
+            self.assertCallOk(child)
+            claims = h.verify_cose_sign1(child.bytes, self.stack.prop(local, 'PublicKey')).payload_map()
+            self.assertEqual((claims[1], claims[3], claims['task_id']), (local_uri, 'bank-api', 'cross-host-1'))
+            parent_claims = h.verify_cose_sign1(parent.bytes, self.remote.prop(remote, 'PublicKey')).payload_map()
+            self.assertEqual(claims['hops'], [[remote_uri, parent_claims[7], self.remote.prop(remote, 'TpmName')]])
+        finally:
+            self.stack.manager('RemovePeer', 's', [remote_uri])
+
+        # Withdrawn: the same parent no longer delegates.
+        res = self.stack.call_as(UID_BIN, local, KEY_IFACE, 'IssueToken', 'a{sv}', [h.options(
+            audience='bank-api', parent_token=dbus.ByteArray(parent.bytes), ttl=dbus.UInt64(60))])
+        self.assertCallError(res, E_INVALID_ARGS)
+
+
 def _interrupt(signo, frame):
     raise KeyboardInterrupt('signal %d' % signo)
 
