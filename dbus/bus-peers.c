@@ -199,9 +199,9 @@ static int method_remove_peer_impl(sd_bus_message *msg, Manager *m, sd_bus_error
                 return sd_bus_error_setf(error, AGENTID_ERROR_STORAGE_FAILURE,
                                          "Saving the peer registry failed: %s", strerror(-r));
         }
-        log_info("Peer '%s' removed by uid %u.", uri, uid);
         /* Children of its tokens still queued or held must not be signed now (worker.c). */
         atomic_fetch_add(&m->peers_removed, 1);
+        log_info("Peer '%s' removed by uid %u.", uri, uid);
         audit_peer(m, "peer_remove", true, uid, pid, removed, uri, NULL);
         return sd_bus_reply_method_return(msg, NULL);
 }

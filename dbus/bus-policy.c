@@ -589,11 +589,11 @@ int method_approve(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
              atomic_load(&h->job->issuer->refusing)))
                 r = bus_error_setf_errno(&submit_error, -EKEYREVOKED,
                                          "The parent token's key is no longer active");
-        if (r >= 0 && h->job->token_exp > 0 && h->job->token_exp <= (uint64_t) time(NULL))
-                r = sd_bus_error_setf(&submit_error, SD_BUS_ERROR_INVALID_ARGS,
         if (r >= 0 && h->job->peer_parent && atomic_load(&h->manager->peers_removed) != h->job->peers_removed)
                 r = bus_error_setf_errno(&submit_error, -EKEYREVOKED,
                                          "An approved peer was removed while the request was held; ask again");
+        if (r >= 0 && h->job->token_exp > 0 && h->job->token_exp <= (uint64_t) time(NULL))
+                r = sd_bus_error_setf(&submit_error, SD_BUS_ERROR_INVALID_ARGS,
                                       "The token would be expired by now; ask again");
         if (r >= 0) {
                 r = audit_held(h, "approved", &uid, &h->job->audit_seq);
