@@ -487,8 +487,8 @@ static int method_issue_token_impl(sd_bus_message *m, Key *k, Task *task, sd_bus
         for (char **i = t.scope; i && *i; i++)
                 if (strchr(*i, ' ') || !token_scope_is_valid(*i))
                         return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS,
-                                                 "Invalid scope token '%.64s' (printable ASCII; no space, quote or "
-                                                 "backslash)", *i);
+                                                 "Invalid scope token '%.*s' (printable ASCII; no space, quote or "
+                                                 "backslash)", bus_quote_len(*i, 64), *i);
         r = scope_join(t.scope, &scope);
         if (r < 0)
                 return r;

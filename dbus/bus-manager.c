@@ -58,7 +58,8 @@ static int method_create_key_impl(sd_bus_message *msg, void *userdata, sd_bus_er
 
         if (!key_name_is_valid(name))
                 return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS,
-                                         "Invalid key name '%.80s' (allowed: [a-z0-9][a-z0-9._-]{0,63})", name);
+                                         "Invalid key name '%.*s' (allowed: [a-z0-9][a-z0-9._-]{0,63})",
+                                         bus_quote_len(name, 80), name);
         if (!owner)
                 return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS,
                                          "Option 'owner' is required: every key has an accountable owner");

@@ -108,8 +108,8 @@ static int method_add_peer_impl(sd_bus_message *msg, Manager *m, sd_bus_error *e
         /* Each refusal says which argument is wrong; peer_registry_add() checks them all again. */
         if (!agent_uri_is_valid(uri, strlen(uri)))
                 return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS,
-                                         "'%.300s' is not an agent URI (agentid://<32 lower-case hex digits>/<key name>)",
-                                         uri);
+                                         "'%.*s' is not an agent URI (agentid://<32 lower-case hex digits>/<key name>)",
+                                         bus_quote_len(uri, 300), uri);
         /* A peer is an agent of another host: one of this host's URIs would let an outside key speak
          * for a local key (delegation and `peers` rules would take it for that key). */
         if (strncmp(uri + strlen("agentid://"), m->host_id, strlen(m->host_id)) == 0 &&
@@ -183,7 +183,8 @@ static int method_remove_peer_impl(sd_bus_message *msg, Manager *m, sd_bus_error
                 return r;
         r = peer_registry_remove(m->peers, uri, &removed);
         if (r == -ENOENT)
-                return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS, "No approved peer '%.300s'", uri);
+                return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS, "No approved peer '%.*s'",
+                                         bus_quote_len(uri, 300), uri);
         if (r < 0)
                 return r;
 

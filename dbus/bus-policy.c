@@ -14,6 +14,7 @@
 #include "common/hexutil.h"
 #include "common/log.h"
 #include "dbus/bus.h"
+#include "dbus/bus-util.h"
 #include "dbus/caller.h"
 #include "dbus/errors.h"
 
@@ -545,7 +546,8 @@ int method_approve(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
         Approval *a = approval_queue_find(&m->approvals, id);
         if (!a)
                 return sd_bus_error_setf(error, AGENTID_ERROR_NO_SUCH_APPROVAL,
-                                         "No request '%.64s' awaits approval (answered, timed out, or withdrawn)", id);
+                                         "No request '%.*s' awaits approval (answered, timed out, or withdrawn)",
+                                         bus_quote_len(id, 64), id);
         /* Four eyes: whoever asked cannot also say yes (or no). */
         if (a->uid == uid) {
                 AuditCaller caller = { .uid = (uint32_t) uid };

@@ -237,8 +237,8 @@ static int method_start_task_impl(sd_bus_message *msg, Key *k, sd_bus_error *err
         for (char **i = scope; i && *i; i++)
                 if (strchr(*i, ' ') || !token_scope_is_valid(*i))
                         return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS,
-                                                 "Invalid scope token '%.64s' (printable ASCII; no space, quote or "
-                                                 "backslash)", *i);
+                                                 "Invalid scope token '%.*s' (printable ASCII; no space, quote or "
+                                                 "backslash)", bus_quote_len(*i, 64), *i);
         r = scope_join(scope, &t->scope);
         if (r < 0)
                 return r;

@@ -3,6 +3,7 @@
  * Strict a{sv} option parsing (see bus-util.h).
  */
 
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -17,6 +18,17 @@ bool string_is_printable_id(const char *s, size_t max) {
                 if (s[i] < 0x20 || s[i] > 0x7e)
                         return false;
         return true;
+}
+
+int bus_quote_len(const char *s, size_t max) {
+        size_t n = strnlen(s, max);
+
+        /* Cut short: back up to the start of the sequence the cut falls into (RFC 3629 §3:
+         * continuation bytes are 10xxxxxx). */
+        if (n == max)
+                while (n > 0 && ((uint8_t) s[n] & 0xc0) == 0x80)
+                        n--;
+        return (int) MIN(n, (size_t) INT_MAX);
 }
 
 static const char *type_signature(BusOptionType t) {
@@ -123,7 +135,8 @@ int bus_read_options(sd_bus_message *m, BusOption *options, size_t n_options, sd
                         if (streq(options[i].name, key))
                                 o = &options[i];
                 if (!o)
-                        return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS, "Unknown option '%.64s'", key);
+                        return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS, "Unknown option '%.*s'",
+                                                 bus_quote_len(key, 64), key);
                 if (o->present)
                         return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS, "Option '%s' given twice", key);
 

@@ -46,5 +46,10 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(char **, strv_free);
 /* Printable ASCII (0x20..0x7e), 1..max bytes. */
 bool string_is_printable_id(const char *s, size_t max);
 
+/* How many bytes of s (valid UTF-8) an error message may quote, at most max: never a cut inside a
+ * UTF-8 sequence. sd-bus refuses to send a string that is not valid UTF-8 — an error message with half
+ * a character would leave the caller without any answer. Use as "%.*s", bus_quote_len(s, max), s. */
+int bus_quote_len(const char *s, size_t max);
+
 /* Reply to a method call with one byte array ("ay"). */
 int bus_reply_bytes(sd_bus_message *call, const void *data, size_t size);
