@@ -78,8 +78,10 @@ static int method_create_key_impl(sd_bus_message *msg, void *userdata, sd_bus_er
         if (manager_find_key(m, name))
                 return bus_error_setf_errno(error, -EEXIST, "A key named '%s' exists or existed; names are never reused",
                                             name);
+        /* Names are never freed, so these limits are for good: LimitsExceeded, not Busy (retry). */
         if (hashmap_size(m->keys) >= KEYS_MAX)
-                return bus_error_setf_errno(error, -EBUSY, "The key limit (%u) is reached", KEYS_MAX);
+                return sd_bus_error_setf(error, SD_BUS_ERROR_LIMITS_EXCEEDED, "The key limit (%u) is reached",
+                                         KEYS_MAX);
         /* Self-service (a "create" rule) must never use up what admins need: names are never freed, so
          * non-admins get a quota per uid and stop short of the global limit. */
         if (!admin) {
@@ -89,13 +91,13 @@ static int method_create_key_impl(sd_bus_message *msg, void *userdata, sd_bus_er
                 while (hashmap_iterate(m->keys, &i, &v))
                         mine += ((Key *) v)->record->uid == (uint32_t) uid;
                 if (mine >= SELF_SERVICE_KEYS_PER_UID)
-                        return bus_error_setf_errno(error, -EBUSY,
-                                                    "uid %u has %u keys (destroyed ones included), the most a "
-                                                    "non-administrator may create", uid, mine);
+                        return sd_bus_error_setf(error, SD_BUS_ERROR_LIMITS_EXCEEDED,
+                                                 "uid %u has %u keys (destroyed ones included), the most a "
+                                                 "non-administrator may create", uid, mine);
                 if (hashmap_size(m->keys) >= KEYS_MAX - KEYS_ADMIN_RESERVE)
-                        return bus_error_setf_errno(error, -EBUSY,
-                                                    "The last %u key names are reserved for administrators",
-                                                    KEYS_ADMIN_RESERVE);
+                        return sd_bus_error_setf(error, SD_BUS_ERROR_LIMITS_EXCEEDED,
+                                                 "The last %u key names are reserved for administrators",
+                                                 KEYS_ADMIN_RESERVE);
         }
 
         r = manager_client_for_message(m, msg, &client, error);

@@ -191,6 +191,7 @@ E_RATE_LIMITED = 'org.agentid1.Error.RateLimited'
 E_TPM_FAILURE = 'org.agentid1.Error.TpmFailure'
 E_UNKNOWN_METHOD = 'org.freedesktop.DBus.Error.UnknownMethod'
 E_UNKNOWN_INTERFACE = 'org.freedesktop.DBus.Error.UnknownInterface'
+E_LIMITS = 'org.freedesktop.DBus.Error.LimitsExceeded'
 # What no hostile input may ever produce: the caller left without an answer, or a raw errno.
 E_NEVER = ('org.freedesktop.DBus.Error.NoReply', 'org.freedesktop.DBus.Error.Timeout',
            'org.freedesktop.DBus.Error.TimedOut', 'org.freedesktop.DBus.Error.Disconnected',
@@ -1239,8 +1240,9 @@ class SelfServiceQuotaTests(DaemonTestCase):
             self.create_case(UID_BIN, 'q-extra2', uid=UID_DAEMON),     # for another uid: never by a rule
             self.create_case(UID_BIN, 'other-name'),                   # no rule names it
         ])
-        # The quota is counted before the policy is asked: at its quota a uid gets Busy for any name.
-        self.assertEqual([r[:2] for r in out], [[False, E_BUSY], [False, E_ACCESS_DENIED], [False, E_BUSY]], out)
+        # The quota is counted before the policy is asked: at its quota a uid gets LimitsExceeded for any
+        # name (for good: names are never freed).
+        self.assertEqual([r[:2] for r in out], [[False, E_LIMITS], [False, E_ACCESS_DENIED], [False, E_LIMITS]], out)
         self.assertIn('non-administrator', out[0][2])
         # Others are not affected: a uid without a rule is refused as always, an admin still creates.
         out = self.run_child(UID_DAEMON, 'batch', [self.create_case(UID_DAEMON, 'q-daemon')])
