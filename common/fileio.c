@@ -3,6 +3,7 @@
  * Crash-safe file helpers (see fileio.h).
  */
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -204,6 +205,27 @@ int read_file_or_stdin(const char *path, size_t max_size, uint8_t **ret, size_t 
         if (path && !streq(path, "-"))
                 return read_file_at(AT_FDCWD, path, max_size, ret, ret_size);
         return read_fd_bounded(STDIN_FILENO, 0, max_size, ret, ret_size);
+}
+
+int remove_temp_files_at(int dir_fd) {
+        _cleanup_close_ int fd = fcntl(dir_fd, F_DUPFD_CLOEXEC, 3);
+        DIR *d;
+        int n = 0;
+
+        if (fd < 0 || !(d = fdopendir(fd)))
+                return -errno;
+        fd = -EBADF; /* owned by d now */
+        /* The duplicate shares dir_fd's position: start at the top, and leave it there for the caller. */
+        rewinddir(d);
+        for (struct dirent *de; (de = readdir(d));)
+                if (strncmp(de->d_name, TMP_FILE_PREFIX, strlen(TMP_FILE_PREFIX)) == 0 &&
+                    unlinkat(dir_fd, de->d_name, 0) >= 0)
+                        n++;
+        rewinddir(d);
+        closedir(d);
+        if (n > 0)
+                (void) fsync_directory(dir_fd);
+        return n;
 }
 
 int wipe_file_at(int dir_fd, const char *name) {

@@ -54,6 +54,10 @@ int read_file_or_stdin(const char *path, size_t max_size, uint8_t **ret, size_t 
  */
 int wipe_file_at(int dir_fd, const char *name);
 
+/* Remove what write_file_atomic_at() leaves in dir_fd when the process dies before its rename (files
+ * named TMP_FILE_PREFIX...): call at start, before anything writes there. Return: how many, or -errno. */
+int remove_temp_files_at(int dir_fd);
+
 /* fsync() a directory so that entries created, renamed or removed in it are durable. */
 int fsync_directory(int dir_fd);
 

@@ -616,6 +616,8 @@ int bus_offboard_open(Manager *m, int state_fd, const char *state_dir) {
         m->receipts_fd = openat(state_fd, RECEIPTS_DIR, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
         if (m->receipts_fd < 0)
                 return log_error_errno(errno, "Opening %s/%s failed: %m", state_dir, RECEIPTS_DIR);
+        /* A receipt cut off by a crash before its rename; the key's tombstone and entry are what count. */
+        (void) remove_temp_files_at(m->receipts_fd);
 
         if (m->hooks_dir && *m->hooks_dir) {
                 /* Under systemd the hooks leave agentidd's sandbox as transient units (docs/hooks.md). */

@@ -476,8 +476,13 @@ int bus_policy_submit(Manager *m, sd_bus_message *msg, Job **job, const PolicyCa
         r = bus_audit(m, &e, &seq);
         if (r < 0 && !(call->action == POLICY_ACTION_DESTROY && call->admin_exempt)) {
                 m->refusal_recorded = true;
-                return bus_error_setf_errno(error, r, "The decision cannot be recorded in the audit log: %s",
-                                            strerror(-r));
+                /* Whatever the errno (EIO from a failing disk, a sticky fdatasync error), it is the state
+                 * directory that failed, not the TPM (docs/dbus-api.md). */
+                if (r == -ENOMEM)
+                        return bus_error_setf_errno(error, r, "The decision cannot be recorded in the audit log: %s",
+                                                    strerror(-r));
+                return sd_bus_error_setf(error, AGENTID_ERROR_STORAGE_FAILURE,
+                                         "The decision cannot be recorded in the audit log: %s", strerror(-r));
         }
         if (r < 0)
                 log_error("Destroying key '%s' although the audit log cannot record it.", call->key);

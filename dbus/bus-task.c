@@ -610,6 +610,11 @@ int bus_tasks_open(Manager *m, int state_fd) {
         if (m->tasks_fd < 0)
                 return log_error_errno(errno, "Opening %s failed: %m", TASKS_DIR);
 
+        /* A journal entry still under its temporary name: StartTask was never answered, nothing to revoke. */
+        r = remove_temp_files_at(m->tasks_fd);
+        if (r > 0)
+                log_debug("Removed %d unfinished task journal file(s).", r);
+
         fd = fcntl(m->tasks_fd, F_DUPFD_CLOEXEC, 3);
         if (fd < 0 || !(d = fdopendir(fd)))
                 return log_error_errno(errno, "Reading %s failed: %m", TASKS_DIR);

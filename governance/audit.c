@@ -1389,9 +1389,14 @@ static int append_record(AuditLog *l, const uint8_t *buf, size_t size) {
                 n = write(l->fd, buf, size);
         while (n < 0 && errno == EINTR);
         if (n != (ssize_t) size) {
-                /* A short write is ENOSPC, EFBIG or EDQUOT on its way; which one, the next write would say. */
-                r = n < 0 ? -errno : -EIO;
-                if (n > 0 && ftruncate(l->fd, (off_t) l->file_size) < 0) {
+                /* A short write is ENOSPC, EFBIG or EDQUOT on its way; which one, the next write says
+                 * (what it may add is cut off below with the rest). */
+                if (n >= 0) {
+                        ssize_t more = write(l->fd, buf + n, size - (size_t) n);
+                        r = more < 0 ? -errno : -EIO;
+                } else
+                        r = -errno;
+                if (n >= 0 && ftruncate(l->fd, (off_t) l->file_size) < 0) {
                         /* The file now ends in a torn record: stop here, the next open cuts it off. */
                         log_debug_errno(errno, "audit: undoing a failed write failed: %m");
                         return sync_set_error(l, r);

@@ -16,6 +16,7 @@
  */
 
 #include <fcntl.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <time.h>
 
@@ -357,6 +358,32 @@ int keystore_setup_ak(Keystore *ks) {
         if (r < 0)
                 return keystore_fail(ks, r, "The attestation key record %s is unreadable: %s", ak_file(ks),
                                      strerror(-r));
+        if (ks->host_key_replaced) {
+                /* The owner hierarchy was cleared. TPM2_Clear changes ehProof too (Part 3 §24.6), and an AK
+                 * made under the EK before may no longer load (TPM_RC_INTEGRITY with swtpm). Checked only
+                 * then, as loading it costs an EK session. Keep the old record, like the retired host key. */
+                ESYS_TR h = ESYS_TR_NONE;
+                r = keystore_ak_acquire(ks, &h);
+                tpm_flush(ks->tpm, &h);
+                if (r == -EBADMSG) {
+                        char retired[64];
+                        snprintf(retired, sizeof(retired), "%s.retired-%" PRIu64, ak_file(ks),
+                                 (uint64_t) time(NULL));
+                        if (renameat(ks->state_fd, ak_file(ks), ks->state_fd, retired) < 0)
+                                return keystore_fail(ks, -errno, "Retiring the unusable attestation key failed: %m");
+                        ks->ak_pub = mfree(ks->ak_pub);
+                        ks->ak_priv = mfree(ks->ak_priv);
+                        ks->ak_pub_size = ks->ak_priv_size = 0;
+                        ks->ak_context = mfree(ks->ak_context);
+                        ks->ak_context_size = 0;
+                        r = ak_create(ks);
+                        if (r < 0)
+                                return keystore_fail_tpm(ks, r, "Creating the attestation key under the EK");
+                        log_info("The attestation key no longer loads (owner hierarchy cleared): made a new one; "
+                                 "enroll it again.");
+                } else if (r < 0)
+                        return keystore_fail_tpm(ks, r, "Loading the attestation key");
+        }
         return 0;
 }
 

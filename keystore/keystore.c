@@ -176,6 +176,53 @@ int keystore_cache_make_room(Keystore *ks, unsigned max) {
         return 0;
 }
 
+/*
+ * h was just loaded. The TPM gives a new object the lowest free handle: if an entry we believe loaded has
+ * the same TPM handle, the TPM lost our objects without telling us — a TPM Restart (TPM2_Shutdown(STATE),
+ * then TPM2_Startup(CLEAR), Part 1 §36.2) flushes transient objects but leaves saved contexts loadable,
+ * so no command failed. Such a stale entry must not be used, saved or flushed any more: it would act on
+ * the new object (a ContextSave under the wrong entry hands one key's object to another). Entries whose
+ * handle differs are checked by Name, once, in this rare case.
+ */
+static void cache_drop_aliases(Keystore *ks, ESYS_TR h) {
+        TPM2_HANDLE th = 0;
+        bool aliased = false;
+
+        if (Esys_TR_GetTpmHandle(ks->tpm->esys, h, &th) != TSS2_RC_SUCCESS)
+                return;
+        for (size_t i = 0; i < KEYSTORE_MAX_CACHED; i++) {
+                CacheEntry *e = &ks->cache[i];
+                TPM2_HANDLE other = 0;
+                if (e->used && e->handle != ESYS_TR_NONE && e->handle != h &&
+                    Esys_TR_GetTpmHandle(ks->tpm->esys, e->handle, &other) == TSS2_RC_SUCCESS && other == th)
+                        aliased = true;
+        }
+        if (!aliased)
+                return;
+
+        log_debug("TPM handle 0x%08x is handed out again: the TPM lost its objects (TPM Restart?).", th);
+        for (size_t i = 0; i < KEYSTORE_MAX_CACHED; i++) {
+                CacheEntry *e = &ks->cache[i];
+                _cleanup_esys_ TPM2B_PUBLIC *pub = NULL;
+                _cleanup_esys_ TPM2B_NAME *name = NULL;
+                _cleanup_esys_ TPM2B_NAME *qname = NULL;
+                TPM2_HANDLE other = 0;
+
+                if (!e->used || e->handle == ESYS_TR_NONE || e->handle == h)
+                        continue;
+                if (Esys_TR_GetTpmHandle(ks->tpm->esys, e->handle, &other) == TSS2_RC_SUCCESS && other != th &&
+                    Esys_ReadPublic(ks->tpm->esys, e->handle, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, &pub, &name,
+                                    &qname) == TSS2_RC_SUCCESS &&
+                    name->size == KEY_KID_SIZE && memcmp(name->name, e->kid, KEY_KID_SIZE) == 0)
+                        continue; /* loaded since, and still there */
+                /* Close ESAPI's metadata only: a flush would hit whatever the TPM holds there now. The
+                 * saved context, if any, stays: it was taken before the restart and still loads. */
+                (void) Esys_TR_Close(ks->tpm->esys, &e->handle);
+                e->handle = ESYS_TR_NONE;
+                ks->n_loaded--;
+        }
+}
+
 static CacheEntry *cache_new_entry(Keystore *ks, const uint8_t kid[KEY_KID_SIZE]) {
         CacheEntry *victim = NULL;
 
@@ -400,17 +447,17 @@ int keystore_ensure_connected(Keystore *ks) {
 /* tss2's TPM2_TRANSIENT_FIRST shifts a signed int into the sign bit (undefined behaviour). */
 #define TRANSIENT_FIRST ((TPM2_HC) 0x80000000U)
 
-static int flush_stale_transients(Keystore *ks) {
+/* Flush every handle of one type (its first handle: transient objects, loaded or saved sessions). */
+static int flush_stale_handles(Keystore *ks, TPM2_HC first, const char *what, unsigned *flushed) {
         _cleanup_esys_ TPMS_CAPABILITY_DATA *caps = NULL;
         TPMI_YES_NO more = TPM2_NO;
-        unsigned flushed = 0;
         int r;
 
         r = TPM_CALL(ks->tpm, "TPM2_GetCapability (handles)",
                      Esys_GetCapability(ks->tpm->esys, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, TPM2_CAP_HANDLES,
-                                        TRANSIENT_FIRST, TPM2_MAX_CAP_HANDLES, &more, &caps));
+                                        first, TPM2_MAX_CAP_HANDLES, &more, &caps));
         if (r < 0)
-                return keystore_fail_tpm(ks, r, "Listing transient handles");
+                return keystore_fail_tpm(ks, r, what);
 
         for (UINT32 i = 0; i < caps->data.handles.count; i++) {
                 ESYS_TR h = ESYS_TR_NONE;
@@ -419,9 +466,25 @@ static int flush_stale_transients(Keystore *ks) {
                     TSS2_RC_SUCCESS)
                         continue;
                 tpm_flush(ks->tpm, &h);
-                flushed++;
+                (*flushed)++;
         }
-        log_debug("Flushed %u stale transient object(s).", flushed);
+        return 0;
+}
+
+static int flush_stale_transients(Keystore *ks) {
+        unsigned objects = 0, sessions = 0;
+        int r;
+
+        r = flush_stale_handles(ks, TRANSIENT_FIRST, "Listing transient handles", &objects);
+        /* A process killed mid-command leaves its sessions behind too (policy and EK sessions here), and
+         * a TPM holds only a few (TPM_RC_SESSION_MEMORY once they are used up): loaded and saved ones. */
+        if (r >= 0)
+                r = flush_stale_handles(ks, TPM2_LOADED_SESSION_FIRST, "Listing loaded sessions", &sessions);
+        if (r >= 0)
+                r = flush_stale_handles(ks, TPM2_ACTIVE_SESSION_FIRST, "Listing saved sessions", &sessions);
+        if (r < 0)
+                return r;
+        log_debug("Flushed %u stale transient object(s) and %u session(s).", objects, sessions);
         return 0;
 }
 
@@ -733,6 +796,8 @@ static int keystore_make_key(Keystore *ks, const KeySpec *spec, uint64_t now, Ke
         if (r < 0)
                 return r;
         r = keystore_tpm_create(ks, rec->auth, &pub, &priv);
+        if (r == -EMEDIUMTYPE)
+                return r; /* keystore_srk_acquire() said why; the TPM layer's last message is older */
         if (r < 0)
                 return keystore_fail_tpm(ks, r, "Creating the TPM key");
 
@@ -890,6 +955,10 @@ int keystore_key_acquire(Keystore *ks, const KeyRecord *r, ESYS_TR *ret, bool *r
                 return tpm_rc_to_errno(ks->tpm, rc, "Esys_TR_SetAuth");
         }
 
+        cache_drop_aliases(ks, h);
+        /* keystore_srk_acquire() forgets every cached object when it finds the TPM reset, e included:
+         * look again, or the new handle lands in a dropped entry and its slot is never given back. */
+        e = cache_find(ks, r->kid);
         if (!e)
                 e = cache_new_entry(ks, r->kid);
         if (e) {

@@ -585,6 +585,42 @@ class Stack:
                 os.unlink(p)
         self._spawn_swtpm()
 
+    def kill_tpm(self):
+        """SIGKILL swtpm (by its pid) and leave it down; start_tpm() brings it back on the same state."""
+        self._stop(self.swtpm, signal.SIGKILL, 10)
+        for p in (self.tpm_socket, self.tpm_socket + '.ctrl'):
+            if os.path.exists(p):
+                os.unlink(p)
+
+    def start_tpm(self):
+        if self.swtpm is not None and self.swtpm.poll() is None:
+            raise StackError('swtpm already running')
+        self._spawn_swtpm()
+
+    def tpm_tool(self, *argv):
+        """Run a tpm2-tools command (or swtpm_ioctl) against this stack's swtpm; raises on failure."""
+        env = dict(os.environ, TPM2TOOLS_TCTI='swtpm:path=' + self.tpm_socket, TSS2_LOG='all+none')
+        r = subprocess.run(list(argv), env=env, stdin=subprocess.DEVNULL, capture_output=True, timeout=60)
+        if r.returncode != 0:
+            raise StackError('%s failed (%d): %s' % (' '.join(argv), r.returncode,
+                                                     (r.stdout + r.stderr).decode(errors='replace')))
+        return r.stdout.decode(errors='replace')
+
+    def power_cycle_tpm(self, shutdown=None):
+        """A reboot with swtpm staying up: TPM2_Shutdown(shutdown) first ('state': TPM_SU_STATE,
+        'clear': TPM_SU_CLEAR, None: none, as on power loss), a power cycle through the control
+        channel (CMD_INIT), then TPM2_Startup(CLEAR): a TPM Restart after STATE, else a TPM Reset
+        (Part 1 §36.2). Either way transient objects are gone; saved object contexts still load
+        after a Restart, not after a Reset."""
+        if shutdown == 'state':
+            self.tpm_tool('tpm2_shutdown')
+        elif shutdown == 'clear':
+            self.tpm_tool('tpm2_shutdown', '-c')
+        elif shutdown is not None:
+            raise ValueError('shutdown must be None, "state" or "clear"')
+        self.tpm_tool('swtpm_ioctl', '--unix', self.tpm_socket + '.ctrl', '-i')
+        self.tpm_tool('tpm2_startup', '-c')
+
     def _spawn_swtpm(self):
         sock = self.tpm_socket
         self.swtpm = self._spawn(['swtpm', 'socket', '--tpm2',
