@@ -163,6 +163,29 @@ int spki_key_load(const uint8_t *der, size_t size, EVP_PKEY **ret, uint8_t ret_s
 
         if (size == 0 || size > LONG_MAX)
                 return -EINVAL;
+        /* The form agentidd hands out (PublicKey, peer registries) is already canonical: take the
+         * point from it. OpenSSL 3's d2i_PUBKEY() plus the re-encoding cost about four times the
+         * ECDSA verification a token needs (docs/performance.md). p256_pkey_from_xy() still checks
+         * the point is on the curve, as d2i_PUBKEY() does. */
+        if (size == P256_SPKI_DER_SIZE) {
+                _cleanup_free_ uint8_t *expected = NULL;
+                size_t expected_size = 0;
+                const uint8_t *x = der + P256_SPKI_DER_SIZE - 2 * P256_COORD_SIZE, *y = x + P256_COORD_SIZE;
+
+                r = p256_spki_from_xy(x, y, &expected, &expected_size);
+                if (r < 0)
+                        return r;
+                if (memcmp(expected, der, size) == 0) {
+                        r = p256_pkey_from_xy(x, y, &pkey);
+                        if (r < 0)
+                                return r == -ENOMEM ? r : -EINVAL;
+                        r = sha256(der, size, ret_spki_sha256);
+                        if (r < 0)
+                                return r;
+                        *ret = TAKE_PTR(pkey);
+                        return 0;
+                }
+        }
         pkey = d2i_PUBKEY(NULL, &p, (long) size);
         if (!pkey || (size_t) (p - der) != size) {
                 ERR_clear_error();

@@ -36,58 +36,96 @@ static void check(TSS2_RC rc, const char *what) {
         }
 }
 
-void raw_key_setup(const char *tcti, RawKey *k) {
-        TPM2B_SENSITIVE_CREATE sens = {}, key_sens = { .sensitive.userAuth = { .size = 32 } };
-        TPM2B_PUBLIC srk_tmpl = { .publicArea = {
-                .type = TPM2_ALG_ECC, .nameAlg = TPM2_ALG_SHA256,
-                .objectAttributes = TPMA_OBJECT_FIXEDTPM | TPMA_OBJECT_FIXEDPARENT | TPMA_OBJECT_SENSITIVEDATAORIGIN |
-                                    TPMA_OBJECT_USERWITHAUTH | TPMA_OBJECT_NODA | TPMA_OBJECT_RESTRICTED |
-                                    TPMA_OBJECT_DECRYPT,
-                .parameters.eccDetail = {
-                        .symmetric = { .algorithm = TPM2_ALG_AES, .keyBits.aes = 128, .mode.aes = TPM2_ALG_CFB },
-                        .scheme.scheme = TPM2_ALG_NULL, .curveID = TPM2_ECC_NIST_P256, .kdf.scheme = TPM2_ALG_NULL,
-                },
-        } };
-        TPM2B_PUBLIC key_tmpl = { .publicArea = {
-                .type = TPM2_ALG_ECC, .nameAlg = TPM2_ALG_SHA256,
-                .objectAttributes = TPMA_OBJECT_FIXEDTPM | TPMA_OBJECT_FIXEDPARENT | TPMA_OBJECT_SENSITIVEDATAORIGIN |
-                                    TPMA_OBJECT_USERWITHAUTH | TPMA_OBJECT_NODA | TPMA_OBJECT_SIGN_ENCRYPT,
-                .parameters.eccDetail = {
-                        .symmetric.algorithm = TPM2_ALG_NULL,
-                        .scheme = { .scheme = TPM2_ALG_ECDSA, .details.ecdsa.hashAlg = TPM2_ALG_SHA256 },
-                        .curveID = TPM2_ECC_NIST_P256, .kdf.scheme = TPM2_ALG_NULL,
-                },
-        } };
+/* The storage root key as agentid derives it (ECC P-256, AES-128-CFB) and the agent-key template. */
+static const TPM2B_PUBLIC srk_template = { .publicArea = {
+        .type = TPM2_ALG_ECC, .nameAlg = TPM2_ALG_SHA256,
+        .objectAttributes = TPMA_OBJECT_FIXEDTPM | TPMA_OBJECT_FIXEDPARENT | TPMA_OBJECT_SENSITIVEDATAORIGIN |
+                            TPMA_OBJECT_USERWITHAUTH | TPMA_OBJECT_NODA | TPMA_OBJECT_RESTRICTED | TPMA_OBJECT_DECRYPT,
+        .parameters.eccDetail = {
+                .symmetric = { .algorithm = TPM2_ALG_AES, .keyBits.aes = 128, .mode.aes = TPM2_ALG_CFB },
+                .scheme.scheme = TPM2_ALG_NULL, .curveID = TPM2_ECC_NIST_P256, .kdf.scheme = TPM2_ALG_NULL,
+        },
+} };
+
+static const TPM2B_PUBLIC key_template = { .publicArea = {
+        .type = TPM2_ALG_ECC, .nameAlg = TPM2_ALG_SHA256,
+        .objectAttributes = TPMA_OBJECT_FIXEDTPM | TPMA_OBJECT_FIXEDPARENT | TPMA_OBJECT_SENSITIVEDATAORIGIN |
+                            TPMA_OBJECT_USERWITHAUTH | TPMA_OBJECT_NODA | TPMA_OBJECT_SIGN_ENCRYPT,
+        .parameters.eccDetail = {
+                .symmetric.algorithm = TPM2_ALG_NULL,
+                .scheme = { .scheme = TPM2_ALG_ECDSA, .details.ecdsa.hashAlg = TPM2_ALG_SHA256 },
+                .curveID = TPM2_ECC_NIST_P256, .kdf.scheme = TPM2_ALG_NULL,
+        },
+} };
+
+static void key_sensitive(TPM2B_SENSITIVE_CREATE *s) {
+        *s = (TPM2B_SENSITIVE_CREATE) { .sensitive.userAuth = { .size = 32 } };
+        memset(s->sensitive.userAuth.buffer, 0xa5, 32);
+}
+
+void raw_srk_setup(const char *tcti, RawKey *k) {
+        TPM2B_SENSITIVE_CREATE sens = {};
         TPM2B_DATA outside = {};
         TPML_PCR_SELECTION pcrs = {};
-        TPM2B_PUBLIC *pub = NULL, *srk_pub = NULL;
-        TPM2B_PRIVATE *priv = NULL;
+        TPM2B_PUBLIC *srk_pub = NULL;
         TPM2B_CREATION_DATA *cd = NULL;
         TPM2B_DIGEST *ch = NULL;
         TPMT_TK_CREATION *ct = NULL;
-        ESYS_TR srk = ESYS_TR_NONE;
 
-        memset(key_sens.sensitive.userAuth.buffer, 0xa5, 32);
         check(Tss2_TctiLdr_Initialize(tcti, &k->tcti), "Tss2_TctiLdr_Initialize");
         check(Esys_Initialize(&k->esys, k->tcti, NULL), "Esys_Initialize");
         check(Esys_CreatePrimary(k->esys, ESYS_TR_RH_OWNER, ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE, &sens,
-                                 &srk_tmpl, &outside, &pcrs, &srk, &srk_pub, &cd, &ch, &ct),
+                                 &srk_template, &outside, &pcrs, &k->key, &srk_pub, &cd, &ch, &ct),
               "Esys_CreatePrimary");
         Esys_Free(srk_pub);
         Esys_Free(cd);
         Esys_Free(ch);
         Esys_Free(ct);
-        check(Esys_Create(k->esys, srk, ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE, &key_sens, &key_tmpl, &outside,
-                          &pcrs, &priv, &pub, &cd, &ch, &ct),
+}
+
+/* One key under the SRK, as keystore_create_key() asks the TPM for it; returns the blobs. */
+static void raw_create_blobs(RawKey *srk, TPM2B_PRIVATE **ret_priv, TPM2B_PUBLIC **ret_pub) {
+        TPM2B_SENSITIVE_CREATE key_sens;
+        TPM2B_DATA outside = {};
+        TPML_PCR_SELECTION pcrs = {};
+        TPM2B_CREATION_DATA *cd = NULL;
+        TPM2B_DIGEST *ch = NULL;
+        TPMT_TK_CREATION *ct = NULL;
+
+        key_sensitive(&key_sens);
+        check(Esys_Create(srk->esys, srk->key, ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE, &key_sens, &key_template,
+                          &outside, &pcrs, ret_priv, ret_pub, &cd, &ch, &ct),
               "Esys_Create");
-        check(Esys_Load(k->esys, srk, ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE, priv, pub, &k->key), "Esys_Load");
-        check(Esys_FlushContext(k->esys, srk), "Esys_FlushContext");
-        check(Esys_TR_SetAuth(k->esys, k->key, &key_sens.sensitive.userAuth), "Esys_TR_SetAuth");
-        Esys_Free(pub);
-        Esys_Free(priv);
         Esys_Free(cd);
         Esys_Free(ch);
         Esys_Free(ct);
+}
+
+void raw_create(RawKey *srk) {
+        TPM2B_PRIVATE *priv = NULL;
+        TPM2B_PUBLIC *pub = NULL;
+
+        raw_create_blobs(srk, &priv, &pub);
+        Esys_Free(priv);
+        Esys_Free(pub);
+}
+
+void raw_key_setup(const char *tcti, RawKey *k) {
+        TPM2B_SENSITIVE_CREATE key_sens;
+        TPM2B_PUBLIC *pub = NULL;
+        TPM2B_PRIVATE *priv = NULL;
+        RawKey srk = {};
+
+        raw_srk_setup(tcti, &srk);
+        raw_create_blobs(&srk, &priv, &pub);
+        *k = (RawKey) { .tcti = srk.tcti, .esys = srk.esys };
+        check(Esys_Load(k->esys, srk.key, ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE, priv, pub, &k->key),
+              "Esys_Load");
+        check(Esys_FlushContext(k->esys, srk.key), "Esys_FlushContext");
+        key_sensitive(&key_sens);
+        check(Esys_TR_SetAuth(k->esys, k->key, &key_sens.sensitive.userAuth), "Esys_TR_SetAuth");
+        Esys_Free(pub);
+        Esys_Free(priv);
 }
 
 void raw_key_sign(RawKey *k, const uint8_t digest[32]) {

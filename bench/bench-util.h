@@ -25,5 +25,9 @@ typedef struct RawKey {
  * holds one TPM object slot. Exits on any failure (benchmarks have nothing to recover). */
 void raw_key_setup(const char *tcti, RawKey *ret);
 void raw_key_sign(RawKey *k, const uint8_t digest[32]);
-/* Flush the key and close the connection. */
+/* Connect and create the SRK (agentid's template); it stays loaded in ret->key (one object slot). */
+void raw_srk_setup(const char *tcti, RawKey *ret);
+/* Esys_Create of one agent-template key under the SRK of raw_srk_setup(); the blobs are dropped. */
+void raw_create(RawKey *srk);
+/* Flush the key (or SRK) and close the connection. */
 void raw_key_done(RawKey *k);

@@ -870,7 +870,11 @@ const cbor_item_t *cbor_util_map_get_text(const cbor_item_t *map, const char *ke
                 const char *s;
                 size_t sl;
 
-                if (k && cbor_util_get_text(k, &s, &sl) >= 0 && sl == l && memcmp(s, key, l) == 0)
+                /* Length first: records are read field by field, so most keys compared here differ
+                 * (agentidd reads every key record at start-up, docs/performance.md). */
+                if (!k || !cbor_isa_string(k) || !cbor_string_is_definite(k) || cbor_string_length(k) != l)
+                        continue;
+                if (cbor_util_get_text(k, &s, &sl) >= 0 && sl == l && memcmp(s, key, l) == 0)
                         return pairs[i].value;
         }
         return NULL;

@@ -57,6 +57,12 @@ int p256_pkey_from_xy(const uint8_t x[P256_COORD_SIZE], const uint8_t y[P256_COO
 int p256_spki_to_xy(const uint8_t *der, size_t der_size, uint8_t x[P256_COORD_SIZE], uint8_t y[P256_COORD_SIZE]);
 /* DER SubjectPublicKeyInfo of a public key. */
 int pkey_to_spki_der(EVP_PKEY *pkey, uint8_t **ret, size_t *ret_size);
+/* The DER SubjectPublicKeyInfo of a P-256 point, byte for byte what pkey_to_spki_der() gives for it
+ * (named curve, uncompressed point: P256_SPKI_DER_SIZE bytes), without OpenSSL's encoder, which costs
+ * a millisecond per key. It does not check the point is on the curve: use it for points a TPM made. */
+#define P256_SPKI_DER_SIZE 91U
+int p256_spki_from_xy(const uint8_t x[P256_COORD_SIZE], const uint8_t y[P256_COORD_SIZE], uint8_t **ret,
+                      size_t *ret_size);
 /* A public key file's contents: PEM ("-----BEGIN PUBLIC KEY-----") or DER SubjectPublicKeyInfo, the
  * whole buffer. Return: 0; -EINVAL if it is neither; -ENOMEM. */
 int pkey_from_pem_or_der(const uint8_t *buf, size_t size, EVP_PKEY **ret);

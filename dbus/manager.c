@@ -60,11 +60,12 @@ static int key_public_parts(Key *k, const KeyRecord *record) {
         size_t size = 0;
         int r;
 
-        r = keystore_key_public_der(record, &der, &size);
+        /* Straight from the public area: no OpenSSL decoding, which cost a millisecond per key at start-up. */
+        r = keystore_key_public_point(record, x, y);
+        if (r >= 0)
+                r = p256_spki_from_xy(x, y, &der, &size);
         if (r >= 0)
                 r = sha256(der, size, spki);
-        if (r >= 0)
-                r = p256_spki_to_xy(der, size, x, y);
         if (r < 0)
                 return r;
         free(k->public_der);

@@ -1171,8 +1171,7 @@ int keystore_rotate_commit(Keystore *ks, const KeyRecord *old, const KeyRecord *
 
 /* ---- public key export ---------------------------------------------------------------------- */
 
-int keystore_key_public_der(const KeyRecord *r, uint8_t **ret, size_t *ret_size) {
-        _cleanup_(EVP_PKEY_freep) EVP_PKEY *pkey = NULL;
+int keystore_key_public_point(const KeyRecord *r, uint8_t x[P256_COORD_SIZE], uint8_t y[P256_COORD_SIZE]) {
         TPM2B_PUBLIC pub;
         int k;
 
@@ -1181,10 +1180,30 @@ int keystore_key_public_der(const KeyRecord *r, uint8_t **ret, size_t *ret_size)
         k = tpm_unmarshal_public(r->pub, r->pub_size, &pub);
         if (k < 0)
                 return k;
-        k = tpm_public_to_pkey(&pub.publicArea, &pkey);
+        const TPMT_PUBLIC *p = &pub.publicArea;
+        const TPMS_ECC_POINT *q = &p->unique.ecc;
+        if (p->type != TPM2_ALG_ECC || p->parameters.eccDetail.curveID != TPM2_ECC_NIST_P256)
+                return -EINVAL;
+        if (q->x.size > P256_COORD_SIZE || q->y.size > P256_COORD_SIZE)
+                return -EBADMSG;
+        /* Some TPMs strip leading zero bytes of coordinates: left-pad to the field size. */
+        memset(x, 0, P256_COORD_SIZE);
+        memset(y, 0, P256_COORD_SIZE);
+        memcpy(x + P256_COORD_SIZE - q->x.size, q->x.buffer, q->x.size);
+        memcpy(y + P256_COORD_SIZE - q->y.size, q->y.buffer, q->y.size);
+        return 0;
+}
+
+int keystore_key_public_der(const KeyRecord *r, uint8_t **ret, size_t *ret_size) {
+        uint8_t x[P256_COORD_SIZE], y[P256_COORD_SIZE];
+        int k;
+
+        /* Encoded directly: agentidd computes this for every key at start-up, and OpenSSL 3's
+         * EVP_PKEY_fromdata() + i2d_PUBKEY() took about a millisecond per key (docs/performance.md). */
+        k = keystore_key_public_point(r, x, y);
         if (k < 0)
                 return k;
-        return pkey_to_spki_der(pkey, ret, ret_size);
+        return p256_spki_from_xy(x, y, ret, ret_size);
 }
 
 int keystore_key_public_area(const KeyRecord *r, uint8_t **ret, size_t *ret_size) {

@@ -136,6 +136,9 @@ int keystore_rotate_commit(Keystore *ks, const KeyRecord *old, const KeyRecord *
 
 /* The key's public key as DER SubjectPublicKeyInfo. */
 int keystore_key_public_der(const KeyRecord *r, uint8_t **ret, size_t *ret_size);
+/* The key's public point (P-256 affine coordinates, left-padded). Return: 0; -EKEYREVOKED for a
+ * tombstone; -EINVAL, -EBADMSG for a public area that is not a P-256 key. */
+int keystore_key_public_point(const KeyRecord *r, uint8_t x[32], uint8_t y[32]);
 /* The key's public area (marshalled TPMT_PUBLIC, no size prefix), as evidence carries it. */
 int keystore_key_public_area(const KeyRecord *r, uint8_t **ret, size_t *ret_size);
 

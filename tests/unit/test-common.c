@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * common/: atomic files, bounded reads, the hash table, hex, ECDSA signature conversions (suite "unit").
+ * common/: atomic files, bounded reads, the hash table, hex, ECDSA signature conversions, the P-256
+ * SubjectPublicKeyInfo encoder (suite "unit").
  */
 
 #include <fcntl.h>
@@ -11,6 +12,9 @@
 #include <sys/stat.h>
 
 #include <cmocka.h>
+
+#include <openssl/ec.h>
+#include <openssl/evp.h>
 
 #include "common/crypto-util.h"
 #include "common/fileio.h"
@@ -162,6 +166,32 @@ static void test_ecdsa_formats(void **state) {
         assert_int_equal(ecdsa_der_to_raw((const uint8_t *) "\x30\x00", 2, 32, back), -EBADMSG);
 }
 
+/* p256_spki_from_xy() writes the DER itself: it must be OpenSSL's encoding of the same point, byte for
+ * byte (revocation entries and kids hash it), including coordinates with leading zero bytes. */
+static void test_p256_spki_from_xy(void **state) {
+        for (unsigned i = 0; i < 64; i++) {
+                EVP_PKEY *pkey = EVP_EC_gen("P-256");
+                uint8_t x[P256_COORD_SIZE], y[P256_COORD_SIZE], *ours = NULL, *openssl = NULL;
+                size_t ours_size = 0, openssl_size = 0;
+
+                assert_non_null(pkey);
+                assert_int_equal(pkey_to_spki_der(pkey, &openssl, &openssl_size), 0);
+                assert_int_equal(p256_spki_to_xy(openssl, openssl_size, x, y), 0);
+                assert_int_equal(p256_spki_from_xy(x, y, &ours, &ours_size), 0);
+                assert_int_equal(ours_size, P256_SPKI_DER_SIZE);
+                assert_int_equal(openssl_size, P256_SPKI_DER_SIZE);
+                assert_memory_equal(ours, openssl, P256_SPKI_DER_SIZE);
+                /* And it reads back as the same point. */
+                uint8_t x2[P256_COORD_SIZE], y2[P256_COORD_SIZE];
+                assert_int_equal(p256_spki_to_xy(ours, ours_size, x2, y2), 0);
+                assert_memory_equal(x, x2, sizeof(x));
+                assert_memory_equal(y, y2, sizeof(y));
+                free(ours);
+                free(openssl);
+                EVP_PKEY_free(pkey);
+        }
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_atomic_write),
@@ -170,6 +200,7 @@ int main(void) {
                 cmocka_unit_test(test_hashmap),
                 cmocka_unit_test(test_hex),
                 cmocka_unit_test(test_ecdsa_formats),
+                cmocka_unit_test(test_p256_spki_from_xy),
         };
         return cmocka_run_group_tests(tests, setup, teardown);
 }

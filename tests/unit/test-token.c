@@ -1051,6 +1051,11 @@ static void test_token_api(void **state) {
         memcpy(spki_trailing, k.spki, k.spki_size);
         spki_trailing[k.spki_size] = 0;
         assert_int_equal(agentid_verify_token(v, t, n, spki_trailing, k.spki_size + 1, NULL, "a", &d), -EINVAL);
+        /* The canonical form with a point off the curve (the fast path of spki_key_load()). */
+        memcpy(spki_trailing, k.spki, k.spki_size);
+        spki_trailing[k.spki_size - 1] ^= 0x01;
+        assert_int_equal(agentid_verify_token(v, t, n, spki_trailing, k.spki_size, NULL, "a", &d), -EINVAL);
+        assert_int_equal(agentid_verify_message(v, t, n, spki_trailing, k.spki_size, NULL, NULL, &d), -EINVAL);
         assert_non_null(p384);
         assert_int_equal(pkey_to_spki_der(p384, &p384_spki, &p384_size), 0);
         assert_int_equal(agentid_verify_token(v, t, n, p384_spki, p384_size, NULL, "a", &d), -EINVAL);
