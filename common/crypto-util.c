@@ -32,11 +32,31 @@ static int take_openssl_der(unsigned char *der, int len, uint8_t **ret, size_t *
         return r;
 }
 
+/* Empties OpenSSL's error queue. Returns whether an allocation failed (OpenSSL 3.0 raises
+ * ERR_R_MALLOC_FAILURE for that) and the first error in *ret_first. */
+static bool openssl_errors_drain(unsigned long *ret_first) {
+        unsigned long e, first = 0;
+        bool oom = false;
+
+        while ((e = ERR_get_error()) != 0) {
+                if (first == 0)
+                        first = e;
+                if (ERR_GET_REASON(e) == ERR_R_MALLOC_FAILURE)
+                        oom = true;
+        }
+        if (ret_first)
+                *ret_first = first;
+        return oom;
+}
+
+/* error, or -ENOMEM when memory ran out inside OpenSSL: a valid key, point or signature must not be
+ * called malformed because of that (found by tests/fuzz/alloc-fail.c). */
 static int openssl_fail(int error, const char *what) {
-        unsigned long e = ERR_get_error();
+        unsigned long e;
+        bool oom = openssl_errors_drain(&e);
+
         log_debug("%s failed: %s", what, e ? ERR_reason_error_string(e) : "unknown error");
-        ERR_clear_error();
-        return error;
+        return oom ? -ENOMEM : error;
 }
 
 int sha256_parts(const void *const *parts, const size_t *sizes, size_t n_parts, uint8_t ret[SHA256_DIGEST_SIZE]) {
