@@ -420,13 +420,18 @@ static int protected_parse(const uint8_t *buf, size_t size, CoseSign1Parsed *p, 
         return 0;
 }
 
-static bool pkey_is_p256(EVP_PKEY *pkey) {
+/* 1: an EC key on P-256; 0: another key; -EIO: an EC key whose curve OpenSSL could not report (it
+ * allocates to answer, so this is how an allocation failure inside OpenSSL shows), not a wrong key.
+ * EVP_PKEY_get_id() rather than EVP_PKEY_is_a(): the latter allocates too, and a failure there would
+ * make a P-256 key look like a wrong one. */
+static int pkey_check_p256(EVP_PKEY *pkey) {
         char group[64];
         int nid;
 
-        if (!EVP_PKEY_is_a(pkey, "EC") ||
-            EVP_PKEY_get_group_name(pkey, group, sizeof(group), NULL) != 1)
-                return false;
+        if (EVP_PKEY_get_id(pkey) != EVP_PKEY_EC)
+                return 0;
+        if (EVP_PKEY_get_group_name(pkey, group, sizeof(group), NULL) != 1)
+                return -EIO;
         nid = OBJ_sn2nid(group);
         if (nid == NID_undef)
                 nid = EC_curve_nist2nid(group);
@@ -531,13 +536,15 @@ int cose_sign1_verify_parsed(const CoseSign1Parsed *p, EVP_PKEY *pkey) {
         if (!p || !p->protected || !p->payload || !p->signature || !pkey)
                 return -EINVAL;
         /* ES256 is ECDSA with SHA-256 on P-256 here: r and s are 32 bytes each (RFC 9053 §2.1). */
-        if (!pkey_is_p256(pkey))
-                return -EINVAL;
+        r = pkey_check_p256(pkey);
+        if (r <= 0)
+                return r ?: -EINVAL;
 
         /* Rebuilt from the bytes received, never from a re-encoding of the parsed header: the
          * signature covers the protected header exactly as it was sent (RFC 9052 §4.4). */
         r = sig_structure_digest(p->protected, p->protected_size, p->payload, p->payload_size, digest);
-        if (r == -ENOMEM)
+        /* -EIO: OpenSSL could not hash (it allocates to do so); not a fault of the message. */
+        if (r == -ENOMEM || r == -EIO)
                 return r;
         if (r < 0)
                 return -EBADMSG;
@@ -564,8 +571,9 @@ int cose_sign1_check(const uint8_t *cose, size_t size, EVP_PKEY *pkey, uint8_t *
                 return -EINVAL;
         if ((ret_protected && !ret_protected_size) || (ret_payload && !ret_payload_size))
                 return -EINVAL;
-        if (!pkey_is_p256(pkey))
-                return -EINVAL;
+        r = pkey_check_p256(pkey);
+        if (r <= 0)
+                return r ?: -EINVAL;
 
         r = cose_sign1_parse(cose, size, &p, NULL);
         if (r < 0)
@@ -890,9 +898,13 @@ int cose_sign_check(const uint8_t *msg, size_t size, EVP_PKEY *const *pkeys, siz
 
         if (!sign_args_valid(msg, size, n, ret_payload, ret_payload_size) || !pkeys)
                 return -EINVAL;
-        for (size_t i = 0; i < n; i++)
-                if (!pkeys[i] || !pkey_is_p256(pkeys[i]))
+        for (size_t i = 0; i < n; i++) {
+                if (!pkeys[i])
                         return -EINVAL;
+                r = pkey_check_p256(pkeys[i]);
+                if (r <= 0)
+                        return r ?: -EINVAL;
+        }
 
         r = sign_parse(msg, size, n, &p, &reason);
         if (r < 0)
@@ -908,7 +920,7 @@ int cose_sign_check(const uint8_t *msg, size_t size, EVP_PKEY *const *pkeys, siz
                 /* Rebuilt from the bytes received (RFC 9052 §4.4): body_protected is h''. */
                 r = sig_structure_digest_ex(SIG_STRUCTURE_CONTEXT_SIGN, NULL, 0, p.signers[i].protected,
                                             p.signers[i].protected_size, p.payload, p.payload_size, digest);
-                if (r == -ENOMEM)
+                if (r == -ENOMEM || r == -EIO)
                         return r;
                 if (r < 0)
                         return -EBADMSG;

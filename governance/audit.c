@@ -485,9 +485,12 @@ static int head_payload_parse(const uint8_t *p, size_t n, HeadPayload *ret) {
         const char *type, *bad;
         size_t head_size, type_size;
         HeadPayload h = {};
+        int r;
 
-        if (cbor_util_decode(p, n, &head_limits, &map, NULL) < 0 ||
-            map_fields(map, head_fields, _H_MAX, v, &bad) < 0)
+        r = cbor_util_decode(p, n, &head_limits, &map, NULL);
+        if (r == -ENOMEM)
+                return r;
+        if (r < 0 || map_fields(map, head_fields, _H_MAX, v, &bad) < 0)
                 return -EBADMSG;
         /* "type" keeps other host-key statements (receipts, revocation lists) from passing for a head. */
         if (cbor_util_get_text(v[H_TYPE], &type, &type_size) < 0 || !text_equals(type, type_size, "audit_head"))
@@ -517,9 +520,15 @@ static int cose_payload_unverified(const uint8_t *cose, size_t size, uint8_t **r
         _cleanup_cbor_ cbor_item_t *array = NULL;
         const uint8_t *inner, *p;
         size_t inner_size, n;
+        int r;
 
-        if (cbor_util_strip_tag(cose, size, COSE_SIGN1_TAG, &inner, &inner_size) < 0 ||
-            cbor_util_decode(inner, inner_size, &limits, &array, NULL) < 0)
+        if (cbor_util_strip_tag(cose, size, COSE_SIGN1_TAG, &inner, &inner_size) < 0)
+                return -EBADMSG;
+        /* Out of memory is not a damaged checkpoint (found by tests/fuzz/alloc-fail.c). */
+        r = cbor_util_decode(inner, inner_size, &limits, &array, NULL);
+        if (r == -ENOMEM)
+                return r;
+        if (r < 0)
                 return -EBADMSG;
         if (!cbor_isa_array(array) || cbor_array_size(array) != 4)
                 return -EBADMSG;
@@ -547,13 +556,18 @@ static int cose_head_payload(const uint8_t *cose, size_t size, EVP_PKEY *key, He
                 }
         } else
                 r = cose_payload_unverified(cose, size, &payload, &payload_size);
-        if (r == -ENOMEM)
+        /* Out of memory, or OpenSSL failing (it allocates to hash and verify), says nothing about the
+         * head: the caller must not report it as damaged (found by tests/fuzz/alloc-fail.c). */
+        if (r == -ENOMEM || r == -EIO)
                 return r;
         if (r < 0) {
                 *ret_why = "not a COSE_Sign1 of agentid's profile";
                 return -EBADMSG;
         }
-        if (head_payload_parse(payload, payload_size, ret) < 0) {
+        r = head_payload_parse(payload, payload_size, ret);
+        if (r == -ENOMEM)
+                return r;
+        if (r < 0) {
                 *ret_why = "the payload is not an audit head";
                 return -EBADMSG;
         }
@@ -775,7 +789,7 @@ static int record_check(const Chain *c, const uint8_t *p, size_t n, EVP_PKEY *ho
                 HeadPayload h;
 
                 r = cose_head_payload(f.checkpoint, f.checkpoint_size, host_key, &h, &w);
-                if (r == -ENOMEM)
+                if (r == -ENOMEM || r == -EIO)
                         return r;
                 if (r < 0) {
                         (void) snprintf(why, WHY_MAX, "checkpoint: %s", w);
@@ -1843,7 +1857,7 @@ int audit_verify_dir(int audit_dir_fd, const AuditVerifyOptions *o, AuditRecordF
                 const char *why = NULL;
 
                 r = cose_head_payload(o->head, o->head_size, o->host_key, &v.head, &why);
-                if (r == -ENOMEM)
+                if (r == -ENOMEM || r == -EIO)
                         return r;
                 if (r < 0) {
                         verify_fail(res, &c, 0, NULL, "the head: %s", why);

@@ -1283,8 +1283,10 @@ int policy_parse(const void *text, size_t size, Policy **ret, char error[POLICY_
         }
 
         p = calloc(1, sizeof(Policy));
-        if (!p)
+        if (!p) {
+                set_error(error, "out of memory");
                 return -ENOMEM;
+        }
         r = parse_document(root, p, error);
         if (r == -ENOMEM)
                 set_error(error, "out of memory");

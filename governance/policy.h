@@ -97,7 +97,8 @@ typedef struct Policy Policy;
  * @error: on -EINVAL, "<JSON path>: <what is wrong>" (e.g. "$.rules[3].keys[0]: not a string") or
  *         "line L column C: <jansson's message>" for syntax errors
  *
- * Return: 0; -EINVAL (invalid document, error filled); -EFBIG (too large); -ENOMEM.
+ * Return: 0; -EINVAL (invalid document, error filled); -EFBIG (too large); -ENOMEM; -EIO (OpenSSL
+ *         could not hash the document). error says why on every failure.
  */
 int policy_parse(const void *text, size_t size, Policy **ret, char error[POLICY_ERROR_MAX]);
 /* Read and compile a file (regular, at most POLICY_FILE_MAX). -ENOENT and other -errno from reading

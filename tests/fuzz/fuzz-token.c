@@ -123,7 +123,10 @@ static void check_accepted(const uint8_t *data, size_t size, const TokenVerified
         FUZZ_CHECK(t->kid[0] == 0x00 && t->kid[1] == 0x0b);
 
         /* One encoding per claims set: the decoded claims encode to the payload received. */
-        FUZZ_CHECK(cose_sign1_parse(data, size, &p, NULL) == 0);
+        r = cose_sign1_parse(data, size, &p, NULL);
+        if (r == -ENOMEM)
+                return;
+        FUZZ_CHECK(r == 0);
         r = token_claims_encode(c, &payload, &payload_size);
         if (r == -ENOMEM)
                 return;
@@ -151,23 +154,27 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         FUZZ_CHECK(r == 0 || r == -ENOMEM || r == -EIO || why);
         /* The envelope is checked the same way by both; only then the signature and the claims. */
         if (peek == -EBADMSG || peek == -E2BIG)
-                FUZZ_CHECK(r == peek);
+                FUZZ_CHECK(r == peek || r == -ENOMEM || r == -EIO);
         if (r == 0 || r == -EKEYREJECTED)
-                FUZZ_CHECK(peek == 0);
+                FUZZ_CHECK(peek == 0 || peek == -ENOMEM);
         if (r == 0) {
-                FUZZ_CHECK(memcmp(kid, t->kid, TOKEN_KID_SIZE) == 0);
+                FUZZ_CHECK(peek != 0 || memcmp(kid, t->kid, TOKEN_KID_SIZE) == 0);
                 check_accepted(data, size, t);
         }
 
         /* The verifier on the same bytes, as a token and as a signed message. */
         AgentidVerdict *d = NULL;
         r = agentid_verify_token(v, data, size, token_key_der, sizeof(token_key_der), NULL, SEED_AUDIENCE, &d);
-        FUZZ_CHECK(r == 0 || r == -ENOMEM || r == -EIO);
+        /* Under an injected allocation failure (alloc-fail.c) any refusal is acceptable: OpenSSL 3.0
+         * cannot always tell an allocation failure inside EVP_PKEY_fromdata() from a bad key, so the
+         * caller's key may be refused as invalid. Refusing is safe; accepting is checked below. */
+        FUZZ_CHECK(r == 0 || r == -ENOMEM || r == -EIO || (r < 0 && fuzz_out_of_memory()));
         if (r == 0) {
                 check_verdict(d, AGENTID_REASON_TOKEN_FORMAT, AGENTID_REASON_TOKEN_HOPS);
                 FUZZ_CHECK((agentid_verdict_get_token(d) != NULL) == agentid_verdict_is_valid(d));
-                FUZZ_CHECK(!agentid_verdict_is_valid(d) || t);
-                if (agentid_verdict_is_valid(d)) {
+                /* What the verifier accepts, token_verify() accepted too, unless memory ran out there. */
+                FUZZ_CHECK(!agentid_verdict_is_valid(d) || t || fuzz_out_of_memory());
+                if (agentid_verdict_is_valid(d) && t) {
                         const AgentidToken *tok = agentid_verdict_get_token(d);
                         FUZZ_CHECK(strcmp(tok->aud, SEED_AUDIENCE) == 0);
                         FUZZ_CHECK(SEED_NOW < tok->exp);
@@ -180,14 +187,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         d = agentid_verdict_free(d);
 
         r = agentid_verify_message(v, data, size, token_key_der, sizeof(token_key_der), NULL, NULL, &d);
-        FUZZ_CHECK(r == 0 || r == -ENOMEM || r == -EIO);
+        FUZZ_CHECK(r == 0 || r == -ENOMEM || r == -EIO || (r < 0 && fuzz_out_of_memory()));
         if (r == 0) {
                 check_verdict(d, AGENTID_REASON_MESSAGE_FORMAT, AGENTID_REASON_MESSAGE_FRESHNESS);
                 FUZZ_CHECK((agentid_verdict_get_message(d) != NULL) == agentid_verdict_is_valid(d));
                 if (agentid_verdict_is_valid(d)) {
                         /* A message is never a token, and the COSE layer agrees it is signed. */
-                        FUZZ_CHECK(peek == -EBADMSG || peek == -E2BIG);
-                        FUZZ_CHECK(cose_sign1_check(data, size, key, NULL, NULL, NULL, NULL) == 0);
+                        FUZZ_CHECK(peek == -EBADMSG || peek == -E2BIG || peek == -ENOMEM);
+                        r = cose_sign1_check(data, size, key, NULL, NULL, NULL, NULL);
+                        FUZZ_CHECK(r == 0 || (r < 0 && fuzz_out_of_memory()));
                         const AgentidMessage *m = agentid_verdict_get_message(d);
                         FUZZ_CHECK(m->payload && m->payload_size < size);
                 }

@@ -16,6 +16,15 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
+/* Defined only by tests/fuzz/alloc-fail.c: whether an allocation was made to fail in this run. */
+__attribute__((weak)) _Bool fuzz_allocation_failed(void);
+
+/* A harness's own follow-up checks that allocate (an OpenSSL call made only to compare a result) may
+ * give up when this says an allocation failed; everywhere else it is false. */
+static inline _Bool fuzz_out_of_memory(void) {
+        return fuzz_allocation_failed && fuzz_allocation_failed();
+}
+
 #define FUZZ_CHECK(expr)                                                                        \
         do {                                                                                    \
                 if (!(expr)) {                                                                  \
