@@ -26,6 +26,11 @@ Environment (meson sets all of them; defaults suit a checkout with a build/ dire
                                (default: a fresh one inside the stack's directory)
   AGENTID_TEST_MAKE_TEMPLATE   the script that makes it   (default <src>/tests/lib/make-tpm-template.sh)
   AGENTID_TEST_DAEMON_ARGS     extra daemon arguments, split on white space
+  AGENTID_TEST_DAEMON_WRAPPER  a command the daemon runs under, split like a shell would (the "valgrind"
+                               suite: valgrind with --error-exitcode, so a memory error or leak turns the
+                               exit status at SIGTERM, which stop_daemon() checks, into a failure);
+                               the harness's timeouts for the daemon then grow AGENTID_TEST_TIMEOUT_SCALE
+                               times (default 8 with a wrapper, else 1)
   AGENTID_TEST_KEEP            keep the temporary directory
 
 `python3 tests/dbus/harness.py --selftest` (as root) checks the swtpm and bus parts without the daemon.
@@ -41,6 +46,7 @@ import os
 import pwd
 import re
 import select
+import shlex
 import shutil
 import signal
 import socket
@@ -89,7 +95,9 @@ E_BUSY = 'org.agentid1.Error.Busy'
 UID_DAEMON, UID_BIN, UID_SYS, UID_NOBODY = 1, 2, 3, 65534
 
 SYSTEM_PYTHON = '/usr/bin/python3'
-CALL_TIMEOUT = 30
+DAEMON_WRAPPER = shlex.split(os.environ.get('AGENTID_TEST_DAEMON_WRAPPER', ''))
+TIMEOUT_SCALE = int(os.environ.get('AGENTID_TEST_TIMEOUT_SCALE') or (8 if DAEMON_WRAPPER else 1))
+CALL_TIMEOUT = 30 * TIMEOUT_SCALE
 
 _libc = ctypes.CDLL(None, use_errno=True)
 _PR_SET_PDEATHSIG = 1
@@ -700,7 +708,8 @@ class Stack:
         if not os.access(self.daemon_binary, os.X_OK):
             raise StackError('daemon binary %s does not exist (build it, or set AGENTID_TEST_DAEMON)'
                              % self.daemon_binary)
-        argv = [self.daemon_binary, '--tcti=swtpm:path=' + self.tpm_socket, '--state-dir=' + self.state_dir] + \
+        argv = DAEMON_WRAPPER + \
+            [self.daemon_binary, '--tcti=swtpm:path=' + self.tpm_socket, '--state-dir=' + self.state_dir] + \
             self.daemon_args + list(extra_args)
         env = {k: v for k, v in os.environ.items()
                if k not in ('DBUS_SESSION_BUS_ADDRESS', 'AGENTID_TCTI', 'STATE_DIRECTORY', 'NOTIFY_SOCKET',
@@ -711,7 +720,7 @@ class Stack:
         with open(self.path('daemon.log'), 'ab') as f:
             f.write(('==== harness: start #%d: %s\n' % (self.daemon_starts, ' '.join(argv))).encode())
         self.daemon = self._spawn(argv, 'daemon.log', env=env, pass_fds=tuple(pass_fds))
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + 20 * TIMEOUT_SCALE
         while not self.name_has_owner():
             rc = self.daemon.poll()
             if rc is not None:
@@ -719,14 +728,14 @@ class Stack:
                 raise StackError('agentidd exited during start-up (status %d):\n%s' %
                                  (rc, _tail(self.path('daemon.log'), 60)))
             if time.monotonic() > deadline:
-                raise StackError('agentidd did not own %s within 20 s:\n%s' %
-                                 (BUS_NAME, _tail(self.path('daemon.log'), 60)))
+                raise StackError('agentidd did not own %s within %d s:\n%s' %
+                                 (BUS_NAME, 20 * TIMEOUT_SCALE, _tail(self.path('daemon.log'), 60)))
             time.sleep(0.05)
         self.daemon_unique_name = str(self.conn.call_blocking(
             'org.freedesktop.DBus', '/org/freedesktop/DBus', 'org.freedesktop.DBus', 'GetNameOwner', 's', [BUS_NAME]))
 
     def _wait_name_gone(self, timeout=10):
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + timeout * TIMEOUT_SCALE
         while self.name_has_owner():
             if time.monotonic() > deadline:
                 raise StackError('%s still has an owner after the daemon exited' % BUS_NAME)
@@ -751,14 +760,15 @@ class Stack:
         if self.daemon is None:
             raise StackError('daemon not running')
         proc, self.daemon = self.daemon, None
-        rc, timed_out = self._stop(proc, signal.SIGTERM, timeout)
+        rc, timed_out = self._stop(proc, signal.SIGTERM, timeout * TIMEOUT_SCALE)
         self._wait_name_gone()
         if timed_out:
             raise AssertionError('agentidd did not exit within %d s of SIGTERM:\n%s' %
-                                 (timeout, self.daemon_log_tail()))
+                                 (timeout * TIMEOUT_SCALE, self.daemon_log_tail()))
         if rc != 0:
+            # Under valgrind (AGENTID_TEST_DAEMON_WRAPPER) the report is at the end of the log.
             raise AssertionError('agentidd exited with status %d after SIGTERM (expected 0):\n%s' %
-                                 (rc, self.daemon_log_tail()))
+                                 (rc, self.daemon_log_tail(200 if DAEMON_WRAPPER else 60)))
         return rc
 
     def kill_daemon(self):
@@ -804,7 +814,7 @@ class Stack:
         problems = []
         if self.daemon is not None:
             proc, self.daemon = self.daemon, None
-            rc, timed_out = self._stop(proc, signal.SIGTERM, 20)
+            rc, timed_out = self._stop(proc, signal.SIGTERM, 20 * TIMEOUT_SCALE)
             if timed_out or rc != 0:
                 problems.append('agentidd %s at clean-up' %
                                 ('did not stop on SIGTERM' if timed_out else 'exited with status %d' % rc))

@@ -37,6 +37,7 @@
 #include "tests/lib/cli-run.h"
 #include "tests/lib/fake-evidence.h"
 #include "tests/lib/golden.h"
+#include "tests/lib/test-budget.h"
 
 DEFINE_TRIVIAL_CLEANUP_FUNC(AgentidVerifier *, agentid_verifier_free);
 DEFINE_TRIVIAL_CLEANUP_FUNC(AgentidVerdict *, agentid_verdict_free);
@@ -668,7 +669,7 @@ static void test_append_refuses(void **state) {
 
 /* Lists at the size limits: 100,000 short entries fit; with 256-byte texts, REVOCATION_LIST_MAX is
  * reached first, and an append beyond it is refused before the list changes. */
-static void test_size_limits(void **state) {
+static void size_limits_body(void **state) {
         _cleanup_(revocation_list_done) RevocationList l = { .host = HOST, .issued = ISSUED };
         _cleanup_free_ uint8_t *buf = NULL;
         _cleanup_free_ char *text = malloc(REVOCATION_TEXT_MAX + 1);
@@ -1064,14 +1065,14 @@ static void test_decode_refuses_encoding(void **state) {
         _cleanup_free_ uint8_t *payload = NULL;
         size_t size = 0;
         golden_payload(&payload, &size);
-        for (size_t i = 0; i < size; i++)
+        for (size_t i = 0; i < size; i += test_exhaustive_step())
                 expect_bytes_refused(payload, i);
         _cleanup_free_ uint8_t *longer = malloc(size + 1);
         assert_non_null(longer);
         memcpy(longer, payload, size);
         longer[size] = 0x00;
         expect_bytes_refused(longer, size + 1);
-        for (size_t i = 0; i < size; i++)
+        for (size_t i = 0; i < size; i += test_exhaustive_step())
                 for (unsigned bit = 0; bit < 8; bit++) {
                         _cleanup_(revocation_list_done) RevocationList x = {};
                         _cleanup_free_ uint8_t *again = NULL;
@@ -1139,7 +1140,7 @@ static void test_cose_sign(void **state) {
         assert_int_equal(failed, 0);
 
         /* Every byte flip: never valid; every truncation and an extra byte: malformed. */
-        for (size_t i = 0; i < size; i++) {
+        for (size_t i = 0; i < size; i += test_exhaustive_step()) {
                 memcpy(t, msg, size);
                 t[i] ^= 0x01;
                 int r = cose_sign_check(t, size, keys2, 2, &failed, NULL, NULL);
@@ -2145,7 +2146,7 @@ static void test_message_revoked(void **state) {
 }
 
 /* 100,000 entries: added, indexed, found (the last entry, by SPKI hash and by kid) quickly. */
-static void test_large_list(void **state) {
+static void large_list_body(void **state) {
         _cleanup_(revocation_list_done) RevocationList l = { .host = HOST, .issued = ISSUED };
         _cleanup_(agentid_verifier_freep) AgentidVerifier *v = verifier_with(NULL, 0);
         _cleanup_free_ uint8_t *list = NULL, *msg = NULL;
@@ -2357,6 +2358,20 @@ static void test_cli(void **state) {
                 if (status != cases[i].status || !strstr(out, cases[i].expect))
                         fail_msg("case %zu: exit %d (expected %d), output:\n%s", i, status, cases[i].status, out);
         }
+}
+
+/* Lists at their size limits, thousands of entries: Skipped under memcheck (tests/lib/test-budget.h). */
+static void test_size_limits(void **state) {
+        if (test_under_valgrind())
+                skip();
+        size_limits_body(state);
+}
+
+/* The largest list end to end: Skipped under memcheck (tests/lib/test-budget.h). */
+static void test_large_list(void **state) {
+        if (test_under_valgrind())
+                skip();
+        large_list_body(state);
 }
 
 int main(void) {
