@@ -6,7 +6,7 @@
 #
 # Usage: run-latency-bench.sh [--sign-ms=40] [--other-ms=5] [--rounds=3] [--seconds=4]
 # AGENTID_BUILD=DIR builds and runs DIR (default: build/). AGENTID_BENCH_OUT=DIR keeps the CSV
-# (performance-latency.csv) there.
+# (performance-latency.csv, rows appended) there.
 . "$(dirname "$0")/../scripts/lib.sh"
 
 sign_ms=40
@@ -46,8 +46,7 @@ start_daemon "$AGENTID_BUILD" --policy=
 
 out=${AGENTID_BENCH_OUT:-$AGENTID_TMP}
 mkdir -p "$out"
-csv="$out/performance-latency.csv"
-rm -f "$csv"
+csv="$out/performance-latency.csv"      # rows are appended: one run per TPM model
 say "TPM model: TPM2_Sign $sign_ms ms, other commands $other_ms ms (bench/tpm-latency-relay.py)"
 "$AGENTID_BUILD/bench/agentid-bench-daemon" --label="latency-sign${sign_ms}-other${other_ms}" --csv="$csv" \
         --rounds="$rounds" --seconds="$seconds" --max-clients=16 --no-destroy
