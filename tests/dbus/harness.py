@@ -56,11 +56,21 @@ import tempfile
 import time
 import xml.sax.saxutils
 
-import dbus
-import dbus.bus
+try:
+    import dbus
+except ImportError:
+    # python3-dbus is a Debian package; a python3 earlier in PATH (pyenv, venv) may lack it. The test
+    # files import this module first, so this covers them.
+    if os.path.realpath(sys.executable) != os.path.realpath('/usr/bin/python3') and os.path.exists('/usr/bin/python3'):
+        os.execv('/usr/bin/python3', ['/usr/bin/python3'] + sys.argv)
+    raise
+import dbus.bus  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SRC_DIR = os.path.dirname(os.path.dirname(HERE))
+# The command-line tools the tests run (meson passes the build's; by hand, build/ of the checkout).
+CTL_BINARY = os.environ.get('AGENTID_TEST_CTL') or os.path.join(SRC_DIR, 'build', 'ctl', 'agentidctl')
+VERIFY_BINARY = os.environ.get('AGENTID_TEST_VERIFY') or os.path.join(SRC_DIR, 'build', 'tools', 'agentid-verify')
 sys.path.insert(0, HERE)
 import client as client_codec  # noqa: E402  (the JSON codec shared with the child processes)
 
@@ -804,6 +814,18 @@ class Stack:
         return '\n'.join(parts)
 
     # --- cleanup
+
+    def shut_down(self):
+        """The end of a test class: stop agentidd if it runs (SIGTERM must end it with status 0), then
+        everything else. A failure marks the stack failed, so its logs are shown and kept."""
+        try:
+            if self.daemon is not None:
+                self.stop_daemon()
+        except BaseException:
+            self.failed = True
+            raise
+        finally:
+            self.close()
 
     def close(self):
         if self.closed or self.dir is None:

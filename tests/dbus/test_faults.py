@@ -22,12 +22,9 @@ Run through meson or by hand as root: /usr/bin/python3 tests/dbus/test_faults.py
 import os
 import sys
 
-try:
-    import dbus
-except ImportError:
-    if os.path.realpath(sys.executable) != os.path.realpath('/usr/bin/python3') and os.path.exists('/usr/bin/python3'):
-        os.execv('/usr/bin/python3', ['/usr/bin/python3'] + sys.argv)
-    raise
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness as h  # noqa: E402  (first: it re-executes Debian's python3 if python3-dbus is missing)
+import dbus  # noqa: E402
 
 import ctypes
 import io
@@ -35,19 +32,15 @@ import json
 import queue
 import random
 import re
-import signal
 import subprocess
 import threading
 import time
-import unittest
 
 import cbor2
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import harness as h  # noqa: E402
 from harness import (E_KEY_DESTROYED, E_KEY_EXISTS, KEY_IFACE, MANAGER_IFACE, MANAGER_PATH,  # noqa: E402
                      UID_DAEMON)
-from test_daemon import DaemonTestCase, LogTailResult, sha256  # noqa: E402
+from test_daemon import DaemonTestCase, run_main, sha256  # noqa: E402
 
 E_TPM_UNAVAILABLE = 'org.agentid1.Error.TpmUnavailable'
 E_KEY_UNUSABLE = 'org.agentid1.Error.KeyUnusable'
@@ -76,7 +69,7 @@ def _enter_private_mount_namespace():
 
 
 def ctl_path():
-    return os.environ.get('AGENTID_TEST_CTL') or os.path.join(h.SRC_DIR, 'build', 'ctl', 'agentidctl')
+    return h.CTL_BINARY
 
 
 # ---------------------------------------------------------------- evidence: TPMS_CLOCK_INFO
@@ -812,22 +805,5 @@ class CrashTests(FaultTestCase):
         self.assertEqual(state_dir_problems(st.state_dir), [])
 
 
-def _interrupt(signo, frame):
-    raise KeyboardInterrupt('signal %d' % signo)
-
-
-def main():
-    if os.geteuid() != 0:
-        print('skipping: the D-Bus tests run agentidd and switch uids, so they must run as root')
-        sys.exit(77)
-    if not _enter_private_mount_namespace():
-        sys.stderr.write('note: no private mount namespace (%s); mounts are made, and unmounted, in place\n' %
-                         os.strerror(ctypes.get_errno()))
-    signal.signal(signal.SIGTERM, _interrupt)
-    runner = unittest.TextTestRunner(verbosity=2, resultclass=LogTailResult, stream=sys.stderr)
-    prog = unittest.main(testRunner=runner, exit=False)
-    sys.exit(0 if prog.result.wasSuccessful() else 1)
-
-
 if __name__ == '__main__':
-    main()
+    run_main()

@@ -172,7 +172,6 @@ import socket  # noqa: E402
 import statistics  # noqa: E402
 import struct  # noqa: E402
 import subprocess  # noqa: E402
-import unittest  # noqa: E402
 import xml.etree.ElementTree as ET  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -181,7 +180,7 @@ import client as client_codec  # noqa: E402
 from harness import (E_ACCESS_DENIED, E_BUSY, E_INVALID_ARGS, E_KEY_DESTROYED, E_KEY_EXISTS,  # noqa: E402
                      E_NO_SUCH_KEY, E_UNKNOWN_OBJECT, KEY_IFACE, MANAGER_IFACE, MANAGER_PATH, UID_BIN,
                      UID_DAEMON, UID_NOBODY)
-from test_daemon import DaemonTestCase, LogTailResult  # noqa: E402
+from test_daemon import DaemonTestCase, run_main  # noqa: E402
 
 TASK_IFACE = 'org.agentid1.Task'
 E_TASK_EXISTS = 'org.agentid1.Error.TaskExists'
@@ -301,7 +300,7 @@ class HostileTests(DaemonTestCase):
         cls.stack = h.Stack(start_daemon=False)
         cls.stack.start()
         cls.stack.start_daemon(cls.DAEMON_ARGS)
-        cls.ctl = os.environ.get('AGENTID_TEST_CTL') or os.path.join(h.SRC_DIR, 'build', 'ctl', 'agentidctl')
+        cls.ctl = h.CTL_BINARY
         cls.child = cls.stack.path('hostile_child.py')
         shutil.copyfile(os.path.abspath(__file__), cls.child)
         os.chmod(cls.child, 0o644)
@@ -315,14 +314,7 @@ class HostileTests(DaemonTestCase):
 
     @classmethod
     def tearDownClass(cls):
-        try:
-            if cls.stack.daemon is not None:
-                cls.stack.stop_daemon()
-        except BaseException:
-            cls.stack.failed = True
-            raise
-        finally:
-            cls.stack.close()
+        cls.stack.shut_down()
 
     # --- fixtures: everything hostile calls need, made before the state is snapshotted
 
@@ -1210,14 +1202,7 @@ class SelfServiceQuotaTests(DaemonTestCase):
 
     @classmethod
     def tearDownClass(cls):
-        try:
-            if cls.stack.daemon is not None:
-                cls.stack.stop_daemon()
-        except BaseException:
-            cls.stack.failed = True
-            raise
-        finally:
-            cls.stack.close()
+        cls.stack.shut_down()
 
     child_argv = HostileTests.child_argv
     child_request = HostileTests.child_request
@@ -1276,7 +1261,4 @@ def raw_message(serial, path, iface, member, dest, sig, body):
 
 
 if __name__ == '__main__':
-    if os.geteuid() != 0:
-        print('test_hostile: must run as root (skipped)')
-        sys.exit(77)
-    unittest.main(testRunner=unittest.TextTestRunner(resultclass=LogTailResult, verbosity=2))
+    run_main()

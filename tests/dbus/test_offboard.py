@@ -13,29 +13,21 @@ Run through meson or by hand as root: /usr/bin/python3 tests/dbus/test_offboard.
 import os
 import sys
 
-try:
-    import dbus
-except ImportError:
-    if os.path.realpath(sys.executable) != os.path.realpath('/usr/bin/python3') and os.path.exists('/usr/bin/python3'):
-        os.execv('/usr/bin/python3', ['/usr/bin/python3'] + sys.argv)
-    raise
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness as h  # noqa: E402  (first: it re-executes Debian's python3 if python3-dbus is missing)
+import dbus  # noqa: E402
 
-import hashlib
 import json
-import stat
 import subprocess
 import time
-import unittest
 
 import cbor2
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, utils
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import harness as h  # noqa: E402
 from harness import E_ACCESS_DENIED, KEY_IFACE, UID_BIN, UID_DAEMON, UID_SYS  # noqa: E402
-from test_daemon import OWNER, DaemonTestCase, LogTailResult, sha256  # noqa: E402
+from test_daemon import DaemonTestCase, run_main, sha256  # noqa: E402
 
 E_KEY_DESTROYED = 'org.agentid1.Error.KeyDestroyed'
 E_KEY_EXPIRED = 'org.agentid1.Error.KeyExpired'
@@ -87,9 +79,8 @@ class OffboardTestCase(DaemonTestCase):
         cls.hook_out = cls.stack.path('hook-out')
         os.mkdir(cls.hook_out, 0o755)
         cls.stack.start_daemon(cls.daemon_args_for())
-        cls.ctl = os.environ.get('AGENTID_TEST_CTL') or os.path.join(h.SRC_DIR, 'build', 'ctl', 'agentidctl')
-        cls.verify = os.environ.get('AGENTID_TEST_VERIFY') or \
-            os.path.join(h.SRC_DIR, 'build', 'tools', 'agentid-verify')
+        cls.ctl = h.CTL_BINARY
+        cls.verify = h.VERIFY_BINARY
 
     @classmethod
     def daemon_args_for(cls):
@@ -97,14 +88,7 @@ class OffboardTestCase(DaemonTestCase):
 
     @classmethod
     def tearDownClass(cls):
-        try:
-            if cls.stack.daemon is not None:
-                cls.stack.stop_daemon()
-        except BaseException:
-            cls.stack.failed = True
-            raise
-        finally:
-            cls.stack.close()
+        cls.stack.shut_down()
 
     # --- helpers
 
@@ -663,4 +647,4 @@ class RotationTests(OffboardTestCase):
 
 
 if __name__ == '__main__':
-    unittest.main(testRunner=unittest.TextTestRunner(resultclass=LogTailResult, verbosity=2))
+    run_main()

@@ -14,26 +14,19 @@ Run through meson or by hand as root: /usr/bin/python3 tests/dbus/test_peers.py 
 import os
 import sys
 
-try:
-    import dbus
-except ImportError:
-    if os.path.realpath(sys.executable) != os.path.realpath('/usr/bin/python3') and os.path.exists('/usr/bin/python3'):
-        os.execv('/usr/bin/python3', ['/usr/bin/python3'] + sys.argv)
-    raise
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness as h  # noqa: E402  (first: it re-executes Debian's python3 if python3-dbus is missing)
+import dbus  # noqa: E402
 
 import io
 import json
-import signal
 import stat
 import subprocess
 import time
-import unittest
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import harness as h  # noqa: E402
 from harness import (E_ACCESS_DENIED, E_INVALID_ARGS, KEY_IFACE, MANAGER_IFACE, MANAGER_PATH, UID_BIN,  # noqa: E402
                      UID_DAEMON)
-from test_daemon import DaemonTestCase, LogTailResult  # noqa: E402
+from test_daemon import DaemonTestCase, run_main  # noqa: E402
 import cbor2  # noqa: E402
 from cryptography.hazmat.primitives import hashes, serialization  # noqa: E402
 from cryptography.hazmat.primitives.asymmetric import ec, utils  # noqa: E402
@@ -101,7 +94,7 @@ class PeerTests(DaemonTestCase):
         with open(cls.policy_path, 'w') as f:
             json.dump(POLICY, f)
         cls.stack.start_daemon(cls.daemon_args())
-        cls.ctl = os.environ.get('AGENTID_TEST_CTL') or os.path.join(h.SRC_DIR, 'build', 'ctl', 'agentidctl')
+        cls.ctl = h.CTL_BINARY
 
     @classmethod
     def daemon_args(cls):
@@ -109,13 +102,7 @@ class PeerTests(DaemonTestCase):
 
     @classmethod
     def tearDownClass(cls):
-        try:
-            cls.stack.stop_daemon()
-        except BaseException:
-            cls.stack.failed = True
-            raise
-        finally:
-            cls.stack.close()
+        cls.stack.shut_down()
 
     # --- helpers
 
@@ -569,18 +556,14 @@ class TwoHostTests(DaemonTestCase):
         cls.remote.start()
         cls.remote.tpm_tool('tpm2_clear', '-c', 'p')
         cls.remote.start_daemon()
-        cls.ctl = os.environ.get('AGENTID_TEST_CTL') or os.path.join(h.SRC_DIR, 'build', 'ctl', 'agentidctl')
+        cls.ctl = h.CTL_BINARY
 
     @classmethod
     def tearDownClass(cls):
-        for st in (cls.remote, cls.stack):
-            try:
-                st.stop_daemon()
-            except BaseException:
-                st.failed = True
-                raise
-            finally:
-                st.close()
+        try:
+            cls.remote.shut_down()
+        finally:
+            cls.stack.shut_down()
 
     def test_peer_approved_from_evidence_delegates(self):
         """The remote agent is approved from its TPM evidence (agentidctl peers add --evidence); its
@@ -633,19 +616,5 @@ class TwoHostTests(DaemonTestCase):
         self.assertCallError(res, E_INVALID_ARGS)
 
 
-def _interrupt(signo, frame):
-    raise KeyboardInterrupt('signal %d' % signo)
-
-
-def main():
-    if os.geteuid() != 0:
-        print('skipping: the D-Bus tests run agentidd and switch uids, so they must run as root')
-        sys.exit(77)
-    signal.signal(signal.SIGTERM, _interrupt)
-    runner = unittest.TextTestRunner(verbosity=2, resultclass=LogTailResult, stream=sys.stderr)
-    prog = unittest.main(testRunner=runner, exit=False)
-    sys.exit(0 if prog.result.wasSuccessful() else 1)
-
-
 if __name__ == '__main__':
-    main()
+    run_main()

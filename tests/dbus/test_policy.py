@@ -15,23 +15,17 @@ Run through meson or by hand as root: /usr/bin/python3 tests/dbus/test_policy.py
 import os
 import sys
 
-try:
-    import dbus
-except ImportError:
-    if os.path.realpath(sys.executable) != os.path.realpath('/usr/bin/python3') and os.path.exists('/usr/bin/python3'):
-        os.execv('/usr/bin/python3', ['/usr/bin/python3'] + sys.argv)
-    raise
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness as h  # noqa: E402  (first: it re-executes Debian's python3 if python3-dbus is missing)
+import dbus  # noqa: E402
 
 import json
 import signal
 import time
-import unittest
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import harness as h  # noqa: E402
 from harness import (E_ACCESS_DENIED, E_BUSY, E_KEY_DESTROYED, KEY_IFACE, MANAGER_IFACE, MANAGER_PATH, UID_BIN, UID_DAEMON,  # noqa: E402
                      UID_NOBODY, UID_SYS)
-from test_daemon import OWNER, DaemonTestCase, LogTailResult, python_sha256, sha256  # noqa: E402
+from test_daemon import DaemonTestCase, OWNER, python_sha256, run_main, sha256  # noqa: E402
 
 E_POLICY_DENIED = 'org.agentid1.Error.PolicyDenied'
 E_POLICY_INVALID = 'org.agentid1.Error.PolicyInvalid'
@@ -98,13 +92,7 @@ class PolicyTests(DaemonTestCase):
 
     @classmethod
     def tearDownClass(cls):
-        try:
-            cls.stack.stop_daemon()
-        except BaseException:
-            cls.stack.failed = True
-            raise
-        finally:
-            cls.stack.close()
+        cls.stack.shut_down()
 
     # --- helpers
 
@@ -560,19 +548,5 @@ class PolicyStartupTests(DaemonTestCase):
             self.assertIn(bad, st.daemon_log_tail(20))
 
 
-def _interrupt(signo, frame):
-    raise KeyboardInterrupt('signal %d' % signo)
-
-
-def main():
-    if os.geteuid() != 0:
-        print('skipping: the D-Bus tests run agentidd and switch uids, so they must run as root')
-        sys.exit(77)
-    signal.signal(signal.SIGTERM, _interrupt)
-    runner = unittest.TextTestRunner(verbosity=2, resultclass=LogTailResult, stream=sys.stderr)
-    prog = unittest.main(testRunner=runner, exit=False)
-    sys.exit(0 if prog.result.wasSuccessful() else 1)
-
-
 if __name__ == '__main__':
-    main()
+    run_main()

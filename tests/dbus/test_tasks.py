@@ -14,22 +14,16 @@ import os
 import struct
 import sys
 
-try:
-    import dbus
-except ImportError:
-    if os.path.realpath(sys.executable) != os.path.realpath('/usr/bin/python3') and os.path.exists('/usr/bin/python3'):
-        os.execv('/usr/bin/python3', ['/usr/bin/python3'] + sys.argv)
-    raise
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness as h  # noqa: E402  (first: it re-executes Debian's python3 if python3-dbus is missing)
+import dbus  # noqa: E402
 
 import json
 import subprocess
 import time
-import unittest
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import harness as h  # noqa: E402
 from harness import E_ACCESS_DENIED, E_INVALID_ARGS, KEY_IFACE, UID_BIN, UID_DAEMON, UID_SYS  # noqa: E402
-from test_daemon import DaemonTestCase, LogTailResult, sha256  # noqa: E402
+from test_daemon import DaemonTestCase, run_main, sha256  # noqa: E402
 
 TASK_IFACE = 'org.agentid1.Task'
 E_POLICY_DENIED = 'org.agentid1.Error.PolicyDenied'
@@ -50,19 +44,11 @@ class TaskTests(DaemonTestCase):
         cls.stack = h.Stack(start_daemon=False)
         cls.stack.start()
         cls.stack.start_daemon(('--admin-group=sys',))
-        cls.verify = os.environ.get('AGENTID_TEST_VERIFY') or \
-            os.path.join(h.SRC_DIR, 'build', 'tools', 'agentid-verify')
+        cls.verify = h.VERIFY_BINARY
 
     @classmethod
     def tearDownClass(cls):
-        try:
-            if cls.stack.daemon is not None:
-                cls.stack.stop_daemon()
-        except BaseException:
-            cls.stack.failed = True
-            raise
-        finally:
-            cls.stack.close()
+        cls.stack.shut_down()
 
     # --- helpers
 
@@ -381,14 +367,7 @@ class TaskPolicyTests(DaemonTestCase):
 
     @classmethod
     def tearDownClass(cls):
-        try:
-            if cls.stack.daemon is not None:
-                cls.stack.stop_daemon()
-        except BaseException:
-            cls.stack.failed = True
-            raise
-        finally:
-            cls.stack.close()
+        cls.stack.shut_down()
 
     start_task = TaskTests.start_task
 
@@ -466,4 +445,4 @@ class TaskPolicyTests(DaemonTestCase):
                 self.assertCallError(h.Stack.finish_call(p), 'org.agentid1.Error.ApprovalTimeout')
 
 if __name__ == '__main__':
-    unittest.main(testRunner=unittest.TextTestRunner(resultclass=LogTailResult, verbosity=2))
+    run_main()
