@@ -154,29 +154,29 @@ DetailHex detail_hex(const uint8_t *p, size_t n) {
  * taken over the canonical re-encoding (uncompressed point), the form revocation entries name
  * (DESIGN §5), whatever form the caller had. Return: 0; -EINVAL; -ENOMEM. */
 int spki_key_load(const uint8_t *der, size_t size, EVP_PKEY **ret, uint8_t ret_spki_sha256[SHA256_DIGEST_SIZE]) {
-        _cleanup_(EVP_PKEY_freep) EVP_PKEY *pkey = NULL;
+        _cleanup_(EVP_PKEY_freep) EVP_PKEY *pkey = NULL, *checked = NULL;
         _cleanup_free_ uint8_t *canonical = NULL;
+        uint8_t x[P256_COORD_SIZE], y[P256_COORD_SIZE];
         const unsigned char *p = der;
         size_t canonical_size = 0;
-        char group[64];
         int r;
 
         if (size == 0 || size > LONG_MAX)
                 return -EINVAL;
         /* The form agentidd hands out (PublicKey, peer registries) is already canonical: take the
          * point from it. OpenSSL 3's d2i_PUBKEY() plus the re-encoding cost about four times the
-         * ECDSA verification a token needs (docs/performance.md). p256_pkey_from_xy() still checks
-         * the point is on the curve, as d2i_PUBKEY() does. */
+         * ECDSA verification a token needs (docs/performance.md). p256_pkey_from_xy() checks the
+         * point is on the curve. */
         if (size == P256_SPKI_DER_SIZE) {
                 _cleanup_free_ uint8_t *expected = NULL;
                 size_t expected_size = 0;
-                const uint8_t *x = der + P256_SPKI_DER_SIZE - 2 * P256_COORD_SIZE, *y = x + P256_COORD_SIZE;
+                const uint8_t *px = der + P256_SPKI_DER_SIZE - 2 * P256_COORD_SIZE, *py = px + P256_COORD_SIZE;
 
-                r = p256_spki_from_xy(x, y, &expected, &expected_size);
+                r = p256_spki_from_xy(px, py, &expected, &expected_size);
                 if (r < 0)
                         return r;
                 if (memcmp(expected, der, size) == 0) {
-                        r = p256_pkey_from_xy(x, y, &pkey);
+                        r = p256_pkey_from_xy(px, py, &pkey);
                         if (r < 0)
                                 return r == -ENOMEM ? r : -EINVAL;
                         r = sha256(der, size, ret_spki_sha256);
@@ -191,27 +191,20 @@ int spki_key_load(const uint8_t *der, size_t size, EVP_PKEY **ret, uint8_t ret_s
                 ERR_clear_error();
                 return -EINVAL;
         }
-        /* ES256 (RFC 9053 §2.1): ECDSA on P-256 with SHA-256. */
-        if (!EVP_PKEY_is_a(pkey, "EC") || EVP_PKEY_get_group_name(pkey, group, sizeof(group), NULL) != 1 ||
-            !streq(group, "prime256v1")) {
-                ERR_clear_error();
-                return -EINVAL;
-        }
-        /* Revocation entries hash the uncompressed form; a key given compressed must hash the same.
-         * OpenSSL keeps the point form it decoded, so ask for the uncompressed one explicitly. */
-        if (EVP_PKEY_set_utf8_string_param(pkey, OSSL_PKEY_PARAM_EC_POINT_CONVERSION_FORMAT,
-                                           OSSL_PKEY_EC_POINT_CONVERSION_FORMAT_UNCOMPRESSED) != 1) {
-                ERR_clear_error();
-                return -EINVAL;
-        }
-        r = pkey_to_spki_der(pkey, &canonical, &canonical_size);
+        /* ES256 (RFC 9053 §2.1): a P-256 point, checked (d2i_PUBKEY() takes the point at infinity,
+         * with which any signature verifies). Revocation entries hash the uncompressed form: a key
+         * given compressed must hash the same, so the hash is over the canonical re-encoding. */
+        r = p256_pkey_canonical(pkey, &checked, x, y);
         if (r < 0)
-                return r == -ENOMEM ? r : -EINVAL;
+                return r;
+        r = p256_spki_from_xy(x, y, &canonical, &canonical_size);
+        if (r < 0)
+                return r;
         r = sha256(canonical, canonical_size, ret_spki_sha256);
         if (r < 0)
                 return r;
 
-        *ret = TAKE_PTR(pkey);
+        *ret = TAKE_PTR(checked);
         return 0;
 }
 

@@ -275,8 +275,32 @@ int p256_spki_to_xy(const uint8_t *der, size_t der_size, uint8_t x[P256_COORD_SI
         return 0;
 }
 
+int p256_pkey_canonical(EVP_PKEY *pkey, EVP_PKEY **ret, uint8_t x[P256_COORD_SIZE], uint8_t y[P256_COORD_SIZE]) {
+        uint8_t point[1 + 2 * P256_COORD_SIZE];
+        char group[32];
+        size_t n = 0;
+        int r;
+
+        /* ES256 (RFC 9053 §2.1) is ECDSA on P-256 only. */
+        if (EVP_PKEY_get_id(pkey) != EVP_PKEY_EC ||
+            EVP_PKEY_get_utf8_string_param(pkey, OSSL_PKEY_PARAM_GROUP_NAME, group, sizeof(group), NULL) != 1 ||
+            !streq(group, "prime256v1"))
+                return openssl_fail(-EINVAL, "EVP_PKEY_get_utf8_string_param");
+        /* The uncompressed point (SEC 1 §2.3.3) whatever form was decoded; infinity has none. */
+        if (EVP_PKEY_set_utf8_string_param(pkey, OSSL_PKEY_PARAM_EC_POINT_CONVERSION_FORMAT,
+                                           OSSL_PKEY_EC_POINT_CONVERSION_FORMAT_UNCOMPRESSED) != 1 ||
+            EVP_PKEY_get_octet_string_param(pkey, OSSL_PKEY_PARAM_ENCODED_PUBLIC_KEY, point, sizeof(point), &n) != 1 ||
+            n != sizeof(point) || point[0] != 0x04)
+                return openssl_fail(-EINVAL, "EVP_PKEY_get_octet_string_param");
+        memcpy(x, point + 1, P256_COORD_SIZE);
+        memcpy(y, point + 1 + P256_COORD_SIZE, P256_COORD_SIZE);
+        r = p256_pkey_from_xy(x, y, ret);
+        return r == -ENOMEM ? r : r < 0 ? -EINVAL : 0;
+}
+
 int pkey_from_pem_or_der(const uint8_t *buf, size_t size, EVP_PKEY **ret) {
-        EVP_PKEY *pkey = NULL;
+        _cleanup_(EVP_PKEY_freep) EVP_PKEY *pkey = NULL;
+        uint8_t x[P256_COORD_SIZE], y[P256_COORD_SIZE];
 
         if (size > INT_MAX)
                 return -EINVAL;
@@ -295,8 +319,7 @@ int pkey_from_pem_or_der(const uint8_t *buf, size_t size, EVP_PKEY **ret) {
         ERR_clear_error();
         if (!pkey)
                 return -EINVAL;
-        *ret = pkey;
-        return 0;
+        return p256_pkey_canonical(pkey, ret, x, y);
 }
 
 int pkey_to_spki_der(EVP_PKEY *pkey, uint8_t **ret, size_t *ret_size) {

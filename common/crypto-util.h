@@ -53,6 +53,13 @@ int ecdsa_der_to_raw(const uint8_t *der, size_t der_size, size_t coord_size, uin
 
 /* Build a P-256 public key from affine coordinates (validated to be on the curve). */
 int p256_pkey_from_xy(const uint8_t x[P256_COORD_SIZE], const uint8_t y[P256_COORD_SIZE], EVP_PKEY **ret);
+/*
+ * p256_pkey_canonical() - a decoded public key as agentid uses keys: P-256, rebuilt from its affine
+ * coordinates with the public-key check (on the curve, not the point at infinity: SEC 1 §3.2.2).
+ * d2i_PUBKEY() accepts the point at infinity, with which any ECDSA signature verifies. Also gives the
+ * coordinates (x, y of 32 bytes). pkey is not consumed. Return: 0; -EINVAL; -ENOMEM.
+ */
+int p256_pkey_canonical(EVP_PKEY *pkey, EVP_PKEY **ret, uint8_t x[P256_COORD_SIZE], uint8_t y[P256_COORD_SIZE]);
 /* The affine coordinates of a P-256 public key given as DER SubjectPublicKeyInfo. */
 int p256_spki_to_xy(const uint8_t *der, size_t der_size, uint8_t x[P256_COORD_SIZE], uint8_t y[P256_COORD_SIZE]);
 /* DER SubjectPublicKeyInfo of a public key. */
@@ -64,7 +71,8 @@ int pkey_to_spki_der(EVP_PKEY *pkey, uint8_t **ret, size_t *ret_size);
 int p256_spki_from_xy(const uint8_t x[P256_COORD_SIZE], const uint8_t y[P256_COORD_SIZE], uint8_t **ret,
                       size_t *ret_size);
 /* A public key file's contents: PEM ("-----BEGIN PUBLIC KEY-----") or DER SubjectPublicKeyInfo, the
- * whole buffer. Return: 0; -EINVAL if it is neither; -ENOMEM. */
+ * whole buffer, of a P-256 key (p256_pkey_canonical()). Return: 0; -EINVAL if it is neither, or not a
+ * valid P-256 point; -ENOMEM. */
 int pkey_from_pem_or_der(const uint8_t *buf, size_t size, EVP_PKEY **ret);
 /* Verify a DER ECDSA signature over a SHA-256 digest. Return: 1 valid, 0 invalid, -errno. */
 int ecdsa_verify_digest(EVP_PKEY *pkey, const uint8_t digest[SHA256_DIGEST_SIZE], const uint8_t *der_sig,

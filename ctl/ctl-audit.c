@@ -11,8 +11,6 @@
 #include <inttypes.h>
 #include <jansson.h>
 #include <openssl/evp.h>
-#include <openssl/pem.h>
-#include <openssl/x509.h>
 #include <stdio.h>
 #include <time.h>
 
@@ -63,7 +61,6 @@ static void help(void) {
 
 static int load_host_key(const char *path, EVP_PKEY **ret) {
         _cleanup_free_ uint8_t *buf = NULL;
-        EVP_PKEY *pkey = NULL;
         size_t size = 0;
         int r;
 
@@ -72,24 +69,13 @@ static int load_host_key(const char *path, EVP_PKEY **ret) {
                 fprintf(stderr, "Cannot read %s: %s\n", path, strerror(-r));
                 return r;
         }
-        if (size > 10 && memcmp(buf, "-----BEGIN", 10) == 0) {
-                BIO *bio = BIO_new_mem_buf(buf, (int) size);
-                if (!bio)
-                        return -ENOMEM;
-                pkey = PEM_read_bio_PUBKEY(bio, NULL, NULL, NULL);
-                BIO_free(bio);
-        } else {
-                const unsigned char *p = buf;
-                pkey = d2i_PUBKEY(NULL, &p, (long) size);
-                /* The whole file, nothing after the key. */
-                if (pkey && (size_t) (p - buf) != size)
-                        pkey = (EVP_PKEY_free(pkey), NULL);
-        }
-        if (!pkey) {
-                fprintf(stderr, "%s is not a public key (DER SubjectPublicKeyInfo or PEM)\n", path);
+        r = pkey_from_pem_or_der(buf, size, ret);
+        if (r == -ENOMEM)
+                return r;
+        if (r < 0) {
+                fprintf(stderr, "%s is not a P-256 public key (DER SubjectPublicKeyInfo or PEM)\n", path);
                 return -EINVAL;
         }
-        *ret = pkey;
         return 0;
 }
 

@@ -1056,6 +1056,17 @@ static void test_token_api(void **state) {
         spki_trailing[k.spki_size - 1] ^= 0x01;
         assert_int_equal(agentid_verify_token(v, t, n, spki_trailing, k.spki_size, NULL, "a", &d), -EINVAL);
         assert_int_equal(agentid_verify_message(v, t, n, spki_trailing, k.spki_size, NULL, NULL, &d), -EINVAL);
+        /* The point at infinity (review finding): d2i_PUBKEY() takes it, and with it every ECDSA
+         * signature verifies (s = 1, r = x(e·G) needs no private key). It is no key. */
+        static const uint8_t infinity[] = {
+                0x30, 0x19, 0x30, 0x13, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06,
+                0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07, 0x03, 0x02, 0x00, 0x00,
+        };
+        assert_int_equal(agentid_verify_token(v, t, n, infinity, sizeof(infinity), NULL, "a", &d), -EINVAL);
+        assert_int_equal(agentid_verify_message(v, t, n, infinity, sizeof(infinity), NULL, NULL, &d), -EINVAL);
+        EVP_PKEY *inf_pkey = NULL;
+        assert_int_equal(pkey_from_pem_or_der(infinity, sizeof(infinity), &inf_pkey), -EINVAL);
+        assert_null(inf_pkey);
         assert_non_null(p384);
         assert_int_equal(pkey_to_spki_der(p384, &p384_spki, &p384_size), 0);
         assert_int_equal(agentid_verify_token(v, t, n, p384_spki, p384_size, NULL, "a", &d), -EINVAL);
