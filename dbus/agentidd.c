@@ -363,6 +363,9 @@ static int run(int argc, char *argv[]) {
          * fs.suid_dumpable=2. */
         (void) prctl(PR_SET_DUMPABLE, 0);
         (void) setrlimit(RLIMIT_CORE, &(struct rlimit) {});
+        /* A file growing past RLIMIT_FSIZE (LimitFSIZE=, an inherited ulimit) must fail with EFBIG, a
+         * StorageFailure for the caller, not kill the daemon with SIGXFSZ. Hooks get default actions. */
+        (void) signal(SIGXFSZ, SIG_IGN);
         /* Nothing inherited beyond stdio: a descriptor leaked by whoever started us (a socket, a file
          * of another user) must not be usable through this process. */
         if (close_range(3, ~0U, 0) < 0)

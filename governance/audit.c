@@ -32,6 +32,7 @@
 #include <sys/eventfd.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <time.h>
 
 #include "attest/cose.h"
@@ -1384,6 +1385,16 @@ static int rotate(AuditLog *l, uint64_t seq) {
 }
 
 /* Write one encoded record as the next one: a single write(2), undone if it fails. */
+/* Why a write came back short: no free blocks left is ENOSPC; anything else (a quota, the file size
+ * limit) is reported as EIO, which the caller treats as the same storage failure. */
+static int short_write_cause(int fd) {
+        struct statvfs sv;
+
+        if (fstatvfs(fd, &sv) >= 0 && sv.f_bavail == 0)
+                return -ENOSPC;
+        return -EIO;
+}
+
 static int append_record(AuditLog *l, const uint8_t *buf, size_t size) {
         uint8_t hash[AUDIT_HEAD_SIZE];
         ssize_t n;
@@ -1403,13 +1414,10 @@ static int append_record(AuditLog *l, const uint8_t *buf, size_t size) {
                 n = write(l->fd, buf, size);
         while (n < 0 && errno == EINTR);
         if (n != (ssize_t) size) {
-                /* A short write is ENOSPC, EFBIG or EDQUOT on its way; which one, the next write says
-                 * (what it may add is cut off below with the rest). */
-                if (n >= 0) {
-                        ssize_t more = write(l->fd, buf + n, size - (size_t) n);
-                        r = more < 0 ? -errno : -EIO;
-                } else
-                        r = -errno;
+                /* A short write is ENOSPC, EFBIG or EDQUOT on its way. Not written again to learn which:
+                 * a second write past RLIMIT_FSIZE raises SIGXFSZ, and one that completes the record
+                 * would leave a refused decision in the log if the truncation below failed. */
+                r = n < 0 ? -errno : short_write_cause(l->fd);
                 if (n >= 0 && ftruncate(l->fd, (off_t) l->file_size) < 0) {
                         /* The file now ends in a torn record: stop here, the next open cuts it off. */
                         log_debug_errno(errno, "audit: undoing a failed write failed: %m");
