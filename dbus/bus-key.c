@@ -302,6 +302,14 @@ static void sign_done(Job *j) {
                 (void) bus_reply_errno(j->call, j->result, j->error);
                 return;
         }
+        /* The worker checked the parent's peer before signing; a RemovePeer answered while the TPM
+         * signed must win too (both run on this thread, so nothing slips between). */
+        if (j->peer_parent && atomic_load(&j->key->manager->peers_removed) != j->peers_removed) {
+                erase(j->signature, sizeof(j->signature));
+                (void) bus_reply_errno(j->call, -EKEYREVOKED,
+                                       "An approved peer was removed while the request waited; ask again");
+                return;
+        }
 
         if (j->cose)
                 r = cose_sign1_finish(j->cose, j->signature, &out, &size);

@@ -187,6 +187,10 @@ static int method_remove_peer_impl(sd_bus_message *msg, Manager *m, sd_bus_error
                                          bus_quote_len(uri, 300), uri);
         if (r < 0)
                 return r;
+        /* Children of its tokens still queued, held or being signed must not be handed out now
+         * (worker.c, bus-key.c sign_done, bus-policy.c Approve). Counted before the save: a failed
+         * save only sends some callers back to ask again. */
+        atomic_fetch_add(&m->peers_removed, 1);
 
         r = peer_registry_save(m->peers, m->state_fd, PEERS_FILE);
         if (r < 0) {
@@ -200,8 +204,6 @@ static int method_remove_peer_impl(sd_bus_message *msg, Manager *m, sd_bus_error
                 return sd_bus_error_setf(error, AGENTID_ERROR_STORAGE_FAILURE,
                                          "Saving the peer registry failed: %s", strerror(-r));
         }
-        /* Children of its tokens still queued or held must not be signed now (worker.c). */
-        atomic_fetch_add(&m->peers_removed, 1);
         log_info("Peer '%s' removed by uid %u.", uri, uid);
         audit_peer(m, "peer_remove", true, uid, pid, removed, uri, NULL);
         return sd_bus_reply_method_return(msg, NULL);
