@@ -211,7 +211,8 @@ int revocation_list_append(RevocationList *l, const RevocationEntry *e) {
 size_t revocation_list_prune(RevocationList *l, uint64_t before) {
         size_t kept = 0;
 
-        if (!l)
+        /* Another list needs another seq: none left, no pruning (as no appending). */
+        if (!l || l->seq == UINT64_MAX)
                 return 0;
         for (size_t i = 0; i < l->n_entries; i++) {
                 RevocationEntry *e = &l->entries[i];
@@ -222,7 +223,7 @@ size_t revocation_list_prune(RevocationList *l, uint64_t before) {
         }
         size_t dropped = l->n_entries - kept;
         l->n_entries = kept;
-        if (dropped > 0 && l->seq < UINT64_MAX)
+        if (dropped > 0)
                 l->seq++;
         return dropped;
 }

@@ -86,8 +86,8 @@ int revocation_list_append(RevocationList *l, const RevocationEntry *e);
  * @before: NumericDate; entries with 0 < exp < before go
  *
  * Such an entry refuses nothing any more: every verifier refuses the credential past its exp anyway.
- * A list that lost entries is another version: seq grows by one. Entries without exp stay.
- * Return: the number of entries dropped.
+ * A list that lost entries is another version: seq grows by one (nothing is dropped once seq is at
+ * its maximum). Entries without exp stay. Return: the number of entries dropped.
  */
 size_t revocation_list_prune(RevocationList *l, uint64_t before);
 

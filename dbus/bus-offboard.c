@@ -193,12 +193,24 @@ int offboard_check_room(Manager *m, Key *k, const char *reason) {
  * tasks of the last day rather than of all time. Return: whether any went (the list must be saved). */
 static bool revocations_prune(Manager *m) {
         uint64_t now = (uint64_t) time(NULL);
+        char reason[96];
         size_t n = revocation_list_prune(&m->revocations,
                                          now > TASK_END_KEEP_AFTER_EXP ? now - TASK_END_KEEP_AFTER_EXP : 0);
-        if (n > 0)
-                log_info("Dropped %zu task_end entries of expired task credentials from the revocation list "
-                         "(now seq %" PRIu64 ").", n, m->revocations.seq);
-        return n > 0;
+        if (n == 0)
+                return false;
+        log_info("Dropped %zu task_end entries of expired task credentials from the revocation list "
+                 "(now seq %" PRIu64 ").", n, m->revocations.seq);
+        snprintf(reason, sizeof(reason), "%zu task_end entries of expired task credentials dropped", n);
+        AuditCaller caller = { .uid = (uint32_t) geteuid() };
+        AuditEntry a = {
+                .action = "revoke",
+                .decision = "pruned",
+                .caller = &caller,
+                .reason = reason,
+                .revocation_seq = m->revocations.seq,
+        };
+        (void) bus_audit(m, &a, NULL);
+        return true;
 }
 
 /* A new version of the list exists: tell watchers, sign it. */
@@ -208,11 +220,13 @@ static void revocations_publish(Manager *m) {
         revocations_sign(m);
 }
 
-/* The list lost entries but gains none: save it (logged if that fails; the next change saves it). */
+/* The list lost entries but gains none: save it. Unsaved, it is not published: a restart would
+ * bring back the old list under the same seq and the next change would reuse that seq. */
 static void revocations_save_pruned(Manager *m) {
         int r = revocations_save(m);
         if (r < 0)
-                log_error_errno(r, "Saving the pruned revocation list failed: %m");
+                return (void) log_error_errno(r, "Saving the pruned revocation list failed; saved with the next "
+                                              "change: %m");
         revocations_publish(m);
 }
 

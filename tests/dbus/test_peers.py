@@ -18,7 +18,6 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness as h  # noqa: E402  (first: it re-executes Debian's python3 if python3-dbus is missing)
 import dbus  # noqa: E402
 
-import io
 import json
 import stat
 import subprocess
@@ -27,7 +26,6 @@ import time
 from harness import (E_ACCESS_DENIED, E_INVALID_ARGS, KEY_IFACE, MANAGER_IFACE, MANAGER_PATH, UID_BIN,  # noqa: E402
                      UID_DAEMON)
 from test_daemon import DaemonTestCase, run_main  # noqa: E402
-import cbor2  # noqa: E402
 from cryptography.hazmat.primitives import hashes, serialization  # noqa: E402
 from cryptography.hazmat.primitives.asymmetric import ec, utils  # noqa: E402
 
@@ -149,15 +147,8 @@ class PeerTests(DaemonTestCase):
         return self.key(name, UID_BIN)
 
     def audit_records(self):
-        out = []
-        adir = self.stack.path('state', 'audit')
-        for name in sorted(os.listdir(adir)):
-            with open(os.path.join(adir, name), 'rb') as f:
-                data = f.read()
-            stream = io.BytesIO(data)
-            while stream.tell() < len(data):
-                out.append(cbor2.CBORDecoder(stream).decode())
-        return out
+        from test_audit import read_log
+        return [r for _, _, r in read_log(os.path.join(self.stack.state_dir, 'audit'))]
 
     def run_ctl(self, *args, check=True):
         if not os.access(self.ctl, os.X_OK):

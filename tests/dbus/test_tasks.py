@@ -292,6 +292,12 @@ class TaskTests(DaemonTestCase):
         self.assertEqual(self.task_entry(claims2[7])['exp'], claims2[4])
         self.assertEqual(listed['seq'], seq + 2)
         self.assertEqual(self.stack.manager_props()['RevocationSeq'], seq + 2)
+        # The audit log says what went, and which version of the list that made.
+        from test_audit import read_log
+        pruned = [r for _, _, r in read_log(os.path.join(self.stack.state_dir, 'audit'))
+                  if r['action'] == 'revoke' and r['decision'] == 'pruned']
+        self.assertEqual([(r['revocation_seq'], r['reason']) for r in pruned],
+                         [(seq + 1, '1 task_end entries of expired task credentials dropped')])
 
     def test_restart_revokes_open_tasks(self):
         key = self.create('task-crash', uid=UID_DAEMON)

@@ -596,6 +596,11 @@ static void test_prune(void **state) {
         assert_int_equal(l.entries[2].exp, 300);
         assert_int_equal(l.entries[3].type, REVOCATION_ROTATE);
         roundtrip(&l);
+        /* seq at its end: a smaller list would need another seq; nothing goes. */
+        l.seq = UINT64_MAX;
+        assert_int_equal(revocation_list_prune(&l, UINT64_MAX), 0);
+        assert_int_equal(l.n_entries, 4);
+        l.seq = 7;
         assert_int_equal(revocation_list_prune(&l, UINT64_MAX), 1);
         assert_int_equal(l.n_entries, 3);
         assert_int_equal(l.seq, 8);
