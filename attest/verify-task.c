@@ -277,8 +277,11 @@ static int check_task_key(const AgentidVerifier *v, AgentidVerdict *d, const Tas
                 return 0;
         }
         /* The key was made with clock_limit = (TPM clock before it) + its lifetime, and certified after:
-         * the TPM gives it at most exp - iat of its own clock, which runs only while powered. */
-        if (attest.clock >= c->clock_limit || (c->clock_limit - attest.clock) / 1000 > c->exp - c->iat) {
+         * the TPM gives it at most exp - iat of its own clock (milliseconds, compared exactly), which
+         * runs only while powered. iat <= exp is checked when the claims are read. */
+        uint64_t lifetime = c->exp - c->iat;
+        if (attest.clock >= c->clock_limit ||
+            (lifetime <= UINT64_MAX / 1000 && c->clock_limit - attest.clock > lifetime * 1000)) {
                 verdict_fail(d, AGENTID_REASON_CREDENTIAL_TASK_KEY,
                              "task key clock_limit %llu is not within the credential's lifetime of %llu s after "
                              "its certification at TPM clock %llu", (unsigned long long) c->clock_limit,

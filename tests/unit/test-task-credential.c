@@ -1101,7 +1101,8 @@ static void edit_cnf_other(TaskCredentialClaims *c) {
         assert_int_equal(fake_key_point(k.other, c->x, c->y), 0);
 }
 
-static const uint64_t limit_5s = FAKE_CLOCK + 5000, limit_2h = FAKE_CLOCK + 7200000, limit_now = FAKE_CLOCK;
+static const uint64_t limit_5s = FAKE_CLOCK + 5000, limit_2h = FAKE_CLOCK + 7200000, limit_now = FAKE_CLOCK,
+                      limit_1ms_more = FAKE_CLOCK + 3600001;
 
 /* A task of 5 s, its key made for 5 s of TPM clock. */
 static void edit_short_credential(TaskCredentialClaims *c) {
@@ -1116,6 +1117,11 @@ static void edit_limit_2h(TaskCredentialClaims *c) {
 
 static void edit_limit_now(TaskCredentialClaims *c) {
         c->clock_limit = limit_now;
+}
+
+/* A millisecond more of TPM time than the hour of the task (review finding: seconds rounded it away). */
+static void edit_limit_1ms_more(TaskCredentialClaims *c) {
+        c->clock_limit = limit_1ms_more;
 }
 
 /* The credential names another limit than the key's policy holds. */
@@ -1203,6 +1209,9 @@ static void test_refusals(void **state) {
         /* ... and give the key no more TPM time than the credential's lifetime, after its certification. */
         expect_variant(&(Variant) { .hook = hook_policy_limit, .userdata = (void *) &limit_2h,
                                     .edit_credential = edit_limit_2h }, T0 + 10, true,
+                       AGENTID_REASON_CREDENTIAL_TASK_KEY, "is not within the credential's lifetime of 3600 s");
+        expect_variant(&(Variant) { .hook = hook_policy_limit, .userdata = (void *) &limit_1ms_more,
+                                    .edit_credential = edit_limit_1ms_more }, T0 + 10, true,
                        AGENTID_REASON_CREDENTIAL_TASK_KEY, "is not within the credential's lifetime of 3600 s");
         expect_variant(&(Variant) { .hook = hook_policy_limit, .userdata = (void *) &limit_now,
                                     .edit_credential = edit_limit_now }, T0 + 10, true,
