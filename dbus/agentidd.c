@@ -63,7 +63,7 @@ static void help(void) {
                "  --owner-auth-file=FILE       Owner hierarchy password (default: credential owner-auth)\n"
                "  --endorsement-auth-file=FILE Endorsement hierarchy password (default: credential\n"
                "                               endorsement-auth)\n"
-               "  --flush-stale-handles        Flush all transient TPM objects at start (only for a TPM\n"
+               "  --flush-stale-handles        Flush stale TPM objects and sessions at start (only for a TPM\n"
                "                               without resource manager that nothing else uses)\n"
                "  --ek=rsa|ecc                 Which endorsement key parents the attestation key\n"
                "                               (default rsa)\n"

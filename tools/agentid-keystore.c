@@ -54,7 +54,7 @@ static void help(void) {
                "  --state-dir=DIR         State directory (default $STATE_DIRECTORY or " AGENTID_DEFAULT_STATE_DIR ")\n"
                "  --owner-auth-file=FILE  Owner hierarchy password\n"
                "  --endorsement-auth-file=FILE  Endorsement hierarchy password\n"
-               "  --flush-stale-handles   Flush all transient TPM objects first (TPM without RM only)\n"
+               "  --flush-stale-handles   Flush all transient TPM objects and sessions first (no RM only)\n"
                "  --output=FILE           Write binary output to FILE instead of stdout\n"
                "  -v, --verbose           Debug logging\n"
                "  -h, --help              Show this help\n"
