@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: LGPL-2.1-or-later
 """An agent's side of the agent-to-agent hop, over agentidd's D-Bus API.
 
 The agent finds its own key by name (org.agentid1.Manager.GetKey), signs a JSON request that carries

@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: LGPL-2.1-or-later
 """A peer's side of the agent-to-agent hop: verify a signed request and a task token, then decide.
 
 The peer holds what examples/agent.py wrote: the signed request (a COSE_Sign1 from Key.SignMessage),
