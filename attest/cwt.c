@@ -3,6 +3,7 @@
  * The CWT profile shared by tokens and task credentials (see cwt.h).
  */
 
+#include <stdlib.h>
 #include <string.h>
 
 #include "attest/cwt.h"
@@ -60,6 +61,35 @@ bool cwt_text_is_valid(const char *s) {
                 return false;
         size_t n = strnlen(s, CWT_TEXT_MAX + 1);
         return n >= 1 && n <= CWT_TEXT_MAX;
+}
+
+int cwt_claims_open(const uint8_t *payload, size_t size, const CborLimits *limits, size_t n_texts, CwtArena *a,
+                    cbor_item_t **ret_map, struct cbor_pair **ret_pairs, size_t *ret_n, const char **reason) {
+        _cleanup_cbor_ cbor_item_t *map = NULL;
+        CborError error = {};
+        int r;
+
+        r = cbor_util_decode(payload, size, limits, &map, &error);
+        if (r == -ENOMEM)
+                return r;
+        if (r < 0)
+                return cwt_bad(reason, error.reason ?: "claims are not a single deterministic CBOR item");
+        if (!cbor_isa_map(map))
+                return cwt_bad(reason, "claims are not a map");
+        size_t n = cbor_map_size(map);
+        struct cbor_pair *pairs = cbor_map_handle(map);
+        if (n > 0 && !pairs)
+                return cwt_bad(reason, "claims are not a map");
+
+        a->size = size + n_texts;
+        a->used = 0;
+        a->buf = malloc(a->size);
+        if (!a->buf)
+                return -ENOMEM;
+        *ret_pairs = pairs;
+        *ret_n = n;
+        *ret_map = TAKE_PTR(map);
+        return 0;
 }
 
 int cwt_bad(const char **reason, const char *why) {

@@ -14,6 +14,7 @@
 #include <stdint.h>
 
 #include "attest/cose.h"
+#include "common/cbor-util.h"
 
 /* What cose_sign1_finish() wraps around a payload of 256..65535 bytes: the tag (1), the array head
  * (1), the protected bstr {1: -7, 4: kid(34)} (2 + 40), the empty unprotected map (1), the payload's
@@ -42,6 +43,17 @@ bool cwt_text_key_is(const char *s, size_t n, const char *key);
 bool cwt_kid_is_valid(const uint8_t *kid, size_t n);
 /* 1..CWT_TEXT_MAX bytes (UTF-8 is checked by cbor_util_encode()). */
 bool cwt_text_is_valid(const char *s);
+
+/*
+ * cwt_claims_open() - the claims payload as a map, and the arena its claims are copied into
+ * @limits: the format's validator limits (deterministic encoding)
+ * @n_texts: how many NUL-terminated texts the format may copy at most (the arena holds the payload's
+ *      size plus one NUL per text, so every copy of a part of the payload fits)
+ *
+ * Return: 0 with *ret_map, its pairs and count, and a->buf allocated; -EBADMSG with *reason; -ENOMEM.
+ */
+int cwt_claims_open(const uint8_t *payload, size_t size, const CborLimits *limits, size_t n_texts, CwtArena *a,
+                    cbor_item_t **ret_map, struct cbor_pair **ret_pairs, size_t *ret_n, const char **reason);
 
 /* Return -EBADMSG with *reason = why. */
 int cwt_bad(const char **reason, const char *why);

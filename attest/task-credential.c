@@ -321,28 +321,15 @@ static int claims_parse(const uint8_t *payload, size_t size, CredentialStorage *
         TaskCredentialClaims *c = &s->verified.claims;
         const char *sub = NULL;
         bool have_exp = false, have_iat = false, have_cti = false, have_cnf = false, have_audiences = false;
-        CborError error = {};
+        struct cbor_pair *pairs = NULL;
+        size_t n = 0;
         int r;
 
-        r = cbor_util_decode(payload, size, &limits, &map, &error);
-        if (r == -ENOMEM)
-                return r;
+        /* Texts: iss, sub, scope, task_id, parent_task_id and the audiences. */
+        r = cwt_claims_open(payload, size, &limits, 5 + TASK_CREDENTIAL_AUDIENCES_MAX, &s->arena, &map, &pairs, &n,
+                            reason);
         if (r < 0)
-                return cwt_bad(reason, error.reason ?: "claims are not a single deterministic CBOR item");
-        if (!cbor_isa_map(map))
-                return cwt_bad(reason, "claims are not a map");
-
-        size_t n = cbor_map_size(map);
-        struct cbor_pair *pairs = cbor_map_handle(map);
-        if (n > 0 && !pairs)
-                return cwt_bad(reason, "claims are not a map");
-
-        /* Texts and byte strings copied here all lie inside the payload; plus a NUL per text: iss, sub,
-         * scope, task_id, parent_task_id and the audiences. */
-        s->arena.size = size + 5 + TASK_CREDENTIAL_AUDIENCES_MAX;
-        s->arena.buf = malloc(s->arena.size);
-        if (!s->arena.buf)
-                return -ENOMEM;
+                return r;
 
         /* Keys are unique (the validator refuses duplicates), so each claim is seen at most once. */
         for (size_t i = 0; i < n; i++) {

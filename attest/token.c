@@ -295,28 +295,15 @@ static int claims_parse(const uint8_t *payload, size_t size, TokenStorage *s, co
         TokenClaims *c = &s->verified.claims;
         const char *sub = NULL;
         bool have_exp = false, have_nbf = false, have_iat = false, have_cti = false;
-        CborError error = {};
+        struct cbor_pair *pairs = NULL;
+        size_t n = 0;
         int r;
 
-        r = cbor_util_decode(payload, size, &limits, &map, &error);
-        if (r == -ENOMEM)
-                return r;
+        /* Texts: at most 7 claims (sub included) and TOKEN_HOPS_MAX hop issuers; the credential is
+         * copied too, inside the payload's size. */
+        r = cwt_claims_open(payload, size, &limits, 7 + TOKEN_HOPS_MAX, &s->arena, &map, &pairs, &n, reason);
         if (r < 0)
-                return cwt_bad(reason, error.reason ?: "claims are not a single deterministic CBOR item");
-        if (!cbor_isa_map(map))
-                return cwt_bad(reason, "claims are not a map");
-
-        size_t n = cbor_map_size(map);
-        struct cbor_pair *pairs = cbor_map_handle(map);
-        if (n > 0 && !pairs)
-                return cwt_bad(reason, "claims are not a map");
-
-        /* The arena holds copies of texts and of the credential, all inside the payload, plus a NUL
-         * for each text: at most 7 claims (sub included) and TOKEN_HOPS_MAX hop issuers. */
-        s->arena.size = size + 7 + TOKEN_HOPS_MAX;
-        s->arena.buf = malloc(s->arena.size);
-        if (!s->arena.buf)
-                return -ENOMEM;
+                return r;
 
         /* Keys are unique (the validator refuses duplicates), so each claim is seen at most once. */
         for (size_t i = 0; i < n; i++) {
