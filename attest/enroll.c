@@ -1117,3 +1117,26 @@ int enroll_record_parse(const uint8_t *buf, size_t size, EnrollRecord *ret) {
         *ret = rec;
         return 0;
 }
+
+int enroll_ak_public(const uint8_t *buf, size_t size, uint8_t **ret, size_t *ret_size) {
+        const uint8_t *p = buf;
+        size_t n = size;
+
+        if (enroll_is_cbor_map(buf, size)) {
+                EnrollRecord rec = {};
+                int r = enroll_record_parse(buf, size, &rec);
+                if (r < 0)
+                        return r;
+                *ret = TAKE_PTR(rec.ak_pub);
+                *ret_size = rec.ak_pub_size;
+                enroll_record_done(&rec);
+                return 0;
+        }
+        /* A TPM2B_PUBLIC is the TPMT_PUBLIC behind a 2-byte size. A bare TPMT_PUBLIC cannot look like
+         * one: it starts with its type (0x0001 or 0x0023), and an area of 3 or 37 bytes is no key. */
+        if (n > 2 && (size_t) (p[0] << 8 | p[1]) == n - 2) {
+                p += 2;
+                n -= 2;
+        }
+        return memdup_sized(p, n, ret, ret_size);
+}

@@ -148,6 +148,16 @@ void enroll_record_done(EnrollRecord *rec);
  */
 int enroll_record_parse(const uint8_t *buf, size_t size, EnrollRecord *ret);
 
+/*
+ * enroll_ak_public() - the AK's TPMT_PUBLIC from what a verifier is given as its trusted AK: an AK
+ * record (docs/formats.md §7.5; its EK certificate was checked at enrollment, not here), a
+ * TPM2B_PUBLIC as tpm2-tools writes it, or the TPMT_PUBLIC itself. Only the container is undone; the
+ * verifier checks the area.
+ *
+ * Return: 0 and a malloc'd copy; -EBADMSG for a record that does not parse; -ENOMEM.
+ */
+int enroll_ak_public(const uint8_t *buf, size_t size, uint8_t **ret, size_t *ret_size);
+
 /* Does buf look like a CBOR map (major type 5) rather than a TPMT_PUBLIC (which starts with 0x00)? */
 static inline int enroll_is_cbor_map(const uint8_t *buf, size_t size) {
         return size > 0 && (buf[0] & 0xe0) == 0xa0;

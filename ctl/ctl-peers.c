@@ -183,32 +183,19 @@ static bool ak_is_binary(const uint8_t *buf, size_t size) {
 
 /* As agentid-verify --trusted-ak: an AK record from enrollment, or the AK's public area. */
 static int load_trusted_ak(AgentidVerifier *v, const char *path) {
-        _cleanup_free_ uint8_t *buf = NULL;
-        size_t size = 0;
+        _cleanup_free_ uint8_t *buf = NULL, *pub = NULL;
+        size_t size = 0, pub_size = 0;
         int r;
 
         r = read_binary_or_base64(path, KEY_FILE_MAX, ak_is_binary, &buf, &size);
         if (r < 0)
                 return r;
-        if (enroll_is_cbor_map(buf, size)) {
-                EnrollRecord rec = {};
-                r = enroll_record_parse(buf, size, &rec);
-                if (r == -ENOMEM)
-                        return log_error_errno(r, "Out of memory");
-                if (r < 0)
-                        return log_error_errno(EBADMSG, "%s is not an AK record", path);
-                r = agentid_verifier_add_trusted_ak(v, rec.ak_pub, rec.ak_pub_size);
-                enroll_record_done(&rec);
-        } else {
-                const uint8_t *p = buf;
-                size_t n = size;
-                /* TPM2B_PUBLIC: the TPMT_PUBLIC behind a 2-byte size (what tpm2-tools writes). */
-                if (n > 2 && (size_t) (p[0] << 8 | p[1]) == n - 2) {
-                        p += 2;
-                        n -= 2;
-                }
-                r = agentid_verifier_add_trusted_ak(v, p, n);
-        }
+        r = enroll_ak_public(buf, size, &pub, &pub_size);
+        if (r == -ENOMEM)
+                return log_error_errno(r, "Out of memory");
+        if (r < 0)
+                return log_error_errno(EBADMSG, "%s is not an AK record", path);
+        r = agentid_verifier_add_trusted_ak(v, pub, pub_size);
         if (r == -EBADMSG || r == -EINVAL)
                 return log_error_errno(EBADMSG, "%s is not an attestation key (AK record or TPMT_PUBLIC)", path);
         if (r < 0)

@@ -399,48 +399,23 @@ static int parse_hex_exact(const char *s, size_t min, size_t max, const char *wh
 }
 
 static int load_trusted_ak(AgentidVerifier *v, const char *path) {
-        _cleanup_free_ uint8_t *buf = NULL;
-        size_t size = 0;
+        _cleanup_free_ uint8_t *buf = NULL, *pub = NULL;
+        size_t size = 0, pub_size = 0;
         int r;
 
         r = read_input(path, KEY_FILE_MAX, &buf, &size);
         if (r < 0)
                 return r;
-
-        /* An AK record (docs/formats.md §7.5) starts with a CBOR map head; a TPMT_PUBLIC with its type's
-         * high byte, 0x00. The record's EK certificate was checked at enrollment, not here. */
-        if (enroll_is_cbor_map(buf, size)) {
-                EnrollRecord rec = {};
-                r = enroll_record_parse(buf, size, &rec);
-                if (r == -ENOMEM)
-                        return log_error_errno(r, "Out of memory");
-                if (r < 0)
-                        return log_error_errno(EBADMSG, "%s is not an AK record", path);
-                r = agentid_verifier_add_trusted_ak(v, rec.ak_pub, rec.ak_pub_size);
-                enroll_record_done(&rec);
-                if (r == -EEXIST)
-                        return 0;
-                if (r == -EBADMSG || r == -EINVAL)
-                        return log_error_errno(EBADMSG, "%s: the record's AK is not a TPMT_PUBLIC", path);
-                if (r < 0)
-                        return log_error_errno(r, "Cannot use %s: %m", path);
-                return 0;
-        }
-
-        const uint8_t *p = buf;
-        size_t n = size;
-        /* A TPM2B_PUBLIC (tpm2-tools writes those) is the TPMT_PUBLIC with a 2-byte size in front. A bare
-         * TPMT_PUBLIC cannot look like one: it starts with its type (0x0001 or 0x0023), and an area of
-         * 3 or 37 bytes is too short to be a key. */
-        if (n > 2 && (size_t) (p[0] << 8 | p[1]) == n - 2) {
-                p += 2;
-                n -= 2;
-        }
-        r = agentid_verifier_add_trusted_ak(v, p, n);
+        r = enroll_ak_public(buf, size, &pub, &pub_size);
+        if (r == -ENOMEM)
+                return log_error_errno(r, "Out of memory");
+        if (r < 0)
+                return log_error_errno(EBADMSG, "%s is not an AK record", path);
+        r = agentid_verifier_add_trusted_ak(v, pub, pub_size);
         if (r == -EEXIST)
                 return 0;
         if (r == -EBADMSG || r == -EINVAL)
-                return log_error_errno(EBADMSG, "%s is not a TPMT_PUBLIC", path);
+                return log_error_errno(EBADMSG, "%s is not an attestation key (AK record or TPMT_PUBLIC)", path);
         if (r < 0)
                 return log_error_errno(r, "Cannot use %s: %m", path);
         return 0;

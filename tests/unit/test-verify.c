@@ -22,6 +22,7 @@
 #include <openssl/x509.h>
 
 #include "attest/cose.h"
+#include "attest/enroll.h"
 #include "attest/tpm2-types.h"
 #include "attest/verify.h"
 #include "common/cbor-util.h"
@@ -1752,9 +1753,38 @@ static void test_captured_swtpm(void **state) {
         }
 }
 
+/* What verifiers are given as the trusted AK: a TPMT_PUBLIC as is, a TPM2B_PUBLIC unwrapped, a CBOR map
+ * only if it is an AK record. */
+static void test_ak_public_containers(void **state) {
+        _cleanup_free_ uint8_t *ak = NULL, *out = NULL, *wrapped = NULL;
+        size_t ak_size = 0, out_size = 0;
+        static const uint8_t not_a_record[] = { 0xa1, 0x01, 0x02 };
+
+        if (data_load("ak-public.tpmt", &ak, &ak_size) == -ENOENT)
+                skip();
+        assert_int_equal(enroll_ak_public(ak, ak_size, &out, &out_size), 0);
+        assert_int_equal(out_size, ak_size);
+        assert_memory_equal(out, ak, ak_size);
+        out = mfree(out);
+
+        wrapped = malloc(ak_size + 2);
+        assert_non_null(wrapped);
+        wrapped[0] = (uint8_t) (ak_size >> 8);
+        wrapped[1] = (uint8_t) ak_size;
+        memcpy(wrapped + 2, ak, ak_size);
+        assert_int_equal(enroll_ak_public(wrapped, ak_size + 2, &out, &out_size), 0);
+        assert_int_equal(out_size, ak_size);
+        assert_memory_equal(out, ak, ak_size);
+        out = mfree(out);
+
+        assert_int_equal(enroll_ak_public(not_a_record, sizeof(not_a_record), &out, &out_size), -EBADMSG);
+        assert_null(out);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_valid_agent),
+                cmocka_unit_test(test_ak_public_containers),
                 cmocka_unit_test(test_valid_platform),
                 cmocka_unit_test(test_valid_variants),
                 cmocka_unit_test(test_freshness_bounds),
