@@ -33,11 +33,7 @@ slow="$AGENTID_TMP/slow-tpm.sock"
 /usr/bin/python3 "$AGENTID_SRC/bench/tpm-latency-relay.py" --listen="$slow" --upstream="${AGENTID_TCTI#swtpm:path=}" \
         --sign-ms="$sign_ms" --other-ms="$other_ms" >"$AGENTID_TMP/relay.log" 2>&1 &
 AGENTID_PIDS="$AGENTID_PIDS $!"
-for _ in $(seq 100); do
-        [ -S "$slow.ctrl" ] && break
-        sleep 0.05
-done
-[ -S "$slow.ctrl" ] || die "the latency relay did not start (see $AGENTID_TMP/relay.log)"
+wait_for_socket "$slow.ctrl" "the latency relay (see $AGENTID_TMP/relay.log)"
 export AGENTID_TCTI="swtpm:path=$slow"
 
 start_bus

@@ -23,21 +23,9 @@ mkdir -p "$out"
 csv="$out/performance-startup.csv"
 rm -f "$csv"
 
-# swtpm_on STATE_DIR: a swtpm on a private socket over that state (stopped at exit).
-swtpm_on() {
-        sock="$AGENTID_TMP/tpm-$$-$(date +%s%N).sock"
-        swtpm socket --tpm2 --tpmstate "dir=$1" --server "type=unixio,path=$sock" \
-                --ctrl "type=unixio,path=$sock.ctrl" --flags not-need-init,startup-clear \
-                >>"$AGENTID_TMP/swtpm.log" 2>&1 &
-        SWTPM_PID=$!
-        AGENTID_PIDS="$AGENTID_PIDS $SWTPM_PID"
-        for _ in $(seq 100); do
-                [ -S "$sock" ] && break
-                sleep 0.05
-        done
-        [ -S "$sock" ] || die "swtpm did not start (see $AGENTID_TMP/swtpm.log)"
-        export AGENTID_TCTI="swtpm:path=$sock"
-        export TSS2_LOG="${TSS2_LOG:-all+none}"
+# swtpm_at STATE_DIR: swtpm_on (scripts/lib.sh) with a fresh socket name.
+swtpm_at() {
+        swtpm_on "$1" "$AGENTID_TMP/tpm-$$-$(date +%s%N).sock"
 }
 
 swtpm_stop() {
@@ -53,7 +41,7 @@ if [ ! -f "$cache/done" ]; then
                         die "swtpm_setup failed"
                 cp -a "$AGENTID_TMP/tpm-template/state" "$cache/tpm-state"
         }
-        swtpm_on "$cache/tpm-state"
+        swtpm_at "$cache/tpm-state"
         "$bench" populate --state-dir="$cache/state-10000" --keys=10000 || die "creating the keys failed"
         swtpm_stop
         # Fewer keys: the same state with only the first records (each record is a file of its own).
@@ -68,7 +56,7 @@ fi
 
 start_bus
 cp -a "$cache/tpm-state" "$AGENTID_TMP/tpm-state"
-swtpm_on "$AGENTID_TMP/tpm-state"
+swtpm_at "$AGENTID_TMP/tpm-state"
 for n in 10 1000 10000; do
         rm -rf "$AGENTID_TMP/state"
         cp -a "$cache/state-$n" "$AGENTID_TMP/state"

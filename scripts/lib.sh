@@ -68,19 +68,29 @@ start_swtpm() {
         sh "$AGENTID_SRC/tests/lib/make-tpm-template.sh" "$AGENTID_TMP/tpm-template" ||
                 die "swtpm_setup failed"
         cp -a "$AGENTID_TMP/tpm-template/state" "$AGENTID_TMP/tpm-state"
-        sock="$AGENTID_TMP/tpm.sock"
-        swtpm socket --tpm2 --tpmstate "dir=$AGENTID_TMP/tpm-state" \
-                --server "type=unixio,path=$sock" --ctrl "type=unixio,path=$sock.ctrl" \
-                --flags not-need-init,startup-clear >"$AGENTID_TMP/swtpm.log" 2>&1 &
-        AGENTID_PIDS="$AGENTID_PIDS $!"
-        for _ in $(seq 100); do
-                [ -S "$sock" ] && break
-                sleep 0.05
-        done
-        [ -S "$sock" ] || die "swtpm did not start (see $AGENTID_TMP/swtpm.log)"
-        export AGENTID_TCTI="swtpm:path=$sock"
+        swtpm_on "$AGENTID_TMP/tpm-state" "$AGENTID_TMP/tpm.sock"
+}
+
+# swtpm_on STATE_DIR SOCKET: a swtpm over that state on a private socket (SOCKET.ctrl its control
+# channel), stopped at exit; sets SWTPM_PID and AGENTID_TCTI.
+swtpm_on() {
+        swtpm socket --tpm2 --tpmstate "dir=$1" --server "type=unixio,path=$2" --ctrl "type=unixio,path=$2.ctrl" \
+                --flags not-need-init,startup-clear >>"$AGENTID_TMP/swtpm.log" 2>&1 &
+        SWTPM_PID=$!
+        AGENTID_PIDS="$AGENTID_PIDS $SWTPM_PID"
+        wait_for_socket "$2" "swtpm (see $AGENTID_TMP/swtpm.log)"
+        export AGENTID_TCTI="swtpm:path=$2"
         # tss2 prints every TPM error it sees; agentid reports errors itself.
         export TSS2_LOG="${TSS2_LOG:-all+none}"
+}
+
+# wait_for_socket PATH WHAT: up to 5 s for a process to create its socket.
+wait_for_socket() {
+        for _ in $(seq 100); do
+                [ -S "$1" ] && return 0
+                sleep 0.05
+        done
+        die "$2 did not start"
 }
 
 # start_bus: a private system-type dbus-daemon whose policy includes the project's own
