@@ -330,21 +330,27 @@ int pkey_to_spki_der(EVP_PKEY *pkey, uint8_t **ret, size_t *ret_size) {
         return take_openssl_der(der, len, ret, ret_size);
 }
 
-int p256_spki_from_xy(const uint8_t x[P256_COORD_SIZE], const uint8_t y[P256_COORD_SIZE], uint8_t **ret,
-                      size_t *ret_size) {
+void p256_spki_write(const uint8_t x[P256_COORD_SIZE], const uint8_t y[P256_COORD_SIZE],
+                     uint8_t ret[P256_SPKI_DER_SIZE]) {
         /* RFC 5480 §2: SEQUENCE { SEQUENCE { id-ecPublicKey, secp256r1 }, BIT STRING { 04 || x || y } }. */
         static const uint8_t prefix[] = {
                 0x30, 0x59, 0x30, 0x13, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01,
                 0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07, 0x03, 0x42, 0x00, 0x04,
         };
-        uint8_t *der = malloc(P256_SPKI_DER_SIZE);
 
         _Static_assert(sizeof(prefix) + 2 * P256_COORD_SIZE == P256_SPKI_DER_SIZE, "P-256 SPKI size");
+        memcpy(ret, prefix, sizeof(prefix));
+        memcpy(ret + sizeof(prefix), x, P256_COORD_SIZE);
+        memcpy(ret + sizeof(prefix) + P256_COORD_SIZE, y, P256_COORD_SIZE);
+}
+
+int p256_spki_from_xy(const uint8_t x[P256_COORD_SIZE], const uint8_t y[P256_COORD_SIZE], uint8_t **ret,
+                      size_t *ret_size) {
+        uint8_t *der = malloc(P256_SPKI_DER_SIZE);
+
         if (!der)
                 return -ENOMEM;
-        memcpy(der, prefix, sizeof(prefix));
-        memcpy(der + sizeof(prefix), x, P256_COORD_SIZE);
-        memcpy(der + sizeof(prefix) + P256_COORD_SIZE, y, P256_COORD_SIZE);
+        p256_spki_write(x, y, der);
         *ret = der;
         *ret_size = P256_SPKI_DER_SIZE;
         return 0;

@@ -68,6 +68,9 @@ int pkey_to_spki_der(EVP_PKEY *pkey, uint8_t **ret, size_t *ret_size);
  * (named curve, uncompressed point: P256_SPKI_DER_SIZE bytes), without OpenSSL's encoder, which costs
  * a millisecond per key. It does not check the point is on the curve: use it for points a TPM made. */
 #define P256_SPKI_DER_SIZE 91U
+void p256_spki_write(const uint8_t x[P256_COORD_SIZE], const uint8_t y[P256_COORD_SIZE],
+                     uint8_t ret[P256_SPKI_DER_SIZE]);
+/* The same, malloc'd. */
 int p256_spki_from_xy(const uint8_t x[P256_COORD_SIZE], const uint8_t y[P256_COORD_SIZE], uint8_t **ret,
                       size_t *ret_size);
 /* A public key file's contents: PEM ("-----BEGIN PUBLIC KEY-----") or DER SubjectPublicKeyInfo, the

@@ -51,8 +51,7 @@ static int key_node_enumerator(sd_bus *bus, const char *path, void *userdata, ch
                 Key *k = v;
                 if (!k->exported)
                         continue;
-                list[n] = strdup(k->path);
-                if (!list[n]) {
+                if (key_path(k, &list[n]) < 0) {
                         for (size_t j = 0; j < n; j++)
                                 free(list[j]);
                         free(list);
@@ -83,12 +82,17 @@ static int property_get(sd_bus *bus, const char *path, const char *interface, co
                 return prop_string(reply, r->description);
         if (streq(property, "Uid"))
                 return sd_bus_message_append(reply, "u", r->uid);
-        if (streq(property, "Uri"))
-                return prop_string(reply, k->uri);
+        if (streq(property, "Uri")) {
+                char uri[KEY_URI_SIZE];
+                return prop_string(reply, key_uri(k, uri));
+        }
         if (streq(property, "Algorithm"))
                 return prop_string(reply, "ES256");
-        if (streq(property, "PublicKey"))
-                return sd_bus_message_append_array(reply, 'y', k->public_der, k->public_der_size);
+        if (streq(property, "PublicKey")) {
+                KeyPublic pub;
+                bool known = key_public(k, &pub) >= 0; /* tombstones have none */
+                return sd_bus_message_append_array(reply, 'y', pub.der, known ? sizeof(pub.der) : 0);
+        }
         if (streq(property, "TpmName"))
                 return sd_bus_message_append_array(reply, 'y', r->kid, KEY_KID_SIZE);
         if (streq(property, "ExeDigest"))
@@ -372,7 +376,7 @@ static Key *find_key_by_kid(Manager *d, const uint8_t kid[KEY_KID_SIZE]) {
 
         while (hashmap_iterate(d->keys, &i, &v)) {
                 Key *k = v;
-                if (k->public_der && memcmp(k->record->kid, kid, KEY_KID_SIZE) == 0)
+                if (k->record->state == KEY_STATE_ACTIVE && memcmp(k->record->kid, kid, KEY_KID_SIZE) == 0)
                         return k;
         }
         return NULL;
@@ -390,6 +394,7 @@ static int check_parent_token(Manager *d, Key *k, const TokenRequest *t, uint64_
         _cleanup_(token_verified_freep) TokenVerified *parent = NULL;
         _cleanup_(EVP_PKEY_freep) EVP_PKEY *pkey = NULL;
         uint8_t kid[TOKEN_KID_SIZE];
+        char uri[KEY_URI_SIZE];
         const char *reason = NULL;
         int r;
 
@@ -403,7 +408,10 @@ static int check_parent_token(Manager *d, Key *k, const TokenRequest *t, uint64_
                         return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS,
                                                  "parent_token's key '%s' is not active (destroyed or expired)",
                                                  issuer->record->name);
-                r = p256_pkey_from_xy(issuer->x, issuer->y, &pkey);
+                KeyPublic pub;
+                r = key_public(issuer, &pub);
+                if (r >= 0)
+                        r = p256_pkey_from_xy(pub.x, pub.y, &pkey);
                 if (r < 0)
                         return r;
                 r = token_verify(t->parent_token, t->parent_token_size, pkey, &parent, &reason);
@@ -415,7 +423,7 @@ static int check_parent_token(Manager *d, Key *k, const TokenRequest *t, uint64_
                 /* The signature proves which key signed, not what it claims to be: any holder of a key
                  * can sign a CWT naming another issuer (Key.Sign signs any digest). iss must be the
                  * signer's. */
-                if (!streq(parent->claims.iss, issuer->uri))
+                if (!streq(parent->claims.iss, key_uri(issuer, uri)))
                         return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS,
                                                  "parent_token claims issuer '%.256s' but was signed by key '%s'",
                                                  parent->claims.iss, issuer->record->name);
@@ -435,9 +443,9 @@ static int check_parent_token(Manager *d, Key *k, const TokenRequest *t, uint64_
                                 return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS,
                                                          "parent_token's hops repeat a token");
         }
-        if (!streq(p->aud, k->uri))
+        if (!streq(p->aud, key_uri(k, uri)))
                 return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS,
-                                         "parent_token is addressed to '%.256s', not to this key (%s)", p->aud, k->uri);
+                                         "parent_token is addressed to '%.256s', not to this key (%s)", p->aud, uri);
         if (now < p->nbf || now >= p->exp)
                 return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS, "parent_token is not valid now");
         if (p->n_hops >= TOKEN_HOPS_MAX)
@@ -464,6 +472,7 @@ static int method_issue_token_impl(sd_bus_message *m, Key *k, Task *task, sd_bus
         _cleanup_free_ TokenHop *hops = NULL;
         _cleanup_free_ uint8_t *payload = NULL;
         size_t payload_size = 0;
+        char uri[KEY_URI_SIZE];
         uint64_t now = (uint64_t) time(NULL);
         uid_t uid = (uid_t) -1;
         pid_t pid = 0;
@@ -577,7 +586,7 @@ static int method_issue_token_impl(sd_bus_message *m, Key *k, Task *task, sd_bus
                                          "Option 'task_id' is required (a token belongs to a task)");
 
         TokenClaims claims = {
-                .iss = k->uri,
+                .iss = key_uri(k, uri),
                 .aud = t.audience,
                 .exp = exp,
                 .nbf = now,
@@ -692,6 +701,8 @@ static int method_attest_impl(sd_bus_message *m, void *userdata, sd_bus_error *e
         _cleanup_free_ uint8_t *payload = NULL;
         size_t payload_size = 0, nonce_size;
         const void *nonce;
+        char uri[KEY_URI_SIZE];
+        KeyPublic pub;
         uid_t uid = (uid_t) -1;
         pid_t pid = 0;
         Client *client;
@@ -726,14 +737,17 @@ static int method_attest_impl(sd_bus_message *m, void *userdata, sd_bus_error *e
                         return r;
         }
         measure_workload(d, pid, uid, &w);
+        r = key_public(k, &pub);
+        if (r < 0)
+                return bus_error_setf_errno(error, -EMEDIUMTYPE, "Key '%s' has no readable public key", k->name);
 
         EatClaims claims = {
                 .nonce = nonce,
                 .nonce_size = nonce_size,
                 .iat = (uint64_t) time(NULL),
-                .sub = k->uri,
-                .x = k->x,
-                .y = k->y,
+                .sub = key_uri(k, uri),
+                .x = pub.x,
+                .y = pub.y,
                 .owner = k->record->owner,
                 .uid = k->record->uid,
                 .created = k->record->created,
@@ -934,10 +948,15 @@ static void destroy_done(Manager *d, Job *j) {
         }
 
         /* The key is destroyed on disk. Take it off the bus before anyone hears about it. */
-        (void) sd_bus_emit_object_removed(d->bus, k->path);
+        _cleanup_free_ char *path = NULL;
+        if (key_path(k, &path) < 0)
+                log_error("Out of memory: key '%s' is destroyed but its signals are not sent.", k->name);
+        if (path)
+                (void) sd_bus_emit_object_removed(d->bus, path);
         k->exported = false;
-        (void) sd_bus_emit_signal(d->bus, AGENTID_MANAGER_PATH, AGENTID_MANAGER_INTERFACE, "KeyDestroyed", "sos",
-                                  k->record->name, k->path, j->reason);
+        if (path)
+                (void) sd_bus_emit_signal(d->bus, AGENTID_MANAGER_PATH, AGENTID_MANAGER_INTERFACE, "KeyDestroyed",
+                                          "sos", k->record->name, path, j->reason);
         (void) sd_bus_emit_properties_changed(d->bus, AGENTID_MANAGER_PATH, AGENTID_MANAGER_INTERFACE, "KeyCount",
                                               NULL);
         log_info("Destroyed key '%s'.", k->record->name);
@@ -1011,7 +1030,7 @@ static void rotate_done(Manager *d, Job *j) {
         }
 
         memcpy(old_kid, k->record->kid, KEY_KID_SIZE);
-        memcpy(old_spki, k->spki_sha256, sizeof(old_spki));
+        key_spki_sha256(k, old_spki);
         r = key_replace_record(k, j->created);
         if (r < 0) {
                 /* On disk the new key is in place already; this copy cannot describe it. Unusable (not
@@ -1029,8 +1048,10 @@ static void rotate_done(Manager *d, Job *j) {
         bus_tasks_end_for_key(d, k, "key rotated");
 
         (void) bus_offboard_rotated(d, k, old_kid, old_spki, j);
-        (void) sd_bus_emit_properties_changed(d->bus, k->path, AGENTID_KEY_INTERFACE, "PublicKey", "TpmName",
-                                              "CreatedAt", NULL);
+        _cleanup_free_ char *path = NULL;
+        if (key_path(k, &path) >= 0)
+                (void) sd_bus_emit_properties_changed(d->bus, path, AGENTID_KEY_INTERFACE, "PublicKey", "TpmName",
+                                                      "CreatedAt", NULL);
         if (j->call) {
                 r = bus_reply_bytes(j->call, j->receipt, j->receipt_size);
                 if (r < 0)

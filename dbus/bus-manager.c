@@ -169,12 +169,18 @@ static void create_done(Manager *m, Job *j) {
         bus_offboard_key_changed(m); /* its NotAfter may be the next deadline */
         log_info("Created key '%s' (owner %s, uid %u) for uid %u.", rec->name, rec->owner, rec->uid, j->uid);
 
-        (void) sd_bus_emit_object_added(m->bus, k->path);
+        _cleanup_free_ char *path = NULL;
+        r = key_path(k, &path);
+        if (r < 0) {
+                (void) bus_reply_errno(j->call, r, "The key was created, but naming its object failed; ask GetKey");
+                return;
+        }
+        (void) sd_bus_emit_object_added(m->bus, path);
         (void) sd_bus_emit_signal(m->bus, AGENTID_MANAGER_PATH, AGENTID_MANAGER_INTERFACE, "KeyCreated", "so",
-                                  rec->name, k->path);
+                                  rec->name, path);
         (void) sd_bus_emit_properties_changed(m->bus, AGENTID_MANAGER_PATH, AGENTID_MANAGER_INTERFACE, "KeyCount",
                                               NULL);
-        r = sd_bus_reply_method_return(j->call, "o", k->path);
+        r = sd_bus_reply_method_return(j->call, "o", path);
         if (r < 0)
                 log_warning_errno(r, "Replying to CreateKey failed, ignoring: %m");
 }
@@ -195,10 +201,15 @@ static int method_list_keys(sd_bus_message *msg, void *userdata, sd_bus_error *e
                 return r;
         while (hashmap_iterate(m->keys, &i, &v)) {
                 Key *k = v;
-                KeyStatus s = key_status(k, now);
+                _cleanup_free_ char *path = NULL;
                 /* A destroyed key has no object any more: "/" stands for none. */
-                r = sd_bus_message_append(reply, "(sos)", k->record->name, k->exported ? k->path : "/",
-                                          key_status_to_string(s));
+                if (k->exported) {
+                        r = key_path(k, &path);
+                        if (r < 0)
+                                return r;
+                }
+                r = sd_bus_message_append(reply, "(sos)", k->record->name, path ?: "/",
+                                          key_status_to_string(key_status(k, now)));
                 if (r < 0)
                         return r;
         }
@@ -223,7 +234,11 @@ static int method_get_key(sd_bus_message *msg, void *userdata, sd_bus_error *err
                 return bus_error_setf_errno(error, -ENOENT, "No key named '%s'", name);
         if (!k->exported)
                 return bus_error_setf_errno(error, -EKEYREVOKED, "Key '%s' was destroyed", name);
-        return sd_bus_reply_method_return(msg, "o", k->path);
+        _cleanup_free_ char *path = NULL;
+        r = key_path(k, &path);
+        if (r < 0)
+                return r;
+        return sd_bus_reply_method_return(msg, "o", path);
 }
 
 static int method_get_attestation_key(sd_bus_message *msg, void *userdata, sd_bus_error *error) {

@@ -184,7 +184,8 @@ static RevocationEntry entry_for(RevocationType type, Key *k, const uint8_t kid[
 }
 
 int offboard_check_room(Manager *m, Key *k, const char *reason) {
-        RevocationEntry e = entry_for(REVOCATION_ROTATE, k, k->record->kid, k->spki_sha256, UINT64_MAX, reason);
+        static const uint8_t any_spki[32] = {};  /* only the entry's size matters here */
+        RevocationEntry e = entry_for(REVOCATION_ROTATE, k, k->record->kid, any_spki, UINT64_MAX, reason);
         return revocation_list_check_room(&m->revocations, &e);
 }
 
@@ -358,7 +359,7 @@ static int save_statement(Manager *m, const char *name, const char *what, const 
 
 static void run_hooks(Manager *m, const char *event, Key *k, const uint8_t kid[KEY_KID_SIZE], const char *reason,
                       const char *receipt_path) {
-        char kid_hex[2 * KEY_KID_SIZE + 1];
+        char kid_hex[2 * KEY_KID_SIZE + 1], uri[KEY_URI_SIZE];
         int r;
 
         if (!m->hooks)
@@ -367,7 +368,7 @@ static void run_hooks(Manager *m, const char *event, Key *k, const uint8_t kid[K
         HookEvent e = {
                 .event = event,
                 .key = k->name,
-                .uri = k->uri,
+                .uri = key_uri(k, uri),
                 .kid_hex = kid_hex,
                 .owner = k->record->owner,
                 .reason = reason,
@@ -681,11 +682,11 @@ int bus_offboard_start(Manager *m) {
 
                 /* Errors are logged and audited; the rest of the keys are still looked at, and the
                  * daemon starts: refusing to start would keep every other key from working. */
-                if (rec->has_replaces && !kid_listed(index, n, rec->replaces_kid)) {
+                if (rec->replaces && !kid_listed(index, n, rec->replaces->kid)) {
                         log_notice("Key '%s' was rotated but its old key is not on the revocation list; adding it.",
                                    k->name);
-                        r = offboard_revoke(m, REVOCATION_ROTATE, k, rec->replaces_kid, rec->replaces_spki_sha256,
-                                            rec->created, rec->replaces_reason);
+                        r = offboard_revoke(m, REVOCATION_ROTATE, k, rec->replaces->kid, rec->replaces->spki_sha256,
+                                            rec->created, rec->replaces->reason);
                 }
                 if (rec->state == KEY_STATE_DESTROYED && rec->has_spki && !kid_listed(index, n, rec->kid)) {
                         log_notice("Key '%s' was destroyed but is not on the revocation list (the list lost an "

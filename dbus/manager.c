@@ -25,10 +25,6 @@ Key *key_unref(Key *k) {
         if (!k || --k->n_ref > 0)
                 return NULL;
         key_record_free(k->record);
-        free(k->name);
-        free(k->path);
-        free(k->uri);
-        free(k->public_der);
         return mfree(k);
 }
 
@@ -53,32 +49,36 @@ KeyStatus key_status(const Key *k, uint64_t now) {
         return KEY_STATUS_ACTIVE;
 }
 
-/* The public key in the forms the handlers use: DER, its SHA-256 (revocations) and the point (cnf). */
-static int key_public_parts(Key *k, const KeyRecord *record) {
-        _cleanup_free_ uint8_t *der = NULL;
-        uint8_t spki[32], x[32], y[32];
-        size_t size = 0;
-        int r;
-
-        /* Straight from the public area: no OpenSSL decoding, which cost a millisecond per key at start-up. */
-        r = keystore_key_public_point(record, x, y);
-        if (r >= 0)
-                r = p256_spki_from_xy(x, y, &der, &size);
-        if (r >= 0)
-                r = sha256(der, size, spki);
+int key_public(const Key *k, KeyPublic *ret) {
+        /* Straight from the public area: no OpenSSL decoding, which cost a millisecond per key. */
+        int r = keystore_key_public_point(k->record, ret->x, ret->y);
         if (r < 0)
                 return r;
-        free(k->public_der);
-        k->public_der = TAKE_PTR(der);
-        k->public_der_size = size;
-        memcpy(k->spki_sha256, spki, sizeof(spki));
-        memcpy(k->x, x, sizeof(x));
-        memcpy(k->y, y, sizeof(y));
-        return 0;
+        p256_spki_write(ret->x, ret->y, ret->der);
+        return sha256(ret->der, sizeof(ret->der), ret->spki_sha256);
+}
+
+void key_spki_sha256(const Key *k, uint8_t ret[32]) {
+        KeyPublic pub;
+
+        if (key_public(k, &pub) < 0)
+                memset(pub.spki_sha256, 0, sizeof(pub.spki_sha256));
+        memcpy(ret, pub.spki_sha256, sizeof(pub.spki_sha256));
+}
+
+int key_path(const Key *k, char **ret) {
+        return sd_bus_path_encode(AGENTID_KEY_PREFIX, k->name, ret);
+}
+
+const char *key_uri(const Key *k, char buf[static KEY_URI_SIZE]) {
+        /* Cannot be cut: key names and host-ids are bounded (DESIGN §2). */
+        (void) snprintf(buf, KEY_URI_SIZE, "agentid://%s/%s", k->manager->host_id, k->name);
+        return buf;
 }
 
 int key_replace_record(Key *k, KeyRecord *record) {
-        int r = key_public_parts(k, record);
+        uint8_t x[P256_COORD_SIZE], y[P256_COORD_SIZE];
+        int r = keystore_key_public_point(record, x, y);
         if (r < 0)
                 return r;
         key_record_free(k->record);
@@ -88,44 +88,29 @@ int key_replace_record(Key *k, KeyRecord *record) {
 
 int manager_add_key(Manager *m, KeyRecord *record, Key **ret) {
         _cleanup_(key_unrefp) Key *k = NULL;
+        size_t n = strlen(record->name);
         int r;
 
-        k = calloc(1, sizeof(*k));
+        k = calloc(1, offsetof(Key, name) + n + 1);
         if (!k)
                 return -ENOMEM;
         k->n_ref = 1;
         k->manager = m;
-        k->record = record;
+        memcpy(k->name, record->name, n + 1);
         atomic_init(&k->refusing, false);
         atomic_init(&k->rotating, false);
         atomic_init(&k->generation, 0);
 
-        k->name = strdup(record->name);
-        if (!k->name) {
-                k->record = NULL;
-                return -ENOMEM;
-        }
-        r = sd_bus_path_encode(AGENTID_KEY_PREFIX, record->name, &k->path);
-        if (r < 0) {
-                k->record = NULL; /* still the caller's */
-                return r;
-        }
-        if (asprintf(&k->uri, "agentid://%s/%s", m->host_id, record->name) < 0) {
-                k->uri = NULL;
-                k->record = NULL;
-                return -ENOMEM;
-        }
-
-        if (record->state == KEY_STATE_ACTIVE && key_public_parts(k, record) < 0) {
+        uint8_t x[P256_COORD_SIZE], y[P256_COORD_SIZE];
+        if (record->state == KEY_STATE_ACTIVE && keystore_key_public_point(record, x, y) < 0) {
                 log_warning("Key '%s' has an unreadable public key, marking it unusable.", record->name);
                 k->unusable = true;
         }
 
         r = hashmap_put(m->keys, k->name, k);
-        if (r < 0) {
-                k->record = NULL;
+        if (r < 0)
                 return r;
-        }
+        k->record = record;
         *ret = TAKE_PTR(k);
         return 0;
 }
@@ -296,10 +281,12 @@ void manager_client_release(Manager *m, Client *c) {
  * up (DESIGN §4). If anything later fails (a full queue, the TPM, a crash), the key stays listed and
  * refusing, and agentidd finishes the destroy itself. */
 static void destroy_begin(Manager *m, Job *j) {
+        uint8_t spki[32];
+
         atomic_store(&j->key->refusing, true);
         bus_tasks_end_for_key(m, j->key, "key destroyed");
-        int r = offboard_revoke(m, REVOCATION_DESTROY, j->key, j->key->record->kid, j->key->spki_sha256, j->now,
-                                j->reason);
+        key_spki_sha256(j->key, spki);
+        int r = offboard_revoke(m, REVOCATION_DESTROY, j->key, j->key->record->kid, spki, j->now, j->reason);
         if (r < 0)
                 log_error("Destroying key '%s' without a durable revocation entry: %s", j->key->name, strerror(-r));
 }

@@ -19,6 +19,7 @@
 #include "governance/audit.h"
 #include "governance/hooks.h"
 #include "attest/peers.h"
+#include "common/crypto-util.h"
 #include "governance/policy.h"
 #include "keystore/keystore.h"
 
@@ -97,17 +98,15 @@ typedef struct Task {
         bool exported;
 } Task;
 
+/*
+ * A key on the bus. Kept small: agentidd holds one per key (10,000 and more), so what can be derived
+ * from the record — object path, URI, public key — is derived when a call needs it (key_path(),
+ * key_uri(), key_public()), not stored (docs/performance.md, "Start-up and memory").
+ */
 typedef struct Key {
         unsigned n_ref;
         Manager *manager;
-        char *name;              /* the key table's key: outlives record swaps */
         KeyRecord *record;       /* the worker uses pub/priv/auth; this thread only the metadata */
-        char *path;              /* D-Bus object path */
-        char *uri;
-        uint8_t *public_der;     /* DER SubjectPublicKeyInfo, cached at load (NULL for tombstones) */
-        size_t public_der_size;
-        uint8_t spki_sha256[32];
-        uint8_t x[32], y[32];    /* the public point, for cnf claims */
         bool unusable;
         /* Set the moment Destroy is accepted (or found on the revocation list at start); the worker
          * refuses queued work for the key from then on. */
@@ -118,12 +117,23 @@ typedef struct Key {
         atomic_uint generation;
         bool destroy_pending;    /* a Destroy is queued (one at a time) */
         bool rotate_pending;     /* a Rotate is queued (one at a time) */
+        bool exported;           /* has an object on the bus */
         Job *deferred_destroy;   /* a Destroy accepted while a Rotate ran: queued when the Rotate is back */
         unsigned n_tasks;        /* running (exported) tasks */
         unsigned n_tasks_starting; /* StartTask jobs alive (queued, held, running) */
         uint64_t retry_after_usec; /* CLOCK_REALTIME: a failed Destroy is tried again from then on */
-        bool exported;           /* has an object on the bus */
+        char name[];             /* the key table's key: outlives record swaps */
 } Key;
+
+/* The public key of an active record in the forms the handlers use. */
+typedef struct KeyPublic {
+        uint8_t der[P256_SPKI_DER_SIZE];   /* DER SubjectPublicKeyInfo */
+        uint8_t spki_sha256[32];           /* revocations, receipts */
+        uint8_t x[P256_COORD_SIZE], y[P256_COORD_SIZE]; /* cnf claims, verifying its tokens */
+} KeyPublic;
+
+/* "agentid://" host-id "/" name (DESIGN §2), NUL included. */
+#define KEY_URI_SIZE (sizeof("agentid://") + 2 * KEYSTORE_HOST_ID_SIZE + 1 + KEY_NAME_MAX)
 
 /* A bus peer with queued work; when it disconnects its queued work is dropped. */
 typedef struct Client {
@@ -237,12 +247,21 @@ Key *key_ref(Key *k);
 Key *key_unref(Key *k);
 DEFINE_TRIVIAL_CLEANUP_FUNC(Key *, key_unref);
 
-/* Wrap a record into a Key (computing path, URI, public key) and add it to the table. */
+/* Wrap a record into a Key and add it to the table; a public key that cannot be read makes it unusable. */
 int manager_add_key(Manager *m, KeyRecord *record, Key **ret);
 Key *manager_find_key(Manager *m, const char *name);
-/* Swap in a new active record of the same key (Rotate), with its public key. Return: 0 (k takes
- * record) or -errno (nothing changed). */
+/* Swap in a new active record of the same key (Rotate). Return: 0 (k takes record) or -errno (its
+ * public key cannot be read; nothing changed). */
 int key_replace_record(Key *k, KeyRecord *record);
+/* The key's D-Bus object path (malloc'd). Return: 0 or -ENOMEM. */
+int key_path(const Key *k, char **ret);
+/* The key's agent URI, written to buf; returns buf. */
+const char *key_uri(const Key *k, char buf[static KEY_URI_SIZE]);
+/* The public key of the key's record. Return: 0; -EKEYREVOKED (tombstone); -EBADMSG, -EINVAL. */
+int key_public(const Key *k, KeyPublic *ret);
+/* SHA-256 of its DER SubjectPublicKeyInfo as revocations and receipts name it; zeros for a key whose
+ * public area cannot be read (never usable, so nothing it signed can be shown). */
+void key_spki_sha256(const Key *k, uint8_t ret[32]);
 KeyStatus key_status(const Key *k, uint64_t now);
 const char *key_status_to_string(KeyStatus s);
 /* 0 if k is active now; otherwise the error (KeyExpired, KeyDestroyed, KeyUnusable) set in error. */

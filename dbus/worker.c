@@ -174,16 +174,18 @@ static int build_receipt(Keystore *ks, Job *j) {
         const KeyRecord *host = keystore_host_key(ks);
         const Key *k = j->key;
         _cleanup_(cose_sign1_freep) CoseSign1 *cose = NULL;
-        uint8_t sig[KEYSTORE_SIGNATURE_SIZE];
+        uint8_t sig[KEYSTORE_SIGNATURE_SIZE], spki[32];
+        char uri[KEY_URI_SIZE];
         int r;
 
+        key_spki_sha256(k, spki);
         DestroyReceipt receipt = {
                 .name = k->record->name,
-                .uri = k->uri,
+                .uri = key_uri(k, uri),
                 .owner = k->record->owner,
                 .reason = j->reason,
                 .kid = k->record->kid,
-                .spki_sha256 = k->spki_sha256,
+                .spki_sha256 = spki,
                 .time = j->now,
                 .by_uid = (uint32_t) j->uid,
                 .has_audit_seq = j->audit_seq > 0,
@@ -230,11 +232,13 @@ static void run_rotate(Keystore *ks, Job *j) {
         const KeyRecord *old = j->key->record, *host = keystore_host_key(ks);
         _cleanup_(cose_sign_freep) CoseSign *cose = NULL;
         _cleanup_free_ uint8_t *der = NULL;
-        uint8_t new_spki[32], sigs[2][KEYSTORE_SIGNATURE_SIZE];
+        uint8_t old_spki[32], new_spki[32], sigs[2][KEYSTORE_SIGNATURE_SIZE];
+        char uri[KEY_URI_SIZE];
         size_t der_size = 0;
         int r;
 
-        r = keystore_rotate_begin(ks, old, j->key->spki_sha256, j->reason, j->now, &j->created);
+        key_spki_sha256(j->key, old_spki);
+        r = keystore_rotate_begin(ks, old, old_spki, j->reason, j->now, &j->created);
         if (r < 0) {
                 job_fail(j, r, keystore_last_error(ks));
                 return;
@@ -249,7 +253,7 @@ static void run_rotate(Keystore *ks, Job *j) {
         }
         RotationStatement s = {
                 .name = old->name,
-                .uri = j->key->uri,
+                .uri = key_uri(j->key, uri),
                 .old_kid = old->kid,
                 .new_kid = j->created->kid,
                 .new_spki_sha256 = new_spki,
@@ -302,6 +306,7 @@ static void run_start_task(Keystore *ks, Job *j) {
         _cleanup_(cose_sign1_freep) CoseSign1 *cose = NULL;
         _cleanup_free_ uint8_t *payload = NULL;
         uint8_t certify_data[32], x[32], y[32], sig[KEYSTORE_SIGNATURE_SIZE];
+        char uri[KEY_URI_SIZE];
         size_t payload_size = 0;
         int r;
 
@@ -328,7 +333,7 @@ static void run_start_task(Keystore *ks, Job *j) {
         }
 
         TaskCredentialClaims c = {
-                .iss = j->key->uri,
+                .iss = key_uri(j->key, uri),
                 .exp = t->not_after,
                 .iat = t->created,
                 .scope = t->scope,

@@ -804,12 +804,17 @@ static int keystore_make_key(Keystore *ks, const KeySpec *spec, uint64_t now, Ke
         /* Defence in depth: the TPM must have created exactly what the template asked for. */
         if (!tpm_public_is_signing_key(&pub->publicArea))
                 return keystore_fail(ks, -EIO, "The TPM returned a key with unexpected attributes");
+        _cleanup_free_ uint8_t *pub_blob = NULL, *priv_blob = NULL;
+        size_t pub_size = 0, priv_size = 0;
         r = tpm_public_name(&pub->publicArea, rec->kid);
         if (r >= 0)
-                r = tpm_marshal_public(pub, &rec->pub, &rec->pub_size);
+                r = tpm_marshal_public(pub, &pub_blob, &pub_size);
         if (r >= 0)
-                r = tpm_marshal_private(priv, &rec->priv, &rec->priv_size);
+                r = tpm_marshal_private(priv, &priv_blob, &priv_size);
+        if (r >= 0)
+                r = key_record_set_blobs(rec, pub_blob, pub_size, priv_blob, priv_size);
         erase(priv, sizeof(*priv));
+        erase(priv_blob, priv_size);
         if (r < 0)
                 return keystore_fail(ks, r, "Marshalling the new key failed");
 
@@ -1141,12 +1146,9 @@ int keystore_rotate_begin(Keystore *ks, const KeyRecord *old, const uint8_t old_
         if (k < 0)
                 return k;
 
-        rec->replaces_reason = strdup(reason);
-        if (!rec->replaces_reason)
-                return -ENOMEM;
-        rec->has_replaces = true;
-        memcpy(rec->replaces_kid, old->kid, KEY_KID_SIZE);
-        memcpy(rec->replaces_spki_sha256, old_spki_sha256, KEY_SPKI_DIGEST_SIZE);
+        k = key_record_set_replaces(rec, old->kid, old_spki_sha256, reason);
+        if (k < 0)
+                return k;
 
         *ret = TAKE_PTR(rec);
         return 0;
@@ -1155,7 +1157,7 @@ int keystore_rotate_begin(Keystore *ks, const KeyRecord *old, const uint8_t old_
 int keystore_rotate_commit(Keystore *ks, const KeyRecord *old, const KeyRecord *new) {
         int k;
 
-        if (!new->has_replaces || memcmp(new->replaces_kid, old->kid, KEY_KID_SIZE) != 0 ||
+        if (!new->replaces || memcmp(new->replaces->kid, old->kid, KEY_KID_SIZE) != 0 ||
             strcmp(new->name, old->name) != 0)
                 return keystore_fail(ks, -EINVAL, "The new record does not replace this key");
 

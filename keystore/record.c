@@ -63,42 +63,62 @@ bool key_description_is_valid(const char *description) {
         return key_text_is_valid(description, KEY_DESCRIPTION_MAX, true);
 }
 
-static void key_record_drop_secrets(KeyRecord *r) {
+static void key_record_drop_blobs(KeyRecord *r) {
         erase(r->priv, r->priv_size);
-        r->priv = mfree(r->priv);
-        r->priv_size = 0;
-        r->pub = mfree(r->pub);
-        r->pub_size = 0;
-        erase(r->auth, sizeof(r->auth));
+        r->pub = mfree(r->pub); /* priv's too */
+        r->priv = NULL;
+        r->pub_size = r->priv_size = 0;
 }
 
 KeyRecord *key_record_free(KeyRecord *r) {
         if (!r)
                 return NULL;
-        key_record_drop_secrets(r);
+        key_record_drop_blobs(r);
+        erase(r->auth, sizeof(r->auth));
         free(r->name);
         free(r->owner);
         free(r->description);
-        free(r->replaces_reason);
+        free(r->replaces);
         return mfree(r);
 }
 
-void key_record_make_tombstone(KeyRecord *r, uint64_t now) {
-        key_record_drop_secrets(r);
-        r->state = KEY_STATE_DESTROYED;
-        r->destroyed = now;
+int key_record_set_blobs(KeyRecord *r, const uint8_t *pub, size_t pub_size, const uint8_t *priv, size_t priv_size) {
+        if (pub_size == 0 || priv_size == 0 || pub_size > SIZE_MAX - priv_size)
+                return -EINVAL;
+        uint8_t *p = malloc(pub_size + priv_size);
+        if (!p)
+                return -ENOMEM;
+        key_record_drop_blobs(r);
+        memcpy(p, pub, pub_size);
+        memcpy(p + pub_size, priv, priv_size);
+        r->pub = p;
+        r->pub_size = pub_size;
+        r->priv = p + pub_size;
+        r->priv_size = priv_size;
+        return 0;
 }
 
-static int memdup_to(const void *p, size_t n, uint8_t **ret) {
-        if (!p) {
-                *ret = NULL;
-                return 0;
-        }
-        *ret = malloc(n ? n : 1);
-        if (!*ret)
+int key_record_set_replaces(KeyRecord *r, const uint8_t kid[KEY_KID_SIZE],
+                            const uint8_t spki_sha256[KEY_SPKI_DIGEST_SIZE], const char *reason) {
+        if (!key_text_is_valid(reason, KEY_REASON_MAX, true))
+                return -EINVAL;
+        size_t n = strlen(reason);
+        KeyReplaces *x = malloc(sizeof(KeyReplaces) + n + 1);
+        if (!x)
                 return -ENOMEM;
-        memcpy(*ret, p, n);
+        memcpy(x->kid, kid, KEY_KID_SIZE);
+        memcpy(x->spki_sha256, spki_sha256, KEY_SPKI_DIGEST_SIZE);
+        memcpy(x->reason, reason, n + 1);
+        free(r->replaces);
+        r->replaces = x;
         return 0;
+}
+
+void key_record_make_tombstone(KeyRecord *r, uint64_t now) {
+        key_record_drop_blobs(r);
+        erase(r->auth, sizeof(r->auth));
+        r->state = KEY_STATE_DESTROYED;
+        r->destroyed = now;
 }
 
 int key_record_copy(const KeyRecord *r, KeyRecord **ret) {
@@ -107,17 +127,20 @@ int key_record_copy(const KeyRecord *r, KeyRecord **ret) {
                 return -ENOMEM;
 
         *c = *r;
-        c->name = c->owner = c->description = c->replaces_reason = NULL;
+        c->name = c->owner = c->description = NULL;
         c->pub = c->priv = NULL;
+        c->pub_size = c->priv_size = 0;
+        c->replaces = NULL;
         c->name = strdup(r->name);
         c->owner = strdup(r->owner);
         if (!c->name || !c->owner)
                 return -ENOMEM;
         if (r->description && !(c->description = strdup(r->description)))
                 return -ENOMEM;
-        if (r->replaces_reason && !(c->replaces_reason = strdup(r->replaces_reason)))
+        if (r->replaces &&
+            key_record_set_replaces(c, r->replaces->kid, r->replaces->spki_sha256, r->replaces->reason) < 0)
                 return -ENOMEM;
-        if (memdup_to(r->pub, r->pub_size, &c->pub) < 0 || memdup_to(r->priv, r->priv_size, &c->priv) < 0)
+        if (r->pub && key_record_set_blobs(c, r->pub, r->pub_size, r->priv, r->priv_size) < 0)
                 return -ENOMEM;
 
         *ret = TAKE_PTR(c);
@@ -131,8 +154,7 @@ static bool key_record_is_consistent(const KeyRecord *r) {
                 return false;
         if (r->uid == UINT32_MAX || r->created == 0)
                 return false;
-        if (r->has_replaces != (r->replaces_reason != NULL) ||
-            (r->replaces_reason && !key_text_is_valid(r->replaces_reason, KEY_REASON_MAX, true)))
+        if (r->replaces && !key_text_is_valid(r->replaces->reason, KEY_REASON_MAX, true))
                 return false;
         switch (r->state) {
         case KEY_STATE_ACTIVE:
@@ -199,11 +221,11 @@ int key_record_to_cbor(const KeyRecord *r, uint8_t **ret, size_t *ret_size) {
                         k |= cbor_util_map_put_text(map, "spki_sha256",
                                                     cbor_util_new_bytes(r->spki_sha256, KEY_SPKI_DIGEST_SIZE));
         }
-        if (r->has_replaces) {
-                k |= cbor_util_map_put_text(map, "replaces_kid", cbor_util_new_bytes(r->replaces_kid, KEY_KID_SIZE));
+        if (r->replaces) {
+                k |= cbor_util_map_put_text(map, "replaces_kid", cbor_util_new_bytes(r->replaces->kid, KEY_KID_SIZE));
                 k |= cbor_util_map_put_text(map, "replaces_spki",
-                                            cbor_util_new_bytes(r->replaces_spki_sha256, KEY_SPKI_DIGEST_SIZE));
-                k |= cbor_util_map_put_text(map, "replaces_reason", cbor_util_new_text(r->replaces_reason));
+                                            cbor_util_new_bytes(r->replaces->spki_sha256, KEY_SPKI_DIGEST_SIZE));
+                k |= cbor_util_map_put_text(map, "replaces_reason", cbor_util_new_text(r->replaces->reason));
         }
         if (k != 0)
                 return -ENOMEM;
@@ -239,20 +261,16 @@ static int get_fixed_bytes(const cbor_item_t *map, const char *key, uint8_t *out
         return 0;
 }
 
-static int get_blob(const cbor_item_t *map, const char *key, size_t max, uint8_t **ret, size_t *ret_size) {
+/* A byte string of 1..max bytes, borrowed from the map; absent: NULL. */
+static int get_blob(const cbor_item_t *map, const char *key, size_t max, const uint8_t **ret, size_t *ret_size) {
         const cbor_item_t *v = cbor_util_map_get_text(map, key);
-        const uint8_t *p;
-        size_t n;
 
         *ret = NULL;
         *ret_size = 0;
         if (!v)
                 return 0;
-        if (cbor_util_get_bytes(v, &p, &n) < 0 || n == 0 || n > max)
+        if (cbor_util_get_bytes(v, ret, ret_size) < 0 || *ret_size == 0 || *ret_size > max)
                 return -EBADMSG;
-        if (memdup_to(p, n, ret) < 0)
-                return -ENOMEM;
-        *ret_size = n;
         return 0;
 }
 
@@ -346,23 +364,33 @@ int key_record_from_cbor(const uint8_t *buf, size_t size, KeyRecord **ret, const
                 FAIL("malformed named_tasks_only");
 
         /* A rotated key's predecessor: all three fields or none. */
-        bool has_spki;
-        if (get_fixed_bytes(map, "replaces_kid", r->replaces_kid, KEY_KID_SIZE, &r->has_replaces) < 0 ||
-            get_fixed_bytes(map, "replaces_spki", r->replaces_spki_sha256, KEY_SPKI_DIGEST_SIZE, &has_spki) < 0)
+        uint8_t replaces_kid[KEY_KID_SIZE], replaces_spki[KEY_SPKI_DIGEST_SIZE];
+        _cleanup_free_ char *replaces_reason = NULL;
+        bool has_kid, has_spki;
+        if (get_fixed_bytes(map, "replaces_kid", replaces_kid, KEY_KID_SIZE, &has_kid) < 0 ||
+            get_fixed_bytes(map, "replaces_spki", replaces_spki, KEY_SPKI_DIGEST_SIZE, &has_spki) < 0)
                 FAIL("malformed replaces_kid or replaces_spki");
-        k = get_text_opt(map, "replaces_reason", &r->replaces_reason);
+        k = get_text_opt(map, "replaces_reason", &replaces_reason);
         if (k == -ENOMEM)
                 return k;
-        if (k < 0 || has_spki != r->has_replaces || (r->replaces_reason != NULL) != r->has_replaces)
+        if (k < 0 || has_spki != has_kid || (replaces_reason != NULL) != has_kid)
                 FAIL("incomplete or malformed replaces_* fields");
+        if (has_kid) {
+                k = key_record_set_replaces(r, replaces_kid, replaces_spki, replaces_reason);
+                if (k == -ENOMEM)
+                        return k;
+                if (k < 0)
+                        FAIL("malformed replaces_reason");
+        }
 
         /* Bounds: a marshalled TPM2B_PUBLIC/TPM2B_PRIVATE is far below 1 KiB for an ECC key. */
-        k = get_blob(map, "pub", 1024, &r->pub, &r->pub_size);
-        k = k ?: get_blob(map, "priv", 1024, &r->priv, &r->priv_size);
-        if (k == -ENOMEM)
-                return k;
-        if (k < 0)
+        const uint8_t *pub, *priv;
+        size_t pub_size, priv_size;
+        if (get_blob(map, "pub", 1024, &pub, &pub_size) < 0 || get_blob(map, "priv", 1024, &priv, &priv_size) < 0 ||
+            !pub != !priv)
                 FAIL("malformed pub or priv");
+        if (pub && key_record_set_blobs(r, pub, pub_size, priv, priv_size) < 0)
+                return -ENOMEM;
 
         if (get_fixed_bytes(map, "auth", r->auth, KEY_AUTH_SIZE, &present) < 0)
                 FAIL("malformed auth");

@@ -35,35 +35,41 @@ typedef enum KeyState {
         _KEY_STATE_INVALID = -EINVAL,
 } KeyState;
 
+/* A key made by Key.Rotate names the key it replaced, so the revocation of that key can be completed
+ * at start if agentidd stopped between writing the new record and the revocation. */
+typedef struct KeyReplaces {
+        uint8_t kid[KEY_KID_SIZE];
+        uint8_t spki_sha256[KEY_SPKI_DIGEST_SIZE];
+        char reason[];                   /* as given to Rotate (may be empty) */
+} KeyReplaces;
+
+/* agentidd keeps one per key in memory (10,000 and more): rarely used parts live out of line, and the
+ * two TPM blobs share one allocation (docs/performance.md, "Start-up and memory"). */
 typedef struct KeyRecord {
         char *name;
         char *owner;             /* accountable person or team */
         char *description;       /* may be NULL */
         uint32_t uid;            /* who may use the key */
+        KeyState state;
         uint64_t created;        /* seconds since the epoch */
         uint64_t not_after;      /* seconds since the epoch, 0 = no expiry */
         uint64_t destroyed;      /* seconds since the epoch, tombstones only */
-        bool has_exe_digest;
-        uint8_t exe_sha256[KEY_EXE_DIGEST_SIZE];
-        bool named_tasks_only;   /* only task IDs a policy rule names may be used (CreateKey option) */
-        KeyState state;
-        uint8_t *pub;            /* marshalled TPM2B_PUBLIC (active only) */
+        /* Active only, set by key_record_set_blobs(): pub owns the allocation, priv points into it. */
+        uint8_t *pub;            /* marshalled TPM2B_PUBLIC */
         size_t pub_size;
-        uint8_t *priv;           /* marshalled TPM2B_PRIVATE (active only) */
+        uint8_t *priv;           /* marshalled TPM2B_PRIVATE */
         size_t priv_size;
+        KeyReplaces *replaces;           /* made by Rotate: the key it replaced; else NULL */
         uint8_t kid[KEY_KID_SIZE];       /* TPM Name of the key */
         uint8_t parent[KEY_KID_SIZE];    /* TPM Name of the storage root key it was created under */
         uint8_t auth[KEY_AUTH_SIZE];     /* authValue (active only); secret */
-        /* A key made by Key.Rotate names the key it replaced, so the revocation of that key can be
-         * completed at start if agentidd stopped between writing this record and the revocation. */
-        bool has_replaces;
-        uint8_t replaces_kid[KEY_KID_SIZE];
-        uint8_t replaces_spki_sha256[KEY_SPKI_DIGEST_SIZE];
-        char *replaces_reason;           /* as given to Rotate (may be empty) */
+        uint8_t exe_sha256[KEY_EXE_DIGEST_SIZE];
         /* Tombstones: SHA-256 of the destroyed key's DER SubjectPublicKeyInfo, so its revocation
          * entry can be rebuilt at start if the list lost it. */
-        bool has_spki;
         uint8_t spki_sha256[KEY_SPKI_DIGEST_SIZE];
+        bool has_exe_digest;
+        bool has_spki;
+        bool named_tasks_only;   /* only task IDs a policy rule names may be used (CreateKey option) */
 } KeyRecord;
 
 /* Key names: [a-z0-9][a-z0-9._-]{0,63} (DESIGN §2). */
@@ -82,6 +88,13 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(KeyRecord *, key_record_free);
 
 /* Turn an active record into a tombstone in memory: zero and drop the blobs and authValue. */
 void key_record_make_tombstone(KeyRecord *r, uint64_t now);
+
+/* Copy the marshalled TPM2B_PUBLIC and TPM2B_PRIVATE into r (one allocation), replacing any it had.
+ * Return: 0; -EINVAL (an empty blob); -ENOMEM. */
+int key_record_set_blobs(KeyRecord *r, const uint8_t *pub, size_t pub_size, const uint8_t *priv, size_t priv_size);
+/* Name the key r replaced (Rotate). Return: 0; -EINVAL (reason too long or not text); -ENOMEM. */
+int key_record_set_replaces(KeyRecord *r, const uint8_t kid[KEY_KID_SIZE],
+                            const uint8_t spki_sha256[KEY_SPKI_DIGEST_SIZE], const char *reason);
 
 /* Deep copy (the secret parts too). Return: 0 or -ENOMEM. */
 int key_record_copy(const KeyRecord *r, KeyRecord **ret);

@@ -37,12 +37,8 @@ static KeyRecord *example_record(bool active) {
         memset(r->parent + 2, 0x33, 32);
         if (active) {
                 r->state = KEY_STATE_ACTIVE;
-                r->pub = malloc(sizeof(example_pub));
-                r->priv = malloc(sizeof(example_priv));
-                memcpy(r->pub, example_pub, sizeof(example_pub));
-                memcpy(r->priv, example_priv, sizeof(example_priv));
-                r->pub_size = sizeof(example_pub);
-                r->priv_size = sizeof(example_priv);
+                assert_int_equal(key_record_set_blobs(r, example_pub, sizeof(example_pub), example_priv,
+                                                      sizeof(example_priv)), 0);
                 memset(r->auth, 0x44, sizeof(r->auth));
         } else {
                 r->state = KEY_STATE_DESTROYED;
@@ -155,10 +151,12 @@ static void test_inconsistent_not_encoded(void **state) {
         uint8_t *enc = NULL;
         size_t size = 0;
 
-        r->priv = mfree(r->priv);
+        /* An active record without its private blob. */
+        r->priv = NULL;
+        r->priv_size = 0;
         assert_int_equal(key_record_to_cbor(r, &enc, &size), -EINVAL);
-        r->priv = malloc(1);
-        r->priv_size = 1;
+        assert_int_equal(key_record_set_blobs(r, example_pub, sizeof(example_pub), example_priv, 1), 0);
+        assert_int_equal(key_record_set_blobs(r, example_pub, sizeof(example_pub), example_priv, 0), -EINVAL);
         free(r->name);
         r->name = strdup("Bad");
         assert_int_equal(key_record_to_cbor(r, &enc, &size), -EINVAL);
@@ -241,18 +239,22 @@ static void test_replaces(void **state) {
         uint8_t kid[KEY_KID_SIZE] = { 0x00, 0x0b, 0x55 };
         size_t size = 0;
 
-        r->has_replaces = true;
-        memcpy(r->replaces_kid, kid, sizeof(kid));
-        memset(r->replaces_spki_sha256, 0x66, sizeof(r->replaces_spki_sha256));
-        r->replaces_reason = strdup("quarterly rotation");
+        uint8_t spki[KEY_SPKI_DIGEST_SIZE];
+        memset(spki, 0x66, sizeof(spki));
+        assert_int_equal(key_record_set_replaces(r, kid, spki, "quarterly\nrotation"), -EINVAL);
+        assert_null(r->replaces);
+        assert_int_equal(key_record_set_replaces(r, kid, spki, "quarterly rotation"), 0);
         assert_int_equal(key_record_to_cbor(r, &enc, &size), 0);
         assert_int_equal(key_record_from_cbor(enc, size, &back, NULL), 0);
-        assert_true(back->has_replaces);
-        assert_memory_equal(back->replaces_kid, kid, sizeof(kid));
-        assert_memory_equal(back->replaces_spki_sha256, r->replaces_spki_sha256, 32);
-        assert_string_equal(back->replaces_reason, "quarterly rotation");
+        assert_non_null(back->replaces);
+        assert_memory_equal(back->replaces->kid, kid, sizeof(kid));
+        assert_memory_equal(back->replaces->spki_sha256, spki, 32);
+        assert_string_equal(back->replaces->reason, "quarterly rotation");
         assert_int_equal(key_record_copy(back, &copy), 0);
-        assert_string_equal(copy->replaces_reason, "quarterly rotation");
+        assert_string_equal(copy->replaces->reason, "quarterly rotation");
+        assert_memory_equal(copy->pub, back->pub, back->pub_size);
+        assert_memory_equal(copy->priv, back->priv, back->priv_size);
+        assert_ptr_equal(copy->priv, copy->pub + copy->pub_size);
 
         /* named_tasks_only travels with the record; written only when set, and never as false. */
         r->named_tasks_only = true;
@@ -265,7 +267,7 @@ static void test_replaces(void **state) {
         expect_rejected(true, "named_tasks_only", cbor_util_new_uint(1));
 
         /* Inconsistent in memory: not encoded. */
-        r->replaces_reason = mfree(r->replaces_reason);
+        r->replaces->reason[0] = '\n';
         enc = mfree(enc);
         assert_int_equal(key_record_to_cbor(r, &enc, &size), -EINVAL);
 
