@@ -51,7 +51,9 @@ static int key_node_enumerator(sd_bus *bus, const char *path, void *userdata, ch
                 Key *k = v;
                 if (!k->exported)
                         continue;
-                if (key_path(k, &list[n]) < 0) {
+                char path_buf[KEY_PATH_SIZE];
+                list[n] = strdup(key_path(k, path_buf));
+                if (!list[n]) {
                         for (size_t j = 0; j < n; j++)
                                 free(list[j]);
                         free(list);
@@ -406,7 +408,7 @@ static int check_parent_token(Manager *d, Key *k, const TokenRequest *t, uint64_
         if (issuer) {
                 if (key_status(issuer, now) != KEY_STATUS_ACTIVE || atomic_load(&issuer->refusing))
                         return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS,
-                                                 "parent_token's key '%s' is not active (destroyed or expired)",
+                                                 "parent_token's key '%s' is not active (destroyed, expired or unusable)",
                                                  issuer->record->name);
                 KeyPublic pub;
                 r = key_public(issuer, &pub);
@@ -948,15 +950,11 @@ static void destroy_done(Manager *d, Job *j) {
         }
 
         /* The key is destroyed on disk. Take it off the bus before anyone hears about it. */
-        _cleanup_free_ char *path = NULL;
-        if (key_path(k, &path) < 0)
-                log_error("Out of memory: key '%s' is destroyed but its signals are not sent.", k->name);
-        if (path)
-                (void) sd_bus_emit_object_removed(d->bus, path);
+        char path[KEY_PATH_SIZE];
+        (void) sd_bus_emit_object_removed(d->bus, key_path(k, path));
         k->exported = false;
-        if (path)
-                (void) sd_bus_emit_signal(d->bus, AGENTID_MANAGER_PATH, AGENTID_MANAGER_INTERFACE, "KeyDestroyed",
-                                          "sos", k->record->name, path, j->reason);
+        (void) sd_bus_emit_signal(d->bus, AGENTID_MANAGER_PATH, AGENTID_MANAGER_INTERFACE, "KeyDestroyed", "sos",
+                                  k->record->name, path, j->reason);
         (void) sd_bus_emit_properties_changed(d->bus, AGENTID_MANAGER_PATH, AGENTID_MANAGER_INTERFACE, "KeyCount",
                                               NULL);
         log_info("Destroyed key '%s'.", k->record->name);
@@ -1030,7 +1028,7 @@ static void rotate_done(Manager *d, Job *j) {
         }
 
         memcpy(old_kid, k->record->kid, KEY_KID_SIZE);
-        key_spki_sha256(k, old_spki);
+        memcpy(old_spki, j->created->replaces->spki_sha256, sizeof(old_spki)); /* as run_rotate() hashed it */
         r = key_replace_record(k, j->created);
         if (r < 0) {
                 /* On disk the new key is in place already; this copy cannot describe it. Unusable (not
@@ -1048,10 +1046,9 @@ static void rotate_done(Manager *d, Job *j) {
         bus_tasks_end_for_key(d, k, "key rotated");
 
         (void) bus_offboard_rotated(d, k, old_kid, old_spki, j);
-        _cleanup_free_ char *path = NULL;
-        if (key_path(k, &path) >= 0)
-                (void) sd_bus_emit_properties_changed(d->bus, path, AGENTID_KEY_INTERFACE, "PublicKey", "TpmName",
-                                                      "CreatedAt", NULL);
+        char path[KEY_PATH_SIZE];
+        (void) sd_bus_emit_properties_changed(d->bus, key_path(k, path), AGENTID_KEY_INTERFACE, "PublicKey",
+                                              "TpmName", "CreatedAt", NULL);
         if (j->call) {
                 r = bus_reply_bytes(j->call, j->receipt, j->receipt_size);
                 if (r < 0)

@@ -169,13 +169,8 @@ static void create_done(Manager *m, Job *j) {
         bus_offboard_key_changed(m); /* its NotAfter may be the next deadline */
         log_info("Created key '%s' (owner %s, uid %u) for uid %u.", rec->name, rec->owner, rec->uid, j->uid);
 
-        _cleanup_free_ char *path = NULL;
-        r = key_path(k, &path);
-        if (r < 0) {
-                (void) bus_reply_errno(j->call, r, "The key was created, but naming its object failed; ask GetKey");
-                return;
-        }
-        (void) sd_bus_emit_object_added(m->bus, path);
+        char path[KEY_PATH_SIZE];
+        (void) sd_bus_emit_object_added(m->bus, key_path(k, path));
         (void) sd_bus_emit_signal(m->bus, AGENTID_MANAGER_PATH, AGENTID_MANAGER_INTERFACE, "KeyCreated", "so",
                                   rec->name, path);
         (void) sd_bus_emit_properties_changed(m->bus, AGENTID_MANAGER_PATH, AGENTID_MANAGER_INTERFACE, "KeyCount",
@@ -201,14 +196,9 @@ static int method_list_keys(sd_bus_message *msg, void *userdata, sd_bus_error *e
                 return r;
         while (hashmap_iterate(m->keys, &i, &v)) {
                 Key *k = v;
-                _cleanup_free_ char *path = NULL;
+                char path[KEY_PATH_SIZE];
                 /* A destroyed key has no object any more: "/" stands for none. */
-                if (k->exported) {
-                        r = key_path(k, &path);
-                        if (r < 0)
-                                return r;
-                }
-                r = sd_bus_message_append(reply, "(sos)", k->record->name, path ?: "/",
+                r = sd_bus_message_append(reply, "(sos)", k->record->name, k->exported ? key_path(k, path) : "/",
                                           key_status_to_string(key_status(k, now)));
                 if (r < 0)
                         return r;
@@ -234,11 +224,8 @@ static int method_get_key(sd_bus_message *msg, void *userdata, sd_bus_error *err
                 return bus_error_setf_errno(error, -ENOENT, "No key named '%s'", name);
         if (!k->exported)
                 return bus_error_setf_errno(error, -EKEYREVOKED, "Key '%s' was destroyed", name);
-        _cleanup_free_ char *path = NULL;
-        r = key_path(k, &path);
-        if (r < 0)
-                return r;
-        return sd_bus_reply_method_return(msg, "o", path);
+        char path[KEY_PATH_SIZE];
+        return sd_bus_reply_method_return(msg, "o", key_path(k, path));
 }
 
 static int method_get_attestation_key(sd_bus_message *msg, void *userdata, sd_bus_error *error) {

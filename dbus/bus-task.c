@@ -268,11 +268,9 @@ static int method_start_task_impl(sd_bus_message *msg, Key *k, sd_bus_error *err
                 return -ENOMEM;
         t->parent_task_id = TAKE_PTR(parent_task_id);
         t->key = key_ref(k);
-        _cleanup_free_ char *key_object = NULL, *prefix = NULL;
-        r = key_path(k, &key_object);
-        if (r < 0)
-                return r;
-        if (asprintf(&prefix, "%s/task", key_object) < 0)
+        _cleanup_free_ char *prefix = NULL;
+        char key_object[KEY_PATH_SIZE];
+        if (asprintf(&prefix, "%s/task", key_path(k, key_object)) < 0)
                 return -ENOMEM;
         r = sd_bus_path_encode(prefix, task_id, &t->path);
         if (r < 0)
@@ -450,9 +448,8 @@ static int task_property_get(sd_bus *bus, const char *path, const char *interfac
         if (streq(property, "ParentTaskId"))
                 return sd_bus_message_append(reply, "s", t->parent_task_id ?: "");
         if (streq(property, "Key")) {
-                _cleanup_free_ char *key_object = NULL;
-                int r = key_path(t->key, &key_object);
-                return r < 0 ? r : sd_bus_message_append(reply, "o", key_object);
+                char key_object[KEY_PATH_SIZE];
+                return sd_bus_message_append(reply, "o", key_path(t->key, key_object));
         }
         if (streq(property, "Audiences"))
                 return sd_bus_message_append_strv(reply, t->audiences);

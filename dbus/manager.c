@@ -55,19 +55,38 @@ int key_public(const Key *k, KeyPublic *ret) {
         if (r < 0)
                 return r;
         p256_spki_write(ret->x, ret->y, ret->der);
-        return sha256(ret->der, sizeof(ret->der), ret->spki_sha256);
+        return 0;
 }
 
-void key_spki_sha256(const Key *k, uint8_t ret[32]) {
-        KeyPublic pub;
-
-        if (key_public(k, &pub) < 0)
-                memset(pub.spki_sha256, 0, sizeof(pub.spki_sha256));
-        memcpy(ret, pub.spki_sha256, sizeof(pub.spki_sha256));
+int key_spki_sha256(const Key *k, uint8_t ret[KEY_SPKI_DIGEST_SIZE]) {
+        int r = keystore_key_spki_sha256(k->record, ret);
+        if (r == -ENOMEM || r == -EIO)
+                return r;
+        if (r < 0)
+                memset(ret, 0, KEY_SPKI_DIGEST_SIZE);
+        return 0;
 }
 
-int key_path(const Key *k, char **ret) {
-        return sd_bus_path_encode(AGENTID_KEY_PREFIX, k->name, ret);
+const char *key_path(const Key *k, char buf[static KEY_PATH_SIZE]) {
+        static const char hex[] = "0123456789abcdef";
+        char *p = stpcpy(buf, AGENTID_KEY_PREFIX "/");
+
+        /* sd_bus_path_encode()'s label escaping, without its allocation: ASCII letters stay, and digits
+         * except in first place; every other byte becomes _ and two lower-case hex digits.
+         * sd_bus_path_decode() in the object lookup reverses it. */
+        for (const char *c = k->name; *c; c++) {
+                bool keep = (*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') ||
+                            (c > k->name && *c >= '0' && *c <= '9');
+                if (keep)
+                        *p++ = *c;
+                else {
+                        *p++ = '_';
+                        *p++ = hex[(uint8_t) *c >> 4];
+                        *p++ = hex[(uint8_t) *c & 15];
+                }
+        }
+        *p = '\0';
+        return buf;
 }
 
 const char *key_uri(const Key *k, char buf[static KEY_URI_SIZE]) {
@@ -280,13 +299,11 @@ void manager_client_release(Manager *m, Client *c) {
 /* A Destroy's first steps: the key refuses use and is listed, before the TPM and the disk have caught
  * up (DESIGN §4). If anything later fails (a full queue, the TPM, a crash), the key stays listed and
  * refusing, and agentidd finishes the destroy itself. */
-static void destroy_begin(Manager *m, Job *j) {
-        uint8_t spki[32];
-
+static void destroy_begin(Manager *m, Job *j, const uint8_t spki_sha256[KEY_SPKI_DIGEST_SIZE]) {
         atomic_store(&j->key->refusing, true);
         bus_tasks_end_for_key(m, j->key, "key destroyed");
-        key_spki_sha256(j->key, spki);
-        int r = offboard_revoke(m, REVOCATION_DESTROY, j->key, j->key->record->kid, spki, j->now, j->reason);
+        int r = offboard_revoke(m, REVOCATION_DESTROY, j->key, j->key->record->kid, spki_sha256, j->now,
+                                j->reason);
         if (r < 0)
                 log_error("Destroying key '%s' without a durable revocation entry: %s", j->key->name, strerror(-r));
 }
@@ -296,9 +313,14 @@ int manager_submit(Manager *m, Job *j, sd_bus_error *error) {
         int r;
 
         if (j->type == JOB_DESTROY) {
+                uint8_t spki[KEY_SPKI_DIGEST_SIZE];
+
                 if (k->destroy_pending || k->deferred_destroy)
                         return bus_error_setf_errno(error, -EBUSY, "Key '%s' is being destroyed", k->name);
-                destroy_begin(m, j);
+                r = key_spki_sha256(k, spki);
+                if (r < 0) /* nothing happened yet: the caller may retry */
+                        return bus_error_setf_errno(error, r, "Hashing the public key of '%s' failed", k->name);
+                destroy_begin(m, j, spki);
                 if (k->rotate_pending) {
                         /* Offboarding is never locked out by a rotation: the key refuses use now, the
                          * rotation gives up if it has not finished, and this Destroy is queued when

@@ -128,12 +128,13 @@ typedef struct Key {
 /* The public key of an active record in the forms the handlers use. */
 typedef struct KeyPublic {
         uint8_t der[P256_SPKI_DER_SIZE];   /* DER SubjectPublicKeyInfo */
-        uint8_t spki_sha256[32];           /* revocations, receipts */
         uint8_t x[P256_COORD_SIZE], y[P256_COORD_SIZE]; /* cnf claims, verifying its tokens */
 } KeyPublic;
 
 /* "agentid://" host-id "/" name (DESIGN §2), NUL included. */
 #define KEY_URI_SIZE (sizeof("agentid://") + 2 * KEYSTORE_HOST_ID_SIZE + 1 + KEY_NAME_MAX)
+/* AGENTID_KEY_PREFIX "/" and the name with every byte escaped (_xx), NUL included. */
+#define KEY_PATH_SIZE (sizeof(AGENTID_KEY_PREFIX "/") + 3 * KEY_NAME_MAX)
 
 /* A bus peer with queued work; when it disconnects its queued work is dropped. */
 typedef struct Client {
@@ -253,15 +254,16 @@ Key *manager_find_key(Manager *m, const char *name);
 /* Swap in a new active record of the same key (Rotate). Return: 0 (k takes record) or -errno (its
  * public key cannot be read; nothing changed). */
 int key_replace_record(Key *k, KeyRecord *record);
-/* The key's D-Bus object path (malloc'd). Return: 0 or -ENOMEM. */
-int key_path(const Key *k, char **ret);
+/* The key's D-Bus object path, written to buf; returns buf. */
+const char *key_path(const Key *k, char buf[static KEY_PATH_SIZE]);
 /* The key's agent URI, written to buf; returns buf. */
 const char *key_uri(const Key *k, char buf[static KEY_URI_SIZE]);
 /* The public key of the key's record. Return: 0; -EKEYREVOKED (tombstone); -EBADMSG, -EINVAL. */
 int key_public(const Key *k, KeyPublic *ret);
 /* SHA-256 of its DER SubjectPublicKeyInfo as revocations and receipts name it; zeros for a key whose
- * public area cannot be read (never usable, so nothing it signed can be shown). */
-void key_spki_sha256(const Key *k, uint8_t ret[32]);
+ * public area cannot be read (unusable since it was loaded: nothing it signed verifies). Return: 0;
+ * -ENOMEM, -EIO (hashing failed). */
+int key_spki_sha256(const Key *k, uint8_t ret[KEY_SPKI_DIGEST_SIZE]);
 KeyStatus key_status(const Key *k, uint64_t now);
 const char *key_status_to_string(KeyStatus s);
 /* 0 if k is active now; otherwise the error (KeyExpired, KeyDestroyed, KeyUnusable) set in error. */

@@ -174,18 +174,18 @@ static int build_receipt(Keystore *ks, Job *j) {
         const KeyRecord *host = keystore_host_key(ks);
         const Key *k = j->key;
         _cleanup_(cose_sign1_freep) CoseSign1 *cose = NULL;
-        uint8_t sig[KEYSTORE_SIGNATURE_SIZE], spki[32];
+        static const uint8_t no_spki[KEY_SPKI_DIGEST_SIZE] = {}; /* a key never usable: nothing to name */
+        uint8_t sig[KEYSTORE_SIGNATURE_SIZE];
         char uri[KEY_URI_SIZE];
         int r;
 
-        key_spki_sha256(k, spki);
         DestroyReceipt receipt = {
                 .name = k->record->name,
                 .uri = key_uri(k, uri),
                 .owner = k->record->owner,
                 .reason = j->reason,
                 .kid = k->record->kid,
-                .spki_sha256 = spki,
+                .spki_sha256 = j->tombstone->has_spki ? j->tombstone->spki_sha256 : no_spki,
                 .time = j->now,
                 .by_uid = (uint32_t) j->uid,
                 .has_audit_seq = j->audit_seq > 0,
@@ -231,22 +231,22 @@ static void run_destroy(Keystore *ks, Job *j) {
 static void run_rotate(Keystore *ks, Job *j) {
         const KeyRecord *old = j->key->record, *host = keystore_host_key(ks);
         _cleanup_(cose_sign_freep) CoseSign *cose = NULL;
-        _cleanup_free_ uint8_t *der = NULL;
         uint8_t old_spki[32], new_spki[32], sigs[2][KEYSTORE_SIGNATURE_SIZE];
         char uri[KEY_URI_SIZE];
-        size_t der_size = 0;
         int r;
 
-        key_spki_sha256(j->key, old_spki);
+        r = key_spki_sha256(j->key, old_spki);
+        if (r < 0) {
+                job_fail(j, r, "Reading the old public key failed");
+                return;
+        }
         r = keystore_rotate_begin(ks, old, old_spki, j->reason, j->now, &j->created);
         if (r < 0) {
                 job_fail(j, r, keystore_last_error(ks));
                 return;
         }
 
-        r = keystore_key_public_der(j->created, &der, &der_size);
-        if (r >= 0)
-                r = sha256(der, der_size, new_spki);
+        r = keystore_key_spki_sha256(j->created, new_spki);
         if (r < 0) {
                 job_fail(j, r, "Reading the new public key failed");
                 goto fail;

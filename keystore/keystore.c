@@ -1086,16 +1086,18 @@ int keystore_destroy_key(Keystore *ks, KeyRecord *r, uint64_t now) {
         if (r->state == KEY_STATE_DESTROYED)
                 return keystore_fail(ks, -EKEYREVOKED, "Key '%s' was already destroyed", r->name);
 
+        /* The tombstone keeps what a revocation entry names, in case the list ever loses it; a key
+         * whose public area cannot be read (never usable) has nothing to name. */
+        uint8_t spki[KEY_SPKI_DIGEST_SIZE];
+        k = keystore_key_spki_sha256(r, spki);
+        if (k == -ENOMEM || k == -EIO)
+                return keystore_fail(ks, k, "Hashing the public key of '%s' failed", r->name);
+        bool has_spki = k >= 0;
+
         /* The key stops being usable first: drop any loaded or saved copy from the TPM. */
         CacheEntry *e = cache_find(ks, r->kid);
         if (e)
                 cache_entry_drop(ks, e);
-
-        /* The tombstone keeps what a revocation entry names, in case the list ever loses it. */
-        _cleanup_free_ uint8_t *der = NULL;
-        size_t der_size = 0;
-        uint8_t spki[KEY_SPKI_DIGEST_SIZE];
-        bool has_spki = keystore_key_public_der(r, &der, &der_size) >= 0 && sha256(der, der_size, spki) >= 0;
 
         k = key_record_copy(r, &tomb);
         if (k < 0)
@@ -1206,6 +1208,15 @@ int keystore_key_public_der(const KeyRecord *r, uint8_t **ret, size_t *ret_size)
         if (k < 0)
                 return k;
         return p256_spki_from_xy(x, y, ret, ret_size);
+}
+
+int keystore_key_spki_sha256(const KeyRecord *r, uint8_t ret[KEY_SPKI_DIGEST_SIZE]) {
+        uint8_t x[P256_COORD_SIZE], y[P256_COORD_SIZE], der[P256_SPKI_DER_SIZE];
+        int k = keystore_key_public_point(r, x, y);
+        if (k < 0)
+                return k;
+        p256_spki_write(x, y, der);
+        return sha256(der, sizeof(der), ret);
 }
 
 int keystore_key_public_area(const KeyRecord *r, uint8_t **ret, size_t *ret_size) {

@@ -136,6 +136,9 @@ int keystore_rotate_commit(Keystore *ks, const KeyRecord *old, const KeyRecord *
 
 /* The key's public key as DER SubjectPublicKeyInfo. */
 int keystore_key_public_der(const KeyRecord *r, uint8_t **ret, size_t *ret_size);
+/* SHA-256 of the key's DER SubjectPublicKeyInfo, as revocations and receipts name it. Return: 0;
+ * -EKEYREVOKED, -EINVAL, -EBADMSG as keystore_key_public_point(); -ENOMEM, -EIO (hashing). */
+int keystore_key_spki_sha256(const KeyRecord *r, uint8_t ret[KEY_SPKI_DIGEST_SIZE]);
 /* The key's public point (P-256 affine coordinates, left-padded). Return: 0; -EKEYREVOKED for a
  * tombstone; -EINVAL, -EBADMSG for a public area that is not a P-256 key. */
 int keystore_key_public_point(const KeyRecord *r, uint8_t x[32], uint8_t y[32]);
