@@ -324,6 +324,7 @@ static void manager_done(Manager *m) {
         m->peers = peer_registry_free(m->peers);
         free(m->policy_path);
         m->exe_cache = exe_cache_free(m->exe_cache);
+        m->creds_cache = creds_cache_free(m->creds_cache);
         free(m->host_public_der);
         free(m->ak_public);
         for (unsigned i = 0; i < m->n_eks; i++) {
@@ -437,7 +438,8 @@ static int run(int argc, char *argv[]) {
 
         m.keys = hashmap_new();
         m.exe_cache = exe_cache_new();
-        if (!m.keys || !m.exe_cache)
+        m.creds_cache = creds_cache_new();
+        if (!m.keys || !m.exe_cache || !m.creds_cache)
                 return log_error_errno(ENOMEM, "Out of memory");
         r = load_keys(&m, ks);
         if (r < 0)

@@ -155,7 +155,7 @@ int method_get_audit_head(sd_bus_message *msg, void *userdata, sd_bus_error *err
         if (nonce_size < EVIDENCE_NONCE_MIN || nonce_size > EVIDENCE_NONCE_MAX)
                 return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS, "The nonce must be %u..%u bytes, got %zu",
                                          EVIDENCE_NONCE_MIN, EVIDENCE_NONCE_MAX, nonce_size);
-        if (caller_get_creds(msg, &uid, NULL) < 0)
+        if (caller_get_creds(m->creds_cache, msg, &uid, NULL) < 0)
                 return sd_bus_error_setf(error, SD_BUS_ERROR_ACCESS_DENIED, "Cannot determine the caller's identity");
         if (!manager_uid_is_admin(m, uid))
                 return sd_bus_error_setf(error, SD_BUS_ERROR_ACCESS_DENIED, "Only administrators may read the audit head");
@@ -260,7 +260,7 @@ int bus_audit_refused(Manager *m, sd_bus_message *msg, const char *action, const
                 (void) snprintf(reason, sizeof(reason), "%s", error->name);
         else
                 (void) snprintf(reason, sizeof(reason), "%s", bus_error_name_from_errno(r));
-        (void) caller_get_creds(msg, &uid, &pid);
+        (void) caller_get_creds(m->creds_cache, msg, &uid, &pid);
         AuditCaller caller = { .uid = (uint32_t) uid, .pid = (uint32_t) pid };
         AuditEntry e = {
                 .action = action,

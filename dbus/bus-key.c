@@ -119,7 +119,7 @@ int bus_key_authorize_use(Manager *d, sd_bus_message *m, Key *k, uid_t *ret_uid,
         pid_t pid = 0;
         int r;
 
-        r = caller_get_creds(m, &euid, &pid);
+        r = caller_get_creds(d->creds_cache, m, &euid, &pid);
         if (r < 0)
                 return sd_bus_error_setf(error, SD_BUS_ERROR_ACCESS_DENIED, "Cannot determine the caller's identity");
         if (euid != k->record->uid)
@@ -730,7 +730,7 @@ static int method_attest_impl(sd_bus_message *m, void *userdata, sd_bus_error *e
                 return r;
 
         /* The key's uid (with its pin), or an admin: evidence then names the admin as the caller. */
-        r = caller_get_creds(m, &uid, &pid);
+        r = caller_get_creds(d->creds_cache, m, &uid, &pid);
         if (r < 0)
                 return sd_bus_error_setf(error, SD_BUS_ERROR_ACCESS_DENIED, "Cannot determine the caller's identity");
         if (!manager_uid_is_admin(d, uid)) {
@@ -876,7 +876,7 @@ static int key_change_prepare(sd_bus_message *m, Key *k, JobType type, Job **ret
                                          "The reason must be 1..%u bytes of text without control characters",
                                          REASON_MAX);
 
-        r = caller_get_creds(m, &uid, &pid);
+        r = caller_get_creds(d->creds_cache, m, &uid, &pid);
         if (r < 0)
                 return sd_bus_error_setf(error, SD_BUS_ERROR_ACCESS_DENIED, "Cannot determine the caller's identity");
         bool admin = manager_uid_is_admin(d, uid);

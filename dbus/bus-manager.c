@@ -47,7 +47,7 @@ static int method_create_key_impl(sd_bus_message *msg, void *userdata, sd_bus_er
 
         /* Who first: the refusal should not depend on (or reveal) which names exist. DESIGN §3: admins
          * always may; a "create" rule can extend it to non-admins, for keys of their own uid only. */
-        r = caller_get_creds(msg, &uid, &pid);
+        r = caller_get_creds(m->creds_cache, msg, &uid, &pid);
         if (r < 0)
                 return sd_bus_error_setf(error, SD_BUS_ERROR_ACCESS_DENIED, "Cannot determine the caller's identity");
         bool admin = manager_uid_is_admin(m, uid);
@@ -141,7 +141,7 @@ static int method_create_key(sd_bus_message *msg, void *userdata, sd_bus_error *
         /* The refusal's record names the key only for admins: the name is the caller's choice, and a
          * new one with each call would defeat the aggregation of refusals. */
         (void) sd_bus_message_rewind(msg, true);
-        if (caller_get_creds(msg, &uid, NULL) >= 0 && manager_uid_is_admin(m, uid))
+        if (caller_get_creds(m->creds_cache, msg, &uid, NULL) >= 0 && manager_uid_is_admin(m, uid))
                 (void) sd_bus_message_read(msg, "s", &name);
         return bus_audit_refused(m, msg, "create", name, NULL, r, error);
 }
@@ -294,7 +294,7 @@ static int method_get_platform_evidence(sd_bus_message *msg, void *userdata, sd_
                 return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS, "The nonce must be %u..%u bytes, got %zu",
                                          EVIDENCE_NONCE_MIN, EVIDENCE_NONCE_MAX, nonce_size);
         /* Anyone may ask, within a per-uid rate; the uid also picks the fair-share queue. */
-        r = caller_get_creds(msg, &uid, NULL);
+        r = caller_get_creds(m->creds_cache, msg, &uid, NULL);
         if (r < 0)
                 return sd_bus_error_setf(error, SD_BUS_ERROR_ACCESS_DENIED, "Cannot determine the caller's identity");
         if (!manager_rate_allow(m, uid))
@@ -359,7 +359,7 @@ static int method_activate_credential(sd_bus_message *msg, void *userdata, sd_bu
                 return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS,
                                          "The AK is under the %s EK, not '%.8s'", m->ek_type ?: "(none)", ek);
 
-        r = caller_get_creds(msg, &uid, NULL);
+        r = caller_get_creds(m->creds_cache, msg, &uid, NULL);
         if (r < 0)
                 return sd_bus_error_setf(error, SD_BUS_ERROR_ACCESS_DENIED, "Cannot determine the caller's identity");
         if (!manager_uid_is_admin(m, uid))

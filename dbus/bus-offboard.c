@@ -309,7 +309,7 @@ int method_get_revocations(sd_bus_message *msg, void *userdata, sd_bus_error *er
 
         /* Open to everyone, and a list can be large: the per-uid budget of GetPlatformEvidence
          * (administrators, who export it, are not limited). */
-        if (caller_get_creds(msg, &uid, NULL) < 0)
+        if (caller_get_creds(m->creds_cache, msg, &uid, NULL) < 0)
                 return sd_bus_error_setf(error, SD_BUS_ERROR_ACCESS_DENIED, "Cannot determine the caller's identity");
         if (!manager_uid_is_admin(m, uid) && !manager_rate_allow(m, uid))
                 return sd_bus_error_setf(error, AGENTID_ERROR_RATE_LIMITED,

@@ -71,7 +71,7 @@ static void audit_peer(Manager *m, const char *action, bool done, uid_t uid, pid
 
 static int authorize_admin(Manager *m, sd_bus_message *msg, const char *what, uid_t *ret_uid, pid_t *ret_pid,
                            sd_bus_error *error) {
-        int r = caller_get_creds(msg, ret_uid, ret_pid);
+        int r = caller_get_creds(m->creds_cache, msg, ret_uid, ret_pid);
         if (r < 0)
                 return sd_bus_error_setf(error, SD_BUS_ERROR_ACCESS_DENIED, "Cannot determine the caller's identity");
         if (!manager_uid_is_admin(m, *ret_uid))
@@ -161,7 +161,7 @@ int method_add_peer(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
         /* As CreateKey: a refusal names the URI only for admins, whose mistakes are worth reading; a
          * non-admin's choice of text must not defeat the aggregation of refusals. */
         (void) sd_bus_message_rewind(msg, true);
-        if (caller_get_creds(msg, &uid, NULL) >= 0 && manager_uid_is_admin(m, uid))
+        if (caller_get_creds(m->creds_cache, msg, &uid, NULL) >= 0 && manager_uid_is_admin(m, uid))
                 (void) sd_bus_message_read(msg, "s", &uri);
         return bus_audit_refused(m, msg, "peer_add", uri, NULL, r, error);
 }
@@ -218,7 +218,7 @@ int method_remove_peer(sd_bus_message *msg, void *userdata, sd_bus_error *error)
         if (r >= 0)
                 return r;
         (void) sd_bus_message_rewind(msg, true);
-        if (caller_get_creds(msg, &uid, NULL) >= 0 && manager_uid_is_admin(m, uid))
+        if (caller_get_creds(m->creds_cache, msg, &uid, NULL) >= 0 && manager_uid_is_admin(m, uid))
                 (void) sd_bus_message_read(msg, "s", &uri);
         return bus_audit_refused(m, msg, "peer_remove", uri, NULL, r, error);
 }

@@ -499,7 +499,7 @@ int bus_policy_submit(Manager *m, sd_bus_message *msg, Job **job, const PolicyCa
 static int check_admin(Manager *m, sd_bus_message *msg, uid_t *ret_uid, const char *what, sd_bus_error *error) {
         uid_t uid;
 
-        if (caller_get_creds(msg, &uid, NULL) < 0)
+        if (caller_get_creds(m->creds_cache, msg, &uid, NULL) < 0)
                 return sd_bus_error_setf(error, SD_BUS_ERROR_ACCESS_DENIED, "Cannot determine the caller's identity");
         if (!manager_uid_is_admin(m, uid))
                 return sd_bus_error_setf(error, SD_BUS_ERROR_ACCESS_DENIED, "Only administrators may %s", what);

@@ -496,7 +496,7 @@ static int method_task_end_impl(sd_bus_message *msg, Task *t, sd_bus_error *erro
                 return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS,
                                          "The reason must be 1..%u bytes of text without control characters",
                                          REASON_MAX);
-        r = caller_get_creds(msg, &uid, NULL);
+        r = caller_get_creds(m->creds_cache, msg, &uid, NULL);
         if (r < 0)
                 return sd_bus_error_setf(error, SD_BUS_ERROR_ACCESS_DENIED, "Cannot determine the caller's identity");
         /* Administrators end any task (offboarding); otherwise whoever may use the key (its uid, with

@@ -24,8 +24,20 @@ typedef struct ExeCache ExeCache;
 ExeCache *exe_cache_new(void);
 ExeCache *exe_cache_free(ExeCache *c);
 
-/* The sender's euid (and pid if ret_pid) as the bus reports them; never augmented from /proc. */
-int caller_get_creds(sd_bus_message *m, uid_t *ret_euid, pid_t *ret_pid);
+/* Credentials of the bus's unique names, kept for CREDS_CACHE_SIZE callers (least recently used go). */
+#define CREDS_CACHE_SIZE 128U
+typedef struct CredsCache CredsCache;
+
+CredsCache *creds_cache_new(void);
+CredsCache *creds_cache_free(CredsCache *c);
+
+/*
+ * caller_get_creds() - the sender's euid (and pid if ret_pid) as the bus reports them
+ *
+ * Never augmented from /proc. Asked of the bus once per unique name (GetConnectionCredentials, a
+ * synchronous round trip), then answered from cache (may be NULL: always ask).
+ */
+int caller_get_creds(CredsCache *cache, sd_bus_message *m, uid_t *ret_euid, pid_t *ret_pid);
 
 /*
  * caller_exe_digest() - SHA-256 of the executable process pid runs, as uid expected_euid

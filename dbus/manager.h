@@ -59,6 +59,7 @@
 typedef struct Manager Manager;
 typedef struct Worker Worker;
 typedef struct ExeCache ExeCache;
+typedef struct CredsCache CredsCache;
 typedef struct Job Job;
 
 typedef enum KeyStatus {
@@ -163,6 +164,7 @@ struct Manager {
         sd_bus *bus;
         Worker *worker;
         ExeCache *exe_cache;
+        CredsCache *creds_cache; /* callers' euid and pid, by unique name (caller.h) */
         Hashmap *keys;           /* name -> Key*, tombstones included */
         Hashmap *tasks;          /* object path -> Task*, running tasks */
         unsigned n_tasks_starting; /* StartTask jobs alive (queued, held, running) */
