@@ -33,6 +33,9 @@
 #define MANAGER_PATH "/org/agentid1"
 #define MANAGER_IFACE "org.agentid1.Manager"
 #define KEY_IFACE "org.agentid1.Key"
+#define TASK_IFACE "org.agentid1.Task"
+/* Key.StartTask takes at most 16 audiences (docs/dbus-api.md). */
+#define TASK_AUDIENCES_MAX 16
 #define MESSAGE_MAX (64U * 1024U)
 
 /* Per-call timeouts: reads are quick; TPM work waits behind a queue; key creation is slow on real
@@ -44,6 +47,7 @@
 static bool arg_user;
 static bool arg_json;
 static bool arg_no_wait;
+static bool arg_named_tasks_only;
 static const char *arg_owner;
 static const char *arg_description;
 static const char *arg_reason;
@@ -51,7 +55,9 @@ static const char *arg_output;
 static const char *arg_format;
 static const char *arg_task_id;
 static const char *arg_parent_task_id;
-static const char *arg_audience;
+static const char *arg_audience;                   /* the first --audience= */
+static const char *arg_audiences[TASK_AUDIENCES_MAX]; /* all of them (task start) */
+static unsigned arg_n_audiences;
 static const char *arg_exe;
 static const char *arg_exe_sha256;
 static const char *arg_nonce;
@@ -73,12 +79,17 @@ static void help(void) {
                "  show NAME                   Show a key's properties\n"
                "  create NAME --owner=OWNER   Create a key (admins) [--uid= | --user-name=] [--ttl=]\n"
                "                              [--description=] [--exe=PATH | --exe-sha256=HEX]\n"
+               "                              [--named-tasks-only]\n"
                "  public-key NAME             Write the key's public key (--format=pem|der, --output=)\n"
                "  sign NAME [FILE|-]          SHA-256 the input and sign the digest with the key\n"
                "                              (--format=base64|der, --output=, --task-id= ...)\n"
                "  sign-message NAME [FILE|-]  Sign the input as a COSE_Sign1 message (--output=, or base64)\n"
                "  issue-token NAME --audience=AUD --task-id=ID  A task token (CWT) for a peer\n"
                "                              [--scope=S ... --ttl=SECONDS --parent-token=FILE]\n"
+               "  task start NAME --task-id=ID  Start a task with its own TPM key; prints its object\n"
+               "                              path [--audience=AUD ... --scope=S ... --ttl=SECONDS\n"
+               "                              --parent-task-id=ID --output=FILE for the credential]\n"
+               "  task end NAME ID --reason=TEXT  End (and revoke) a running task of the key\n"
                "  audit-head --nonce=HEX      A signed head of the audit log (admins; --output=)\n"
                "  destroy NAME --reason=TEXT  Destroy a key (admins); writes the receipt (--output=)\n"
                "  rotate NAME --reason=TEXT   Replace the key's TPM key, revoking the old one (admins);\n"
@@ -115,7 +126,7 @@ static void help(void) {
                "  --task-id=ID                Task the request belongs to (sign, sign-message, attest,\n"
                "                              issue-token)\n"
                "  --parent-task-id=ID         Task that started that task\n"
-               "  --audience=AUD              Who the signature is meant for\n"
+               "  --audience=AUD              Who the signature is meant for (task start: repeatable)\n"
                "  --no-wait                   Fail at once (InteractiveAuthorizationRequired) instead of\n"
                "                              waiting when policy wants a human's approval\n"
                "  --user                      Talk to agentidd on the session bus\n"
@@ -132,7 +143,7 @@ static int parse_argv(int argc, char *argv[]) {
                 ARG_REASON, ARG_OUTPUT, ARG_FORMAT, ARG_TASK_ID, ARG_PARENT_TASK_ID, ARG_AUDIENCE, ARG_EXE,
                 ARG_EXE_SHA256, ARG_NONCE, ARG_CHALLENGE, ARG_VERSION, ARG_POLICY, ARG_KEY, ARG_ACTION,
                 ARG_UNIT, ARG_PEER, ARG_LOGIN_SESSION, ARG_SCOPE, ARG_NO_WAIT, ARG_PARENT_TOKEN,
-                ARG_RECEIPTS_DIR,
+                ARG_RECEIPTS_DIR, ARG_NAMED_TASKS_ONLY,
         };
         static const struct option options[] = {
                 { "user", no_argument, NULL, ARG_USER },
@@ -161,6 +172,7 @@ static int parse_argv(int argc, char *argv[]) {
                 { "audience", required_argument, NULL, ARG_AUDIENCE },
                 { "exe", required_argument, NULL, ARG_EXE },
                 { "exe-sha256", required_argument, NULL, ARG_EXE_SHA256 },
+                { "named-tasks-only", no_argument, NULL, ARG_NAMED_TASKS_ONLY },
                 { "nonce", required_argument, NULL, ARG_NONCE },
                 { "challenge", required_argument, NULL, ARG_CHALLENGE },
                 { "help", no_argument, NULL, 'h' },
@@ -219,7 +231,14 @@ static int parse_argv(int argc, char *argv[]) {
                         arg_parent_task_id = optarg;
                         break;
                 case ARG_AUDIENCE:
-                        arg_audience = optarg;
+                        if (arg_n_audiences >= TASK_AUDIENCES_MAX)
+                                return log_error_errno(EINVAL, "At most %d --audience= options",
+                                                       TASK_AUDIENCES_MAX);
+                        arg_audiences[arg_n_audiences++] = optarg;
+                        arg_audience = arg_audiences[0];
+                        break;
+                case ARG_NAMED_TASKS_ONLY:
+                        arg_named_tasks_only = true;
                         break;
                 case ARG_EXE:
                         arg_exe = optarg;
@@ -591,6 +610,8 @@ static int verb_create(sd_bus *bus, const char *name) {
                 r = sd_bus_message_append(m, "{sv}", "ttl", "t", (uint64_t) arg_ttl);
         if (r >= 0 && arg_description)
                 r = sd_bus_message_append(m, "{sv}", "description", "s", arg_description);
+        if (r >= 0 && arg_named_tasks_only)
+                r = sd_bus_message_append(m, "{sv}", "named_tasks_only", "b", 1);
         if (r >= 0 && (arg_exe || arg_exe_sha256)) {
                 r = sd_bus_message_open_container(m, 'e', "sv");
                 if (r >= 0)
@@ -716,6 +737,22 @@ static int read_token_file(const char *path, uint8_t **ret, size_t *ret_size) {
         return 0;
 }
 
+/* {sv} entry name -> as, for option dictionaries. */
+static int append_strv_option(sd_bus_message *m, const char *name, const char *const *v, unsigned n) {
+        int r = sd_bus_message_open_container(m, 'e', "sv");
+        if (r >= 0)
+                r = sd_bus_message_append(m, "s", name);
+        if (r >= 0)
+                r = sd_bus_message_open_container(m, 'v', "as");
+        if (r >= 0)
+                r = sd_bus_message_open_container(m, 'a', "s");
+        for (unsigned i = 0; r >= 0 && i < n; i++)
+                r = sd_bus_message_append(m, "s", v[i]);
+        for (int i = 0; r >= 0 && i < 3; i++)
+                r = sd_bus_message_close_container(m);
+        return r;
+}
+
 static int verb_issue_token(sd_bus *bus, const char *name) {
         _cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL;
         _cleanup_free_ char *path = NULL;
@@ -747,19 +784,8 @@ static int verb_issue_token(sd_bus *bus, const char *name) {
                 r = sd_bus_message_append(m, "{sv}", "parent_task_id", "s", arg_parent_task_id);
         if (r >= 0 && arg_ttl)
                 r = sd_bus_message_append(m, "{sv}", "ttl", "t", (uint64_t) arg_ttl);
-        if (r >= 0 && arg_explain.n_scopes > 0) {
-                r = sd_bus_message_open_container(m, 'e', "sv");
-                if (r >= 0)
-                        r = sd_bus_message_append(m, "s", "scope");
-                if (r >= 0)
-                        r = sd_bus_message_open_container(m, 'v', "as");
-                if (r >= 0)
-                        r = sd_bus_message_open_container(m, 'a', "s");
-                for (unsigned i = 0; r >= 0 && i < arg_explain.n_scopes; i++)
-                        r = sd_bus_message_append(m, "s", arg_explain.scopes[i]);
-                for (int i = 0; r >= 0 && i < 3; i++)
-                        r = sd_bus_message_close_container(m);
-        }
+        if (r >= 0 && arg_explain.n_scopes > 0)
+                r = append_strv_option(m, "scope", arg_explain.scopes, arg_explain.n_scopes);
         if (r >= 0 && parent) {
                 r = sd_bus_message_open_container(m, 'e', "sv");
                 if (r >= 0)
@@ -777,6 +803,79 @@ static int verb_issue_token(sd_bus *bus, const char *name) {
                 return log_error_errno(r, "Building the request failed: %m");
 
         return call_and_write_bytes(bus, m, true, "Issuing the token failed");
+}
+
+/* Key.StartTask: prints the task's object path; the credential goes to --output= if given. */
+static int verb_task_start(sd_bus *bus, const char *name) {
+        _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL, *reply = NULL;
+        _cleanup_free_ char *path = NULL;
+        const char *task;
+        const void *credential;
+        size_t size;
+        int r;
+
+        if (!arg_task_id)
+                return log_error_errno(EINVAL, "--task-id= is required: the task's ID");
+        r = key_path(name, &path);
+        if (r < 0)
+                return r;
+
+        r = sd_bus_message_new_method_call(bus, &m, BUS_NAME, path, KEY_IFACE, "StartTask");
+        if (r >= 0)
+                r = sd_bus_message_append(m, "s", arg_task_id);
+        if (r >= 0)
+                r = sd_bus_message_open_container(m, 'a', "{sv}");
+        if (r >= 0 && arg_parent_task_id)
+                r = sd_bus_message_append(m, "{sv}", "parent_task_id", "s", arg_parent_task_id);
+        if (r >= 0 && arg_ttl)
+                r = sd_bus_message_append(m, "{sv}", "ttl", "t", (uint64_t) arg_ttl);
+        if (r >= 0 && arg_n_audiences > 0)
+                r = append_strv_option(m, "audiences", arg_audiences, arg_n_audiences);
+        if (r >= 0 && arg_explain.n_scopes > 0)
+                r = append_strv_option(m, "scope", arg_explain.scopes, arg_explain.n_scopes);
+        if (r >= 0)
+                r = sd_bus_message_close_container(m);
+        if (r < 0)
+                return log_error_errno(r, "Building the request failed: %m");
+
+        r = call_may_wait_for_approval(bus, m, TIMEOUT_CREATE_USEC, &error, &reply);
+        if (r < 0)
+                return ctl_report_error("Starting the task failed", &error, r);
+        r = sd_bus_message_read(reply, "o", &task);
+        if (r >= 0)
+                r = sd_bus_message_read_array(reply, 'y', &credential, &size);
+        if (r < 0)
+                return log_error_errno(r, "Bad reply: %m");
+        if (arg_output) {
+                r = write_binary(credential, size, false);
+                if (r < 0)
+                        return r;
+        }
+        printf("%s\n", task);
+        return 0;
+}
+
+/* Task.End of the key's task with that ID. */
+static int verb_task_end(sd_bus *bus, const char *name, const char *task_id) {
+        _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
+        _cleanup_free_ char *path = NULL, *prefix = NULL, *task = NULL;
+        int r;
+
+        if (!arg_reason)
+                return log_error_errno(EINVAL, "--reason= is required: it is recorded in the revocation and audit log");
+        r = key_path(name, &path);
+        if (r < 0)
+                return r;
+        if (asprintf(&prefix, "%s/task", path) < 0)
+                return log_error_errno(ENOMEM, "Out of memory");
+        r = sd_bus_path_encode(prefix, task_id, &task);
+        if (r < 0)
+                return log_error_errno(r, "Invalid task ID: %m");
+        r = sd_bus_call_method(bus, BUS_NAME, task, TASK_IFACE, "End", &error, NULL, "s", arg_reason);
+        if (r < 0)
+                return ctl_report_error("Ending the task failed", &error, r);
+        return 0;
 }
 
 static int verb_audit_head(sd_bus *bus) {
@@ -1303,7 +1402,7 @@ int main(int argc, char *argv[]) {
                 { "enroll", 1, 1 },     { "policy", 1, 2 },        { "approvals", 0, 0 },
                 { "approve", 1, 1 },    { "deny", 1, 1 },          { "issue-token", 1, 1 },
                 { "audit-head", 0, 0 }, { "rotate", 1, 1 },       { "offboard", 0, 0 },
-                { "revocations", 1, 1 },
+                { "revocations", 1, 1 }, { "task", 2, 3 },
         };
         const char *verb = argv[optind];
         int nargs = argc - optind - 1;
@@ -1337,6 +1436,12 @@ int main(int argc, char *argv[]) {
                         return EXIT_USAGE;
                 }
                 return r < 0 ? -r : 0;
+        }
+
+        /* One --audience= for everything but task start, which takes a list. */
+        if (arg_n_audiences > 1 && !(streq(verb, "task") && streq(args[0], "start"))) {
+                log_error("--audience= may be given once for '%s'; several only for task start.", verb);
+                return EXIT_USAGE;
         }
 
         r = connect_bus(&bus);
@@ -1381,7 +1486,16 @@ int main(int argc, char *argv[]) {
         else if (streq(verb, "revocations"))
                 r = streq(args[0], "export") ? verb_revocations_export(bus) :
                                                (log_error("Usage: revocations export [--output=FILE]"), -EINVAL);
-        else if (streq(verb, "approve"))
+        else if (streq(verb, "task")) {
+                if (streq(args[0], "start") && nargs == 2)
+                        r = verb_task_start(bus, args[1]);
+                else if (streq(args[0], "end") && nargs == 3)
+                        r = verb_task_end(bus, args[1], args[2]);
+                else {
+                        log_error("Usage: task start NAME --task-id=ID [...] | task end NAME ID --reason=TEXT");
+                        return EXIT_USAGE;
+                }
+        } else if (streq(verb, "approve"))
                 r = verb_approve(bus, args[0], true);
         else if (streq(verb, "deny"))
                 r = verb_approve(bus, args[0], false);

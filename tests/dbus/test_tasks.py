@@ -212,6 +212,62 @@ class TaskTests(DaemonTestCase):
         self.assertNotEqual(credential2, credential)
         self.assertCallOk(self.task_call(UID_DAEMON, path2, 'End', 's', [dbus.String('again')]))
 
+    def test_agentidctl_task_start_end(self):
+        """agentidctl task start / task end and create --named-tasks-only, as root on keys of uid 0."""
+        env = dict(os.environ, DBUS_SYSTEM_BUS_ADDRESS=self.stack.address)
+
+        def ctl(*args):
+            return subprocess.run([h.CTL_BINARY] + list(args), capture_output=True, text=True, env=env, timeout=120)
+
+        # --named-tasks-only sets the key's flag; without a policy naming the task it starts nothing.
+        res = ctl('create', 'task-ctl-named', '--owner=tasks@example.com', '--uid=0', '--named-tasks-only')
+        self.assertEqual(res.returncode, 0, res.stderr)
+        named = res.stdout.strip()
+        self.assertEqual(named, h.path_encode('task-ctl-named'))
+        self.assertTrue(self.stack.prop(named, 'NamedTasksOnly'))
+        res = ctl('task', 'start', 'task-ctl-named', '--task-id=job-n')
+        self.assertEqual(res.returncode, 1, res.stdout + res.stderr)
+        self.assertIn(E_POLICY_DENIED, res.stderr)
+
+        key = self.create('task-ctl', uid=0)
+        self.assertFalse(self.stack.prop(key, 'NamedTasksOnly'))
+        key_props = self.stack.props(key)
+        cred_file = self.stack.path('ctl-credential.cose')
+        res = ctl('task', 'start', 'task-ctl', '--task-id=job-ctl', '--audience=peer-a', '--audience=peer-b',
+                  '--scope=read', '--scope=write', '--ttl=600', '--parent-task-id=outer', '--output=' + cred_file)
+        self.assertEqual(res.returncode, 0, res.stderr)
+        path = res.stdout.strip()
+        self.assertEqual(path, key + '/task/' + h.path_encode('job-ctl').split('/')[-1])
+        props = self.stack.props(path, TASK_IFACE)
+        self.assertEqual((props['TaskId'], props['ParentTaskId'], props['Audiences'], props['Scope']),
+                         ('job-ctl', 'outer', ['peer-a', 'peer-b'], 'read write'))
+        with open(cred_file, 'rb') as f:
+            credential = f.read()
+        self.assertEqual(bytes(props['Credential']), credential)
+        c = h.verify_cose_sign1(credential, key_props['PublicKey']).payload_map()
+        self.assertEqual(c[4] - c[6], 600)
+
+        # Usage errors (exit 2) before anything is sent; a second start of the ID is refused (exit 1).
+        for argv in (('task', 'start', 'task-ctl'),                                  # no --task-id
+                     ('task', 'end', 'task-ctl', 'job-ctl'),                         # no --reason
+                     ('task', 'stop', 'task-ctl', 'job-ctl', '--reason=x'),
+                     ('sign', 'task-ctl', '--audience=a', '--audience=b')):
+            with self.subTest(argv=argv):
+                res = ctl(*argv)
+                self.assertEqual(res.returncode, 2, res.stdout + res.stderr)
+        res = ctl('task', 'start', 'task-ctl', '--task-id=job-ctl')
+        self.assertEqual(res.returncode, 1, res.stderr)
+        self.assertIn(E_TASK_EXISTS, res.stderr)
+
+        res = ctl('task', 'end', 'task-ctl', 'job-ctl', '--reason=done from the CLI')
+        self.assertEqual(res.returncode, 0, res.stderr)
+        e = self.task_entry(c[7])
+        self.assertEqual((e['kid'], e['reason'], e['name']), (props['TpmName'], 'done from the CLI', 'task-ctl'))
+        res = self.task_call(0, path, 'End', 's', [dbus.String('again')])
+        self.assertCallError(res, E_UNKNOWN_OBJECT, E_UNKNOWN_METHOD)
+        res = ctl('task', 'end', 'task-ctl', 'job-ctl', '--reason=again')
+        self.assertEqual(res.returncode, 1, res.stdout + res.stderr)
+
     def test_task_ids_per_key(self):
         a = self.create('task-a', uid=UID_DAEMON)
         b = self.create('task-b', uid=UID_DAEMON)
