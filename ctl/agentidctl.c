@@ -1420,6 +1420,12 @@ int main(int argc, char *argv[]) {
                 return EXIT_USAGE;
         }
 
+        /* One --audience= for everything but task start, which takes a list. */
+        if (arg_n_audiences > 1 && !(streq(verb, "task") && streq(args[0], "start"))) {
+                log_error("--audience= may be given once for '%s'; several only for task start.", verb);
+                return EXIT_USAGE;
+        }
+
         /* The offline policy commands need no daemon. */
         if (streq(verb, "policy") && !streq(args[0], "reload")) {
                 if (streq(args[0], "check") && nargs == 2)
@@ -1436,12 +1442,6 @@ int main(int argc, char *argv[]) {
                         return EXIT_USAGE;
                 }
                 return r < 0 ? -r : 0;
-        }
-
-        /* One --audience= for everything but task start, which takes a list. */
-        if (arg_n_audiences > 1 && !(streq(verb, "task") && streq(args[0], "start"))) {
-                log_error("--audience= may be given once for '%s'; several only for task start.", verb);
-                return EXIT_USAGE;
         }
 
         r = connect_bus(&bus);
