@@ -41,20 +41,22 @@ ExeCache *exe_cache_free(ExeCache *c) {
 }
 
 /*
- * sd_bus_query_sender_creds() on a bus connection asks the bus daemon (GetConnectionCredentials) and
- * waits for the answer, for every call: a round trip per request, with the event loop blocked. The
- * answer for a unique name never changes, so it is kept: the bus takes a connection's credentials
- * from the kernel once, when it connects (SO_PEERCRED), and never gives a unique name to a second
- * connection (D-Bus specification, "Unique Connection Name"). An entry can outlive its caller but
- * never describe another one.
+ * sd_bus_query_sender_creds() on a bus connection asks the bus daemon (GetConnectionCredentials or
+ * GetConnectionUnixUser) and waits for the answer, for every call: a round trip per request, with
+ * the event loop blocked. The answer for a unique name does not change, so it is kept: dbus-daemon
+ * and dbus-broker take a connection's credentials from the kernel once, when it connects
+ * (SO_PEERCRED), and a bus never gives a unique name to a second connection (D-Bus specification,
+ * "Message Bus Names"). Only for messages that came through the bus: on a peer-to-peer connection the
+ * peer writes the sender field itself. agentidd has one bus connection for its whole life, so names
+ * from one bus never meet another's. An entry is dropped when its caller is seen to disconnect.
  */
 #define UNIQUE_NAME_MAX 32U     /* ":1.4294967295" and such; longer names are not cached */
 
 typedef struct CredsCacheEntry {
         char name[UNIQUE_NAME_MAX];   /* empty: unused */
         uid_t euid;
-        pid_t pid;                    /* 0: the bus gave none */
-        uint64_t tick;                /* last use, for LRU */
+        pid_t pid;                    /* 0: not asked for yet */
+        uint64_t tick;                /* last use, for LRU; 0: unused */
 } CredsCacheEntry;
 
 struct CredsCache {
@@ -70,12 +72,13 @@ CredsCache *creds_cache_free(CredsCache *c) {
         return mfree(c);
 }
 
+/* The entry of name, or (*ret_found false) the one to replace: an unused one, else the least recently used. */
 static CredsCacheEntry *creds_cache_slot(CredsCache *c, const char *name, bool *ret_found) {
         CredsCacheEntry *oldest = &c->entries[0];
 
         for (size_t i = 0; i < CREDS_CACHE_SIZE; i++) {
                 CredsCacheEntry *e = &c->entries[i];
-                if (streq(e->name, name)) {
+                if (e->tick > 0 && streq(e->name, name)) {
                         *ret_found = true;
                         return e;
                 }
@@ -86,9 +89,35 @@ static CredsCacheEntry *creds_cache_slot(CredsCache *c, const char *name, bool *
         return oldest;
 }
 
-static int creds_from_bus(sd_bus_message *m, uint64_t mask, uid_t *ret_euid, pid_t *ret_pid) {
+void creds_cache_forget(CredsCache *c, const char *name) {
+        bool found;
+        CredsCacheEntry *e;
+
+        if (!c || !name)
+                return;
+        e = creds_cache_slot(c, name, &found);
+        if (found)
+                *e = (CredsCacheEntry) {};
+}
+
+int caller_get_creds(CredsCache *cache, sd_bus_message *m, uid_t *ret_euid, pid_t *ret_pid) {
         _cleanup_(sd_bus_creds_unrefp) sd_bus_creds *creds = NULL;
+        const char *sender = sd_bus_message_get_sender(m);
+        uint64_t mask = SD_BUS_CREDS_EUID | (ret_pid ? SD_BUS_CREDS_PID : 0);
+        CredsCacheEntry *e = NULL;
+        bool found = false;
         int r;
+
+        if (cache && sender && sender[0] == ':' && strlen(sender) < UNIQUE_NAME_MAX &&
+            sd_bus_is_bus_client(sd_bus_message_get_bus(m)) > 0)
+                e = creds_cache_slot(cache, sender, &found);
+        if (found && (!ret_pid || e->pid > 0)) {
+                e->tick = ++cache->tick;
+                *ret_euid = e->euid;
+                if (ret_pid)
+                        *ret_pid = e->pid;
+                return 0;
+        }
 
         r = sd_bus_query_sender_creds(m, mask, &creds);
         if (r < 0)
@@ -99,42 +128,20 @@ static int creds_from_bus(sd_bus_message *m, uint64_t mask, uid_t *ret_euid, pid
         r = sd_bus_creds_get_euid(creds, ret_euid);
         if (r < 0)
                 return r;
-        if (sd_bus_creds_get_pid(creds, ret_pid) < 0)
-                *ret_pid = 0;
-        return 0;
-}
-
-int caller_get_creds(CredsCache *cache, sd_bus_message *m, uid_t *ret_euid, pid_t *ret_pid) {
-        const char *sender = sd_bus_message_get_sender(m);
-        CredsCacheEntry *e = NULL;
-        bool found = false;
-        uid_t euid;
-        pid_t pid;
-        int r;
-
-        /* Direct connections have no sender; their peer is asked each time (it is cheap there). */
-        if (cache && sender && sender[0] == ':' && strlen(sender) < UNIQUE_NAME_MAX)
-                e = creds_cache_slot(cache, sender, &found);
-        if (found) {
-                euid = e->euid;
-                pid = e->pid;
-        } else {
-                r = creds_from_bus(m, SD_BUS_CREDS_EUID | SD_BUS_CREDS_PID, &euid, &pid);
+        if (ret_pid) {
+                r = sd_bus_creds_get_pid(creds, ret_pid);
                 if (r < 0)
                         return r;
-                if (e) {
-                        strcpy(e->name, sender);
-                        e->euid = euid;
-                        e->pid = pid;
-                }
         }
-        if (e)
+        if (e) {
+                if (!found)
+                        *e = (CredsCacheEntry) {};
+                strcpy(e->name, sender);
+                e->euid = *ret_euid;
+                if (ret_pid)
+                        e->pid = *ret_pid;
                 e->tick = ++cache->tick;
-        if (ret_pid && pid <= 0)
-                return -ENODATA;
-        *ret_euid = euid;
-        if (ret_pid)
-                *ret_pid = pid;
+        }
         return 0;
 }
 

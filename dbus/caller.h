@@ -38,6 +38,8 @@ CredsCache *creds_cache_free(CredsCache *c);
  * synchronous round trip), then answered from cache (may be NULL: always ask).
  */
 int caller_get_creds(CredsCache *cache, sd_bus_message *m, uid_t *ret_euid, pid_t *ret_pid);
+/* Drop what is kept for a unique name (its connection is gone). */
+void creds_cache_forget(CredsCache *cache, const char *name);
 
 /*
  * caller_exe_digest() - SHA-256 of the executable process pid runs, as uid expected_euid

@@ -11,6 +11,7 @@
 #include "common/crypto-util.h"
 #include "common/log.h"
 #include "dbus/bus.h"
+#include "dbus/caller.h"
 #include "dbus/errors.h"
 #include "dbus/manager.h"
 #include "dbus/worker.h"
@@ -231,6 +232,7 @@ static int on_client_gone(sd_bus_track *track, void *userdata) {
         Client *c = userdata;
 
         log_debug("Client %s disconnected; dropping its queued work.", c->name);
+        creds_cache_forget(c->manager->creds_cache, c->name);
         /* Before it counts as gone: freeing its held jobs must not free the client under us. */
         bus_approvals_client_gone(c->manager, c);
         atomic_store(&c->gone, true);

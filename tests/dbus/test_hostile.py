@@ -121,17 +121,22 @@ def _child_pipeline(req):
     call = _child_call_args(req['calls'][0])
     results = []
     pending = []
-    for c in conns:
-        for k in range(req['per_conn']):
-            path, iface, method, sig, args = call
-            if method == 'Sign':
-                args = [dbus.ByteArray(os.urandom(32))] + args[1:]
-            msg = dbus.lowlevel.MethodCallMessage('org.agentid1', path, iface, method)
-            msg.append(signature=sig, *args)
+    # interleave: one call on every connection, then the next round (each connection's calls far
+    # apart); otherwise each connection's calls back to back.
+    if req.get('interleave'):
+        order = [(c, k) for k in range(req['per_conn']) for c in conns]
+    else:
+        order = [(c, k) for c in conns for k in range(req['per_conn'])]
+    for c, k in order:
+        path, iface, method, sig, args = call
+        if method == 'Sign':
+            args = [dbus.ByteArray(os.urandom(32))] + args[1:]
+        msg = dbus.lowlevel.MethodCallMessage('org.agentid1', path, iface, method)
+        msg.append(signature=sig, *args)
 
-            def done(reply, k=k):
-                results.append(reply.get_error_name() if isinstance(reply, dbus.lowlevel.ErrorMessage) else None)
-            pending.append(c.send_message_with_reply(msg, done, req.get('timeout', 60), require_main_loop=False))
+        def done(reply, k=k):
+            results.append(reply.get_error_name() if isinstance(reply, dbus.lowlevel.ErrorMessage) else None)
+        pending.append(c.send_message_with_reply(msg, done, req.get('timeout', 60), require_main_loop=False))
     sys.stdout.write('sent\n')
     sys.stdout.flush()
     if req.get('abandon'):
@@ -1194,6 +1199,22 @@ class HostileTests(DaemonTestCase):
             time.sleep(0.1)
         self.assertServing('abandoned calls')
         self.assertStateUnchanged('abandoned calls')
+
+    def test_h_credentials_of_many_connections(self):
+        """agentidd keeps callers' credentials by unique name for 128 connections: 3 uids x 70
+        connections calling round by round, so entries are evicted and asked for again between one
+        connection's calls. Every answer must be the one for its uid: the key's uid signs, root and
+        nobody are refused."""
+        sign_bin = Case(UID_BIN, self.key_bin, KEY_IFACE, 'Sign', 'aya{sv}', [ay(b'\x99' * 32), opts()], (), '')
+        children = {uid: self.start_child(uid, 'pipeline', [sign_bin], conns=70, per_conn=3, interleave=True,
+                                          timeout=120)
+                    for uid in (UID_BIN, 0, UID_NOBODY)}
+        results = {uid: collections.Counter(self.finish_child(p)) for uid, p in children.items()}
+        print('\ncredentials of 210 connections: %r' % {uid: dict(c) for uid, c in results.items()})
+        self.assertEqual(results[UID_BIN], {None: 210}, 'the key\'s uid is served on every connection')
+        for uid in (0, UID_NOBODY):
+            self.assertEqual(results[uid], {E_ACCESS_DENIED: 210}, 'uid %d is refused on every connection' % uid)
+        self.assertServing('the credentials of many connections')
 
     def test_z_nothing_written(self):
         """After everything: the state directory is as before, the audit log verifies, the daemon serves."""
