@@ -346,19 +346,49 @@ static int ak_create(Keystore *ks) {
         return ak_write(ks);
 }
 
+/* "<ak file>.check": written when the owner hierarchy was found cleared, removed once this type's AK
+ * was checked (docs/architecture.md, "State directory"). */
+static const char *ak_check_file(KeystoreEkType t) {
+        return t == KEYSTORE_EK_RSA ? "ak-rsa.check" : "ak-ecc.check";
+}
+
+int keystore_mark_aks_for_check(Keystore *ks) {
+        static const KeystoreEkType types[] = { KEYSTORE_EK_RSA, KEYSTORE_EK_ECC };
+
+        for (size_t i = 0; i < ELEMENTSOF(types); i++) {
+                int r = write_file_atomic_at(ks->state_fd, ak_check_file(types[i]), "", 0, 0600, 0);
+                if (r < 0)
+                        return r;
+        }
+        return 0;
+}
+
+static void ak_check_done(Keystore *ks) {
+        if (unlinkat(ks->state_fd, ak_check_file(ks->ek_type), 0) < 0) {
+                if (errno != ENOENT)
+                        log_warning_errno(errno, "Removing %s failed (the next start checks the AK again): %m",
+                                          ak_check_file(ks->ek_type));
+                return;
+        }
+        (void) fsync_directory(ks->state_fd);
+}
+
 int keystore_setup_ak(Keystore *ks) {
+        bool check = faccessat(ks->state_fd, ak_check_file(ks->ek_type), F_OK, AT_SYMLINK_NOFOLLOW) == 0;
         int r = ak_read(ks);
         if (r == -ENOENT) {
                 r = ak_create(ks);
                 if (r < 0)
                         return keystore_fail_tpm(ks, r, "Creating the attestation key under the EK");
                 log_debug("Created the attestation key under the %s EK.", keystore_ek_type_to_string(ks->ek_type));
+                if (check)
+                        ak_check_done(ks);
                 return 0;
         }
         if (r < 0)
                 return keystore_fail(ks, r, "The attestation key record %s is unreadable: %s", ak_file(ks),
                                      strerror(-r));
-        if (ks->host_key_replaced) {
+        if (check) {
                 /* The owner hierarchy was cleared. TPM2_Clear changes ehProof too (Part 3 §24.6), and an AK
                  * made under the EK before may no longer load (TPM_RC_INTEGRITY with swtpm). Checked only
                  * then, as loading it costs an EK session. Keep the old record, like the retired host key. */
@@ -383,6 +413,7 @@ int keystore_setup_ak(Keystore *ks) {
                                  "enroll it again.");
                 } else if (r < 0)
                         return keystore_fail_tpm(ks, r, "Loading the attestation key");
+                ak_check_done(ks);
         }
         return 0;
 }

@@ -84,6 +84,9 @@ int keystore_key_acquire(Keystore *ks, const KeyRecord *r, ESYS_TR *ret, bool *r
 
 /* Read or create the AK of the configured EK (attestation.c). */
 int keystore_setup_ak(Keystore *ks);
+/* The owner hierarchy was cleared: mark both AKs to be checked by the next keystore_setup_ak() of
+ * their type, durably, so that a stop before then does not skip the check. */
+int keystore_mark_aks_for_check(Keystore *ks);
 /* -EOPNOTSUPP (with the reason as message) when open could not set up the AK. */
 int keystore_require_ak(Keystore *ks);
 /* The AK loaded, its authValue set: by ContextLoad of its per-boot saved context, else under the EK

@@ -862,6 +862,12 @@ static int keystore_setup_host_key(Keystore *ks) {
                  * and make a new one so the daemon keeps working. */
                 char retired[64];
                 snprintf(retired, sizeof(retired), HOST_KEY_FILE ".retired-%" PRIu64, (uint64_t) time(NULL));
+                /* The AKs were made under the old owner hierarchy's EK seeds too: marked first, so the
+                 * start after a stop here still checks them (the host key looks fine by then). */
+                r = keystore_mark_aks_for_check(ks);
+                if (r < 0)
+                        return keystore_fail(ks, r, "Marking the attestation keys for a check failed: %s",
+                                             strerror(-r));
                 if (renameat(ks->state_fd, HOST_KEY_FILE, ks->state_fd, retired) < 0)
                         return keystore_fail(ks, -errno, "Retiring the unusable host key failed: %m");
                 (void) fsync_directory(ks->state_fd);

@@ -894,12 +894,56 @@ static void test_owner_hierarchy_cleared(void **state) {
         sign_and_verify(ks, keystore_host_key(ks), 7);
         keystore_free(ks);
 
-        /* Only once: the next start finds a usable host key. */
+        /* Only once: the next start finds a usable host key, and the AKs' check markers are gone
+         * (the other type's stays until a start with that EK type checks its AK). */
         ks = fixture_open_keystore(f);
         assert_false(keystore_host_key_replaced(ks));
+        assert_int_equal(count_dir_entries(f->state_dir, "ak-rsa.check"), 0);
+        assert_int_equal(count_dir_entries(f->state_dir, "ak-ecc.check"), 1);
         key_record_free(fresh);
         key_record_free(loaded);
         key_record_free(old);
+        keystore_free(ks);
+}
+
+/*
+ * agentidd stopped after it found the owner hierarchy cleared and retired the host key, but before it
+ * looked at the AK: the next start finds a usable (new) host key, and only the marker written first
+ * tells it the AK was made under the old hierarchy. It must still check it, retire it and make a new
+ * one, or attestation stays broken.
+ */
+static void test_owner_cleared_ak_check_survives_a_stop(void **state) {
+        Fixture *f = *state;
+        Keystore *ks = fixture_open_keystore(f);
+        uint8_t *ak = NULL, *ak_new = NULL, name[KEY_KID_SIZE], name_new[KEY_KID_SIZE];
+        size_t ak_size = 0, ak_new_size = 0;
+        char from[200], to[200];
+
+        assert_null(keystore_attestation_error(ks));
+        assert_int_equal(keystore_ak_public(ks, &ak, &ak_size, name), 0);
+        keystore_free(ks);
+
+        const char *clear[] = { "tpm2_clear", "-c", "p", NULL };
+        assert_int_equal(tpm_sim_run_tool(f->sim, clear), 0);
+        /* What that start did before it stopped, in its order: the markers, then the host key aside. */
+        write_raw(f->state_dir, "ak-rsa.check", "", 0);
+        write_raw(f->state_dir, "ak-ecc.check", "", 0);
+        snprintf(from, sizeof(from), "%s/host-key", f->state_dir);
+        snprintf(to, sizeof(to), "%s/host-key.retired-1", f->state_dir);
+        assert_int_equal(rename(from, to), 0);
+
+        ks = fixture_open_keystore(f);
+        assert_false(keystore_host_key_replaced(ks)); /* no host key at all: nothing to compare with */
+        assert_null(keystore_attestation_error(ks));
+        assert_int_equal(keystore_ak_public(ks, &ak_new, &ak_new_size, name_new), 0);
+        assert_memory_not_equal(name, name_new, KEY_KID_SIZE);
+        assert_int_equal(count_dir_entries(f->state_dir, "ak-rsa.retired-"), 1);
+        assert_int_equal(count_dir_entries(f->state_dir, "ak-rsa.check"), 0);
+        KeyRecord *r = create_ok(ks, "after-clear", 1000);
+        check_attestation(ks, r);
+        key_record_free(r);
+        free(ak);
+        free(ak_new);
         keystore_free(ks);
 }
 
@@ -1002,6 +1046,8 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_persistent_srk, fixture_setup, fixture_teardown),
                 cmocka_unit_test_setup_teardown(test_create_after_reset, fixture_setup, fixture_teardown),
                 cmocka_unit_test_setup_teardown(test_owner_hierarchy_cleared, fixture_setup, fixture_teardown),
+                cmocka_unit_test_setup_teardown(test_owner_cleared_ak_check_survives_a_stop, fixture_setup,
+                                                fixture_teardown),
                 cmocka_unit_test_setup_teardown(test_attest_rsa_ek, fixture_setup, fixture_teardown),
                 cmocka_unit_test_setup_teardown(test_attest_ecc_ek, fixture_setup, fixture_teardown),
                 cmocka_unit_test_setup_teardown(test_attest_needs_endorsement_auth, fixture_setup, fixture_teardown),
