@@ -271,6 +271,8 @@ static int on_jobs_done(sd_event_source *s, int fd, uint32_t revents, void *user
 
         for (Job *j = worker_take_done(m->worker), *next; j; j = next) {
                 next = j->next;
+                if (j->result == -EMEDIUMTYPE)
+                        manager_storage_root_lost(m);
                 bus_job_finished(m, j);
         }
         manager_maybe_exit(m);

@@ -170,6 +170,26 @@ unsigned manager_count_active_keys(Manager *m) {
         return n;
 }
 
+void manager_storage_root_lost(Manager *m) {
+        unsigned n = 0;
+        size_t i = 0;
+        void *v;
+
+        if (m->storage_root_lost)
+                return;
+        m->storage_root_lost = true;
+        while (hashmap_iterate(m->keys, &i, &v)) {
+                Key *k = v;
+                if (k->record->state == KEY_STATE_ACTIVE && !k->unusable) {
+                        k->unusable = true;
+                        n++;
+                }
+        }
+        log_error("The TPM's storage root key changed while agentidd ran (owner hierarchy cleared, or another "
+                  "TPM): %u key(s) marked unusable. Restart agentidd to adopt the new storage root key; keys "
+                  "made before stay unusable and should be destroyed.", n);
+}
+
 int manager_resolve_admin_group(Manager *m) {
         struct group grp, *result = NULL;
         char buf[16384];

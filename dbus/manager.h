@@ -237,6 +237,7 @@ struct Manager {
         RateBucket rate[RATE_BUCKETS_MAX];
         unsigned n_rate;
 
+        bool storage_root_lost;  /* the TPM's SRK changed under us: every key unusable until restart */
         unsigned n_pending;      /* jobs queued or running */
         bool stopping;
         int exit_code;
@@ -271,6 +272,10 @@ const char *key_status_to_string(KeyStatus s);
 /* 0 if k is active now; otherwise the error (KeyExpired, KeyDestroyed, KeyUnusable) set in error. */
 int key_check_usable(Key *k, sd_bus_error *error);
 unsigned manager_count_active_keys(Manager *m);
+/* A job found the TPM's storage root key changed (-EMEDIUMTYPE: owner hierarchy cleared, another
+ * TPM): no key of this state directory loads any more, so all are unusable until a restart adopts
+ * the new SRK. Once; logged. */
+void manager_storage_root_lost(Manager *m);
 
 /* Resolve --admin-group now (again on SIGHUP: the group may be created after start). */
 int manager_resolve_admin_group(Manager *m);

@@ -120,10 +120,14 @@ def state_dir_problems(state_dir, ignore=()):
             if name.startswith('.tmp-') or name.startswith('.wipe-'):
                 problems.append('%s: left-over temporary file' % rel)
                 continue
-            if name == '.lock':
-                continue
             with open(path, 'rb') as f:
                 data = f.read()
+            if name == '.lock':
+                continue
+            if name in ('ak-rsa.check', 'ak-ecc.check'):  # empty markers (docs/architecture.md)
+                if data:
+                    problems.append('%s: a marker file with content' % rel)
+                continue
             if rel.startswith('audit' + os.sep):
                 stream = io.BytesIO(data)
                 try:
@@ -374,18 +378,25 @@ class OwnerClearedTests(FaultTestCase):
     def test_cleared_while_running_then_restart(self):
         st = self.start_stack()
         old = self.create('pre-clear', uid=UID_DAEMON)
+        idle = self.create('pre-clear-idle', uid=UID_DAEMON)
         old_props = st.props(old)
         self.assertCallOk(st.sign_as(UID_DAEMON, old, sha256(b'before')))
         host_before = st.manager_props()['HostPublicKey']
 
         st.tpm_tool('tpm2_clear', '-c', 'p')
-        # While running: the keys cannot be loaded any more and say so; agentidd keeps answering.
+        # While running: the keys cannot be loaded any more and say so; agentidd keeps answering. The
+        # first refusal marks every key unusable, also one nobody has used since.
+        self.assertEqual(st.prop(idle, 'State'), 'active')
         self.assertCallError(st.sign_as(UID_DAEMON, old, sha256(b'after clear')), E_KEY_UNUSABLE)
+        self.assertEqual([st.prop(k, 'State') for k in (old, idle)], ['unusable', 'unusable'])
+        self.assertEqual(self.list_entry('pre-clear-idle'), ('pre-clear-idle', idle, 'unusable'))
+        self.assertCallError(st.sign_as(UID_DAEMON, idle, sha256(b'idle after clear')), E_KEY_UNUSABLE)
+        self.assertIn('storage root key changed while agentidd ran', st.daemon_log_tail(200))
         with self.assertDBusError(E_KEY_UNUSABLE):
             st.create_key('post-clear-live', owner=OWNER)
         mp = st.manager_props()
         self.assertEqual(mp['HostPublicKey'], host_before)
-        self.assertEqual(mp['KeyCount'], 1)
+        self.assertEqual(mp['KeyCount'], 2)
         self.assertIsNone(st.daemon.poll())
 
         # The next start adopts the new storage root key: new host key, old keys reported unusable.
