@@ -469,6 +469,11 @@ int bus_policy_submit(Manager *m, sd_bus_message *msg, Job **job, const PolicyCa
                 return refuse(m, &e, d.rule, d.reason, r);
         }
 
+        /* A full queue refuses the call before its allow is recorded, so it leaves one record (the
+         * caller's Busy refusal), not an allow and then a deny. */
+        if (!worker_has_room(m->worker, *job))
+                return sd_bus_error_setf(error, AGENTID_ERROR_BUSY, "The TPM queue is full; retry later");
+
         /* Fail closed: what cannot be recorded is not done — except an administrator's Destroy, since
          * a full or broken log must not keep a compromised key alive (it goes to the journal). */
         e.decision = "allow";

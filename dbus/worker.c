@@ -529,21 +529,45 @@ int worker_start(Keystore *ks, Worker **ret, int *ret_event_fd) {
         return 0;
 }
 
+/* Whether j fits now (w->lock held): -EBUSY if agentidd stops, or j's lane or its uid's share of
+ * the queue is full. *ret_q: the uid's queue, if it has one yet. */
+static int room_locked(Worker *w, const Job *j, UidQueue **ret_q) {
+        *ret_q = NULL;
+        if (w->stopping)
+                return -EBUSY;
+        if (job_is_admin(j))
+                return w->admin_depth < WORKER_ADMIN_QUEUE_MAX ? 0 : -EBUSY;
+        if (w->depth >= WORKER_QUEUE_MAX)
+                return -EBUSY;
+        for (size_t i = 0; i < w->n_uids; i++)
+                if (w->uids[i].uid == j->uid) {
+                        *ret_q = &w->uids[i];
+                        /* One uid may hold at most a share of the queue, so others always find room. */
+                        return w->uids[i].n < WORKER_QUEUE_PER_UID_MAX ? 0 : -EBUSY;
+                }
+        return 0;
+}
+
+bool worker_has_room(Worker *w, const Job *j) {
+        UidQueue *q;
+
+        pthread_mutex_lock(&w->lock);
+        int r = room_locked(w, j, &q);
+        pthread_mutex_unlock(&w->lock);
+        return r >= 0;
+}
+
 int worker_submit(Worker *w, Job *j) {
-        int r = 0;
+        UidQueue *q;
+        int r;
 
         j->next = NULL;
         pthread_mutex_lock(&w->lock);
-        if (w->stopping) {
-                r = -EBUSY;
+        r = room_locked(w, j, &q);
+        if (r < 0)
                 goto unlock;
-        }
 
         if (job_is_admin(j)) {
-                if (w->admin_depth >= WORKER_ADMIN_QUEUE_MAX) {
-                        r = -EBUSY;
-                        goto unlock;
-                }
                 w->admin_depth++;
                 if (w->admin_tail)
                         w->admin_tail->next = j;
@@ -551,14 +575,6 @@ int worker_submit(Worker *w, Job *j) {
                         w->admin_head = j;
                 w->admin_tail = j;
         } else {
-                UidQueue *q = NULL;
-                if (w->depth >= WORKER_QUEUE_MAX) {
-                        r = -EBUSY;
-                        goto unlock;
-                }
-                for (size_t i = 0; i < w->n_uids && !q; i++)
-                        if (w->uids[i].uid == j->uid)
-                                q = &w->uids[i];
                 if (!q) {
                         UidQueue *n = reallocarray(w->uids, w->n_uids + 1, sizeof(UidQueue));
                         if (!n) {
@@ -568,11 +584,6 @@ int worker_submit(Worker *w, Job *j) {
                         w->uids = n;
                         q = &w->uids[w->n_uids++];
                         *q = (UidQueue) { .uid = j->uid };
-                }
-                /* One uid may hold at most a share of the queue, so others always find room. */
-                if (q->n >= WORKER_QUEUE_PER_UID_MAX) {
-                        r = -EBUSY;
-                        goto unlock;
                 }
                 if (q->head)
                         q->tail->next = j;

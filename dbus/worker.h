@@ -120,6 +120,9 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(Job *, job_free);
 int worker_start(Keystore *ks, Worker **ret, int *ret_event_fd);
 /* Queue a job (ownership passes to the worker on success). Return: 0; -EBUSY. */
 int worker_submit(Worker *w, Job *j);
+/* Whether worker_submit() would take j now. Only this thread queues jobs, and the worker only takes
+ * them away, so a yes stays true until this thread queues something else. */
+bool worker_has_room(Worker *w, const Job *j);
 /* All finished jobs, oldest first, as a list linked by ->next (ownership passes to the caller). */
 Job *worker_take_done(Worker *w);
 unsigned worker_queue_depth(Worker *w);

@@ -434,6 +434,18 @@ class HostileTests(DaemonTestCase):
                            capture_output=True, text=True, timeout=120)
         self.assertEqual(r.returncode, 0, 'agentidctl audit verify: %s%s' % (r.stdout, r.stderr))
 
+    def audit_records(self):
+        """Every audit record so far (the chain checked). A record is one write(2), but the last one may
+        be read half-written while agentidd appends: then read again."""
+        from test_audit import read_log
+        for attempt in range(20):
+            try:
+                return [r for _, _, r in read_log(os.path.join(self.stack.state_dir, 'audit'))]
+            except Exception:
+                if attempt == 19:
+                    raise
+                time.sleep(0.1)
+
     def assertServing(self, what):
         self.assertIsNone(self.stack.daemon.poll(), 'agentidd exited after %s' % what)
         digest = hashlib.sha256(what.encode()).digest()
@@ -1062,6 +1074,7 @@ class HostileTests(DaemonTestCase):
         """A uid with more Sign calls in flight than its share of the TPM queue (256) gets Busy for the
         rest; another uid is served meanwhile."""
         sign_bin = Case(UID_BIN, self.key_bin, KEY_IFACE, 'Sign', 'aya{sv}', [ay(b'\x99' * 32), opts()], (), '')
+        seq0 = max(r['seq'] for r in self.audit_records())
         # 12 connections x 100 calls (the bus allows 128 pending replies per connection): far more than
         # the worker signs while agentidd reads them.
         p = self.start_child(UID_BIN, 'pipeline', [sign_bin], conns=12, per_conn=100, timeout=120)
@@ -1087,6 +1100,11 @@ class HostileTests(DaemonTestCase):
         else:
             self.assertGreater(counts[E_BUSY], 0, 'a uid beyond 256 queued Signs must get Busy')
         self.assertGreaterEqual(counts[None], 256, 'the uid\'s share of the queue is served')
+        # One record per call: an allow for each Sign served, none for those refused Busy (refusals,
+        # recorded as such and aggregated).
+        allowed = [r for r in self.audit_records() if r['seq'] > seq0 and r.get('action') == 'sign' and
+                   r.get('key') == 'hkey-bin' and r.get('decision') == 'allow']
+        self.assertEqual(len(allowed), counts[None], 'allow records against Signs served')
         self.assertEqual(other[0][:2], [True, None], 'the other uid is served: %r' % (other,))
         self.assertLess(other[0][3], 10)
         self.assertServing('the queue share test')
