@@ -130,8 +130,10 @@ void task_end(Task *t, const char *reason, uid_t by_uid) {
                 return;
         /* Revoked first: from here no token of the task is valid for a verifier holding the list. A
          * task ending at or after its exp needs no entry: verifiers refuse its credential by then
-         * (docs/tasks.md). */
-        uint64_t now = (uint64_t) time(NULL);
+         * (docs/tasks.md). The precise clock: its expiry timer fires just after not_after, when
+         * time(2) (glibc reads the coarse clock) may still give the second before, and the expired
+         * task would be revoked needlessly. */
+        uint64_t now = clock_now_usec(CLOCK_REALTIME) / USEC_PER_SEC;
         r = now >= t->not_after ? 0 :
             offboard_revoke_task(m, t->key, t->kid, t->spki_sha256, t->cti, t->not_after, now, reason);
         if (r < 0)
