@@ -208,6 +208,7 @@ struct AgentidVerifier {
         size_t n_workloads;
         RevocationStore *revocations;           /* verify-revocation.c; NULL until a list is added */
         PeerRegistry *peers;                    /* verify-peers.c; NULL until a registry is added */
+        EVP_PKEY **peer_keys;                   /* each peer's key, decoded once, in registry order */
 };
 
 static TrustedAk *trusted_ak_free(TrustedAk *t) {
@@ -242,6 +243,9 @@ PUBLIC AgentidVerifier *agentid_verifier_free(AgentidVerifier *v) {
         EVP_PKEY_free(v->p256);
         free(v->workloads);
         revocation_store_free(v->revocations);
+        for (size_t i = 0; v->peer_keys && i < peer_registry_size(v->peers); i++)
+                EVP_PKEY_free(v->peer_keys[i]);
+        free(v->peer_keys);
         peer_registry_free(v->peers);
         return mfree(v);
 }
@@ -250,8 +254,13 @@ const PeerRegistry *verifier_peers(const AgentidVerifier *v) {
         return v ? v->peers : NULL;
 }
 
-PeerRegistry **verifier_peers_slot(AgentidVerifier *v) {
-        return &v->peers;
+void verifier_set_peers(AgentidVerifier *v, PeerRegistry *reg, EVP_PKEY **keys) {
+        v->peers = reg;
+        v->peer_keys = keys;
+}
+
+EVP_PKEY *verifier_peer_key(const AgentidVerifier *v, size_t i) {
+        return v->peer_keys[i];
 }
 
 const RevocationStore *verifier_revocations(const AgentidVerifier *v) {

@@ -184,13 +184,18 @@ void check_credential_binding(AgentidVerdict *d, const TaskCredentialClaims *cre
 
 /* The verifier's registry (attest/peers.h): NULL until one was added. */
 const PeerRegistry *verifier_peers(const AgentidVerifier *v);
-PeerRegistry **verifier_peers_slot(AgentidVerifier *v);
+/* Install a registry and its peers' keys, decoded once (keys[i] is peer_registry_get(reg, i)'s);
+ * the verifier takes both. */
+void verifier_set_peers(AgentidVerifier *v, PeerRegistry *reg, EVP_PKEY **keys);
+/* The decoded key of the i-th peer of the verifier's registry. */
+EVP_PKEY *verifier_peer_key(const AgentidVerifier *v, size_t i);
 
 /* What agentid_verify_token_from_peer() found in the registry for a token, before any signature. */
 typedef struct TokenPeer {
         const PeerRegistry *peers;
         const char *iss;                /* the iss the payload states, UNVERIFIED; NULL if none was readable */
         const Peer *peer;               /* the registered peer with that URI, or NULL: then there is no key */
+        EVP_PKEY *key;                  /* peer's key, decoded when the registry was added (borrowed) */
 } TokenPeer;
 
 /*

@@ -26,18 +26,24 @@
 _Static_assert(AGENTID_PEERS_MAX == PEERS_FILE_MAX, "peer registry size limit");
 _Static_assert(AGENTID_TPM_NAME_SIZE == PEER_KID_SIZE, "kid size");
 
+static void peer_keys_free(EVP_PKEY **keys, size_t n) {
+        for (size_t i = 0; keys && i < n; i++)
+                EVP_PKEY_free(keys[i]);
+        free(keys);
+}
+
 PUBLIC int agentid_verifier_add_peers(AgentidVerifier *v, const uint8_t *registry, size_t size,
                                       const char **ret_error) {
         _cleanup_(peer_registry_freep) PeerRegistry *reg = NULL;
+        EVP_PKEY **keys = NULL;
         const char *why = NULL;
-        PeerRegistry **slot;
+        size_t n;
         int r;
 
         if (!v || (!registry && size > 0))
                 return -EINVAL;
         /* One registry: merging two could mean choosing between two keys for one URI. */
-        slot = verifier_peers_slot(v);
-        if (*slot)
+        if (verifier_peers(v))
                 return -EEXIST;
         if (size > AGENTID_PEERS_MAX)
                 return -EFBIG;
@@ -50,7 +56,31 @@ PUBLIC int agentid_verifier_add_peers(AgentidVerifier *v, const uint8_t *registr
         if (r < 0)
                 return r;
 
-        *slot = TAKE_PTR(reg);
+        /* Each key decoded once, here: a gateway verifies many tokens of few peers, and decoding costs
+         * about as much as the signature check (docs/performance.md). The registry is immutable from
+         * now on, and a decoded key is only read by verifications, so threads may share it. */
+        n = peer_registry_size(reg);
+        keys = calloc(n ? n : 1, sizeof(EVP_PKEY *));
+        if (!keys)
+                return -ENOMEM;
+        for (size_t i = 0; i < n; i++) {
+                const Peer *p = peer_registry_get(reg, i);
+                uint8_t sha[AGENTID_SHA256_SIZE];
+
+                r = spki_key_load(p->spki_der, p->spki_size, &keys[i], sha);
+                if (r >= 0 && memcmp(sha, p->spki_sha256, sizeof(sha)) != 0)
+                        r = -EINVAL;
+                if (r < 0) {
+                        peer_keys_free(keys, n);
+                        if (r == -EINVAL) {
+                                if (ret_error)
+                                        *ret_error = "a peer's key is not a P-256 public key";
+                                return -EBADMSG;
+                        }
+                        return r;
+                }
+        }
+        verifier_set_peers(v, TAKE_PTR(reg), keys);
         return 0;
 }
 
@@ -59,6 +89,7 @@ PUBLIC int agentid_verify_token_from_peer(const AgentidVerifier *v, const uint8_
         _cleanup_free_ char *iss = NULL;
         const PeerRegistry *peers;
         const Peer *p = NULL;
+        EVP_PKEY *key = NULL;
         int r;
 
         if (!v || (!token && size > 0) || !audience || !*audience || !ret)
@@ -74,11 +105,17 @@ PUBLIC int agentid_verify_token_from_peer(const AgentidVerifier *v, const uint8_
                 return r;
         if (iss)
                 p = peer_registry_find_by_uri(peers, iss);
+        for (size_t i = 0; p && i < peer_registry_size(peers); i++)
+                if (peer_registry_get(peers, i) == p)
+                        key = verifier_peer_key(v, i);
+        if (p && !key)
+                return -EIO;
 
         TokenPeer peer = {
                 .peers = peers,
                 .iss = iss,
                 .peer = p,
+                .key = key,
         };
         return verify_token(v, token, size, p ? p->spki_der : NULL, p ? p->spki_size : 0,
                             p && p->has_kid ? p->kid : NULL, audience, &peer, ret);

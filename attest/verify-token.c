@@ -458,10 +458,16 @@ int verify_token(const AgentidVerifier *v, const uint8_t *token, size_t size, co
         /* No key only after a registry lookup that found no peer: the verdict then says so (token_peer). */
         if (!v || (!token && size > 0) || (!spki_der && !peer) || !audience || !*audience || !ret)
                 return -EINVAL;
-        if (spki_der) {
+        if (peer && peer->key) {
+                /* A registered peer's key, decoded when the registry was added. */
+                if (EVP_PKEY_up_ref(peer->key) != 1)
+                        return -EIO;
+                pkey = peer->key;
+                memcpy(spki_sha256, peer->peer->spki_sha256, sizeof(spki_sha256));
+        } else if (spki_der) {
                 r = spki_key_load(spki_der, spki_size, &pkey, spki_sha256);
                 if (r < 0)
-                        return peer && r == -EINVAL ? -EIO : r; /* a registry key was checked when parsed */
+                        return r;
         }
         r = verifier_now(v, &now);
         if (r < 0)

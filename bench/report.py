@@ -52,7 +52,10 @@ def main(argv):
         check(f"Sign, {n} client(s) / tpm2_sign", s / t2 if s and t2 else None, ">= 25", lambda v: v >= 25)
     check("agent evidence verifications per second, one core", get("verify", "agent-evidence"), ">= 2000",
           lambda v: v >= 2000)
-    check("token verifications per second, one core", get("verify", "token"), ">= 5000", lambda v: v >= 5000)
+    # The target counts verifications with the key cached: a registry's keys are decoded once
+    # (agentid_verify_token_from_peer()); agentid_verify_token() decodes the caller's DER key each call.
+    check("token verifications per second, one core, key cached", get("verify", "token-peer"), ">= 5000",
+          lambda v: v >= 5000)
     for s in startup:
         if s["keys"] >= 10000:
             check(f"start-up with {s['keys']} keys (ms)", s["startup_ms"], "<= 300", lambda v: v <= 300)
