@@ -105,7 +105,7 @@ PUBLIC int agentid_verify_token_from_peer(const AgentidVerifier *v, const uint8_
                 return r;
         if (iss)
                 p = peer_registry_find_by_uri(peers, iss);
-        for (size_t i = 0; p && i < peer_registry_size(peers); i++)
+        for (size_t i = 0; p && !key && i < peer_registry_size(peers); i++)
                 if (peer_registry_get(peers, i) == p)
                         key = verifier_peer_key(v, i);
         if (p && !key)

@@ -168,14 +168,7 @@ class FaultTestCase(DaemonTestCase):
         st = self.stack
         if st is None or st.closed:
             return
-        try:
-            if st.daemon is not None:
-                st.stop_daemon()
-        except BaseException:
-            st.failed = True
-            raise
-        finally:
-            st.close()
+        st.shut_down()
 
     def sign_ok(self, path, digest=None, spki=None):
         digest = digest or os.urandom(32)
