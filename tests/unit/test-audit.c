@@ -454,6 +454,10 @@ static void test_group_commit(void **state) {
                         wakeups++;
                 }
         }
+        /* It may have caught up before the first poll (valgrind): then its signal is still pending. */
+        struct pollfd pending = { .fd = event_fd, .events = POLLIN };
+        if (poll(&pending, 1, 0) == 1 && read(event_fd, &v, sizeof(v)) == (ssize_t) sizeof(v))
+                wakeups++;
         assert_true(wakeups >= 1);
         assert_int_equal(audit_log_durable_seq(l), 200);
         assert_int_equal(audit_log_sync_error(l), 0);
